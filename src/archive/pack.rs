@@ -1,0 +1,125 @@
+//! Walk the cached paths and stream them as tar → zstd into any writer, hashing the
+//! compressed bytes as they pass so the digest is ready the moment the upload ends.
+//!
+//! Entry names are `<index>/<path inside the cached path>`, where `<index>` is the position
+//! of the path in the manifest's list: the archive never names a location on the machine,
+//! so restoring can only ever write under the declared paths.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::config::CachePath;
+
+#[derive(Debug, Clone, Default)]
+pub struct PackStats {
+    pub files: u64,
+    /// Bytes of file content before compression.
+    pub bytes: u64,
+    pub archive_bytes: u64,
+    pub digest: String,
+    /// Things skipped (sockets, FIFOs, devices), for the log.
+    pub skipped: Vec<String>,
+}
+
+/// Counts and hashes what passes through to the inner writer.
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: blake3::Hasher::new(),
+            count: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, PackStats)> {
+    let hashed = HashWriter::new(out);
+    let buffered = io::BufWriter::with_capacity(1 << 20, hashed);
+    let mut encoder = zstd::stream::write::Encoder::new(buffered, level)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    if workers > 1 {
+        encoder.multithread(workers)?;
+    }
+    encoder.include_checksum(true)?;
+    let mut builder = tar::Builder::new(encoder);
+    builder.follow_symlinks(false);
+    let mut stats = PackStats::default();
+
+    for (i, p) in paths.iter().enumerate() {
+        add_tree(&mut builder, &p.abs, &i.to_string(), &mut stats)
+            .with_context(|| format!("cannot archive {}", p.abs.display()))?;
+    }
+
+    let encoder = builder.into_inner()?;
+    let buffered = encoder.finish()?;
+    let hashed = buffered
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot flush archive: {}", e.error()))?;
+    stats.archive_bytes = hashed.count;
+    stats.digest = hashed.hasher.finalize().to_hex().to_string();
+    Ok((hashed.inner, stats))
+}
+
+fn add_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    prefix: &str,
+    stats: &mut PackStats,
+) -> Result<()> {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry?;
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walk stays under root");
+        // A Path, not a String: non-UTF-8 names survive, tar stores bytes.
+        let name = Path::new(prefix).join(rel);
+        let meta = entry.metadata()?;
+        let ft = meta.file_type();
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        if ft.is_dir() {
+            header.set_size(0);
+            builder.append_data(&mut header, &name, io::empty())?;
+        } else if ft.is_file() {
+            // Bounded by the size in the header: a file growing under us must not
+            // desynchronise the archive.
+            let file = File::open(entry.path())?.take(meta.len());
+            stats.files += 1;
+            stats.bytes += meta.len();
+            builder.append_data(&mut header, &name, file)?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            header.set_size(0);
+            builder.append_link(&mut header, &name, &target)?;
+            stats.files += 1;
+        } else {
+            stats.skipped.push(entry.path().display().to_string());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,636 @@
+//! Restore an archive into staging directories beside the targets, check its digest, then
+//! swap the staged trees into place. Anything wrong with the archive rejects all of it and
+//! leaves the workspace exactly as it was.
+//!
+//! Safety does not depend on canonicalizing paths: every directory an entry is written
+//! into was created by this extraction and is recorded as a directory, so no entry can be
+//! written through a symlink, whether the archive made it or the workspace had it. Links
+//! themselves are restored as links with whatever target they had (a venv's
+//! `bin/python -> /usr/bin/python3` is normal); they are just never followed.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, SystemTime};
+
+use anyhow::anyhow;
+
+/// Bounds that stop decompression bombs and entry floods before they fill the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entries: u64,
+    pub max_bytes: u64,
+    pub max_path: usize,
+    pub max_ratio: u64,
+    pub window_log_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 5_000_000,
+            max_bytes: 64 << 30,
+            max_path: 4096,
+            max_ratio: 1000,
+            window_log_max: 27,
+        }
+    }
+}
+
+/// What the manifest promises about the archive.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct UnpackStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub archive_bytes: u64,
+}
+
+#[derive(Debug)]
+pub enum UnpackError {
+    /// The entry itself is bad: wrong digest, not a valid archive, or hostile content.
+    /// Such an entry will never restore and may be replaced.
+    Corrupt(String),
+    /// The download broke off: the entry may be fine.
+    Transfer(anyhow::Error),
+    /// Local trouble (disk full, permissions): the entry may be fine.
+    Local(anyhow::Error),
+}
+
+impl std::fmt::Display for UnpackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnpackError::Corrupt(m) => write!(f, "entry rejected: {m}"),
+            UnpackError::Transfer(e) => write!(f, "download failed: {e:#}"),
+            UnpackError::Local(e) => write!(f, "cannot write the restored files: {e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for UnpackError {}
+
+fn corrupt(msg: impl Into<String>) -> UnpackError {
+    UnpackError::Corrupt(msg.into())
+}
+
+fn local(e: impl Into<anyhow::Error>) -> UnpackError {
+    UnpackError::Local(e.into())
+}
+
+/// Reads through to the source, hashing and counting, and remembers whether the source
+/// itself failed (a broken download) as opposed to the bytes being bad.
+struct HashReader<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    count: u64,
+    limit: u64,
+    source_failed: bool,
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.source_failed = true;
+                return Err(e);
+            }
+        };
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(io::Error::other("archive is larger than its manifest says"));
+        }
+        Ok(n)
+    }
+}
+
+enum Chunk {
+    Data(Vec<u8>),
+    Fail(String),
+}
+
+struct ChannelReader {
+    rx: Receiver<Chunk>,
+    buf: Vec<u8>,
+    pos: usize,
+    failed: Option<String>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Chunk::Data(d)) => {
+                    self.buf = d;
+                    self.pos = 0;
+                }
+                Ok(Chunk::Fail(m)) => {
+                    self.failed = Some(m.clone());
+                    return Err(io::Error::other(m));
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+struct Decoded {
+    digest: String,
+    raw: u64,
+    source_failed: bool,
+    error: Option<String>,
+}
+
+/// Decompression runs on its own thread so it overlaps with file creation.
+fn spawn_decoder(
+    src: Box<dyn Read + Send>,
+    expected_size: u64,
+    limits: Limits,
+    tx: SyncSender<Chunk>,
+) -> std::thread::JoinHandle<Decoded> {
+    std::thread::spawn(move || {
+        let mut hr = HashReader {
+            inner: src,
+            hasher: blake3::Hasher::new(),
+            count: 0,
+            limit: expected_size,
+            source_failed: false,
+        };
+        let result = (|| -> io::Result<()> {
+            let mut dec = zstd::stream::read::Decoder::new(&mut hr)?;
+            dec.window_log_max(limits.window_log_max)?;
+            let mut decoded: u64 = 0;
+            loop {
+                let mut chunk = vec![0u8; 256 << 10];
+                let mut filled = 0;
+                while filled < chunk.len() {
+                    let n = dec.read(&mut chunk[filled..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                decoded += filled as u64;
+                let raw = dec.get_ref().get_ref().count.max(1 << 20);
+                if decoded > limits.max_bytes.saturating_add(1 << 30)
+                    || decoded / raw > limits.max_ratio
+                {
+                    return Err(io::Error::other(format!(
+                        "archive expands past the limit ({decoded} bytes from {raw})"
+                    )));
+                }
+                chunk.truncate(filled);
+                if tx.send(Chunk::Data(chunk)).is_err() {
+                    // The reader stopped early (it found something wrong); nothing to do.
+                    return Ok(());
+                }
+            }
+            drop(dec);
+            // Bytes after the zstd frames still count towards the digest.
+            io::copy(&mut hr, &mut io::sink())?;
+            Ok(())
+        })();
+        let error = result.err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            let _ = tx.send(Chunk::Fail(e.clone()));
+        }
+        Decoded {
+            digest: hr.hasher.finalize().to_hex().to_string(),
+            raw: hr.count,
+            source_failed: hr.source_failed,
+            error,
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Link,
+}
+
+struct Stage {
+    dir: tempfile::TempDir,
+    target: PathBuf,
+}
+
+impl Stage {
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("t")
+    }
+}
+
+struct Extractor<'a> {
+    stages: &'a [Stage],
+    limits: Limits,
+    made: HashMap<Vec<u8>, Kind>,
+    dirs: Vec<(PathBuf, u32, u64)>,
+    stats: UnpackStats,
+    entries: u64,
+}
+
+/// Modes as restored: no setuid/setgid/sticky, nothing writable by everyone.
+fn safe_mode(mode: u32) -> u32 {
+    mode & 0o775
+}
+
+impl Extractor<'_> {
+    /// Split and check an entry name: `<index>[/<component>...]`, nothing else.
+    fn parse_name<'n>(&self, name: &'n [u8]) -> Result<(usize, Vec<&'n [u8]>), UnpackError> {
+        let shown = || String::from_utf8_lossy(name).into_owned();
+        if name.is_empty() {
+            return Err(corrupt("an entry has an empty name"));
+        }
+        if name.len() > self.limits.max_path {
+            return Err(corrupt(format!(
+                "an entry name is {} bytes long (limit {})",
+                name.len(),
+                self.limits.max_path
+            )));
+        }
+        if name.iter().any(|&b| b == 0 || b == b'\n' || b == b'\r') {
+            return Err(corrupt(format!(
+                "entry name {:?} contains a control character",
+                shown()
+            )));
+        }
+        if name[0] == b'/' {
+            return Err(corrupt(format!("entry name {:?} is absolute", shown())));
+        }
+        let trimmed = name.strip_suffix(b"/").unwrap_or(name);
+        let mut parts = trimmed.split(|&b| b == b'/');
+        let index = parts.next().unwrap_or_default();
+        let index = std::str::from_utf8(index)
+            .ok()
+            .filter(|s| !s.is_empty() && (s == &"0" || !s.starts_with('0')))
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|&i| i < self.stages.len())
+            .ok_or_else(|| corrupt(format!("entry {:?} is outside the cached paths", shown())))?;
+        let rest: Vec<&[u8]> = parts.collect();
+        for c in &rest {
+            if c.is_empty() || *c == b"." || *c == b".." {
+                return Err(corrupt(format!(
+                    "entry name {:?} has a '{}' component",
+                    shown(),
+                    String::from_utf8_lossy(c)
+                )));
+            }
+        }
+        Ok((index, rest))
+    }
+
+    fn key(index: usize, parts: &[&[u8]]) -> Vec<u8> {
+        let mut k = index.to_string().into_bytes();
+        for p in parts {
+            k.push(b'/');
+            k.extend_from_slice(p);
+        }
+        k
+    }
+
+    fn fs_path(&self, index: usize, parts: &[&[u8]]) -> PathBuf {
+        let mut p = self.stages[index].root();
+        for c in parts {
+            p.push(OsStr::from_bytes(c));
+        }
+        p
+    }
+
+    /// Make sure every directory above an entry exists and was made by this extraction.
+    fn parents(&mut self, index: usize, parts: &[&[u8]]) -> Result<(), UnpackError> {
+        for depth in 0..parts.len() {
+            let key = Self::key(index, &parts[..depth]);
+            match self.made.get(&key) {
+                Some(Kind::Dir) => {}
+                Some(_) => {
+                    return Err(corrupt(format!(
+                        "entry {:?} would be written through a link or file",
+                        String::from_utf8_lossy(&Self::key(index, parts))
+                    )));
+                }
+                None => {
+                    let path = self.fs_path(index, &parts[..depth]);
+                    fs::create_dir(&path).map_err(local)?;
+                    self.made.insert(key, Kind::Dir);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        let header = entry.header();
+        let kind = header.entry_type();
+        if kind == tar::EntryType::XGlobalHeader {
+            return Ok(());
+        }
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(corrupt(format!(
+                "archive has more than {} entries",
+                self.limits.max_entries
+            )));
+        }
+        let name = entry.path_bytes().into_owned();
+        let (index, parts) = self.parse_name(&name)?;
+        let key = Self::key(index, &parts);
+        let mode = header
+            .mode()
+            .map_err(|e| corrupt(format!("bad mode: {e}")))?;
+        let mtime = header.mtime().unwrap_or(0);
+        let path = self.fs_path(index, &parts);
+
+        if let Some(existing) = self.made.get(&key) {
+            if kind.is_dir() && *existing == Kind::Dir {
+                self.dirs.push((path, mode, mtime));
+                return Ok(());
+            }
+            return Err(corrupt(format!(
+                "entry {:?} appears twice",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+        self.parents(index, &parts)?;
+
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                self.stats.bytes += size;
+                if self.stats.bytes > self.limits.max_bytes {
+                    return Err(corrupt(format!(
+                        "archive expands past {} bytes",
+                        self.limits.max_bytes
+                    )));
+                }
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(local)?;
+                let copied = copy(&mut entry, &mut file)?;
+                if copied != size {
+                    return Err(corrupt("archive ends inside a file"));
+                }
+                file.set_permissions(fs::Permissions::from_mode(safe_mode(mode)))
+                    .map_err(local)?;
+                let t = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime);
+                file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+                    .map_err(local)?;
+                self.made.insert(key, Kind::File);
+                self.stats.files += 1;
+            }
+            tar::EntryType::Directory => {
+                fs::create_dir(&path).map_err(local)?;
+                self.made.insert(key, Kind::Dir);
+                self.dirs.push((path, mode, mtime));
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| corrupt("a symlink has no target"))?
+                    .into_owned();
+                if target.is_empty() || target.contains(&0) {
+                    return Err(corrupt(format!(
+                        "symlink {:?} has an empty or invalid target",
+                        String::from_utf8_lossy(&name)
+                    )));
+                }
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(local)?;
+                set_link_mtime(&path, mtime);
+                self.made.insert(key, Kind::Link);
+                self.stats.files += 1;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| corrupt("a hardlink has no target"))?
+                    .into_owned();
+                let (tindex, tparts) = self.parse_name(&target)?;
+                let tkey = Self::key(tindex, &tparts);
+                // Only files this archive already wrote, in the same cached path.
+                if tindex != index || self.made.get(&tkey) != Some(&Kind::File) {
+                    return Err(corrupt(format!(
+                        "hardlink {:?} points outside the archive's files",
+                        String::from_utf8_lossy(&name)
+                    )));
+                }
+                let tpath = self.fs_path(tindex, &tparts);
+                fs::hard_link(&tpath, &path).map_err(local)?;
+                self.made.insert(key, Kind::File);
+                self.stats.files += 1;
+            }
+            other => {
+                return Err(corrupt(format!(
+                    "entry {:?} has a type that caches never contain ({other:?})",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn copy<R: Read>(src: &mut R, dst: &mut File) -> Result<u64, UnpackError> {
+    let mut buf = vec![0u8; 128 << 10];
+    let mut total = 0;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(format!("cannot read the archive: {e}"))),
+        };
+        io::Write::write_all(dst, &buf[..n]).map_err(local)?;
+        total += n as u64;
+    }
+}
+
+fn set_link_mtime(path: &Path, mtime: u64) {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let ts = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [ts, ts];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` holds two timespecs.
+    unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        );
+    }
+}
+
+/// Restore `src` into `targets` (one per cached path, in manifest order).
+pub fn unpack(
+    src: Box<dyn Read + Send>,
+    targets: &[PathBuf],
+    expected: &Expected,
+    limits: Limits,
+) -> Result<UnpackStats, UnpackError> {
+    let mut stages = Vec::new();
+    for t in targets {
+        let parent = t
+            .parent()
+            .ok_or_else(|| local(anyhow!("{} has no parent directory", t.display())))?;
+        fs::create_dir_all(parent).map_err(local)?;
+        let dir = tempfile::Builder::new()
+            .prefix(".cachegate-staging-")
+            .tempdir_in(parent)
+            .map_err(local)?;
+        stages.push(Stage {
+            dir,
+            target: t.clone(),
+        });
+    }
+
+    let (tx, rx) = sync_channel(16);
+    let decoder = spawn_decoder(src, expected.size, limits, tx);
+    let mut reader = ChannelReader {
+        rx,
+        buf: Vec::new(),
+        pos: 0,
+        failed: None,
+    };
+    let mut ex = Extractor {
+        stages: &stages,
+        limits,
+        made: HashMap::new(),
+        dirs: Vec::new(),
+        stats: UnpackStats::default(),
+        entries: 0,
+    };
+
+    let extracted = (|| -> Result<(), UnpackError> {
+        let mut archive = tar::Archive::new(&mut reader);
+        let entries = archive
+            .entries()
+            .map_err(|e| corrupt(format!("not a cachegate archive: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| corrupt(format!("not a valid archive: {e}")))?;
+            ex.entry(entry)?;
+        }
+        Ok(())
+    })();
+    // Let the decoder finish (so the digest covers every byte), or stop it on failure.
+    if extracted.is_ok() {
+        let _ = io::copy(&mut reader, &mut io::sink());
+    }
+    drop(reader);
+    let decoded = decoder
+        .join()
+        .map_err(|_| local(anyhow!("decompression thread panicked")))?;
+
+    if decoded.source_failed {
+        return Err(UnpackError::Transfer(anyhow!(
+            "{}",
+            decoded.error.unwrap_or_else(|| "read failed".into())
+        )));
+    }
+    if let Some(e) = &decoded.error {
+        return Err(corrupt(format!("archive does not decompress: {e}")));
+    }
+    extracted?;
+    if decoded.raw != expected.size {
+        return Err(corrupt(format!(
+            "archive is {} bytes, the manifest says {}",
+            decoded.raw, expected.size
+        )));
+    }
+    if decoded.digest != expected.digest {
+        return Err(corrupt("archive digest does not match the manifest"));
+    }
+    for (i, s) in stages.iter().enumerate() {
+        if !ex.made.contains_key(i.to_string().as_bytes()) {
+            return Err(corrupt(format!(
+                "archive holds nothing for {}",
+                s.target.display()
+            )));
+        }
+    }
+
+    // Deepest first, so setting a child's times does not disturb its parent's.
+    for (path, mode, mtime) in ex.dirs.iter().rev() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(safe_mode(*mode) | 0o700));
+        if let Ok(f) = File::open(path) {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(*mtime);
+            let _ = f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t));
+        }
+    }
+    let mut stats = ex.stats.clone();
+    stats.archive_bytes = decoded.raw;
+    swap_into_place(&stages)?;
+    Ok(stats)
+}
+
+/// Rename every staged tree over its target. An existing target (even a symlink) is
+/// renamed aside first, never followed, and removed only after all swaps succeeded.
+fn swap_into_place(stages: &[Stage]) -> Result<(), UnpackError> {
+    let mut old = Vec::new();
+    let mut done: Vec<(usize, Option<PathBuf>)> = Vec::new();
+    let result = (|| -> io::Result<()> {
+        for (i, s) in stages.iter().enumerate() {
+            let aside = match fs::symlink_metadata(&s.target) {
+                Ok(_) => {
+                    let aside = s.dir.path().join("old");
+                    fs::rename(&s.target, &aside)?;
+                    Some(aside)
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            done.push((i, aside.clone()));
+            fs::rename(s.root(), &s.target)?;
+            if let Some(a) = aside {
+                old.push(a);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Put back what was moved aside, so a failure leaves the previous state.
+        for (i, aside) in done.into_iter().rev() {
+            let s = &stages[i];
+            if let Some(a) = aside {
+                if fs::symlink_metadata(s.root()).is_err() {
+                    let _ = fs::rename(&s.target, s.root());
+                }
+                let _ = fs::rename(&a, &s.target);
+            }
+        }
+        return Err(local(e));
+    }
+    // The old trees sit inside the staging dirs, which remove themselves on drop;
+    // remove_dir_all does not follow symlinks.
+    for a in old {
+        let _ = match fs::symlink_metadata(&a) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&a),
+            _ => fs::remove_file(&a),
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Where entries live. Every store speaks the same small object interface: names are
+//! `/`-separated relative paths built by `layout`, never by user strings, so a backend only
+//! has to map them onto its own namespace.
+//!
+//! The contract each backend keeps: `put` streams and becomes visible only on `finish`
+//! (a dropped upload leaves nothing behind); `create_if_absent` is atomic, which is what lets
+//! the manifest be the commit point and the first complete writer win.
+
+pub mod dir;
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+/// Why a backend call failed, as far as callers need to branch on it.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The object does not exist: a plain miss, not trouble.
+    NotFound,
+    /// The object exists already (create-if-absent lost the race).
+    Exists,
+    /// Credentials were refused; retrying will not help.
+    Auth(anyhow::Error),
+    /// Anything else: network, disk, server errors. Treated as cache trouble.
+    Other(anyhow::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound => write!(f, "not found"),
+            StoreError::Exists => write!(f, "already exists"),
+            StoreError::Auth(e) => write!(f, "access denied: {e:#}"),
+            StoreError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound,
+            std::io::ErrorKind::AlreadyExists => StoreError::Exists,
+            std::io::ErrorKind::PermissionDenied => StoreError::Auth(e.into()),
+            _ => StoreError::Other(e.into()),
+        }
+    }
+}
+
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// One object as a listing reports it.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    pub name: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch, when the store knows it.
+    pub modified: Option<u64>,
+}
+
+/// A streaming upload. Bytes written are invisible to readers until `finish` succeeds;
+/// dropping it without `finish` abandons the upload.
+pub trait Upload: Write + Send {
+    fn finish(self: Box<Self>) -> StoreResult<()>;
+}
+
+pub trait Backend: Send + Sync {
+    /// Where the cache lives, for people: never contains credentials.
+    fn describe(&self) -> String;
+
+    /// Cheap existence check: the object's size, or `NotFound`.
+    fn stat(&self, name: &str) -> StoreResult<u64>;
+
+    /// Stream an object's bytes.
+    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>>;
+
+    /// Read a small object whole (manifests).
+    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.get(name)?
+            .take(16 << 20)
+            .read_to_end(&mut buf)
+            .map_err(|e| StoreError::Other(e.into()))?;
+        Ok(buf)
+    }
+
+    /// Start a streaming upload that replaces `name` when finished.
+    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>>;
+
+    /// Write a small object only if no object of that name exists; `Exists` otherwise.
+    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()>;
+
+    /// Every object whose name starts with `prefix`.
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+
+    /// Remove an object; removing a missing object is not an error.
+    fn delete(&self, name: &str) -> StoreResult<()>;
+}
+
+/// A parsed `--backend` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendSpec {
+    Dir(PathBuf),
+}
+
+pub const ACCEPTED_FORMS: &str = "/abs/path, file:///abs/path";
+
+impl BackendSpec {
+    pub fn parse(s: &str) -> Result<BackendSpec> {
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                bail!(
+                    "unknown backend {s:?}: a file:// URL needs an absolute path (file:///abs/path); accepted forms: {ACCEPTED_FORMS}"
+                );
+            }
+            return Ok(BackendSpec::Dir(PathBuf::from(rest)));
+        }
+        if s.starts_with('/') {
+            return Ok(BackendSpec::Dir(PathBuf::from(s)));
+        }
+        bail!("unknown backend {s:?}; accepted forms: {ACCEPTED_FORMS}")
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Backend>> {
+        match self {
+            BackendSpec::Dir(path) => Ok(Box::new(dir::DirBackend::new(path.clone()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_directory_forms() {
+        assert_eq!(
+            BackendSpec::parse("/srv/cache").unwrap(),
+            BackendSpec::Dir("/srv/cache".into())
+        );
+        assert_eq!(
+            BackendSpec::parse("file:///srv/cache").unwrap(),
+            BackendSpec::Dir("/srv/cache".into())
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_forms_naming_them() {
+        for bad in ["ftp://x/y", "relative/dir", "file://relative", ""] {
+            let err = BackendSpec::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+            assert!(err.contains("accepted forms"), "{err}");
+        }
+    }
+}

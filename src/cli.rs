@@ -1,0 +1,197 @@
+//! Command-line definitions. Doc comments are the help text; every option can also be set
+//! through a `CACHEGATE_<OPTION>` variable, and a flag wins over the variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cachegate",
+    version,
+    about = "Restore a dependency cache keyed by lock files, or run the install and save it",
+    after_help = "Example:\n  cachegate ensure --lock poetry.lock -- poetry install"
+)]
+pub struct Cli {
+    /// More detail on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "CACHEGATE_VERBOSE")]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Restore the cache on a hit; on a miss run CMD and save what it produced
+    Ensure {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+        /// Save even when the command fails
+        #[arg(long, env = "CACHEGATE_SAVE_ON_FAILURE")]
+        save_on_failure: bool,
+        /// The install command, after `--`
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Restore the cache; exit 0 on a hit, 1 on a miss
+    Restore {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+        /// The install command, after `--` (part of the key, not run)
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Archive the cached paths and upload them under the computed key
+    Save {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+        /// The install command, after `--` (part of the key, not run)
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Look the key up without downloading; exit 0 on a hit, 1 on a miss
+    Check {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        report: ReportArgs,
+        /// The install command, after `--` (part of the key, not run)
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Print the key on stdout
+    Key {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Print every component that went into the key
+        #[arg(long)]
+        explain: bool,
+        /// Print the key and its components as JSON
+        #[arg(long)]
+        json: bool,
+        /// The install command, after `--` (part of the key, not run)
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+}
+
+/// Everything that goes into the key.
+#[derive(Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// Lock file, glob or directory to fingerprint (repeatable)
+    #[arg(
+        long = "lock",
+        value_name = "PATTERN",
+        env = "CACHEGATE_LOCK",
+        value_delimiter = ','
+    )]
+    pub locks: Vec<String>,
+
+    /// Path to cache (repeatable); inferred from the lock file's name when not given
+    #[arg(
+        long = "path",
+        value_name = "PATH",
+        env = "CACHEGATE_PATH",
+        value_delimiter = ','
+    )]
+    pub paths: Vec<String>,
+
+    /// Cache name; defaults to the preset's name (poetry, npm, ...)
+    #[arg(long, env = "CACHEGATE_NAME")]
+    pub name: Option<String>,
+
+    /// Environment variable whose value is part of the key (repeatable)
+    #[arg(
+        long = "key-env",
+        value_name = "VAR",
+        env = "CACHEGATE_KEY_ENV",
+        value_delimiter = ','
+    )]
+    pub key_env: Vec<String>,
+
+    /// Shell command whose output is part of the key, e.g. 'python3 --version' (repeatable)
+    #[arg(long = "key-cmd", value_name = "CMD", env = "CACHEGATE_KEY_CMD")]
+    pub key_cmd: Vec<String>,
+
+    /// Project directory: lock files and relative paths are resolved from here
+    #[arg(long = "dir", value_name = "DIR", env = "CACHEGATE_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Where entries are stored and how.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Cache store: /abs/path or file:///abs/path
+    #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+    pub backend: Option<String>,
+
+    /// Restore only, save only, or both
+    #[arg(long, value_enum, default_value_t = Policy::PullPush, env = "CACHEGATE_POLICY")]
+    pub policy: Policy,
+
+    /// Fail with exit code 3 on cache trouble instead of treating it as a miss
+    #[arg(long, env = "CACHEGATE_STRICT")]
+    pub strict: bool,
+
+    /// zstd level for new entries (1-19)
+    #[arg(long, value_name = "N", default_value_t = 3, env = "CACHEGATE_COMPRESSION_LEVEL",
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub compression_level: i32,
+}
+
+/// Machine-readable reports.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Write a JSON report of this run to FILE
+    #[arg(long, value_name = "FILE", env = "CACHEGATE_JSON")]
+    pub json: Option<PathBuf>,
+
+    /// Write CACHEGATE_HIT=true|false and friends to FILE (for `artifacts: reports: dotenv`)
+    #[arg(long, value_name = "FILE", env = "CACHEGATE_DOTENV")]
+    pub dotenv: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Restore only; never upload
+    Pull,
+    /// Never restore; run and upload
+    Push,
+    /// Restore, and upload on a miss
+    PullPush,
+}
+
+impl Policy {
+    pub fn pulls(self) -> bool {
+        self != Policy::Push
+    }
+    pub fn pushes(self) -> bool {
+        self != Policy::Pull
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

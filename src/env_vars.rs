@@ -1,0 +1,8 @@
+//! Every environment variable cachegate reads that is not a `CACHEGATE_<OPTION>` twin of a
+//! flag (those live next to their flags in `cli.rs`).
+
+pub const GITLAB_CI: &str = "GITLAB_CI";
+pub const CI_COMMIT_REF_PROTECTED: &str = "CI_COMMIT_REF_PROTECTED";
+pub const CI_JOB_IMAGE: &str = "CI_JOB_IMAGE";
+pub const CI_JOB_URL: &str = "CI_JOB_URL";
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";

@@ -1,0 +1,301 @@
+//! The cache key: every input that decides whether a cached tree is still the right one,
+//! serialized canonically and hashed with blake3. The serialization starts with a version
+//! string that changes whenever its meaning changes, so old entries simply stop matching.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Bump when the key's serialization or the entry format changes.
+pub const KEY_SCHEMA: &str = "cachegate-key-v1";
+/// Version of the archive + manifest format; part of the key.
+pub const ENTRY_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Components {
+    pub format: u32,
+    pub name: String,
+    /// Cached paths as declared, relative to the project dir unless absolute.
+    pub paths: Vec<String>,
+    /// Absolute locations of paths that cannot move (virtualenvs).
+    pub fixed_paths: Vec<String>,
+    /// Lock files: path relative to the project dir, and the blake3 of the content.
+    pub locks: Vec<LockFile>,
+    pub command: Vec<String>,
+    pub platform: Platform,
+    /// `CI_JOB_IMAGE`, when set.
+    pub image: Option<String>,
+    pub env: Vec<EnvInput>,
+    pub commands: Vec<CmdInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LockFile {
+    pub path: String,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub libc: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvInput {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CmdInput {
+    pub command: String,
+    pub output: String,
+}
+
+impl Components {
+    pub fn key(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(KEY_SCHEMA.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(&serde_json::to_vec(self).expect("components serialize"));
+        hasher.finalize().to_hex().to_string()
+    }
+
+    /// One line per component, for `key --explain` and the log.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let mut line = |label: &str, value: &str| {
+            let _ = writeln!(out, "{label:<9}{value}");
+        };
+        line("key", &self.key());
+        line(
+            "schema",
+            &format!("{KEY_SCHEMA}, entry format {}", self.format),
+        );
+        line("name", &self.name);
+        for p in &self.paths {
+            line("path", p);
+        }
+        for p in &self.fixed_paths {
+            line(
+                "location",
+                &format!("{p} (a virtualenv only works where it was built)"),
+            );
+        }
+        for l in &self.locks {
+            line("lock", &format!("{} blake3:{}", l.path, &l.blake3[..16]));
+        }
+        line("command", &shell_words(&self.command));
+        line(
+            "platform",
+            &format!(
+                "{} {} {}",
+                self.platform.os, self.platform.arch, self.platform.libc
+            ),
+        );
+        line(
+            "image",
+            self.image.as_deref().unwrap_or("- (CI_JOB_IMAGE not set)"),
+        );
+        for e in &self.env {
+            match &e.value {
+                Some(v) => line("env", &format!("{}={v}", e.name)),
+                None => line("env", &format!("{} (unset)", e.name)),
+            }
+        }
+        for c in &self.commands {
+            line("key-cmd", &format!("{} => {}", c.command, c.output));
+        }
+        out
+    }
+
+    /// Names of the components that differ, for explaining a miss.
+    pub fn diff(&self, other: &Components) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cmp = |label: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{label}: {b} -> {a}"));
+            }
+        };
+        cmp("format", self.format.to_string(), other.format.to_string());
+        cmp("paths", self.paths.join(" "), other.paths.join(" "));
+        cmp(
+            "location",
+            self.fixed_paths.join(" "),
+            other.fixed_paths.join(" "),
+        );
+        let locks = |c: &Components| {
+            c.locks
+                .iter()
+                .map(|l| format!("{}@{}", l.path, &l.blake3[..8]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        cmp("locks", locks(self), locks(other));
+        cmp(
+            "command",
+            shell_words(&self.command),
+            shell_words(&other.command),
+        );
+        cmp(
+            "platform",
+            format!("{:?}", self.platform),
+            format!("{:?}", other.platform),
+        );
+        cmp(
+            "image",
+            format!("{:?}", self.image),
+            format!("{:?}", other.image),
+        );
+        cmp("env", format!("{:?}", self.env), format!("{:?}", other.env));
+        cmp(
+            "key-cmd",
+            format!("{:?}", self.commands),
+            format!("{:?}", other.commands),
+        );
+        out
+    }
+}
+
+/// Join argv for display the way a shell user would type it.
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The machine's OS, CPU and C library; the libc of the system, not of this binary.
+pub fn platform() -> Platform {
+    Platform {
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        libc: detect_libc(),
+    }
+}
+
+fn detect_libc() -> String {
+    if std::env::consts::OS != "linux" {
+        return "-".to_string();
+    }
+    let musl = std::fs::read_dir("/lib")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("ld-musl-"))
+        })
+        .unwrap_or(false);
+    if musl {
+        return "musl".to_string();
+    }
+    // getconf is part of glibc itself, so it reports the system's version.
+    if let Ok(out) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .stderr(std::process::Stdio::null())
+        .output()
+        && out.status.success()
+    {
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    "unknown".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Components {
+        Components {
+            format: ENTRY_FORMAT,
+            name: "poetry".into(),
+            paths: vec![".venv".into()],
+            fixed_paths: vec!["/builds/p/.venv".into()],
+            locks: vec![LockFile {
+                path: "poetry.lock".into(),
+                blake3: "ab".repeat(32),
+            }],
+            command: vec!["poetry".into(), "install".into()],
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                libc: "glibc 2.36".into(),
+            },
+            image: None,
+            env: vec![],
+            commands: vec![],
+        }
+    }
+
+    #[test]
+    fn same_inputs_same_key_and_every_component_counts() {
+        let base = sample();
+        assert_eq!(base.key(), sample().key());
+        assert_eq!(base.key().len(), 64);
+        let changes: Vec<fn(&mut Components)> = vec![
+            |c| c.format += 1,
+            |c| c.name.push('x'),
+            |c| c.paths.push("x".into()),
+            |c| c.fixed_paths.clear(),
+            |c| c.locks[0].blake3 = "cd".repeat(32),
+            |c| c.locks[0].path = "sub/poetry.lock".into(),
+            |c| c.command.push("--with=dev".into()),
+            |c| c.platform.os = "macos".into(),
+            |c| c.platform.arch = "aarch64".into(),
+            |c| c.platform.libc = "musl".into(),
+            |c| c.image = Some("python:3.12".into()),
+            |c| {
+                c.env.push(EnvInput {
+                    name: "X".into(),
+                    value: None,
+                })
+            },
+            |c| {
+                c.commands.push(CmdInput {
+                    command: "python3 --version".into(),
+                    output: "Python 3.11.7".into(),
+                })
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut c = sample();
+            change(&mut c);
+            assert_ne!(c.key(), base.key(), "change {i} did not change the key");
+            assert!(
+                !c.diff(&base).is_empty() || i == 1,
+                "change {i} not in diff"
+            );
+        }
+    }
+
+    #[test]
+    fn explain_names_every_component() {
+        let text = sample().explain();
+        for label in [
+            "key", "schema", "name", "path", "location", "lock", "command", "platform", "image",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(label)),
+                "{label} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn shell_words_quotes_only_when_needed() {
+        let argv = ["sh", "-c", "a && b", ""].map(String::from);
+        assert_eq!(shell_words(&argv), "sh -c 'a && b' ''");
+    }
+}

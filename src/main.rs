@@ -1,0 +1,103 @@
+//! cachegate: restore a dependency cache keyed by lock files, or run the install and save
+//! it. `main` parses, dispatches, prints the cause chain of an error and picks the exit code.
+
+mod archive;
+mod backend;
+mod cli;
+mod config;
+mod entry;
+mod env_vars;
+mod key;
+mod preset;
+mod report;
+mod run;
+mod scope;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command};
+use run::Job;
+
+/// Usage and configuration errors.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("cachegate: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let v = cli.verbose;
+    Ok(match cli.command {
+        Command::Ensure {
+            key,
+            store,
+            report,
+            save_on_failure,
+            cmd,
+        } => {
+            let plan = config::plan(&key, &cmd)?;
+            run::ensure(
+                Job::new("ensure", plan, &store, Some(report), v)?,
+                &cmd,
+                save_on_failure,
+            )
+        }
+        Command::Restore {
+            key,
+            store,
+            report,
+            cmd,
+        } => {
+            let plan = config::plan(&key, &cmd)?;
+            run::restore(Job::new("restore", plan, &store, Some(report), v)?)
+        }
+        Command::Save {
+            key,
+            store,
+            report,
+            cmd,
+        } => {
+            let plan = config::plan(&key, &cmd)?;
+            run::save(Job::new("save", plan, &store, Some(report), v)?)
+        }
+        Command::Check {
+            key,
+            store,
+            report,
+            cmd,
+        } => {
+            let plan = config::plan(&key, &cmd)?;
+            run::check(Job::new("check", plan, &store, Some(report), v)?)
+        }
+        Command::Key {
+            key,
+            explain,
+            json,
+            cmd,
+        } => {
+            let plan = config::plan(&key, &cmd)?;
+            if json {
+                let value = serde_json::json!({
+                    "key": plan.key,
+                    "components": plan.components,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if explain {
+                print!("{}", plan.components.explain());
+            } else {
+                println!("{}", plan.key);
+            }
+            0
+        }
+    })
+}

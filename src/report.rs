@@ -1,0 +1,157 @@
+//! What people and later jobs read: one summary line on stderr, detail lines (folded into
+//! GitLab's collapsible sections when running there), and the `--json` / `--dotenv` files.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::env_vars;
+
+pub fn in_gitlab() -> bool {
+    std::env::var(env_vars::GITLAB_CI).is_ok_and(|v| v == "true")
+}
+
+pub fn warn(msg: &str) {
+    eprintln!("cachegate: warning: {msg}");
+}
+
+/// Detail lines: a collapsed section in GitLab, plain lines elsewhere.
+pub fn section(id: &str, title: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    if in_gitlab() {
+        let now = unix_now();
+        let _ = writeln!(
+            err,
+            "\x1b[0Ksection_start:{now}:cachegate_{id}[collapsed=true]\r\x1b[0Kcachegate: {title}"
+        );
+        for l in lines {
+            let _ = writeln!(err, "  {l}");
+        }
+        let _ = writeln!(
+            err,
+            "\x1b[0Ksection_end:{}:cachegate_{id}\r\x1b[0K",
+            unix_now()
+        );
+    } else {
+        for l in lines {
+            let _ = writeln!(err, "cachegate: {l}");
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// 31204 -> "31,204".
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Decimal units, as `du --si` and most dashboards show them.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if v < 10.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
+}
+
+pub fn secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// Everything a run reports, serialized as the `--json` file.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub command: &'static str,
+    /// hit, miss, saved, exists, skipped, error
+    pub result: String,
+    pub hit: bool,
+    pub key: String,
+    pub name: String,
+    pub scope: String,
+    pub backend: String,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    pub archive_bytes: Option<u64>,
+    pub restore_seconds: Option<f64>,
+    pub install_seconds: Option<f64>,
+    pub save_seconds: Option<f64>,
+    pub command_status: Option<i32>,
+    pub saved: bool,
+    pub warnings: Vec<String>,
+    pub components: Option<crate::key::Components>,
+}
+
+impl Report {
+    pub fn warn(&mut self, msg: String) {
+        warn(&msg);
+        self.warnings.push(msg);
+    }
+
+    pub fn write_files(&self, json: Option<&Path>, dotenv: Option<&Path>) -> Result<()> {
+        if let Some(path) = json {
+            let text = serde_json::to_string_pretty(self)?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write --json {}", path.display()))?;
+        }
+        if let Some(path) = dotenv {
+            let lines = [
+                format!("CACHEGATE_HIT={}", self.hit),
+                format!("CACHEGATE_RESULT={}", self.result),
+                format!("CACHEGATE_KEY={}", self.key),
+                format!("CACHEGATE_NAME={}", self.name),
+                format!("CACHEGATE_SCOPE={}", self.scope),
+            ];
+            std::fs::write(path, lines.join("\n") + "\n")
+                .with_context(|| format!("cannot write --dotenv {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(count(31204), "31,204");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(bytes(412_000_000), "412 MB");
+        assert_eq!(bytes(1_500), "1.5 kB");
+        assert_eq!(bytes(12), "12 B");
+        assert_eq!(secs(3.21), "3.2 s");
+    }
+}

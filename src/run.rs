@@ -1,0 +1,500 @@
+//! The commands: look the key up, restore on a hit, run and save on a miss. Cache trouble
+//! becomes a warning and a miss (exit 3 under `--strict`); only the wrapped command's own
+//! status or a usage error ends a job red.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::archive::{self, Expected, Limits, UnpackError};
+use crate::backend::{Backend, StoreError};
+use crate::cli::{Policy, ReportArgs, StoreArgs};
+use crate::config::{self, Plan};
+use crate::entry::{self, Manifest};
+use crate::key::shell_words;
+use crate::report::{self, Report};
+use crate::scope::{Scope, Scopes};
+
+pub const EXIT_MISS: i32 = 1;
+pub const EXIT_TROUBLE: i32 = 3;
+
+pub enum Lookup {
+    Hit {
+        scope: Scope,
+        manifest: Box<Manifest>,
+    },
+    Miss,
+}
+
+pub struct Job {
+    pub plan: Plan,
+    pub backend: Box<dyn Backend>,
+    pub scopes: Scopes,
+    pub policy: Policy,
+    pub strict: bool,
+    pub level: i32,
+    pub verbose: u8,
+    pub report: Report,
+    pub report_args: Option<ReportArgs>,
+    /// Set when cache trouble happened, for `--strict`.
+    pub trouble: bool,
+}
+
+impl Job {
+    pub fn new(
+        command: &'static str,
+        plan: Plan,
+        store: &StoreArgs,
+        report_args: Option<ReportArgs>,
+        verbose: u8,
+    ) -> Result<Job> {
+        let spec = config::backend_spec(store.backend.as_deref())?;
+        let backend = spec.open()?;
+        let scopes = Scopes::from_env();
+        let report = Report {
+            command,
+            key: plan.key.clone(),
+            name: plan.components.name.clone(),
+            scope: scopes.write.as_str().to_string(),
+            backend: backend.describe(),
+            components: Some(plan.components.clone()),
+            ..Report::default()
+        };
+        let job = Job {
+            plan,
+            backend,
+            scopes,
+            policy: store.policy,
+            strict: store.strict,
+            level: store.compression_level,
+            verbose,
+            report,
+            report_args,
+            trouble: false,
+        };
+        job.log_plan();
+        Ok(job)
+    }
+
+    fn log_plan(&self) {
+        let p = &self.plan;
+        let paths: Vec<&str> = p.paths.iter().map(|c| c.declared.as_str()).collect();
+        let mut line = if p.presets.is_empty() {
+            format!("caching {}", paths.join(", "))
+        } else {
+            format!(
+                "preset {}: caching {}",
+                p.presets.join(", "),
+                paths.join(", ")
+            )
+        };
+        let set: Vec<String> = p
+            .command_env
+            .iter()
+            .map(|(k, v, ours)| {
+                if *ours {
+                    format!("{k}={v}")
+                } else {
+                    format!("{k}={v} (already set, kept)")
+                }
+            })
+            .collect();
+        if !set.is_empty() {
+            line.push_str(&format!("; command env {}", set.join(" ")));
+        }
+        eprintln!("cachegate: {line}");
+        if report::in_gitlab() || self.verbose > 0 {
+            let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
+            lines.push(format!("backend  {}", self.backend.describe()));
+            lines.push(format!(
+                "scopes   write {}, read {}",
+                self.scopes.write.as_str(),
+                self.scopes
+                    .read
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" then ")
+            ));
+            report::section("key", &format!("key {}", p.short_key()), &lines);
+        }
+    }
+
+    /// Cache trouble: a warning, remembered for `--strict`.
+    fn trouble(&mut self, msg: String) {
+        self.trouble = true;
+        self.report.warn(msg);
+    }
+
+    fn head(&self, word: &str, scope: Scope) -> String {
+        format!(
+            "cachegate: {word} {} {} ({})",
+            self.plan.components.name,
+            self.plan.short_key(),
+            scope.as_str()
+        )
+    }
+
+    pub fn lookup(&mut self) -> Lookup {
+        if !self.policy.pulls() {
+            return Lookup::Miss;
+        }
+        let name = self.plan.components.name.clone();
+        for scope in self.scopes.read.clone() {
+            let object = entry::manifest_name(scope, &name, &self.plan.key);
+            match self.backend.get_small(&object) {
+                Ok(bytes) => match Manifest::parse(&bytes, scope, &name, &self.plan.key) {
+                    Ok(m) => {
+                        return Lookup::Hit {
+                            scope,
+                            manifest: Box::new(m),
+                        };
+                    }
+                    Err(e) => {
+                        self.trouble(format!(
+                            "ignoring the {} entry {object}: {e:#}",
+                            scope.as_str()
+                        ));
+                        self.discard(scope, &object, None);
+                    }
+                },
+                Err(StoreError::NotFound) => {}
+                Err(e) => {
+                    self.trouble(format!(
+                        "cannot look up {} in {}: {e}; treating it as a miss",
+                        self.plan.short_key(),
+                        self.backend.describe()
+                    ));
+                    return Lookup::Miss;
+                }
+            }
+        }
+        Lookup::Miss
+    }
+
+    /// Remove a broken entry so the next save can replace it, but only in the scope this
+    /// job may write.
+    fn discard(&mut self, scope: Scope, manifest: &str, archive: Option<&str>) {
+        if scope != self.scopes.write || !self.policy.pushes() {
+            return;
+        }
+        let _ = self.backend.delete(manifest);
+        if let Some(a) = archive {
+            let _ = self.backend.delete(a);
+        }
+    }
+
+    /// Restore a hit. `false` means it did not work out and the job goes on as a miss.
+    pub fn restore(&mut self, scope: Scope, m: &Manifest) -> bool {
+        let start = Instant::now();
+        let targets: Vec<PathBuf> = self.plan.paths.iter().map(|p| p.abs.clone()).collect();
+        let expected = Expected {
+            digest: m.archive_blake3.clone(),
+            size: m.archive_size,
+        };
+        let result = match self.backend.get(&m.archive) {
+            Ok(reader) => archive::unpack(reader, &targets, &expected, Limits::default()),
+            Err(StoreError::NotFound) => Err(UnpackError::Corrupt("its archive is missing".into())),
+            Err(e) => Err(UnpackError::Transfer(e.into())),
+        };
+        match result {
+            Ok(stats) => {
+                let secs = start.elapsed().as_secs_f64();
+                eprintln!(
+                    "{} · {} files, {} in {} from {}",
+                    self.head("hit", scope),
+                    report::count(stats.files),
+                    report::bytes(stats.bytes),
+                    report::secs(secs),
+                    self.backend.describe()
+                );
+                let r = &mut self.report;
+                r.result = "hit".into();
+                r.hit = true;
+                r.scope = scope.as_str().into();
+                r.files = Some(stats.files);
+                r.bytes = Some(stats.bytes);
+                r.archive_bytes = Some(stats.archive_bytes);
+                r.restore_seconds = Some(secs);
+                true
+            }
+            Err(e) => {
+                let object = entry::manifest_name(scope, &m.name, &m.key);
+                let replace = matches!(e, UnpackError::Corrupt(_))
+                    && scope == self.scopes.write
+                    && self.policy.pushes();
+                self.trouble(format!(
+                    "could not restore {} from {}: {e}; {}",
+                    self.plan.short_key(),
+                    self.backend.describe(),
+                    if replace {
+                        "the entry is removed and will be replaced"
+                    } else {
+                        "treating it as a miss"
+                    }
+                ));
+                if replace {
+                    self.discard(scope, &object, Some(&m.archive));
+                }
+                false
+            }
+        }
+    }
+
+    /// Archive the cached paths and upload them. Returns whether an entry now exists.
+    pub fn save(&mut self, install_seconds: Option<f64>) -> bool {
+        let missing: Vec<String> = self
+            .plan
+            .paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(&p.abs).is_err())
+            .map(|p| p.declared.clone())
+            .collect();
+        if !missing.is_empty() {
+            self.report.result = "skipped".into();
+            self.report.warn(format!(
+                "nothing saved: {} {} not exist after the command (check --path or the preset)",
+                missing.join(", "),
+                if missing.len() == 1 { "does" } else { "do" }
+            ));
+            return false;
+        }
+        let scope = self.scopes.write;
+        let name = self.plan.components.name.clone();
+        let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
+        match self.backend.stat(&manifest_object) {
+            Ok(_) => {
+                eprintln!(
+                    "{} · already saved by another job; not saving again",
+                    self.head("exists", scope)
+                );
+                self.report.result = "exists".into();
+                return true;
+            }
+            Err(StoreError::NotFound) => {}
+            Err(e) => {
+                self.trouble(format!("cannot save to {}: {e}", self.backend.describe()));
+                return false;
+            }
+        }
+        let start = Instant::now();
+        let archive_object = entry::archive_name(scope, &name, &self.plan.key, &entry::upload_id());
+        let outcome = (|| -> Result<archive::PackStats> {
+            let upload = self.backend.put(&archive_object)?;
+            let (upload, stats) = archive::pack(&self.plan.paths, upload, self.level)?;
+            upload.finish()?;
+            Ok(stats)
+        })();
+        let stats = match outcome {
+            Ok(s) => s,
+            Err(e) => {
+                self.trouble(format!(
+                    "could not save {} to {}: {e:#}",
+                    self.plan.short_key(),
+                    self.backend.describe()
+                ));
+                return false;
+            }
+        };
+        for s in &stats.skipped {
+            self.report
+                .warn(format!("not cached (not a file, directory or link): {s}"));
+        }
+        let manifest = Manifest {
+            format: crate::key::ENTRY_FORMAT,
+            key: self.plan.key.clone(),
+            name: name.clone(),
+            scope: scope.as_str().into(),
+            archive: archive_object.clone(),
+            archive_size: stats.archive_bytes,
+            archive_blake3: stats.digest.clone(),
+            files: stats.files,
+            bytes: stats.bytes,
+            paths: self.plan.paths.iter().map(|p| p.declared.clone()).collect(),
+            components: self.plan.components.clone(),
+            created: report::unix_now(),
+            creator: creator(),
+            install_seconds,
+            signature: None,
+        };
+        let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        match self.backend.create_if_absent(&manifest_object, &body) {
+            Ok(()) => {}
+            Err(StoreError::Exists) => {
+                let _ = self.backend.delete(&archive_object);
+                eprintln!(
+                    "{} · another job saved it first; keeping theirs",
+                    self.head("exists", scope)
+                );
+                self.report.result = "exists".into();
+                return true;
+            }
+            Err(e) => {
+                let _ = self.backend.delete(&archive_object);
+                self.trouble(format!("could not save {}: {e}", self.plan.short_key()));
+                return false;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        self.report.saved = true;
+        self.report.files = Some(stats.files);
+        self.report.bytes = Some(stats.bytes);
+        self.report.archive_bytes = Some(stats.archive_bytes);
+        self.report.save_seconds = Some(secs);
+        eprintln!(
+            "{} · {} files, {} ({} compressed) in {} to {}",
+            self.head("saved", scope),
+            report::count(stats.files),
+            report::bytes(stats.bytes),
+            report::bytes(stats.archive_bytes),
+            report::secs(secs),
+            self.backend.describe()
+        );
+        true
+    }
+
+    /// Write the report files and pick the exit code: `code` unless `--strict` and trouble.
+    pub fn finish(&mut self, code: i32) -> i32 {
+        if let Some(args) = &self.report_args
+            && let Err(e) = self
+                .report
+                .write_files(args.json.as_deref(), args.dotenv.as_deref())
+        {
+            report::warn(&format!("{e:#}"));
+        }
+        let masked = code == 0 || (code == EXIT_MISS && self.report.command != "ensure");
+        if self.strict && self.trouble && masked {
+            return EXIT_TROUBLE;
+        }
+        code
+    }
+}
+
+fn creator() -> String {
+    if let Ok(url) = std::env::var(crate::env_vars::CI_JOB_URL) {
+        return url;
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
+    if let Lookup::Hit { scope, manifest } = job.lookup()
+        && job.restore(scope, &manifest)
+    {
+        return job.finish(0);
+    }
+    if job.strict && job.trouble {
+        return job.finish(EXIT_TROUBLE);
+    }
+    job.report.result = "miss".into();
+    let scope = job.scopes.write;
+    eprintln!("{} · running {}", job.head("miss", scope), shell_words(cmd));
+    let start = Instant::now();
+    let status = run_command(&job.plan, cmd);
+    let secs = start.elapsed().as_secs_f64();
+    job.report.command_status = Some(status);
+    job.report.install_seconds = Some(secs);
+    if status != 0 && !save_on_failure {
+        eprintln!(
+            "{} · command exited {status} after {}; nothing saved",
+            job.head("miss", scope),
+            report::secs(secs)
+        );
+        return job.finish(status);
+    }
+    if !job.policy.pushes() {
+        eprintln!(
+            "{} · installed in {}; not saved (--policy pull)",
+            job.head("miss", scope),
+            report::secs(secs)
+        );
+        return job.finish(status);
+    }
+    job.save(Some(secs));
+    job.finish(status)
+}
+
+pub fn restore(mut job: Job) -> i32 {
+    if let Lookup::Hit { scope, manifest } = job.lookup()
+        && job.restore(scope, &manifest)
+    {
+        return job.finish(0);
+    }
+    job.report.result = "miss".into();
+    eprintln!(
+        "{} · nothing restored",
+        job.head("miss", job.scopes.read[0])
+    );
+    job.finish(EXIT_MISS)
+}
+
+pub fn check(mut job: Job) -> i32 {
+    match job.lookup() {
+        Lookup::Hit { scope, manifest } => {
+            eprintln!(
+                "{} · {} files, {} in {}",
+                job.head("hit", scope),
+                report::count(manifest.files),
+                report::bytes(manifest.bytes),
+                job.backend.describe()
+            );
+            job.report.result = "hit".into();
+            job.report.hit = true;
+            job.report.scope = scope.as_str().into();
+            job.report.files = Some(manifest.files);
+            job.report.bytes = Some(manifest.bytes);
+            job.finish(0)
+        }
+        Lookup::Miss => {
+            eprintln!(
+                "{} · not in {}",
+                job.head("miss", job.scopes.read[0]),
+                job.backend.describe()
+            );
+            job.report.result = "miss".into();
+            job.finish(EXIT_MISS)
+        }
+    }
+}
+
+pub fn save(mut job: Job) -> i32 {
+    if job.save(None) && job.report.result.is_empty() {
+        job.report.result = "saved".into();
+    }
+    job.finish(0)
+}
+
+/// Run the install with inherited stdio and the preset's variables; its exit status as a
+/// shell would report it.
+fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]).current_dir(&plan.dir);
+    for (k, v, ours) in &plan.command_env {
+        if *ours {
+            c.env(k, v);
+        }
+    }
+    match c.status() {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(1)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("cachegate: command not found: {}", cmd[0]);
+            127
+        }
+        Err(e) => {
+            eprintln!("cachegate: cannot run {}: {e}", cmd[0]);
+            126
+        }
+    }
+}
