@@ -74,6 +74,43 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Explain a miss: what differs from the newest entry of the same cache name
+    Explain {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The install command, after `--` (part of the key, not run)
+        #[arg(last = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// List the entries in the store (stdout), newest first
+    Ls {
+        /// Cache store: /abs/path or file:///abs/path
+        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        backend: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete entries by age, count per cache name, or total size
+    Prune {
+        /// Cache store: /abs/path or file:///abs/path
+        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        backend: Option<String>,
+        /// Delete entries saved more than DAYS days ago
+        #[arg(long, value_name = "DAYS", env = "CACHEGATE_OLDER_THAN")]
+        older_than: Option<u64>,
+        /// Keep only the newest N entries of each cache name and scope
+        #[arg(long, value_name = "N", env = "CACHEGATE_KEEP")]
+        keep: Option<usize>,
+        /// Delete the oldest entries until the store holds at most this many bytes
+        #[arg(long, value_name = "BYTES", env = "CACHEGATE_MAX_SIZE")]
+        max_size: Option<u64>,
+        /// Say what would be deleted, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the key on stdout
     Key {
         #[command(flatten)]

@@ -79,6 +79,35 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let plan = config::plan(&key, &cmd)?;
             run::check(Job::new("check", plan, &store, Some(report), v)?)
         }
+        Command::Explain { key, store, cmd } => {
+            let plan = config::plan(&key, &cmd)?;
+            run::explain(Job::new("explain", plan, &store, None, v)?)
+        }
+        Command::Ls { backend, json } => {
+            let store = config::backend_spec(backend.as_deref())?.open()?;
+            run::ls(store.as_ref(), json)?
+        }
+        Command::Prune {
+            backend,
+            older_than,
+            keep,
+            max_size,
+            dry_run,
+        } => {
+            if older_than.is_none() && keep.is_none() && max_size.is_none() {
+                anyhow::bail!(
+                    "prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES"
+                );
+            }
+            let store = config::backend_spec(backend.as_deref())?.open()?;
+            let rules = run::PruneRules {
+                older_than_days: older_than,
+                keep,
+                max_size,
+                dry_run,
+            };
+            run::prune(store.as_ref(), &rules)?
+        }
         Command::Key {
             key,
             explain,

@@ -275,7 +275,11 @@ impl Job {
             }
             Err(StoreError::NotFound) => {}
             Err(e) => {
-                self.trouble(format!("cannot save to {}: {e}", self.backend.describe()));
+                self.trouble(format!(
+                    "could not save {} to {}: {e}",
+                    self.plan.short_key(),
+                    self.backend.describe()
+                ));
                 return false;
             }
         }
@@ -497,4 +501,257 @@ fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
             126
         }
     }
+}
+
+/// Why a lookup misses: compare this key's components with the newest entry of the same
+/// cache name. Prints on stdout (it is the answer asked for); exit 0 on a hit, 1 on a miss.
+pub fn explain(mut job: Job) -> i32 {
+    let name = job.plan.components.name.clone();
+    let short = job.plan.short_key().to_string();
+    if let Lookup::Hit { scope, manifest } = job.lookup() {
+        println!(
+            "hit: {name} {short} is in {} ({}), saved by {}",
+            job.backend.describe(),
+            scope.as_str(),
+            manifest.creator
+        );
+        return job.finish(0);
+    }
+    let mut newest: Option<(u64, Scope, String)> = None;
+    for scope in job.scopes.read.clone() {
+        match job.backend.list(&entry::entry_dir(scope, &name)) {
+            Ok(objects) => {
+                for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
+                    let t = o.modified.unwrap_or(0);
+                    if newest.as_ref().is_none_or(|(nt, _, _)| t > *nt) {
+                        newest = Some((t, scope, o.name));
+                    }
+                }
+            }
+            Err(e) => {
+                job.trouble(format!("cannot list {}: {e}", job.backend.describe()));
+                return job.finish(EXIT_MISS);
+            }
+        }
+    }
+    println!(
+        "miss: no entry for {name} {short} in {} (read scopes: {})",
+        job.backend.describe(),
+        job.scopes
+            .read
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let Some((_, scope, object)) = newest else {
+        println!(
+            "no entry of cache {name:?} exists at all: the cache is empty, was cleared, or was never saved"
+        );
+        return job.finish(EXIT_MISS);
+    };
+    let other = job
+        .backend
+        .get_small(&object)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
+    match other {
+        Some(m) => {
+            let age = report::unix_now().saturating_sub(m.created);
+            println!(
+                "newest entry: {name} {} ({}), saved {} ago by {}",
+                &m.key[..8.min(m.key.len())],
+                scope.as_str(),
+                report::secs(age as f64),
+                m.creator
+            );
+            let diff = job.plan.components.diff(&m.components);
+            if diff.is_empty() {
+                println!("its components are the same; it was saved by another cachegate version");
+            } else {
+                println!("what differs (theirs -> yours):");
+                for d in diff {
+                    println!("  {d}");
+                }
+            }
+        }
+        None => println!("newest entry {object} cannot be read"),
+    }
+    job.finish(EXIT_MISS)
+}
+
+/// One stored entry, as `ls` and `prune` see it.
+struct Listed {
+    manifest: String,
+    archive: String,
+    scope: String,
+    name: String,
+    key: String,
+    files: u64,
+    bytes: u64,
+    archive_bytes: u64,
+    created: u64,
+    creator: String,
+}
+
+fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backend::ObjectMeta>)> {
+    let objects = backend.list(&format!("{}/", entry::LAYOUT_ROOT))?;
+    let mut entries = Vec::new();
+    for o in objects.iter().filter(|o| o.name.ends_with(".json")) {
+        let Ok(bytes) = backend.get_small(&o.name) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
+            report::warn(&format!("{} is not a readable manifest", o.name));
+            continue;
+        };
+        entries.push(Listed {
+            manifest: o.name.clone(),
+            archive: m.archive,
+            scope: m.scope,
+            name: m.name,
+            key: m.key,
+            files: m.files,
+            bytes: m.bytes,
+            archive_bytes: m.archive_size,
+            created: m.created,
+            creator: m.creator,
+        });
+    }
+    entries.sort_by_key(|e| std::cmp::Reverse(e.created));
+    Ok((entries, objects))
+}
+
+fn age(created: u64) -> String {
+    let s = report::unix_now().saturating_sub(created);
+    match s {
+        0..3600 => format!("{}m", s / 60),
+        3600..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
+    let (entries, _) = list_entries(backend)?;
+    if json {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "scope": e.scope, "name": e.name, "key": e.key, "files": e.files,
+                    "bytes": e.bytes, "archive_bytes": e.archive_bytes, "created": e.created,
+                    "creator": e.creator, "manifest": e.manifest, "archive": e.archive,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    println!(
+        "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  creator",
+        "scope", "name", "key", "files", "stored", "age"
+    );
+    for e in &entries {
+        println!(
+            "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
+            e.scope,
+            e.name,
+            &e.key[..8.min(e.key.len())],
+            report::count(e.files),
+            report::bytes(e.archive_bytes),
+            age(e.created),
+            e.creator
+        );
+    }
+    let total: u64 = entries.iter().map(|e| e.archive_bytes).sum();
+    eprintln!(
+        "cachegate: {} entries, {} in {}",
+        entries.len(),
+        report::bytes(total),
+        backend.describe()
+    );
+    Ok(0)
+}
+
+pub struct PruneRules {
+    pub older_than_days: Option<u64>,
+    pub keep: Option<usize>,
+    pub max_size: Option<u64>,
+    pub dry_run: bool,
+}
+
+/// Delete entries by age, per-name count and total size (oldest first), plus archives
+/// that no manifest references and that are old enough to be abandoned uploads.
+pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
+    let (entries, objects) = list_entries(backend)?;
+    let now = report::unix_now();
+    let mut doomed: Vec<&Listed> = Vec::new();
+    let mut per_name: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    let mut kept_size = 0u64;
+    // Newest first: an entry survives only if every rule lets it.
+    for e in &entries {
+        let n = per_name.entry((&e.scope, &e.name)).or_default();
+        *n += 1;
+        let too_old = rules
+            .older_than_days
+            .is_some_and(|d| now.saturating_sub(e.created) > d * 86_400);
+        let too_many = rules.keep.is_some_and(|k| *n > k);
+        let too_big = rules
+            .max_size
+            .is_some_and(|m| kept_size + e.archive_bytes > m);
+        if too_old || too_many || too_big {
+            doomed.push(e);
+        } else {
+            kept_size += e.archive_bytes;
+        }
+    }
+    let referenced: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.archive.as_str()).collect();
+    let orphans: Vec<&crate::backend::ObjectMeta> = objects
+        .iter()
+        .filter(|o| o.name.ends_with(".tar.zst") && !referenced.contains(o.name.as_str()))
+        .filter(|o| o.modified.is_some_and(|m| now.saturating_sub(m) > 86_400))
+        .collect();
+    let verb = if rules.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut freed = 0;
+    for e in &doomed {
+        if !rules.dry_run {
+            // Manifest first: the entry disappears atomically for readers.
+            backend.delete(&e.manifest)?;
+            backend.delete(&e.archive)?;
+        }
+        freed += e.archive_bytes;
+        println!(
+            "{verb} {} {} {} ({}, {} old)",
+            e.scope,
+            e.name,
+            &e.key[..8.min(e.key.len())],
+            report::bytes(e.archive_bytes),
+            age(e.created)
+        );
+    }
+    for o in &orphans {
+        if !rules.dry_run {
+            backend.delete(&o.name)?;
+        }
+        freed += o.size;
+        println!(
+            "{verb} abandoned upload {} ({})",
+            o.name,
+            report::bytes(o.size)
+        );
+    }
+    eprintln!(
+        "cachegate: {verb} {} entries and {} abandoned uploads, {} freed; {} entries, {} kept",
+        doomed.len(),
+        orphans.len(),
+        report::bytes(freed),
+        entries.len() - doomed.len(),
+        report::bytes(kept_size)
+    );
+    Ok(0)
 }

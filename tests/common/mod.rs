@@ -23,7 +23,12 @@ impl Project {
         for d in [&dir, &store, &home] {
             std::fs::create_dir_all(d).unwrap();
         }
-        Project { tmp, dir, store, home }
+        Project {
+            tmp,
+            dir,
+            store,
+            home,
+        }
     }
 
     pub fn write(&self, rel: &str, content: &str) -> &Self {

@@ -1,0 +1,861 @@
+//! End-to-end tests of the core loop on the directory backend: the real binary, real
+//! package managers (pip into a venv, npm), offline.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command as StdCommand;
+
+use common::{Project, require_tool, stderr, stdout};
+
+/// Counts how often the install really ran, from a log the command appends to.
+fn installs(p: &Project) -> usize {
+    fs::read_to_string(p.path("installs.log"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// A wheel built by hand (this machine has no `wheel` module): package `greet`, with a
+/// console script `greet`.
+fn build_wheel(dir: &std::path::Path, version: &str) {
+    let script = r#"
+import base64, hashlib, sys, zipfile, os
+out, version = sys.argv[1], sys.argv[2]
+files = {
+    "greet/__init__.py": "def main():\n    print('hello from greet ' + VERSION)\nVERSION = %r\n" % version,
+    f"greet-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: greet\nVersion: {version}\n",
+    f"greet-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: cachegate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    f"greet-{version}.dist-info/entry_points.txt": "[console_scripts]\ngreet = greet:main\n",
+}
+record = []
+for name, text in files.items():
+    data = text.encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(data)}")
+record.append(f"greet-{version}.dist-info/RECORD,,")
+os.makedirs(out, exist_ok=True)
+with zipfile.ZipFile(os.path.join(out, f"greet-{version}-py3-none-any.whl"), "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+    z.writestr(f"greet-{version}.dist-info/RECORD", "\n".join(record) + "\n")
+"#;
+    let st = StdCommand::new("python3")
+        .args(["-c", script, dir.to_str().unwrap(), version])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn pip_install_cmd(p: &Project) -> Vec<String> {
+    let wheels = p.tmp.path().join("wheels");
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "echo run >> installs.log && python3 -m venv .venv && .venv/bin/pip install -q --no-index --find-links {} -r requirements.txt",
+            wheels.display()
+        ),
+    ]
+}
+
+fn ensure(p: &Project, args: &[&str], cmd: &[String]) -> std::process::Output {
+    let mut c = p.cmd();
+    c.arg("ensure").args(args).arg("--").args(cmd);
+    c.output().unwrap()
+}
+
+fn run_greet(p: &Project) -> String {
+    let out = StdCommand::new(p.path(".venv/bin/greet")).output().unwrap();
+    assert!(out.status.success(), "greet failed: {}", stderr(&out));
+    let imp = StdCommand::new(p.path(".venv/bin/python"))
+        .args(["-c", "import greet; print(greet.VERSION)"])
+        .output()
+        .unwrap();
+    assert!(imp.status.success(), "import failed: {}", stderr(&imp));
+    stdout(&out)
+}
+
+#[test]
+fn python_venv_installs_once_restores_and_reinstalls_on_change_or_cleared_cache() {
+    if !require_tool("python3", "apt-get install -y python3 python3-venv") {
+        return;
+    }
+    let p = Project::new();
+    build_wheel(&p.tmp.path().join("wheels"), "1.0");
+    build_wheel(&p.tmp.path().join("wheels"), "2.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let cmd = pip_install_cmd(&p);
+    let lock = ["--lock", "requirements.txt"];
+
+    let o = ensure(&p, &lock, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert!(
+        stderr(&o).contains("preset pip: caching .venv"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("cachegate: saved pip"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(run_greet(&p).trim(), "hello from greet 1.0");
+
+    // A new job: the workspace has no venv, the cache has it.
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    let o = ensure(&p, &lock, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1, "the install ran on a hit: {}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: hit pip"), "{}", stderr(&o));
+    assert_eq!(run_greet(&p).trim(), "hello from greet 1.0");
+
+    // The lock changed: install again, and the new venv is the new version.
+    p.write("requirements.txt", "greet==2.0\n");
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    let o = ensure(&p, &lock, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+    assert_eq!(run_greet(&p).trim(), "hello from greet 2.0");
+
+    // The cache was cleared (GitLab forum thread): the lock did not change, the install
+    // must run anyway instead of the job failing on a missing venv.
+    fs::remove_dir_all(&p.store).unwrap();
+    fs::create_dir(&p.store).unwrap();
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    let o = ensure(&p, &lock, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 3);
+    assert_eq!(run_greet(&p).trim(), "hello from greet 2.0");
+}
+
+#[test]
+fn npm_ci_with_a_file_dependency_restores_the_link() {
+    if !require_tool("npm", "apt-get install -y nodejs npm") {
+        return;
+    }
+    let p = Project::new();
+    p.write(
+        "dep-pkg/package.json",
+        r#"{"name":"dep","version":"1.0.0","main":"index.js"}"#,
+    )
+    .write("dep-pkg/index.js", "module.exports = 'dep ok';\n")
+    .write(
+        "package.json",
+        r#"{"name":"app","version":"1.0.0","private":true,"dependencies":{"dep":"file:./dep-pkg"}}"#,
+    );
+    let lock = StdCommand::new("npm")
+        .args([
+            "install",
+            "--package-lock-only",
+            "--offline",
+            "--no-audit",
+            "--no-fund",
+        ])
+        .current_dir(&p.dir)
+        .output()
+        .unwrap();
+    assert!(lock.status.success(), "{}", stderr(&lock));
+    let cmd: Vec<String> = [
+        "sh",
+        "-c",
+        "echo run >> installs.log && npm ci --offline --no-audit --no-fund",
+    ]
+    .map(String::from)
+    .to_vec();
+    let args = ["--lock", "package-lock.json"];
+
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("preset npm: caching node_modules"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(installs(&p), 1);
+
+    fs::remove_dir_all(p.path("node_modules")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1, "npm ci ran on a hit: {}", stderr(&o));
+    let link = fs::read_link(p.path("node_modules/dep")).expect("node_modules/dep is a link");
+    assert_eq!(link, std::path::Path::new("../dep-pkg"));
+    let node = StdCommand::new("node")
+        .args(["-e", "console.log(require('dep'))"])
+        .current_dir(&p.dir)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&node).trim(), "dep ok", "{}", stderr(&node));
+}
+
+fn tree_cmd(body: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo run >> installs.log && {body}"),
+    ]
+}
+
+const MAKE_OUT: &str = "rm -rf out && mkdir -p out/sub && echo data > out/sub/f && chmod 750 out/sub/f && ln -s /usr/bin/env out/env-link && ln -s sub/f out/rel-link";
+
+#[test]
+fn modes_mtimes_and_links_round_trip() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd(&format!(
+        "{MAKE_OUT} && touch -d 2001-02-03T04:05:06 out/sub/f"
+    ));
+    let args = ["--lock", "app.lock", "--path", "out"];
+    assert!(ensure(&p, &args, &cmd).status.success());
+    let before = fs::metadata(p.path("out/sub/f")).unwrap();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    let after = fs::metadata(p.path("out/sub/f")).unwrap();
+    assert_eq!(after.permissions().mode() & 0o7777, 0o750);
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    assert_eq!(
+        fs::read_link(p.path("out/env-link")).unwrap(),
+        std::path::Path::new("/usr/bin/env")
+    );
+    assert_eq!(
+        fs::read_link(p.path("out/rel-link")).unwrap(),
+        std::path::Path::new("sub/f")
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("out/rel-link")).unwrap(),
+        "data\n"
+    );
+}
+
+#[test]
+fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd(MAKE_OUT);
+    let args = ["--lock", "app.lock", "--path", "out"];
+    assert!(ensure(&p, &args, &cmd).status.success());
+
+    // A stale tree with an extra file: replaced whole.
+    p.write("out/stale", "old");
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!p.path("out/stale").exists());
+
+    // The target is a link to a directory elsewhere: the link is replaced, the directory
+    // it pointed to is untouched.
+    let elsewhere = p.tmp.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::write(elsewhere.join("keep"), "mine").unwrap();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !fs::symlink_metadata(p.path("out"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(common::walk(&elsewhere), ["keep"]);
+    assert_eq!(fs::read_to_string(elsewhere.join("keep")).unwrap(), "mine");
+    assert_eq!(installs(&p), 1);
+    let leftovers: Vec<_> = fs::read_dir(&p.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".cachegate"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+}
+
+#[test]
+fn a_lock_that_matches_nothing_is_a_usage_error_naming_pattern_and_dir() {
+    let p = Project::new();
+    let o = ensure(&p, &["--lock", "poetry.lock"], &tree_cmd("true"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("\"poetry.lock\""), "{err}");
+    assert!(err.contains(&p.dir.display().to_string()), "{err}");
+    assert_eq!(installs(&p), 0);
+    let o = ensure(&p, &["--lock", "sub/*.lock"], &tree_cmd("true"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("\"sub/*.lock\""));
+}
+
+#[test]
+fn an_unknown_backend_is_a_usage_error_listing_accepted_forms() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let o = ensure(
+        &p,
+        &[
+            "--lock",
+            "app.lock",
+            "--path",
+            "out",
+            "--backend",
+            "ftp://cache.example/x",
+        ],
+        &tree_cmd("true"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("\"ftp://cache.example/x\"") && err.contains("/abs/path"),
+        "{err}"
+    );
+    assert_eq!(installs(&p), 0);
+}
+
+#[test]
+fn missing_and_failing_commands_keep_their_status_and_save_nothing() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let o = ensure(&p, &args, &["no-such-command-cachegate".to_string()]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        stderr(&o).contains("no-such-command-cachegate"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ensure(&p, &args, &tree_cmd("mkdir -p out && exit 3"));
+    assert_eq!(o.status.code(), Some(3));
+    assert!(p.store_files().is_empty(), "{:?}", p.store_files());
+
+    // --save-on-failure saves what the failed command left.
+    let o = ensure(
+        &p,
+        &["--lock", "app.lock", "--path", "out", "--save-on-failure"],
+        &tree_cmd("mkdir -p out && exit 3"),
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(p.store_files().len(), 2, "{:?}", p.store_files());
+}
+
+#[test]
+fn an_unwritable_store_warns_and_the_job_succeeds_unless_strict() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    // A store under a regular file cannot be created, even by root.
+    let blocker = p.tmp.path().join("blocker");
+    fs::write(&blocker, "").unwrap();
+    let store = blocker.join("cache");
+    let args = [
+        "--lock",
+        "app.lock",
+        "--path",
+        "out",
+        "--backend",
+        store.to_str().unwrap(),
+    ];
+    let o = ensure(&p, &args, &tree_cmd(MAKE_OUT));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning") && err.contains("could not save"),
+        "{err}"
+    );
+    assert_eq!(installs(&p), 1);
+    assert!(p.path("out/sub/f").exists());
+
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    let o = ensure(&p, &strict, &tree_cmd(MAKE_OUT));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+fn archive_file(p: &Project) -> std::path::PathBuf {
+    let name = p
+        .store_files()
+        .into_iter()
+        .find(|f| f.ends_with(".tar.zst"))
+        .expect("an archive in the store");
+    p.store.join(name)
+}
+
+#[test]
+fn a_corrupted_or_truncated_entry_is_a_miss_and_gets_replaced() {
+    for damage in ["flip", "truncate", "trailing"] {
+        let p = Project::new();
+        p.write("app.lock", "v1");
+        let args = ["--lock", "app.lock", "--path", "out"];
+        let cmd = tree_cmd(&format!(
+            "{MAKE_OUT} && head -c 200000 /dev/urandom > out/blob"
+        ));
+        assert!(ensure(&p, &args, &cmd).status.success());
+        let archive = archive_file(&p);
+        let mut bytes = fs::read(&archive).unwrap();
+        match damage {
+            "flip" => {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+            }
+            "truncate" => bytes.truncate(bytes.len() / 2),
+            _ => bytes.extend_from_slice(b"<html>oops</html>"),
+        }
+        fs::write(&archive, bytes).unwrap();
+
+        let o = ensure(&p, &args, &cmd);
+        assert!(o.status.success(), "{damage}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning") && err.contains("could not restore"),
+            "{damage}: {err}"
+        );
+        assert_eq!(installs(&p), 2, "{damage}: the install must run");
+        assert!(
+            !fs::read_dir(&p.dir)
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".cachegate")),
+            "{damage}: staging left behind"
+        );
+        // The bad entry was replaced by a good one: the next job hits.
+        assert!(archive_file(&p) != archive, "{damage}: entry not replaced");
+        fs::remove_dir_all(p.path("out")).unwrap();
+        let o = ensure(&p, &args, &cmd);
+        assert!(
+            stderr(&o).contains("cachegate: hit"),
+            "{damage}: {}",
+            stderr(&o)
+        );
+        assert_eq!(installs(&p), 2);
+    }
+}
+
+#[test]
+fn a_path_the_command_did_not_create_warns_and_saves_nothing() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let o = ensure(
+        &p,
+        &["--lock", "app.lock", "--path", "build"],
+        &tree_cmd("true"),
+    );
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("warning") && err.contains("build"), "{err}");
+    assert!(p.store_files().is_empty());
+}
+
+#[test]
+fn check_answers_without_downloading() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let cmd = tree_cmd(MAKE_OUT);
+    let check = |p: &Project| {
+        p.cmd()
+            .arg("check")
+            .args(args)
+            .arg("--")
+            .args(&cmd)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(check(&p).status.code(), Some(1));
+    assert!(ensure(&p, &args, &cmd).status.success());
+    assert_eq!(check(&p).status.code(), Some(0));
+    // With the archive gone, check still answers from the manifest alone.
+    fs::remove_file(archive_file(&p)).unwrap();
+    let o = check(&p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "stdout is for data only");
+}
+
+#[test]
+fn restore_and_save_use_the_key_ensure_uses() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let cmd = tree_cmd(MAKE_OUT);
+    let run = |verb: &str| {
+        p.cmd()
+            .arg(verb)
+            .args(args)
+            .arg("--")
+            .args(&cmd)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run("restore").status.code(), Some(1));
+    StdCommand::new("sh")
+        .args(["-c", MAKE_OUT])
+        .current_dir(&p.dir)
+        .status()
+        .unwrap();
+    assert_eq!(run("save").status.code(), Some(0));
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run("restore");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(p.path("out/sub/f").exists());
+    // ensure with the same arguments hits what save wrote.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 0);
+}
+
+fn key_of(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let mut c = p.cmd();
+    c.arg("key")
+        .args(["--lock", "app.lock", "--path", "out"])
+        .args(extra);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o).trim().to_string();
+    assert_eq!(key.len(), 64, "{key}");
+    key
+}
+
+#[test]
+fn the_key_is_stable_and_every_component_changes_it() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let base = key_of(&p, &[], &[]);
+    assert_eq!(base, key_of(&p, &[], &[]));
+    // Flags and their CACHEGATE_ variables are the same input.
+    let mut c = p.cmd();
+    let o = c
+        .arg("key")
+        .env("CACHEGATE_LOCK", "app.lock")
+        .env("CACHEGATE_PATH", "out")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), base);
+
+    type Variant<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let variants: Vec<Variant> = vec![
+        (vec!["--name", "other"], vec![]),
+        (vec!["--path", "out2"], vec![]),
+        (vec!["--", "npm", "ci"], vec![]),
+        (
+            vec!["--key-env", "TOOL_VERSION"],
+            vec![("TOOL_VERSION", "1")],
+        ),
+        (vec!["--key-cmd", "echo 3.12"], vec![]),
+        (vec![], vec![("CI_JOB_IMAGE", "python:3.12")]),
+    ];
+    let mut seen = vec![base.clone()];
+    for (args, env) in variants {
+        let k = key_of(&p, &args, &env);
+        assert!(
+            !seen.contains(&k),
+            "{args:?} {env:?} did not change the key"
+        );
+        seen.push(k);
+    }
+    let a = key_of(&p, &["--key-env", "TOOL_VERSION"], &[("TOOL_VERSION", "1")]);
+    let b = key_of(&p, &["--key-env", "TOOL_VERSION"], &[("TOOL_VERSION", "2")]);
+    assert_ne!(a, b);
+    p.write("app.lock", "v2");
+    assert_ne!(key_of(&p, &[], &[]), base, "lock content");
+}
+
+#[test]
+fn key_explain_and_json_show_every_component() {
+    let p = Project::new();
+    p.write("requirements.txt", "greet==1.0\n");
+    let o = p
+        .cmd()
+        .args([
+            "key",
+            "--explain",
+            "--lock",
+            "requirements.txt",
+            "--key-env",
+            "PYV",
+            "--key-cmd",
+            "echo tool 1.2",
+        ])
+        .args(["--", "pip", "install"])
+        .env("PYV", "3.12")
+        .env("CI_JOB_IMAGE", "python:3.12")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "key ",
+        "schema",
+        "name     pip",
+        "path     .venv",
+        "location",
+        "lock     requirements.txt blake3:",
+        "command  pip install",
+        "platform linux",
+        "image    python:3.12",
+        "env      PYV=3.12",
+        "key-cmd  echo tool 1.2 => tool 1.2",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let o = p
+        .cmd()
+        .args(["key", "--json", "--lock", "requirements.txt"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["key"].as_str().unwrap().len(), 64);
+    assert_eq!(v["components"]["name"], "pip");
+    assert_eq!(v["components"]["locks"][0]["path"], "requirements.txt");
+}
+
+#[test]
+fn reports_and_policies() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let json = p.tmp.path().join("r.json");
+    let dotenv = p.tmp.path().join("r.env");
+    let cmd = tree_cmd(MAKE_OUT);
+    let args = [
+        "--lock",
+        "app.lock",
+        "--path",
+        "out",
+        "--json",
+        json.to_str().unwrap(),
+        "--dotenv",
+        dotenv.to_str().unwrap(),
+    ];
+    // pull: runs on a miss, never saves.
+    let mut pull = args.to_vec();
+    pull.extend(["--policy", "pull"]);
+    assert!(ensure(&p, &pull, &cmd).status.success());
+    assert!(p.store_files().is_empty());
+    assert!(
+        fs::read_to_string(&dotenv)
+            .unwrap()
+            .contains("CACHEGATE_HIT=false")
+    );
+
+    assert!(ensure(&p, &args, &cmd).status.success());
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["result"], "miss");
+    assert_eq!(r["saved"], true);
+    assert_eq!(r["command_status"], 0);
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    let line = stderr(&o);
+    let summary = line
+        .lines()
+        .find(|l| l.starts_with("cachegate: hit"))
+        .unwrap();
+    assert!(
+        summary.contains("files")
+            && summary.contains(" in ")
+            && summary.contains(&p.store.display().to_string()),
+        "{summary}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["result"], "hit");
+    assert_eq!(r["files"], 3);
+    let env = fs::read_to_string(&dotenv).unwrap();
+    assert!(
+        env.contains("CACHEGATE_HIT=true") && env.contains("CACHEGATE_KEY="),
+        "{env}"
+    );
+
+    // push: never restores, always runs.
+    let mut push = args.to_vec();
+    push.extend(["--policy", "push"]);
+    assert!(ensure(&p, &push, &cmd).status.success());
+    assert_eq!(installs(&p), 3);
+}
+
+#[test]
+fn gitlab_runs_get_collapsible_sections_and_scopes() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let o = p
+        .cmd()
+        .args(["ensure", "--lock", "app.lock", "--path", "out", "--"])
+        .args(tree_cmd(MAKE_OUT))
+        .env("GITLAB_CI", "true")
+        .env("CI_COMMIT_REF_PROTECTED", "false")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("section_start:") && err.contains("section_end:"),
+        "{err}"
+    );
+    assert!(
+        p.store_files()
+            .iter()
+            .all(|f| f.starts_with("v1/unprotected/")),
+        "{:?}",
+        p.store_files()
+    );
+}
+
+#[test]
+fn parallel_saves_of_one_key_leave_exactly_one_entry() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    StdCommand::new("sh")
+        .args(["-c", MAKE_OUT])
+        .current_dir(&p.dir)
+        .status()
+        .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("cachegate");
+    let children: Vec<_> = (0..12)
+        .map(|_| {
+            StdCommand::new(&bin)
+                .args(["save", "--lock", "app.lock", "--path", "out"])
+                .current_dir(&p.dir)
+                .env("CACHEGATE_BACKEND", &p.store)
+                .env_remove("GITLAB_CI")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let files = p.store_files();
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".json")).count(),
+        1,
+        "{files:?}"
+    );
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".tar.zst")).count(),
+        1,
+        "{files:?}"
+    );
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = p
+        .cmd()
+        .args(["restore", "--lock", "app.lock", "--path", "out"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_option_values_name_the_value() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    for (args, needle) in [
+        (vec!["--path", "../x"], "\"../x\""),
+        (vec!["--path", "."], "\".\""),
+        (vec!["--name", "a/b", "--path", "out"], "\"a/b\""),
+        (vec!["--key-env", "A=B", "--path", "out"], "\"A=B\""),
+        (vec!["--compression-level", "40", "--path", "out"], "40"),
+        (vec!["--key-cmd", "exit 4", "--path", "out"], "\"exit 4\""),
+    ] {
+        let o = p
+            .cmd()
+            .args(["ensure", "--lock", "app.lock"])
+            .args(&args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    let o = p
+        .cmd()
+        .args(["ensure", "--lock", "app.lock"])
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--path"), "{}", stderr(&o));
+}
+
+#[test]
+fn explain_names_what_changed_since_the_newest_entry() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let explain = |p: &Project| {
+        p.cmd()
+            .arg("explain")
+            .args(args)
+            .arg("--")
+            .args(tree_cmd(MAKE_OUT))
+            .output()
+            .unwrap()
+    };
+    let o = explain(&p);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("no entry of cache \"out\" exists"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(ensure(&p, &args, &tree_cmd(MAKE_OUT)).status.success());
+    assert_eq!(explain(&p).status.code(), Some(0));
+    p.write("app.lock", "v2");
+    let o = explain(&p);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(
+        text.contains("locks: app.lock@") && text.contains("newest entry"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ls_and_prune_manage_the_store() {
+    let p = Project::new();
+    for v in ["v1", "v2", "v3"] {
+        // Entries are ordered by their creation second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        p.write("app.lock", v);
+        assert!(
+            ensure(
+                &p,
+                &["--lock", "app.lock", "--path", "out"],
+                &tree_cmd(MAKE_OUT)
+            )
+            .status
+            .success()
+        );
+    }
+    let o = p.cmd().args(["ls", "--json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert_eq!(rows[0]["name"], "out");
+
+    let o = p
+        .cmd()
+        .args(["prune", "--keep", "1", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("would delete"))
+            .count(),
+        2
+    );
+    assert_eq!(p.store_files().len(), 6);
+    let o = p.cmd().args(["prune", "--keep", "1"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(p.store_files().len(), 2, "{:?}", p.store_files());
+    // The newest one is the one kept: v3 still hits.
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(
+        &p,
+        &["--lock", "app.lock", "--path", "out"],
+        &tree_cmd(MAKE_OUT),
+    );
+    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+
+    let o = p.cmd().arg("prune").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
