@@ -246,6 +246,122 @@ struct Extractor<'a> {
     dirs: Vec<(PathBuf, u32, u64)>,
     stats: UnpackStats,
     entries: u64,
+    pool: Pool,
+    hardlinks: Vec<(PathBuf, PathBuf)>,
+    umask: u32,
+}
+
+fn current_umask() -> u32 {
+    // SAFETY: umask only swaps the process's mask; it is restored at once.
+    unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m as u32
+    }
+}
+
+/// Files up to this size are read whole and written by the pool; larger ones stream
+/// from the archive on the parsing thread, so memory stays bounded.
+const POOLED_FILE_MAX: u64 = 256 << 10;
+
+struct FileJob {
+    path: PathBuf,
+    data: Vec<u8>,
+    mode: u32,
+    mtime: u64,
+    umask: u32,
+}
+
+impl FileJob {
+    fn create(&self) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(self.mode)
+            .open(&self.path)
+    }
+
+    /// Mode and times go on the open handle: no path lookups, nothing followed.
+    fn finish(&self, file: &File) -> io::Result<()> {
+        // One syscall less per file in the common case where the umask did not change
+        // the mode the file was created with.
+        if self.mode & self.umask != 0 {
+            file.set_permissions(fs::Permissions::from_mode(self.mode))?;
+        }
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(self.mtime);
+        file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+    }
+
+    fn write(&self) -> io::Result<()> {
+        let mut f = self.create()?;
+        io::Write::write_all(&mut f, &self.data)?;
+        self.finish(&f)
+    }
+}
+
+/// File creation, not decompression, is the floor of a restore (performance.md), and
+/// creating files in parallel hides much of the filesystem's per-file latency.
+struct Pool {
+    tx: Option<SyncSender<FileJob>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    failed: std::sync::Arc<std::sync::Mutex<Option<io::Error>>>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Pool {
+        let (tx, rx) = sync_channel::<FileJob>(64);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = rx.clone();
+                let failed = failed.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        let job = rx.lock().expect("pool lock").recv();
+                        let Ok(job) = job else { return };
+                        if let Err(e) = job.write() {
+                            let mut f = failed.lock().expect("pool lock");
+                            f.get_or_insert(io::Error::new(
+                                e.kind(),
+                                format!("{}: {e}", job.path.display()),
+                            ));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Pool {
+            tx: Some(tx),
+            workers,
+            failed,
+        }
+    }
+
+    fn check(&self) -> Result<(), UnpackError> {
+        match self.failed.lock().expect("pool lock").take() {
+            Some(e) => Err(local(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn submit(&self, job: FileJob) -> Result<(), UnpackError> {
+        self.check()?;
+        self.tx
+            .as_ref()
+            .expect("pool open")
+            .send(job)
+            .map_err(|_| local(anyhow!("file writer stopped")))
+    }
+
+    /// Wait for every queued file to be written.
+    fn join(&mut self) -> Result<(), UnpackError> {
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.check()
+    }
 }
 
 /// Modes as restored: no setuid/setgid/sticky, nothing writable by everyone.
@@ -381,21 +497,31 @@ impl Extractor<'_> {
                         self.limits.max_bytes
                     )));
                 }
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(local)?;
-                let copied = copy(&mut entry, &mut file)?;
-                if copied != size {
-                    return Err(corrupt("archive ends inside a file"));
+                let file = FileJob {
+                    path,
+                    data: Vec::new(),
+                    mode: safe_mode(mode),
+                    mtime,
+                    umask: self.umask,
+                };
+                if size <= POOLED_FILE_MAX {
+                    let mut file = file;
+                    file.data.reserve_exact(size as usize);
+                    let n = entry
+                        .read_to_end(&mut file.data)
+                        .map_err(|e| corrupt(format!("cannot read the archive: {e}")))?;
+                    if n as u64 != size {
+                        return Err(corrupt("archive ends inside a file"));
+                    }
+                    self.pool.submit(file)?;
+                } else {
+                    let mut out = file.create().map_err(local)?;
+                    let copied = copy(&mut entry, &mut out)?;
+                    if copied != size {
+                        return Err(corrupt("archive ends inside a file"));
+                    }
+                    file.finish(&out).map_err(local)?;
                 }
-                file.set_permissions(fs::Permissions::from_mode(safe_mode(mode)))
-                    .map_err(local)?;
-                let t = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime);
-                file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
-                    .map_err(local)?;
                 self.made.insert(key, Kind::File);
                 self.stats.files += 1;
             }
@@ -434,8 +560,9 @@ impl Extractor<'_> {
                         String::from_utf8_lossy(&name)
                     )));
                 }
+                // The target may still be in the write pool: link once it is done.
                 let tpath = self.fs_path(tindex, &tparts);
-                fs::hard_link(&tpath, &path).map_err(local)?;
+                self.hardlinks.push((tpath, path));
                 self.made.insert(key, Kind::File);
                 self.stats.files += 1;
             }
@@ -523,6 +650,9 @@ pub fn unpack(
         dirs: Vec::new(),
         stats: UnpackStats::default(),
         entries: 0,
+        pool: Pool::new(4),
+        hardlinks: Vec::new(),
+        umask: current_umask(),
     };
 
     let extracted = (|| -> Result<(), UnpackError> {
@@ -536,6 +666,7 @@ pub fn unpack(
         }
         Ok(())
     })();
+    let written = ex.pool.join();
     // Let the decoder finish (so the digest covers every byte), or stop it on failure.
     if extracted.is_ok() {
         let _ = io::copy(&mut reader, &mut io::sink());
@@ -555,6 +686,10 @@ pub fn unpack(
         return Err(corrupt(format!("archive does not decompress: {e}")));
     }
     extracted?;
+    written?;
+    for (target, link) in &ex.hardlinks {
+        fs::hard_link(target, link).map_err(local)?;
+    }
     if decoded.raw != expected.size {
         return Err(corrupt(format!(
             "archive is {} bytes, the manifest says {}",

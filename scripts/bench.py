@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Benchmark cachegate's save and restore against the tools the peers use, in one run.
+
+usage: scripts/bench.py [--files N] [--rounds R] [--work DIR] [--markdown]
+
+Builds the release binary, writes the deterministic node_modules-like tree from
+shared/bench/make-tree.py, then alternates A B A B for each pair and reports medians,
+ratios and peak RSS (from /usr/bin/time). Timings are wall clock on this machine; only
+the ratios travel between machines.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAKE_TREE = os.path.join(ROOT, "..", "shared", "bench", "make-tree.py")
+
+
+def sh(cmd, cwd=None, env=None):
+    subprocess.run(cmd, shell=True, check=True, cwd=cwd, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def timed(cmd, cwd, env=None):
+    """Wall seconds and peak RSS (KiB) of one shell command."""
+    t0 = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", "sh", "-c", cmd], cwd=cwd, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    dt = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"benchmark command failed: {cmd}\n{out.stderr}")
+    rss = int(out.stderr.strip().splitlines()[-1])
+    return dt, rss
+
+
+def du(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+               if not os.path.islink(os.path.join(d, f)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=30_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+
+    for tool in ("zstd", "tar", "zip", "unzip", "/usr/bin/time"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed: apt-get install -y zstd tar zip unzip time")
+    sh("cargo build --release --locked --quiet", cwd=ROOT)
+    cg = os.path.join(ROOT, "target", "release", "cachegate")
+
+    work = args.work or tempfile.mkdtemp(prefix="cachegate-bench-")
+    proj = os.path.join(work, "proj")
+    os.makedirs(proj, exist_ok=True)
+    tree = os.path.join(proj, "node_modules")
+    if not os.path.isdir(tree):
+        sh(f"python3 {MAKE_TREE} {tree} --files {args.files}")
+    with open(os.path.join(proj, "package-lock.json"), "w") as f:
+        f.write('{"bench": true}\n')
+    size = du(tree)
+    nfiles = sum(len(fs) for _, _, fs in os.walk(tree))
+
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith(("CACHEGATE_", "GITLAB_", "CI_")):
+            del env[k]
+    store = os.path.join(work, "store")
+    cg_args = f"--lock package-lock.json --backend {store}"
+    tarball = os.path.join(work, "ref.tar.zst")
+    zipball = os.path.join(work, "ref.zip")
+    out = os.path.join(work, "out")
+
+    sh(f"cd {proj} && zip -qr -1 {zipball} node_modules --symlinks")
+
+    results = {k: [] for k in ("cg_save", "tar_save", "cg_restore", "tar_restore", "unzip", "cg_check", "true")}
+    rss = {k: 0 for k in results}
+    for _ in range(args.rounds):
+        shutil.rmtree(store, ignore_errors=True)
+        t, m = timed(f"{cg} save {cg_args}", proj, env)
+        results["cg_save"].append(t); rss["cg_save"] = max(rss["cg_save"], m)
+        t, m = timed(f"tar -cf - node_modules | zstd -T0 -3 -q -f -o {tarball}", proj, env)
+        results["tar_save"].append(t); rss["tar_save"] = max(rss["tar_save"], m)
+
+        # Restores start from an absent target, the state of a fresh CI workspace.
+        shutil.rmtree(tree)
+        t, m = timed(f"{cg} restore {cg_args}", proj, env)
+        results["cg_restore"].append(t); rss["cg_restore"] = max(rss["cg_restore"], m)
+        shutil.rmtree(out, ignore_errors=True); os.makedirs(out)
+        t, m = timed(f"tar -I zstd -xf {tarball}", out, env)
+        results["tar_restore"].append(t); rss["tar_restore"] = max(rss["tar_restore"], m)
+        shutil.rmtree(out); os.makedirs(out)
+        t, m = timed(f"unzip -q {zipball}", out, env)
+        results["unzip"].append(t); rss["unzip"] = max(rss["unzip"], m)
+        shutil.rmtree(out)
+
+        for _ in range(10):
+            t, _m = timed(f"{cg} check {cg_args}", proj, env)
+            results["cg_check"].append(t)
+            t, _m = timed("true", proj, env)
+            results["true"].append(t)
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    archive = [f for f in os.listdir(os.path.join(store, "v1", "local", "npm")) if f.endswith(".tar.zst")][0]
+    cg_size = os.path.getsize(os.path.join(store, "v1", "local", "npm", archive))
+    ref_size = os.path.getsize(tarball)
+
+    rows = [
+        ("save", "cachegate save", med["cg_save"], "tar -cf - \\| zstd -T0 -3", med["tar_save"], rss["cg_save"], rss["tar_save"]),
+        ("restore", "cachegate restore", med["cg_restore"], "tar -I zstd -xf", med["tar_restore"], rss["cg_restore"], rss["tar_restore"]),
+        ("restore vs zip", "cachegate restore", med["cg_restore"], "unzip -q (deflate zip)", med["unzip"], rss["cg_restore"], rss["unzip"]),
+        ("hit check", "cachegate check", med["cg_check"], "true", med["true"], 0, 0),
+    ]
+    print(f"tree: {nfiles:,} files, {size / 1e6:.0f} MB; {args.rounds} rounds alternating; "
+          f"{os.cpu_count()} cores; medians")
+    print()
+    print("| what | cachegate | peer | ratio | peak RSS cachegate / peer |")
+    print("|---|---|---|---|---|")
+    for what, a, ta, b, tb, ra, rb in rows:
+        ratio = ta / tb if what != "hit check" else None
+        rs = f"{ra / 1024:.0f} MB / {rb / 1024:.0f} MB" if ra else "-"
+        if ratio is None:
+            print(f"| {what} | {a}: {ta * 1000:.1f} ms | {b}: {tb * 1000:.1f} ms | overhead {1000 * (ta - tb):.1f} ms | {rs} |")
+        else:
+            print(f"| {what} | {a}: {ta:.2f} s | {b}: {tb:.2f} s | {ratio:.2f}x | {rs} |")
+    print(f"| archive size | {cg_size / 1e6:.1f} MB | {ref_size / 1e6:.1f} MB | {cg_size / ref_size:.2f}x | |")
+    if not args.work:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
