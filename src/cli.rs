@@ -89,6 +89,8 @@ pub enum Command {
         /// Cache store: /abs/path or file:///abs/path
         #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
         backend: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
@@ -98,6 +100,8 @@ pub enum Command {
         /// Cache store: /abs/path or file:///abs/path
         #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
         backend: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
         /// Delete entries saved more than DAYS days ago
         #[arg(long, value_name = "DAYS", env = "CACHEGATE_OLDER_THAN")]
         older_than: Option<u64>,
@@ -189,6 +193,45 @@ pub struct StoreArgs {
     #[arg(long, value_name = "N", default_value_t = 3, env = "CACHEGATE_COMPRESSION_LEVEL",
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+/// How long a remote store may take before cachegate gives up and treats it as a miss.
+#[derive(Args, Debug, Clone)]
+pub struct TransferArgs {
+    /// Seconds to wait for a connection to the store
+    #[arg(long, value_name = "SECS", default_value_t = 10, env = "CACHEGATE_CONNECT_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: u64,
+
+    /// Seconds a transfer may go without moving a byte before it is cut
+    #[arg(long, value_name = "SECS", default_value_t = 60, env = "CACHEGATE_STALL_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stall_timeout: u64,
+
+    /// Seconds one whole upload or download may take
+    #[arg(long, value_name = "SECS", default_value_t = 1800, env = "CACHEGATE_TIMEOUT",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
+
+    /// Retries of a failed request (connection errors, 5xx, 429), with jittered backoff
+    #[arg(long, value_name = "N", default_value_t = 3, env = "CACHEGATE_RETRIES",
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: u32,
+}
+
+impl TransferArgs {
+    pub fn transfer(&self) -> crate::backend::Transfer {
+        use std::time::Duration;
+        crate::backend::Transfer {
+            connect: Duration::from_secs(self.connect_timeout),
+            stall: Duration::from_secs(self.stall_timeout),
+            overall: Duration::from_secs(self.timeout),
+            retries: self.retries,
+        }
+    }
 }
 
 /// Machine-readable reports.

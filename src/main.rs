@@ -1,25 +1,14 @@
 //! cachegate: restore a dependency cache keyed by lock files, or run the install and save
 //! it. `main` parses, dispatches, prints the cause chain of an error and picks the exit code.
 
-mod archive;
-mod backend;
-mod cli;
-mod config;
-mod entry;
-mod env_vars;
-mod key;
-mod preset;
-mod report;
-mod run;
-mod scope;
-
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command};
-use run::Job;
+use cachegate::cli::{Cli, Command};
+use cachegate::run::{self, Job};
+use cachegate::{config, redact};
 
 /// Usage and configuration errors.
 const EXIT_USAGE: u8 = 2;
@@ -29,7 +18,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("cachegate: error: {e:#}");
+            eprintln!("cachegate: error: {}", redact::redact(&format!("{e:#}")));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -83,12 +72,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let plan = config::plan(&key, &cmd)?;
             run::explain(Job::new("explain", plan, &store, None, v)?)
         }
-        Command::Ls { backend, json } => {
-            let store = config::backend_spec(backend.as_deref())?.open()?;
+        Command::Ls {
+            backend,
+            transfer,
+            json,
+        } => {
+            let store = config::backend_spec(backend.as_deref())?.open(&transfer.transfer())?;
             run::ls(store.as_ref(), json)?
         }
         Command::Prune {
             backend,
+            transfer,
             older_than,
             keep,
             max_size,
@@ -99,7 +93,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     "prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES"
                 );
             }
-            let store = config::backend_spec(backend.as_deref())?.open()?;
+            let store = config::backend_spec(backend.as_deref())?.open(&transfer.transfer())?;
             let rules = run::PruneRules {
                 older_than_days: older_than,
                 keep,

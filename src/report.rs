@@ -14,7 +14,7 @@ pub fn in_gitlab() -> bool {
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("cachegate: warning: {msg}");
+    eprintln!("cachegate: warning: {}", crate::redact::redact(msg));
 }
 
 /// Detail lines: a collapsed section in GitLab, plain lines elsewhere.
@@ -30,7 +30,7 @@ pub fn section(id: &str, title: &str, lines: &[String]) {
             "\x1b[0Ksection_start:{now}:cachegate_{id}[collapsed=true]\r\x1b[0Kcachegate: {title}"
         );
         for l in lines {
-            let _ = writeln!(err, "  {l}");
+            let _ = writeln!(err, "  {}", crate::redact::redact(l));
         }
         let _ = writeln!(
             err,
@@ -39,7 +39,7 @@ pub fn section(id: &str, title: &str, lines: &[String]) {
         );
     } else {
         for l in lines {
-            let _ = writeln!(err, "cachegate: {l}");
+            let _ = writeln!(err, "cachegate: {}", crate::redact::redact(l));
         }
     }
 }
@@ -116,7 +116,7 @@ pub struct Report {
 impl Report {
     pub fn warn(&mut self, msg: String) {
         warn(&msg);
-        self.warnings.push(msg);
+        self.warnings.push(crate::redact::redact(&msg));
     }
 
     pub fn write_files(&self, json: Option<&Path>, dotenv: Option<&Path>) -> Result<()> {

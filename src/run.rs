@@ -51,7 +51,7 @@ impl Job {
         verbose: u8,
     ) -> Result<Job> {
         let spec = config::backend_spec(store.backend.as_deref())?;
-        let backend = spec.open()?;
+        let backend = spec.open(&store.transfer.transfer())?;
         let scopes = Scopes::from_env();
         let report = Report {
             command,

@@ -101,6 +101,30 @@ pub trait Backend: Send + Sync {
     fn delete(&self, name: &str) -> StoreResult<()>;
 }
 
+/// Time and retry bounds for remote stores (`--connect-timeout`, `--stall-timeout`,
+/// `--timeout`, `--retries`). The directory store ignores them.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub connect: std::time::Duration,
+    /// Longest a transfer may go without moving a byte.
+    pub stall: std::time::Duration,
+    /// Longest one whole transfer may take.
+    pub overall: std::time::Duration,
+    /// Retries after the first attempt, for connection errors, 5xx and 429 only.
+    pub retries: u32,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            connect: std::time::Duration::from_secs(10),
+            stall: std::time::Duration::from_secs(60),
+            overall: std::time::Duration::from_secs(1800),
+            retries: 3,
+        }
+    }
+}
+
 /// A parsed `--backend` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSpec {
@@ -126,7 +150,7 @@ impl BackendSpec {
         bail!("unknown backend {s:?}; accepted forms: {ACCEPTED_FORMS}")
     }
 
-    pub fn open(&self) -> Result<Box<dyn Backend>> {
+    pub fn open(&self, _transfer: &Transfer) -> Result<Box<dyn Backend>> {
         match self {
             BackendSpec::Dir(path) => Ok(Box::new(dir::DirBackend::new(path.clone()))),
         }

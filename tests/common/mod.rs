@@ -2,16 +2,49 @@
 //! environment, so tests never see the developer's or CI's CACHEGATE_* or GitLab variables.
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
 
+/// A cache store under test: how cachegate is pointed at it, and how a test clears it.
+pub trait Store {
+    /// The `--backend` value (given to cachegate as CACHEGATE_BACKEND).
+    fn backend(&self) -> String;
+    /// Extra variables cachegate needs for this store (credentials, endpoints).
+    fn env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Remove every entry: the cache was cleared or evicted.
+    fn clear(&self);
+    /// Values that must never appear in cachegate's output, at any verbosity.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The directory store.
+pub struct DirStore(pub PathBuf);
+
+impl Store for DirStore {
+    fn backend(&self) -> String {
+        self.0.display().to_string()
+    }
+    fn clear(&self) {
+        std::fs::remove_dir_all(&self.0).unwrap();
+        std::fs::create_dir(&self.0).unwrap();
+    }
+}
+
 pub struct Project {
     pub tmp: tempfile::TempDir,
     pub dir: PathBuf,
+    /// The directory store's root (used when no other store is given).
     pub store: PathBuf,
     pub home: PathBuf,
+    pub remote: Option<Box<dyn Store>>,
 }
 
 impl Project {
@@ -28,7 +61,32 @@ impl Project {
             dir,
             store,
             home,
+            remote: None,
         }
+    }
+
+    /// A project whose cachegate runs use `store` instead of the directory store.
+    pub fn with_store(store: Box<dyn Store>) -> Project {
+        let mut p = Project::new();
+        p.remote = Some(store);
+        p
+    }
+
+    pub fn clear_store(&self) {
+        match &self.remote {
+            Some(s) => s.clear(),
+            None => DirStore(self.store.clone()).clear(),
+        }
+    }
+
+    /// Run a cachegate command built by `cmd`, failing the test if any of the store's
+    /// secrets shows up in what it printed.
+    pub fn run(&self, c: &mut Command) -> Output {
+        let out = c.output().unwrap();
+        if let Some(s) = &self.remote {
+            assert_no_secrets(&out, &s.secrets());
+        }
+        out
     }
 
     pub fn write(&self, rel: &str, content: &str) -> &Self {
@@ -52,8 +110,21 @@ impl Project {
             }
         }
         c.env("HOME", &self.home)
-            .env("XDG_CACHE_HOME", self.tmp.path().join("xdg"))
-            .env("CACHEGATE_BACKEND", &self.store);
+            .env("XDG_CACHE_HOME", self.tmp.path().join("xdg"));
+        match &self.remote {
+            Some(s) => {
+                c.env("CACHEGATE_BACKEND", s.backend());
+                for (k, v) in s.env() {
+                    c.env(k, v);
+                }
+                // Remote stores always run at the most verbose level, so the secret check
+                // in `run` sees everything cachegate could ever print.
+                c.env("CACHEGATE_VERBOSE", "3");
+            }
+            None => {
+                c.env("CACHEGATE_BACKEND", &self.store);
+            }
+        }
         c
     }
 
@@ -72,6 +143,38 @@ pub fn walk(root: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// Fails if any secret appears in the output: plain, URL-encoded or base64.
+pub fn assert_no_secrets(out: &Output, secrets: &[String]) {
+    use base64::Engine as _;
+    let text = format!("{}{}", stdout(out), stderr(out));
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        let forms = [
+            s.clone(),
+            percent_encode(s),
+            base64::engine::general_purpose::STANDARD.encode(s),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s),
+        ];
+        for f in forms {
+            assert!(
+                !text.contains(&f),
+                "a secret appeared in cachegate's output:\n{text}"
+            );
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 pub fn stderr(o: &Output) -> String {
