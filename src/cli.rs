@@ -112,7 +112,7 @@ pub enum Command {
         #[arg(long, value_name = "BYTES", env = "CACHEGATE_MAX_SIZE")]
         max_size: Option<u64>,
         /// Say what would be deleted, delete nothing
-        #[arg(long)]
+        #[arg(long, env = "CACHEGATE_DRY_RUN")]
         dry_run: bool,
     },
     /// Print the key on stdout
@@ -120,7 +120,7 @@ pub enum Command {
         #[command(flatten)]
         key: KeyArgs,
         /// Print every component that went into the key
-        #[arg(long)]
+        #[arg(long, env = "CACHEGATE_EXPLAIN")]
         explain: bool,
         /// Print the key and its components as JSON
         #[arg(long)]
