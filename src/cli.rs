@@ -32,7 +32,7 @@ pub enum Command {
         #[command(flatten)]
         report: ReportArgs,
         /// Save even when the command fails
-        #[arg(long, env = "CACHEGATE_SAVE_ON_FAILURE")]
+        #[arg(long, env = "CACHEGATE_SAVE_ON_FAILURE", value_parser = clap::builder::BoolishValueParser::new())]
         save_on_failure: bool,
         /// The install command, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
@@ -112,7 +112,7 @@ pub enum Command {
         #[arg(long, value_name = "BYTES", env = "CACHEGATE_MAX_SIZE")]
         max_size: Option<u64>,
         /// Say what would be deleted, delete nothing
-        #[arg(long, env = "CACHEGATE_DRY_RUN")]
+        #[arg(long, env = "CACHEGATE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
         dry_run: bool,
     },
     /// Print the key on stdout
@@ -120,7 +120,7 @@ pub enum Command {
         #[command(flatten)]
         key: KeyArgs,
         /// Print every component that went into the key
-        #[arg(long, env = "CACHEGATE_EXPLAIN")]
+        #[arg(long, env = "CACHEGATE_EXPLAIN", value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
         /// Print the key and its components as JSON
         #[arg(long)]
@@ -186,7 +186,7 @@ pub struct StoreArgs {
     pub policy: Policy,
 
     /// Fail with exit code 3 on cache trouble instead of treating it as a miss
-    #[arg(long, env = "CACHEGATE_STRICT")]
+    #[arg(long, env = "CACHEGATE_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
 
     /// zstd level for new entries (1-19)

@@ -139,6 +139,11 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
 
     let mut command_env = Vec::new();
     for p in &presets {
+        // The preset's variables point the tool at the preset's paths; with other --path
+        // values they would send the install somewhere that is not cached.
+        if !p.paths.iter().all(|pp| declared.iter().any(|d| d == pp)) {
+            continue;
+        }
         for (var, value) in p.env {
             if command_env
                 .iter()

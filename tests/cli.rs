@@ -691,3 +691,21 @@ fn ls_and_prune_manage_the_store() {
     let o = p.cmd().arg("prune").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn preset_variables_follow_the_preset_paths_only() {
+    let p = Project::new();
+    p.write("Cargo.lock", "# empty\n");
+    let o = p.run(p.cmd().args(["check", "--lock", "Cargo.lock"]));
+    assert!(
+        stderr(&o).contains("command env CARGO_HOME="),
+        "{}",
+        stderr(&o)
+    );
+    // With another --path, CARGO_HOME would send downloads somewhere not cached.
+    let o = p.run(
+        p.cmd()
+            .args(["check", "--lock", "Cargo.lock", "--path", "target"]),
+    );
+    assert!(!stderr(&o).contains("CARGO_HOME"), "{}", stderr(&o));
+}
