@@ -2,6 +2,8 @@
 //! package managers (pip into a venv, npm), offline.
 
 mod common;
+#[path = "cli/hostile.rs"]
+mod hostile;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -22,6 +22,8 @@ pub struct PackStats {
     pub digest: String,
     /// Things skipped (sockets, FIFOs, devices), for the log.
     pub skipped: Vec<String>,
+    /// Credential files that went into the archive, for a warning.
+    pub credentials: Vec<crate::secrets::Finding>,
 }
 
 /// Counts and hashes what passes through to the inner writer.
@@ -111,6 +113,9 @@ fn add_tree<W: Write>(
             let file = File::open(entry.path())?.take(meta.len());
             stats.files += 1;
             stats.bytes += meta.len();
+            stats
+                .credentials
+                .extend(crate::secrets::check(entry.path()));
             builder.append_data(&mut header, &name, file)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(entry.path())?;
