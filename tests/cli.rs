@@ -4,6 +4,10 @@
 mod common;
 #[path = "cli/hostile.rs"]
 mod hostile;
+#[path = "cli/scopes.rs"]
+mod scopes;
+#[path = "cli/signing.rs"]
+mod signing;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
