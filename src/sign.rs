@@ -11,8 +11,9 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::entry::Manifest;
 
-pub const SIGNING_KEY_VAR: &str = "CACHEGATE_SIGNING_KEY";
-pub const TRUSTED_KEYS_VAR: &str = "CACHEGATE_TRUSTED_KEYS";
+pub use crate::env_vars::{
+    CACHEGATE_SIGNING_KEY as SIGNING_KEY_VAR, CACHEGATE_TRUSTED_KEYS as TRUSTED_KEYS_VAR,
+};
 
 const PUBLIC_PREFIX: &str = "cachegate-ed25519:";
 const SECRET_PREFIX: &str = "cachegate-ed25519-secret:";

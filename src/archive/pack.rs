@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -100,6 +101,19 @@ fn add_tree<W: Write>(
             .expect("walk stays under root");
         // A Path, not a String: non-UTF-8 names survive, tar stores bytes.
         let name = Path::new(prefix).join(rel);
+        // A restore rejects such names (they confuse other tar readers and log lines), so
+        // an archive holding one could never be used: better not to save it at all.
+        if name
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|&b| b == b'\n' || b == b'\r')
+        {
+            anyhow::bail!(
+                "{:?} has a line break in its name, which cachegate does not cache",
+                entry.path()
+            );
+        }
         let meta = entry.metadata()?;
         let ft = meta.file_type();
         let mut header = tar::Header::new_gnu();

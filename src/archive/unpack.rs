@@ -274,6 +274,9 @@ struct Extractor<'a> {
     pool: Pool,
     hardlinks: Vec<(PathBuf, PathBuf)>,
     umask: u32,
+    /// Most file content the archive may declare: the byte limit, or less when the ratio
+    /// limit would stop the stream anyway, so a bomb is refused before a byte is written.
+    byte_cap: u64,
 }
 
 fn current_umask() -> u32 {
@@ -527,12 +530,16 @@ impl Extractor<'_> {
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
-                self.stats.bytes += size;
-                if self.stats.bytes > self.limits.max_bytes {
-                    return Err(corrupt(format!(
-                        "archive expands past {} bytes",
-                        self.limits.max_bytes
-                    )));
+                self.stats.bytes = self.stats.bytes.saturating_add(size);
+                if self.stats.bytes > self.byte_cap {
+                    return Err(corrupt(if self.byte_cap < self.limits.max_bytes {
+                        format!(
+                            "archive would expand more than {}-fold",
+                            self.limits.max_ratio
+                        )
+                    } else {
+                        format!("archive expands past {} bytes", self.limits.max_bytes)
+                    }));
                 }
                 let file = FileJob {
                     path,
@@ -572,7 +579,7 @@ impl Extractor<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| corrupt("a symlink has no target"))?
                     .into_owned();
-                if target.is_empty() || target.contains(&0) {
+                if target.is_empty() || target.contains(&0) || target.len() > self.limits.max_path {
                     return Err(corrupt(format!(
                         "symlink {:?} has an empty or invalid target",
                         String::from_utf8_lossy(&name)
@@ -732,6 +739,11 @@ pub fn unpack(
         pool: Pool::new(4),
         hardlinks: Vec::new(),
         umask: current_umask(),
+        byte_cap: limits.max_bytes.min(
+            limits
+                .max_ratio
+                .saturating_mul(expected.size.max(RATIO_FLOOR)),
+        ),
     };
 
     let extracted = (|| -> Result<(), UnpackError> {

@@ -575,7 +575,7 @@ fn bombs_and_floods_stop_at_the_limits() {
         "expands past",
         &["--max-unpacked-size", "8M"],
     );
-    s.refuses_with("ratio", &bomb, "expands more than", &["--max-ratio", "2"]);
+    s.refuses_with("ratio", &bomb, "more than 2-fold", &["--max-ratio", "2"]);
 
     // The end-of-archive marker followed by a sea of zeros still stops at the cap.
     let mut trailing = tar(|_| {});
@@ -585,6 +585,13 @@ fn bombs_and_floods_stop_at_the_limits() {
         &tarbytes::zst(&trailing),
         "expands past",
         &["--max-unpacked-size", "8M"],
+    );
+
+    s.refuses_with(
+        "zeros after the end, ratio",
+        &tarbytes::zst(&trailing),
+        "more than 2-fold",
+        &["--max-ratio", "2"],
     );
 
     let flood = tar(|t| {
@@ -717,4 +724,27 @@ fn damaged_downloads_are_rejected_by_the_digest() {
         assert!(err.contains(why), "{case}: expected {why:?} in\n{err}");
         assert!(err.contains("replaced"), "{case}: {err}");
     }
+}
+
+#[test]
+fn a_name_a_restore_would_reject_is_never_saved() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let cmd = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        "mkdir -p out && echo x > 'out/line\nbreak'".to_string(),
+    ];
+    let o = ensure(&p, &ARGS, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("line break in its name"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        p.store_files().iter().all(|f| !f.ends_with(".json")),
+        "{:?}",
+        p.store_files()
+    );
 }
