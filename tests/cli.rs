@@ -2,6 +2,12 @@
 //! package managers (pip into a venv, npm), offline.
 
 mod common;
+#[path = "cli/hostile.rs"]
+mod hostile;
+#[path = "cli/scopes.rs"]
+mod scopes;
+#[path = "cli/signing.rs"]
+mod signing;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

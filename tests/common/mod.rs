@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod scenarios;
+pub mod tarbytes;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
