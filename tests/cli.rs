@@ -2,6 +2,8 @@
 //! package managers (pip into a venv, npm), offline.
 
 mod common;
+#[path = "cli/dist.rs"]
+mod dist;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
