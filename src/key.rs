@@ -97,7 +97,11 @@ impl Components {
         );
         line(
             "image",
-            self.image.as_deref().unwrap_or("- (CI_JOB_IMAGE not set)"),
+            // Only GitLab sets CI_JOB_IMAGE, so this is the component a laptop misses.
+            self.image.as_deref().unwrap_or(
+                "- (CI_JOB_IMAGE not set; a GitLab job with an image has it: \
+                 export CI_JOB_IMAGE=<the job's image> to compute that job's key here)",
+            ),
         );
         for e in &self.env {
             match &e.value {

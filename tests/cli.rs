@@ -2,6 +2,8 @@
 //! package managers (pip into a venv, npm), offline.
 
 mod common;
+#[path = "cli/dist.rs"]
+mod dist;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/scopes.rs"]

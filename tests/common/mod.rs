@@ -2,6 +2,7 @@
 //! environment, so tests never see the developer's or CI's CACHEGATE_* or GitLab variables.
 #![allow(dead_code)]
 
+pub mod dist;
 pub mod scenarios;
 pub mod tarbytes;
 
@@ -189,16 +190,28 @@ pub fn stdout(o: &Output) -> String {
 /// Under CI a test that needs an outside tool fails when the tool is missing; elsewhere it
 /// skips loudly, naming what to install.
 pub fn require_tool(tool: &str, install: &str) -> bool {
-    let found = std::process::Command::new("sh")
+    require(which(tool).is_some(), tool, install)
+}
+
+/// Where `tool` is on PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {tool}"))
         .output()
-        .is_ok_and(|o| o.status.success());
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && path.starts_with('/')).then(|| PathBuf::from(path))
+}
+
+/// Under CI a missing prerequisite fails the test; elsewhere the test skips loudly, naming
+/// how to get it.
+pub fn require(found: bool, what: &str, install: &str) -> bool {
     if !found {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{tool} is required under CI=true; install it with: {install}");
+            panic!("{what} is required under CI=true; get it with: {install}");
         }
-        eprintln!("SKIPPED: {tool} not found; install it with: {install}");
+        eprintln!("SKIPPED: {what} not found; get it with: {install}");
     }
     found
 }

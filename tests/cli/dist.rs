@@ -1,0 +1,460 @@
+//! Distribution: the static release binary in `dist/` (from `scripts/release.sh`), `install.sh`
+//! against a local HTTP server, the GitLab CI/CD component run by gitlab-ci-local, and
+//! reproducing CI's key on a laptop.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command as StdCommand, Output};
+
+use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo_root, toolbox};
+use crate::common::scenarios::build_wheel;
+use crate::common::{Project, require, require_tool, stderr, stdout};
+
+fn run(c: &mut StdCommand) -> Output {
+    c.output().unwrap()
+}
+
+#[test]
+fn release_binary_is_static() {
+    let Some(dist) = dist() else { return };
+    let bin = dist.join(asset());
+    let file = stdout(&run(StdCommand::new("file").arg(&bin)));
+    assert!(
+        file.contains("statically linked") || file.contains("static-pie linked"),
+        "{file}"
+    );
+    assert!(!file.contains("dynamically linked"), "{file}");
+    let ldd = run(StdCommand::new("ldd").arg(&bin));
+    let ldd = stdout(&ldd) + &stderr(&ldd);
+    assert!(
+        ldd.contains("statically linked") || ldd.contains("not a dynamic executable"),
+        "{ldd}"
+    );
+    let sums = fs::read_to_string(dist.join(format!("{}.sha256", asset()))).unwrap();
+    let check = run(StdCommand::new("sha256sum")
+        .args(["-c", "--strict"])
+        .arg(dist.join(format!("{}.sha256", asset())))
+        .current_dir(&dist));
+    assert!(check.status.success(), "{sums}: {}", stderr(&check));
+    let version = run(StdCommand::new(&bin).arg("--version"));
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("cachegate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    require(root, "root (chroot needs it)", "run the tests as root")
+}
+
+/// The binary alone in an empty root: no shell, no libraries, no NSS modules.
+#[test]
+fn static_binary_saves_and_restores_in_an_empty_chroot() {
+    let Some(dist) = dist() else { return };
+    if !is_root() {
+        return;
+    }
+    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
+    let r = root.root.path();
+    fs::write(r.join("work/app.lock"), "v1").unwrap();
+    fs::create_dir_all(r.join("work/out/sub")).unwrap();
+    fs::write(r.join("work/out/sub/f"), "data").unwrap();
+    let key = [
+        "--dir",
+        "/work",
+        "--backend",
+        "/store",
+        "--lock",
+        "app.lock",
+        "--path",
+        "out",
+        "--",
+        "/bin/absent",
+    ];
+    let files = root.files();
+    assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
+
+    let o = root.cachegate(&[&["save"][..], &key].concat(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fs::remove_dir_all(r.join("work/out")).unwrap();
+    let o = root.cachegate(&[&["restore"][..], &key].concat(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        fs::read_to_string(r.join("work/out/sub/f")).unwrap(),
+        "data"
+    );
+    // A hit does not run the command (the root holds nothing to run).
+    fs::remove_dir_all(r.join("work/out")).unwrap();
+    let o = root.cachegate(&[&["ensure"][..], &key].concat(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    assert!(r.join("work/out/sub/f").is_file());
+}
+
+/// `sh install.sh` with PATH limited to `path` (or the normal PATH), installing into a fresh
+/// dir under `tmp`.
+fn install(tmp: &Path, url: &str, path: Option<&Path>) -> (Output, std::path::PathBuf) {
+    let bin = tmp.join("bin");
+    let mut c = StdCommand::new(crate::common::which("sh").unwrap());
+    c.arg(repo_root().join("install.sh"))
+        .env_clear()
+        .env("HOME", tmp.join("home"))
+        .env("TMPDIR", tmp)
+        .env("CACHEGATE_DOWNLOAD_URL", url)
+        .env("CACHEGATE_INSTALL_DIR", &bin)
+        .env(
+            "PATH",
+            path.map(|p| p.as_os_str().to_owned())
+                .or_else(|| std::env::var_os("PATH"))
+                .unwrap(),
+        );
+    (run(&mut c), bin)
+}
+
+/// Tools install.sh needs besides a downloader and a checksum tool.
+const BASE_TOOLS: &[&str] = &[
+    "sh", "uname", "mktemp", "rm", "cut", "cp", "chmod", "mv", "mkdir",
+];
+
+#[test]
+fn install_sh_installs_over_http_and_file_urls_with_curl_or_wget() {
+    let Some(dist) = dist() else { return };
+    for t in ["curl", "wget", "shasum"] {
+        if !require_tool(t, &format!("apt-get install -y {t}")) {
+            return;
+        }
+    }
+    let server = FileServer::start(&dist);
+    let file_url = format!("file://{}", dist.display());
+    // (downloader and checksum tools on PATH, URL)
+    let cases: [(&[&str], &str); 4] = [
+        (&["curl", "sha256sum"], &server.url),
+        (&["wget", "sha256sum"], &server.url),
+        (&["wget", "sha256sum"], &file_url),
+        (&["curl", "shasum"], &file_url),
+    ];
+    for (tools, url) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = toolbox(&tmp.path().join("path"), &[BASE_TOOLS, tools].concat());
+        let (o, bin) = install(tmp.path(), url, Some(&path));
+        let what = format!("{tools:?} {url}: {}", stderr(&o));
+        assert!(o.status.success(), "{what}");
+        let version = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
+        let want = format!("cachegate {}", env!("CARGO_PKG_VERSION"));
+        assert_eq!(stdout(&version).trim(), want);
+        assert!(stderr(&o).contains(&format!("installed {want}")), "{what}");
+        // The PATH hint names the dir, since the test did not put it on PATH.
+        assert!(stderr(&o).contains("is not on PATH"), "{what}");
+        assert_eq!(fs::read_dir(&bin).unwrap().count(), 1, "{what}");
+    }
+}
+
+#[test]
+fn install_sh_refuses_a_tampered_checksum_and_installs_nothing() {
+    let Some(dist) = dist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("served");
+    fs::create_dir(&served).unwrap();
+    fs::copy(dist.join(asset()), served.join(asset())).unwrap();
+    let sha = format!("{}.sha256", asset());
+    let good = fs::read_to_string(dist.join(&sha)).unwrap();
+    let flipped = if good.starts_with('0') { "1" } else { "0" };
+    fs::write(served.join(&sha), format!("{flipped}{}", &good[1..])).unwrap();
+
+    let server = FileServer::start(&served);
+    let (o, bin) = install(tmp.path(), &server.url, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing installed"), "{}", stderr(&o));
+    assert!(!bin.exists(), "the install dir was created");
+    // Its temp dir is gone too.
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("cachegate-install")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn install_sh_without_curl_or_wget_says_so() {
+    let Some(dist) = dist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = toolbox(
+        &tmp.path().join("path"),
+        &[BASE_TOOLS, &["sha256sum"]].concat(),
+    );
+    let server = FileServer::start(&dist);
+    let (o, bin) = install(tmp.path(), &server.url, Some(&path));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("neither curl nor wget is installed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bin.exists());
+}
+
+#[test]
+fn shell_scripts_are_shellcheck_clean() {
+    if !require_tool("shellcheck", "apt-get install -y shellcheck") {
+        return;
+    }
+    let o = run(StdCommand::new("shellcheck")
+        .args(["install.sh", "scripts/release.sh", ".ci/run"])
+        .current_dir(repo_root()));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // install.sh is POSIX sh, checked as such.
+    let o = run(StdCommand::new("shellcheck")
+        .args(["--shell=sh", "install.sh"])
+        .current_dir(repo_root()));
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+/// A laptop computes CI's key once it sets the one CI-only component, and `key --explain`
+/// says which one that is.
+#[test]
+fn a_laptop_gets_the_ci_key_by_setting_the_job_image() {
+    let p = Project::new();
+    p.write("poetry.lock", "content");
+    let key = |env: &[(&str, &str)]| {
+        let mut c = p.cmd();
+        c.args(["key", "--lock", "poetry.lock", "--", "poetry", "install"])
+            .envs(env.iter().copied());
+        let o = p.run(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let ci = [
+        ("GITLAB_CI", "true"),
+        ("CI", "true"),
+        ("CI_COMMIT_REF_PROTECTED", "true"),
+        ("CI_JOB_URL", "https://gitlab.example.com/g/p/-/jobs/1"),
+        ("CI_JOB_IMAGE", "python:3.12"),
+    ];
+    let laptop = key(&[]);
+    assert_ne!(key(&ci), laptop);
+    assert_eq!(key(&ci), key(&[("CI_JOB_IMAGE", "python:3.12")]));
+
+    let mut c = p.cmd();
+    c.args([
+        "key",
+        "--explain",
+        "--lock",
+        "poetry.lock",
+        "--",
+        "poetry",
+        "install",
+    ]);
+    let explain = stdout(&p.run(&mut c));
+    let image = explain.lines().find(|l| l.starts_with("image")).unwrap();
+    assert!(image.contains("export CI_JOB_IMAGE="), "{explain}");
+    assert!(explain.contains(&laptop), "{explain}");
+}
+
+/// One pipeline run by gitlab-ci-local; returns its output.
+fn pipeline(gcl: &Path, proj: &Path, home: &Path) -> String {
+    let mut c = StdCommand::new(gcl);
+    c.current_dir(proj)
+        .env("HOME", home)
+        .args(["--force-shell-executor", "--no-color"])
+        // A protected (main-branch) pipeline inside GitLab: the scope a laptop reads below.
+        .args(["--variable", "GITLAB_CI=true"])
+        .args(["--variable", "CI_COMMIT_REF_PROTECTED=true"]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CACHEGATE_")) {
+        c.env_remove(k);
+    }
+    let o = run(&mut c);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "gitlab-ci-local failed:\n{text}");
+    text
+}
+
+/// The component as a project includes it, run by a real GitLab CI interpreter: install the
+/// binary from a served dist/, miss and install with real pip, restore in a clean workspace,
+/// install again when the lock changes; and a laptop reads what CI saved.
+#[test]
+fn gitlab_ci_local_runs_the_component_install_restore_and_lock_change() {
+    let Some(dist) = dist() else { return };
+    let Some(gcl) = gitlab_ci_local() else { return };
+    if !require_tool("python3", "apt-get install -y python3 python3-venv") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (proj, store, bin, wheels, home) = (
+        t.join("proj"),
+        t.join("store"),
+        t.join("bin"),
+        t.join("wheels"),
+        t.join("home"),
+    );
+    for d in [&proj, &store, &home] {
+        fs::create_dir_all(d).unwrap();
+    }
+    build_wheel(&wheels, "1.0");
+    build_wheel(&wheels, "2.0");
+    let server = FileServer::start(&dist);
+
+    fs::create_dir(proj.join("templates")).unwrap();
+    fs::copy(
+        repo_root().join("templates/cachegate.yml"),
+        proj.join("templates/cachegate.yml"),
+    )
+    .unwrap();
+    fs::write(proj.join("requirements.txt"), "greet==1.0\n").unwrap();
+    let install = format!(
+        "sh -c 'echo run >> {log} && python3 -m venv .venv && .venv/bin/pip install -q --no-index --find-links {wheels} -r requirements.txt'",
+        log = t.join("installs.log").display(),
+        wheels = wheels.display()
+    );
+    fs::write(
+        proj.join(".gitlab-ci.yml"),
+        format!(
+            "include:
+  - local: templates/cachegate.yml
+    inputs:
+      download_url: {url}
+      backend: {store}
+      install_dir: {bin}
+
+deps:
+  extends: .cachegate
+  script:
+    - cachegate ensure --lock requirements.txt -- {install}
+    - .venv/bin/greet
+    - echo \"ci-key=$(cachegate key --lock requirements.txt -- {install})\"
+",
+            url = server.url,
+            store = store.display(),
+            bin = bin.display(),
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/group/proj.git",
+        ],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        &["update-ref", "refs/remotes/origin/main", "HEAD"],
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ],
+    ] {
+        let o = run(StdCommand::new("git").args(args).current_dir(&proj));
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    }
+    let installs = || {
+        fs::read_to_string(t.join("installs.log"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+
+    // 1: a fresh runner: install.sh fetches the binary, the cache misses, pip runs.
+    let out = pipeline(&gcl, &proj, &home);
+    assert!(out.contains("install.sh: installed cachegate"), "{out}");
+    assert!(out.contains("cachegate: miss pip"), "{out}");
+    assert!(out.contains("cachegate: saved pip"), "{out}");
+    assert!(out.contains("hello from greet 1.0"), "{out}");
+    assert_eq!(installs(), 1);
+    assert!(
+        walk_has(&store, "v1/protected/pip/"),
+        "{:?}",
+        crate::common::walk(&store)
+    );
+
+    // A laptop computes the key the job printed, in the same checkout, outside CI.
+    let ci_key = out
+        .lines()
+        .filter_map(|l| l.split("ci-key=").nth(1))
+        .map(str::trim)
+        .find(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("no key printed:\n{out}"))
+        .to_string();
+    let mut c = StdCommand::new(dist.join(asset()));
+    c.current_dir(&proj)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", &home)
+        .args(["key", "--lock", "requirements.txt", "--", "sh", "-c"])
+        .arg(install.trim_start_matches("sh -c '").trim_end_matches('\''));
+    assert_eq!(stdout(&run(&mut c)).trim(), ci_key);
+
+    // 2: a new job in a clean workspace on a fresh runner: restored, pip does not run.
+    fs::remove_dir_all(proj.join(".venv")).unwrap();
+    fs::remove_dir_all(&bin).unwrap();
+    let out = pipeline(&gcl, &proj, &home);
+    assert!(out.contains("install.sh: installed cachegate"), "{out}");
+    assert!(out.contains("cachegate: hit pip"), "{out}");
+    assert!(out.contains("hello from greet 1.0"), "{out}");
+    assert_eq!(installs(), 1, "pip ran on a hit:\n{out}");
+
+    // 3: the lock changed; the binary is already there, so it is not downloaded again.
+    fs::write(proj.join("requirements.txt"), "greet==2.0\n").unwrap();
+    fs::remove_dir_all(proj.join(".venv")).unwrap();
+    let out = pipeline(&gcl, &proj, &home);
+    assert!(!out.contains("install.sh:"), "{out}");
+    assert!(out.contains("cachegate: miss pip"), "{out}");
+    assert!(out.contains("hello from greet 2.0"), "{out}");
+    assert_eq!(installs(), 2);
+
+    // A laptop restores what the protected pipeline saved, read-only (README recipe).
+    fs::remove_dir_all(proj.join(".venv")).unwrap();
+    let before = crate::common::walk(&store);
+    let mut c = StdCommand::new(dist.join(asset()));
+    c.current_dir(&proj)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", &home)
+        .env("GITLAB_CI", "true")
+        .env("CI_COMMIT_REF_PROTECTED", "true")
+        .arg("ensure")
+        .arg("--backend")
+        .arg(&store)
+        .args([
+            "--policy",
+            "pull",
+            "--lock",
+            "requirements.txt",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(install.trim_start_matches("sh -c '").trim_end_matches('\''));
+    let o = run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: hit pip"), "{}", stderr(&o));
+    assert_eq!(installs(), 2);
+    assert_eq!(
+        crate::common::walk(&store),
+        before,
+        "a pull run wrote to the store"
+    );
+}
+
+fn walk_has(root: &Path, prefix: &str) -> bool {
+    crate::common::walk(root)
+        .iter()
+        .any(|f| f.starts_with(prefix))
+}
