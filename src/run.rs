@@ -40,6 +40,9 @@ pub struct Job {
     pub report_args: Option<ReportArgs>,
     /// Set when cache trouble happened, for `--strict`.
     pub trouble: bool,
+    /// The store failed during the lookup (down, refusing credentials, erroring): a save
+    /// would only repeat the failure and its timeouts, so it is skipped.
+    pub store_failed: bool,
 }
 
 impl Job {
@@ -73,6 +76,7 @@ impl Job {
             report,
             report_args,
             trouble: false,
+            store_failed: false,
         };
         job.log_plan();
         Ok(job)
@@ -162,6 +166,7 @@ impl Job {
                 },
                 Err(StoreError::NotFound) => {}
                 Err(e) => {
+                    self.store_failed = true;
                     self.trouble(format!(
                         "cannot look up {} in {}: {e}; treating it as a miss",
                         self.plan.short_key(),
@@ -259,6 +264,14 @@ impl Job {
                 missing.join(", "),
                 if missing.len() == 1 { "does" } else { "do" }
             ));
+            return false;
+        }
+        if self.store_failed {
+            self.report.result = "skipped".into();
+            eprintln!(
+                "{} · not saved: the store failed during the lookup",
+                self.head("miss", self.scopes.write)
+            );
             return false;
         }
         let scope = self.scopes.write;

@@ -2,6 +2,8 @@
 //! environment, so tests never see the developer's or CI's CACHEGATE_* or GitLab variables.
 #![allow(dead_code)]
 
+pub mod gitlab_emu;
+pub mod nginx;
 pub mod scenarios;
 
 use std::path::{Path, PathBuf};
