@@ -271,19 +271,25 @@ impl GitlabBackend {
         let resp =
             self.transport
                 .send(Method::PUT, &url, &HeaderMap::new(), Some(id.as_bytes()))?;
-        if resp.status() == StatusCode::FORBIDDEN || resp.status() == StatusCode::CONFLICT {
+        let status = resp.status();
+        if matches!(status.as_u16(), 400 | 403 | 409) {
             let mut body = String::new();
-            let status = resp.status();
-            let mut resp = resp;
-            let _ = (&mut resp).take(4096).read_to_string(&mut body);
-            if body.contains("Duplicate") || status == StatusCode::CONFLICT {
+            let _ = resp.take(4096).read_to_string(&mut body);
+            // A namespace that forbids duplicate generic files refuses a second claim
+            // itself: GitLab's own check is then the atomic one.
+            if body.contains("uplicate") {
                 return Err(StoreError::Exists);
             }
-            return Err(StoreError::Auth(anyhow!(
+            let msg = anyhow!(crate::redact::redact(&format!(
                 "PUT {} answered {status}: {}",
                 transport::display_url(&url),
-                crate::redact::redact(body.trim())
+                body.trim()
             )));
+            return Err(if status == StatusCode::FORBIDDEN {
+                StoreError::Auth(msg)
+            } else {
+                StoreError::Other(msg)
+            });
         }
         let resp = transport::check(&Method::PUT, &url, resp)?;
         let mut body = Vec::new();

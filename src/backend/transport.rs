@@ -489,14 +489,13 @@ impl Upload for StreamUpload {
 
 impl Drop for StreamUpload {
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            {
-                let mut st = self.pipe.state.lock().unwrap_or_else(|e| e.into_inner());
-                st.abandoned = true;
-                self.pipe.cond.notify_all();
-            }
-            // The body errors out, so the server discards the partial object.
-            let _ = t.join();
+        if self.thread.take().is_some() {
+            // The body errors out at its next read, so the server discards the partial
+            // object. The thread is not joined: a server that stopped reading would hold
+            // the job until the overall timeout, and process exit ends the request anyway.
+            let mut st = self.pipe.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.abandoned = true;
+            self.pipe.cond.notify_all();
         }
     }
 }

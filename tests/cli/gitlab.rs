@@ -299,3 +299,30 @@ fn downloads_redirected_to_object_storage_do_not_carry_the_job_token() {
         assert!(r.header("authorization").is_none(), "{r:?}");
     }
 }
+
+#[test]
+fn listing_follows_pagination_and_ignores_other_packages_that_match_fuzzily() {
+    let (p, emu) = project();
+    // GitLab's package_name filter is fuzzy: these all match "cachegate-v1-" and fill the
+    // first pages; none of them is ours.
+    for i in 0..130 {
+        emu.put_file(
+            &format!("not-cachegate-v1-local{i}"),
+            "1.0.0",
+            "x.json",
+            b"{}",
+        );
+    }
+    assert!(run_ensure(&p, &[]).status.success());
+    let o = p.run(p.cmd().args(["ls", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    let pages = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/packages") && r.method == "GET")
+        .count();
+    assert!(pages >= 2, "only {pages} page(s) of packages were read");
+}

@@ -252,6 +252,18 @@ fn wrong_credentials_are_one_request_one_warning_and_no_secret() {
         &o,
         &["pa55-wrong-basic".into(), "ci-user:pa55-wrong-basic".into()],
     );
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+
+    // Credentials in the URL itself: used, and masked wherever the URL is shown.
+    let in_url = url.replace("http://", "http://ci-user:pa55-in-the-url@");
+    let o = ensure_with(
+        &p,
+        &[("CACHEGATE_BACKEND".into(), in_url)],
+        &[],
+        &["pa55-in-the-url".into()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
 }
 
 #[test]
@@ -346,4 +358,90 @@ fn a_cross_host_redirect_does_not_carry_the_token() {
     }
     // nginx itself (the configured origin) did get it.
     assert!(!nginx.access_log().is_empty());
+}
+
+/// The backend itself, on an nginx without auth (no environment needed).
+fn open(url: &str, stall_secs: u64) -> Box<dyn cachegate::backend::Backend> {
+    let transfer = cachegate::backend::Transfer {
+        stall: Duration::from_secs(stall_secs),
+        ..Default::default()
+    };
+    cachegate::backend::BackendSpec::parse(url)
+        .unwrap()
+        .open(&transfer)
+        .unwrap()
+}
+
+#[test]
+fn uploads_stream_are_invisible_until_finished_and_dropped_ones_leave_nothing() {
+    use cachegate::backend::StoreError;
+    use std::io::Write;
+    let Some(nginx) = Nginx::start(Options::default()) else {
+        return;
+    };
+    let b = open(&nginx.url("/c"), 60);
+    let chunk = vec![7u8; 256 << 10];
+    let mut up = b.put("v1/local/x/a-1.tar.zst").unwrap();
+    for _ in 0..12 {
+        up.write_all(&chunk).unwrap();
+    }
+    assert!(matches!(
+        b.stat("v1/local/x/a-1.tar.zst"),
+        Err(StoreError::NotFound)
+    ));
+    drop(up);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(matches!(
+        b.stat("v1/local/x/a-1.tar.zst"),
+        Err(StoreError::NotFound)
+    ));
+    assert!(walk(&nginx.root).is_empty(), "{:?}", walk(&nginx.root));
+
+    let mut up = b.put("v1/local/x/a-2.tar.zst").unwrap();
+    for _ in 0..12 {
+        up.write_all(&chunk).unwrap();
+    }
+    up.finish().unwrap();
+    assert_eq!(b.stat("v1/local/x/a-2.tar.zst").unwrap(), 12 * (256 << 10));
+
+    b.create_if_absent("v1/local/x/a.json", b"first").unwrap();
+    assert!(matches!(
+        b.create_if_absent("v1/local/x/a.json", b"second"),
+        Err(StoreError::Exists)
+    ));
+    assert_eq!(b.get_small("v1/local/x/a.json").unwrap(), b"first");
+    let names: Vec<String> = b.list("v1/").unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["v1/local/x/a-2.tar.zst", "v1/local/x/a.json"]);
+    b.delete("v1/local/x/a.json").unwrap();
+    b.delete("v1/local/x/a.json").unwrap();
+    assert!(matches!(
+        b.stat("v1/local/x/a.json"),
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[test]
+fn an_upload_the_server_stops_reading_is_cut_at_the_stall_timeout_with_bounded_memory() {
+    use std::io::Write;
+    // Accepts, reads nothing: the kernel buffers fill, then the bounded pipe, then the
+    // writer waits no longer than the stall timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/c", listener.local_addr().unwrap());
+    let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let b = open(&url, 1);
+    let mut up = b.put("v1/local/x/a-1.tar.zst").unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    let start = Instant::now();
+    let mut written = 0usize;
+    let err = loop {
+        match up.write_all(&chunk) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => break e,
+        }
+        assert!(written < 256 << 20, "the upload never pushed back");
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    drop(up);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    drop(hold);
 }
