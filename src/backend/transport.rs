@@ -199,7 +199,12 @@ impl Transport {
         while let Some(next) = root.source() {
             root = next;
         }
-        let reason = if e.is_timeout() {
+        let reason = if e.is_connect() && e.is_timeout() {
+            anyhow!(
+                "no connection within {} s (--connect-timeout)",
+                self.transfer.connect.as_secs()
+            )
+        } else if e.is_timeout() {
             anyhow!(
                 "no answer within {} s (--stall-timeout)",
                 self.transfer.stall.as_secs()
@@ -209,7 +214,11 @@ impl Transport {
         } else {
             anyhow!("{root}")
         };
-        if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+        // A connect timeout is not retried: the kernel already resent the SYN within it, and
+        // an unreachable store must cost a job one connect timeout, not several.
+        if e.is_connect() && e.is_timeout() {
+            Failure::Final(reason)
+        } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
             Failure::Transient(reason)
         } else {
             Failure::Final(reason)

@@ -445,3 +445,46 @@ fn an_upload_the_server_stops_reading_is_cut_at_the_stall_timeout_with_bounded_m
     assert!(start.elapsed() < Duration::from_secs(10));
     drop(hold);
 }
+
+#[test]
+fn an_unreachable_server_costs_one_connect_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so connecting
+    // hangs as it does for a firewalled host.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    unsafe {
+        assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut got = len;
+        libc::getsockname(fd, (&raw mut addr).cast(), &mut got);
+    }
+    let port = u16::from_be(addr.sin_port);
+    let fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(
+                &([127, 0, 0, 1], port).into(),
+                Duration::from_millis(300),
+            )
+            .ok()
+        })
+        .collect();
+    let url = format!("http://127.0.0.1:{port}/cache");
+    let p = project();
+    let start = Instant::now();
+    let o = ensure_at(&p, &url, "tok-unreachable", &["--connect-timeout", "2"]);
+    let took = start.elapsed();
+    drop(fillers);
+    unsafe { libc::close(fd) };
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--connect-timeout"), "{}", stderr(&o));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
+}
