@@ -266,6 +266,7 @@ impl Transport {
         Box::new(Deadline {
             inner: resp,
             until: Instant::now() + self.transfer.overall,
+            stall: self.transfer.stall,
         })
     }
 }
@@ -356,6 +357,7 @@ fn snippet(resp: Response) -> String {
 struct Deadline {
     inner: Response,
     until: Instant,
+    stall: Duration,
 }
 
 impl Read for Deadline {
@@ -366,7 +368,23 @@ impl Read for Deadline {
                 "the download took longer than --timeout",
             ));
         }
-        self.inner.read(buf)
+        self.inner.read(buf).map_err(|e| {
+            let timed_out = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                .is_some_and(reqwest::Error::is_timeout);
+            if timed_out {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the download stalled: no data for {} s (--stall-timeout)",
+                        self.stall.as_secs()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
     }
 }
 

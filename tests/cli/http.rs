@@ -488,3 +488,66 @@ fn an_unreachable_server_costs_one_connect_timeout() {
         "took {took:?}"
     );
 }
+
+/// A server that answers every request with headers promising a large body, then sends
+/// `drip` bytes every `every` (never finishing).
+fn slow_server(every: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cache", listener.local_addr().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let stopped = stopped.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n{");
+                while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(every);
+                    if conn.write_all(b" ").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, stop)
+}
+
+#[test]
+fn a_download_that_stalls_or_drags_on_is_cut_by_the_stall_and_overall_timeouts() {
+    // Stalls after the first byte: cut after --stall-timeout.
+    let (url, stop) = slow_server(Duration::from_secs(30));
+    let p = project();
+    let start = Instant::now();
+    let o = ensure_at(&p, &url, "tok-stalled", &["--stall-timeout", "1"]);
+    assert!(stderr(&o).contains("--stall-timeout"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    // A byte every 100 ms never stalls, but the whole transfer is cut at --timeout.
+    let (url, stop) = slow_server(Duration::from_millis(100));
+    let p = project();
+    let start = Instant::now();
+    let o = ensure_at(&p, &url, "tok-dragging", &["--timeout", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--timeout"), "{}", stderr(&o));
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+}
