@@ -199,6 +199,13 @@ impl Transport {
         while let Some(next) = root.source() {
             root = next;
         }
+        let tls = caused_by::<rustls::Error>(&e);
+        // A certificate the system does not trust will not be trusted on the next try.
+        if tls {
+            return Failure::Final(anyhow!(
+                "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
+            ));
+        }
         let reason = if e.is_connect() && e.is_timeout() {
             anyhow!(
                 "no connection within {} s (--connect-timeout)",
@@ -269,6 +276,22 @@ impl Transport {
             stall: self.transfer.stall,
         })
     }
+}
+
+/// Whether an error of type `T` is somewhere in the chain, also inside `io::Error`s (whose
+/// `source` skips the error they wrap).
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = match err.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 enum Failure {

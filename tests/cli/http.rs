@@ -339,8 +339,8 @@ fn a_cross_host_redirect_does_not_carry_the_token() {
         Response::json(404, "{}".into())
     }));
     let Some(nginx) = Nginx::start(Options {
-        authorization: None,
         redirect_to: Some(other.url()),
+        ..Options::default()
     }) else {
         return;
     };
@@ -550,4 +550,42 @@ fn a_download_that_stalls_or_drags_on_is_cut_by_the_stall_and_overall_timeouts()
         start.elapsed()
     );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn https_works_with_the_system_trust_store_and_refuses_an_unknown_ca() {
+    let Some(nginx) = Nginx::start(Options {
+        tls: true,
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let url = nginx.url("/cache");
+    let p = project();
+    let trust = [
+        ("CACHEGATE_BACKEND".to_string(), url.clone()),
+        (
+            "SSL_CERT_FILE".to_string(),
+            nginx.ca_cert().display().to_string(),
+        ),
+    ];
+    let o = ensure_with(&p, &trust, &[], &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure_with(&p, &trust, &[], &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+
+    // Without the CA the certificate is refused: a warning and a miss, never a silent pass.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure_with(&p, &trust[..1], &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("TLS failed"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("attempts"), "{}", stderr(&o));
 }

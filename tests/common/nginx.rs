@@ -15,13 +15,43 @@ pub struct Options {
     pub authorization: Option<String>,
     /// Where `/elsewhere/...` redirects to (another server), keeping the path.
     pub redirect_to: Option<String>,
+    /// Serve HTTPS with a certificate from a throwaway CA (`Nginx::ca_cert`).
+    pub tls: bool,
 }
 
 pub struct Nginx {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub port: u16,
+    tls: bool,
     child: Option<Child>,
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &str| {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl {args}"))
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl {args}");
+    };
+    run(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=cachegate-test-ca",
+    );
+    run("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf",
+    );
 }
 
 fn free_port() -> u16 {
@@ -36,6 +66,9 @@ impl Nginx {
     /// `None` (after a loud message) when nginx is missing outside CI.
     pub fn start(opts: Options) -> Option<Nginx> {
         if !require_tool("nginx", "apt-get install -y nginx-light") {
+            return None;
+        }
+        if opts.tls && !require_tool("openssl", "apt-get install -y openssl") {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -59,6 +92,14 @@ impl Nginx {
             .as_ref()
             .map(|to| format!("location /elsewhere/ {{ return 307 {to}$request_uri; }}"))
             .unwrap_or_default();
+        let listen = if opts.tls {
+            make_certs(dir.path());
+            format!(
+                "listen 127.0.0.1:{port} ssl; ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key;"
+            )
+        } else {
+            format!("listen 127.0.0.1:{port};")
+        };
         let conf = format!(
             r#"daemon off;
 {user}
@@ -75,7 +116,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   server {{
-    listen 127.0.0.1:{port};
+    {listen}
     root {d}/root;
     {auth}
     location / {{
@@ -107,6 +148,7 @@ http {{
             dir,
             root,
             port,
+            tls: opts.tls,
             child: Some(child),
         };
         let start = Instant::now();
@@ -122,7 +164,13 @@ http {{
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The CA that signed an HTTPS nginx's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// `METHOD /uri STATUS` per request served so far.
