@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
 use crate::common::scenarios::{ensure, installs};
 use crate::common::{Project, stderr};
-use crate::http::{ARGS, ensure_with, parallel_saves, tree_cmd, warnings};
+use crate::http::{
+    ARGS, ensure_with, explain_names_the_changed_lock, parallel_saves, tree_cmd, warnings,
+};
 
 fn project() -> (Project, Arc<GitlabEmu>) {
     let emu = Arc::new(GitlabEmu::start());
@@ -101,6 +103,7 @@ fn ls_and_prune_work_and_a_token_that_cannot_delete_is_reported() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
+    explain_names_the_changed_lock(&p);
 
     emu.deny_delete(true);
     let o = p.run(p.cmd().args(["prune", "--keep", "1"]));

@@ -115,6 +115,8 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
         return;
     };
     let root = store.nginx.root.clone();
+    let log = store.nginx.dir.path().join("logs/access.log");
+    let requests = || fs::read_to_string(&log).unwrap_or_default().lines().count();
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
     let o = ensure(&p, &ARGS, &tree_cmd());
@@ -133,9 +135,15 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     );
 
     fs::remove_dir_all(p.path("out")).unwrap();
+    let before = requests();
     let o = ensure(&p, &ARGS, &tree_cmd());
     assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
     assert_eq!(installs(&p), 1);
+    assert_eq!(
+        requests() - before,
+        2,
+        "a hit is the manifest and the archive"
+    );
 
     // A second entry, then ls lists both through nginx's JSON listing, prune keeps one.
     p.write("app.lock", "v2");
@@ -145,9 +153,22 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2, "{}", stdout(&o));
+    explain_names_the_changed_lock(&p);
     let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(walk(&root).len(), 2, "{:?}", walk(&root));
+}
+
+/// `explain` lists the store to find the newest entry and names the lock that changed.
+pub(crate) fn explain_names_the_changed_lock(p: &Project) {
+    p.write("app.lock", "changed");
+    let o = p.run(p.cmd().arg("explain").args(ARGS).arg("--").args(tree_cmd()));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("locks: app.lock@") && text.contains("newest entry"),
+        "{text}"
+    );
 }
 
 #[test]
