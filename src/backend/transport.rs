@@ -420,7 +420,9 @@ struct Pipe {
 
 #[derive(Default)]
 struct PipeState {
+    /// Queued chunks, and how far the reader got into the first one.
     chunks: VecDeque<Vec<u8>>,
+    offset: usize,
     queued: usize,
     /// The writer finished: EOF after the queue drains.
     closed: bool,
@@ -440,12 +442,15 @@ impl Read for PipeReader {
             if st.abandoned {
                 return Err(io::Error::other("upload abandoned"));
             }
-            if let Some(front) = st.chunks.front_mut() {
-                let n = buf.len().min(front.len());
-                buf[..n].copy_from_slice(&front[..n]);
-                front.drain(..n);
-                if front.is_empty() {
+            if let Some(front) = st.chunks.front() {
+                let rest = &front[st.offset..];
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                if n == rest.len() {
                     st.chunks.pop_front();
+                    st.offset = 0;
+                } else {
+                    st.offset += n;
                 }
                 st.queued -= n;
                 pipe.cond.notify_all();
@@ -486,6 +491,10 @@ impl StreamUpload {
 
 impl Write for StreamUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            // An empty chunk would read as end of body.
+            return Ok(0);
+        }
         let pipe = self.pipe.clone();
         let mut st = pipe.state.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
@@ -515,10 +524,12 @@ impl Write for StreamUpload {
             };
             return Err(io::Error::other(why));
         }
-        st.chunks.push_back(buf.to_vec());
-        st.queued += buf.len();
+        // At most the pipe's capacity per call, so one huge write cannot defeat the bound.
+        let n = buf.len().min(PIPE_CAPACITY);
+        st.chunks.push_back(buf[..n].to_vec());
+        st.queued += n;
         pipe.cond.notify_all();
-        Ok(buf.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
