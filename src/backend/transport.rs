@@ -350,21 +350,29 @@ pub fn check(method: &Method, url: &Url, resp: Response) -> StoreResult<Response
     if status == StatusCode::NOT_FOUND {
         return Err(StoreError::NotFound);
     }
+    Err(status_error(method, url, status, &body_text(resp)))
+}
+
+/// The error for a non-2xx status other than 404, with the server's own words.
+pub fn status_error(method: &Method, url: &Url, status: StatusCode, body: &str) -> StoreError {
     let what = format!("{method} {} answered {status}", display_url(url));
-    let detail = snippet(resp);
-    let msg = anyhow!(redact::redact(&format!("{what}{detail}")));
-    Err(match status {
+    let msg = anyhow!(redact::redact(&format!("{what}{}", snippet(body))));
+    match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::Auth(msg),
         StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => StoreError::Exists,
         _ => StoreError::Other(msg),
-    })
+    }
+}
+
+/// The start of an error body.
+pub fn body_text(resp: Response) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.take(4096).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The first line of an error body, short, for the warning.
-fn snippet(resp: Response) -> String {
-    let mut buf = Vec::new();
-    let _ = resp.take(300).read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
+fn snippet(text: &str) -> String {
     let line = text
         .lines()
         .map(str::trim)
