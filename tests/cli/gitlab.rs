@@ -329,3 +329,21 @@ fn listing_follows_pagination_and_ignores_other_packages_that_match_fuzzily() {
         .count();
     assert!(pages >= 2, "only {pages} page(s) of packages were read");
 }
+
+#[test]
+fn a_job_token_that_cannot_list_files_still_saves_and_hits() {
+    // GitLab before 16.0: job tokens may publish and download but not list package files.
+    let (p, emu) = project();
+    emu.deny_job_token_file_listing(true);
+    let o = run_ensure(&p, &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+}

@@ -252,6 +252,8 @@ struct State {
     blob_requests: Vec<Request>,
     faults: VecDeque<Fault>,
     deny_delete: bool,
+    /// Job tokens may not list package files (GitLab before 16.0).
+    deny_job_token_file_listing: bool,
     redirect_downloads: bool,
     /// After a manifest is served, delete the archive it points to (a concurrent prune).
     delete_archive_after_manifest: bool,
@@ -458,6 +460,9 @@ impl GitlabEmu {
     pub fn deny_delete(&self, deny: bool) {
         self.state.lock().unwrap().deny_delete = deny;
     }
+    pub fn deny_job_token_file_listing(&self, deny: bool) {
+        self.state.lock().unwrap().deny_job_token_file_listing = deny;
+    }
     pub fn redirect_downloads(&self, on: bool) {
         self.state.lock().unwrap().redirect_downloads = on;
     }
@@ -629,6 +634,9 @@ fn route(
             paginate(req, items)
         }
         ("GET", ["packages", id, "package_files"]) => {
+            if st.deny_job_token_file_listing && req.header("JOB-TOKEN").is_some() {
+                return Response::message(403, "Forbidden");
+            }
             let id: u64 = id.parse().unwrap_or(0);
             if !st.packages.iter().any(|p| p.id == id) {
                 return Response::message(404, "Not found");
