@@ -19,7 +19,7 @@ use crate::redact;
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 10;
-/// Longest single wait between retries, whatever `Retry-After` asks for.
+/// Longest single wait between retries; a longer `Retry-After` ends the retrying.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// Bytes an upload may have queued ahead of the network.
 const PIPE_CAPACITY: usize = 1 << 20;
@@ -110,8 +110,13 @@ impl Transport {
                 Err(Failure::Transient(_)) => Some(backoff(attempt)),
                 Err(Failure::Final(_)) => None,
             };
-            let wait =
-                wait.filter(|w| attempt < self.transfer.retries && Instant::now() + *w < deadline);
+            // A server that asks for more than MAX_RETRY_WAIT will not be back within a job's
+            // patience: give up now rather than hold the job.
+            let wait = wait.filter(|w| {
+                attempt < self.transfer.retries
+                    && *w <= MAX_RETRY_WAIT
+                    && Instant::now() + *w < deadline
+            });
             match (outcome, wait) {
                 (outcome, Some(wait)) => {
                     drop(outcome);
@@ -314,7 +319,7 @@ fn backoff(attempt: u32) -> Duration {
     base.mul_f64(jitter).min(MAX_RETRY_WAIT)
 }
 
-/// `Retry-After` as seconds or an HTTP date, capped.
+/// `Retry-After` as seconds or an HTTP date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match v.parse::<u64>() {
@@ -328,7 +333,7 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
             Duration::from_secs(at.saturating_sub(now))
         }
     };
-    Some(wait.min(MAX_RETRY_WAIT))
+    Some(wait)
 }
 
 /// A URL for messages: no userinfo, no query (it may carry a presigned signature).
@@ -647,12 +652,17 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_is_capped() {
+    fn retry_after_reads_seconds_and_dates() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_WAIT));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

@@ -347,3 +347,16 @@ fn a_job_token_that_cannot_list_files_still_saves_and_hits() {
     assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
     assert_eq!(installs(&p), 1);
 }
+
+#[test]
+fn a_retry_after_longer_than_a_job_should_wait_is_not_waited_for() {
+    let (p, emu) = project();
+    emu.fail_next(503, Some(3600), 1000);
+    let start = Instant::now();
+    let o = run_ensure(&p, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert_eq!(emu.requests().len(), 1);
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
