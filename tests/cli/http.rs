@@ -610,3 +610,49 @@ fn https_works_with_the_system_trust_store_and_refuses_an_unknown_ca() {
     assert!(stderr(&o).contains("TLS failed"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("attempts"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_read_only_token_restores_but_cannot_save() {
+    let (writer, reader) = ("Bearer tok-writes-cache", "Bearer tok-only-reads");
+    let Some(nginx) = Nginx::start(Options {
+        authorization: Some(writer.into()),
+        read_only: Some(reader.into()),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let url = nginx.url("/cache");
+    let p = project();
+    let as_token = |t: &str| {
+        vec![
+            ("CACHEGATE_BACKEND".to_string(), url.clone()),
+            (
+                "CACHEGATE_HTTP_TOKEN".to_string(),
+                t.trim_start_matches("Bearer ").to_string(),
+            ),
+        ]
+    };
+    let secrets = ["tok-writes-cache".to_string(), "tok-only-reads".to_string()];
+    let o = ensure_with(&p, &as_token(writer), &[], &secrets);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure_with(&p, &as_token(reader), &["--policy", "pull"], &secrets);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+
+    p.write("app.lock", "v2");
+    let o = ensure_with(&p, &as_token(reader), &[], &secrets);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not save") && stderr(&o).contains("403"),
+        "{}",
+        stderr(&o)
+    );
+}
