@@ -40,8 +40,8 @@ pub struct Job {
     pub report_args: Option<ReportArgs>,
     /// Set when cache trouble happened, for `--strict`.
     pub trouble: bool,
-    /// The store failed during the lookup (down, refusing credentials, erroring): a save
-    /// would only repeat the failure and its timeouts, so it is skipped.
+    /// The store failed during the lookup of the scope this job writes (down, refusing
+    /// credentials, erroring): a save would only repeat the failure and its timeouts.
     pub store_failed: bool,
 }
 
@@ -166,7 +166,9 @@ impl Job {
                 },
                 Err(StoreError::NotFound) => {}
                 Err(e) => {
-                    self.store_failed = true;
+                    // Failing on the scope this job writes means the save would fail too; a
+                    // scope it may only read says nothing about writing.
+                    self.store_failed = scope == self.scopes.write;
                     self.trouble(format!(
                         "cannot look up {} in {}: {e}; treating it as a miss",
                         self.plan.short_key(),

@@ -360,3 +360,31 @@ fn a_retry_after_longer_than_a_job_should_wait_is_not_waited_for() {
     assert_eq!(emu.requests().len(), 1);
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
+    let (p, emu) = project();
+    emu.forbid_package("cachegate-v1-protected");
+    let in_mr = |p: &Project| {
+        let mut c = p.cmd();
+        c.env("GITLAB_CI", "true")
+            .env("CI_COMMIT_REF_PROTECTED", "false")
+            .arg("ensure")
+            .args(ARGS)
+            .arg("--")
+            .args(tree_cmd());
+        p.run(&mut c)
+    };
+    let o = in_mr(&p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = in_mr(&p);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+}

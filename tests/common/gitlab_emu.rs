@@ -254,6 +254,8 @@ struct State {
     deny_delete: bool,
     /// Job tokens may not list package files (GitLab before 16.0).
     deny_job_token_file_listing: bool,
+    /// Generic packages of this name answer 403.
+    forbidden_package: Option<String>,
     redirect_downloads: bool,
     /// After a manifest is served, delete the archive it points to (a concurrent prune).
     delete_archive_after_manifest: bool,
@@ -463,6 +465,9 @@ impl GitlabEmu {
     pub fn deny_job_token_file_listing(&self, deny: bool) {
         self.state.lock().unwrap().deny_job_token_file_listing = deny;
     }
+    pub fn forbid_package(&self, name: &str) {
+        self.state.lock().unwrap().forbidden_package = Some(name.into());
+    }
     pub fn redirect_downloads(&self, on: bool) {
         self.state.lock().unwrap().redirect_downloads = on;
     }
@@ -559,6 +564,11 @@ fn route(
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
     if seg[0] != PROJECT {
         return Response::message(404, "Project Not Found");
+    }
+    if let ["packages", "generic", name, ..] = &seg[1..]
+        && st.forbidden_package.as_deref() == Some(*name)
+    {
+        return Response::message(403, "Forbidden");
     }
     match (req.method.as_str(), &seg[1..]) {
         ("PUT", ["packages", "generic", name, version, file]) => {
