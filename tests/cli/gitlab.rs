@@ -129,21 +129,25 @@ fn parallel_saves_leave_one_manifest_and_no_claims() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// Another writer's claim on this project's key, `secs_ago` seconds old.
+fn foreign_claim(p: &Project, emu: &GitlabEmu, secs_ago: u64) {
+    let o = p.run(p.cmd().args(["key"]).args(ARGS).arg("--").args(tree_cmd()));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    emu.put_file_aged(
+        "cachegate-v1-local",
+        &format!("out.{key}"),
+        &format!("{key}.json.claim"),
+        b"other-writer",
+        secs_ago,
+    );
+}
+
 #[test]
 fn an_older_claim_wins_and_the_later_writer_keeps_theirs() {
     // Another job claimed the key first and is still uploading its manifest: this job
     // must not write a second manifest (GitLab would serve the newest).
     let (p, emu) = project();
-    let key = {
-        let o = p.run(p.cmd().args(["key"]).args(ARGS).arg("--").args(tree_cmd()));
-        String::from_utf8(o.stdout).unwrap().trim().to_string()
-    };
-    emu.put_file(
-        "cachegate-v1-local",
-        &format!("out.{key}"),
-        &format!("{key}.json.claim"),
-        b"other-writer",
-    );
+    foreign_claim(&p, &emu, 5);
     let o = run_ensure(&p, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -157,6 +161,21 @@ fn an_older_claim_wins_and_the_later_writer_keeps_theirs() {
         !files.iter().any(|f| f.2.ends_with(".tar.zst")),
         "{files:?}"
     );
+}
+
+#[test]
+fn a_claim_left_by_a_writer_that_died_long_ago_is_ignored() {
+    let (p, emu) = project();
+    foreign_claim(&p, &emu, 3600);
+    let o = run_ensure(&p, &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
 }
 
 #[test]

@@ -273,10 +273,15 @@ pub struct GitlabEmu {
 }
 
 fn now_iso() -> String {
+    iso_ago(0)
+}
+
+/// GitLab's timestamp format for `secs_ago` seconds before now.
+fn iso_ago(secs_ago: u64) -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    let secs = d.as_secs();
+    let secs = d.as_secs() - secs_ago;
     let (days, rem) = (secs / 86400, secs % 86400);
     // civil-from-days
     let z = days as i64 + 719_468;
@@ -487,8 +492,15 @@ impl GitlabEmu {
     }
     /// Store a file as another writer would (for duplicate and race tests).
     pub fn put_file(&self, name: &str, version: &str, file: &str, data: &[u8]) {
+        self.put_file_aged(name, version, file, data, 0);
+    }
+    /// `put_file`, as if uploaded `secs_ago` seconds ago.
+    pub fn put_file_aged(&self, name: &str, version: &str, file: &str, data: &[u8], secs_ago: u64) {
         let mut st = self.state.lock().unwrap();
-        store_file(&mut st, name, version, file, data.to_vec());
+        let id = store_file(&mut st, name, version, file, data.to_vec()).id;
+        if let Some(f) = st.files.iter_mut().find(|f| f.id == id) {
+            f.created_at = iso_ago(secs_ago);
+        }
     }
 }
 
