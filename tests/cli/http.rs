@@ -656,3 +656,30 @@ fn a_read_only_token_restores_but_cannot_save() {
         stderr(&o)
     );
 }
+
+#[test]
+fn without_webdav_move_the_manifest_is_a_conditional_put() {
+    use cachegate::backend::StoreError;
+    let Some(nginx) = Nginx::start(Options {
+        no_move: true,
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let b = open(&nginx.url("/c"), 60);
+    b.create_if_absent("v1/local/x/a.json", b"first").unwrap();
+    // The cheap check before writing still sees the first manifest.
+    assert!(matches!(
+        b.create_if_absent("v1/local/x/a.json", b"second"),
+        Err(StoreError::Exists)
+    ));
+    assert_eq!(b.get_small("v1/local/x/a.json").unwrap(), b"first");
+    // No temp object is left behind by the refused MOVE.
+    assert_eq!(walk(&nginx.root), ["c/v1/local/x/a.json"]);
+    let moves = nginx
+        .access_log()
+        .iter()
+        .filter(|l| l.starts_with("MOVE"))
+        .count();
+    assert_eq!(moves, 1, "MOVE is tried once, then not again");
+}

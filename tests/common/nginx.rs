@@ -19,6 +19,8 @@ pub struct Options {
     pub redirect_to: Option<String>,
     /// Serve HTTPS with a certificate from a throwaway CA (`Nginx::ca_cert`).
     pub tls: bool,
+    /// Leave WebDAV MOVE out, as on a server that only has PUT and DELETE.
+    pub no_move: bool,
 }
 
 pub struct Nginx {
@@ -124,6 +126,11 @@ impl Nginx {
         } else {
             format!("listen 127.0.0.1:{port};")
         };
+        let methods = if opts.no_move {
+            "PUT DELETE"
+        } else {
+            "PUT DELETE MOVE"
+        };
         let conf = format!(
             r#"daemon off;
 {user}
@@ -145,7 +152,7 @@ http {{
     root {d}/root;
     {auth}
     location / {{
-      dav_methods PUT DELETE MOVE;
+      dav_methods {methods};
       create_full_put_path on;
       client_max_body_size 0;
       autoindex on;
