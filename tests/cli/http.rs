@@ -683,3 +683,45 @@ fn without_webdav_move_the_manifest_is_a_conditional_put() {
         .count();
     assert_eq!(moves, 1, "MOVE is tried once, then not again");
 }
+
+#[test]
+fn basic_auth_from_the_environment_or_the_url_works_and_is_never_printed() {
+    use base64::Engine as _;
+    let (user, password) = ("ci-user", "p@ss w0rd/secret");
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let Some(nginx) = Nginx::start(Options {
+        authorization: Some(header),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let p = project();
+    let secrets = [password.to_string()];
+    let env = [
+        ("CACHEGATE_BACKEND".to_string(), nginx.url("/cache")),
+        ("CACHEGATE_HTTP_USER".to_string(), user.to_string()),
+        ("CACHEGATE_HTTP_PASSWORD".to_string(), password.to_string()),
+    ];
+    let o = ensure_with(&p, &env, &[], &secrets);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let in_url = nginx
+        .url("/cache")
+        .replace("http://", "http://ci-user:p%40ss%20w0rd%2Fsecret@");
+    let o = ensure_with(
+        &p,
+        &[("CACHEGATE_BACKEND".to_string(), in_url)],
+        &[],
+        &secrets,
+    );
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("p%40ss"), "{}", stderr(&o));
+}
