@@ -173,7 +173,7 @@ impl Transport {
             if let Some(b) = body {
                 req = req.body(b.to_vec());
             }
-            let resp = req.send().map_err(|e| self.failure(e))?;
+            let resp = req.send().map_err(|e| failure(e, &self.transfer))?;
             let status = resp.status();
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
                 return Ok(resp);
@@ -197,46 +197,6 @@ impl Transport {
         )))
     }
 
-    /// A short reason for a failed request: reqwest's own message repeats the URL and
-    /// wraps the cause in layers; people need the cause.
-    fn failure(&self, e: reqwest::Error) -> Failure {
-        let mut root: &dyn std::error::Error = &e;
-        while let Some(next) = root.source() {
-            root = next;
-        }
-        let tls = caused_by::<rustls::Error>(&e);
-        // A certificate the system does not trust will not be trusted on the next try.
-        if tls {
-            return Failure::Final(anyhow!(
-                "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
-            ));
-        }
-        let reason = if e.is_connect() && e.is_timeout() {
-            anyhow!(
-                "no connection within {} s (--connect-timeout)",
-                self.transfer.connect.as_secs()
-            )
-        } else if e.is_timeout() {
-            anyhow!(
-                "no answer within {} s (--stall-timeout)",
-                self.transfer.stall.as_secs()
-            )
-        } else if e.is_connect() {
-            anyhow!("cannot connect: {root}")
-        } else {
-            anyhow!("{root}")
-        };
-        // A connect timeout is not retried: the kernel already resent the SYN within it, and
-        // an unreachable store must cost a job one connect timeout, not several.
-        if e.is_connect() && e.is_timeout() {
-            Failure::Final(reason)
-        } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
-            Failure::Transient(reason)
-        } else {
-            Failure::Final(reason)
-        }
-    }
-
     /// Start a streaming request (PUT or POST) whose body is written through the returned
     /// upload. Not retried and redirects are not followed: the stream cannot be replayed.
     pub fn upload(&self, method: Method, url: &Url, headers: &HeaderMap) -> Box<dyn Upload> {
@@ -253,9 +213,11 @@ impl Transport {
         }
         let what = format!("{method} {}", display_url(url));
         let url = url.clone();
+        let transfer = self.transfer.clone();
         let thread = std::thread::spawn(move || -> StoreResult<()> {
             let resp = req.send().map_err(|e| {
-                StoreError::Other(anyhow!(redact::redact(&format!("{what}: {e:#}"))))
+                let (Failure::Transient(why) | Failure::Final(why)) = failure(e, &transfer);
+                StoreError::Other(anyhow!(redact::redact(&format!("{what}: {why:#}"))))
             })?;
             match check(&method, &url, resp) {
                 Ok(_) => Ok(()),
@@ -280,6 +242,46 @@ impl Transport {
             until: Instant::now() + self.transfer.overall,
             stall: self.transfer.stall,
         })
+    }
+}
+
+/// A short reason for a failed request: reqwest's own message repeats the URL and
+/// wraps the cause in layers; people need the cause.
+fn failure(e: reqwest::Error, transfer: &Transfer) -> Failure {
+    let mut root: &dyn std::error::Error = &e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let tls = caused_by::<rustls::Error>(&e);
+    // A certificate the system does not trust will not be trusted on the next try.
+    if tls {
+        return Failure::Final(anyhow!(
+            "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
+        ));
+    }
+    let reason = if e.is_connect() && e.is_timeout() {
+        anyhow!(
+            "no connection within {} s (--connect-timeout)",
+            transfer.connect.as_secs()
+        )
+    } else if e.is_timeout() {
+        anyhow!(
+            "no answer within {} s (--stall-timeout)",
+            transfer.stall.as_secs()
+        )
+    } else if e.is_connect() {
+        anyhow!("cannot connect: {root}")
+    } else {
+        anyhow!("{root}")
+    };
+    // A connect timeout is not retried: the kernel already resent the SYN within it, and
+    // an unreachable store must cost a job one connect timeout, not several.
+    if e.is_connect() && e.is_timeout() {
+        Failure::Final(reason)
+    } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+        Failure::Transient(reason)
+    } else {
+        Failure::Final(reason)
     }
 }
 
