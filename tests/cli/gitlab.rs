@@ -305,20 +305,37 @@ fn an_archive_deleted_after_the_manifest_was_served_is_a_miss_and_gets_replaced(
 }
 
 #[test]
-fn downloads_redirected_to_object_storage_do_not_carry_the_job_token() {
+fn downloads_redirected_to_object_storage_carry_no_token() {
     let (p, emu) = project();
     assert!(run_ensure(&p, &[]).status.success());
     emu.redirect_downloads(true);
-    std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = run_ensure(&p, &[]);
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
-    let blobs = emu.blob_requests();
-    assert_eq!(blobs.len(), 2, "manifest and archive via object storage");
-    for r in &blobs {
-        assert!(r.header("job-token").is_none(), "{r:?}");
-        assert!(r.header("private-token").is_none(), "{r:?}");
-        assert!(r.header("authorization").is_none(), "{r:?}");
+    let private = [("CACHEGATE_GITLAB_TOKEN", emu.private_token.clone())];
+    for extra_env in [&[][..], &private[..]] {
+        emu.clear_requests();
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        let o = p.run(
+            p.cmd()
+                .envs(extra_env.iter().cloned())
+                .arg("ensure")
+                .args(ARGS)
+                .arg("--")
+                .args(tree_cmd()),
+        );
+        assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
+        let blobs = emu.blob_requests();
+        assert_eq!(blobs.len(), 2, "manifest and archive via object storage");
+        for r in &blobs {
+            assert!(r.header("job-token").is_none(), "{r:?}");
+            assert!(r.header("private-token").is_none(), "{r:?}");
+            assert!(r.header("authorization").is_none(), "{r:?}");
+        }
+        // The registry itself did get the token.
+        assert!(
+            emu.requests()
+                .iter()
+                .all(|r| r.header("job-token").is_some() || r.header("private-token").is_some())
+        );
     }
 }
 
