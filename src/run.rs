@@ -47,8 +47,8 @@ pub struct Job {
     /// When set, entries this job must trust need a signature by one of these.
     pub trusted: Option<Vec<ed25519_dalek::VerifyingKey>>,
     pub refuse_secrets: bool,
-    /// The store failed during the lookup (down, refusing credentials, erroring): a save
-    /// would only repeat the failure and its timeouts, so it is skipped.
+    /// The store failed during the lookup of the scope this job writes (down, refusing
+    /// credentials, erroring): a save would only repeat the failure and its timeouts.
     pub store_failed: bool,
 }
 
@@ -198,7 +198,9 @@ impl Job {
                 },
                 Err(StoreError::NotFound) => {}
                 Err(e) => {
-                    self.store_failed = true;
+                    // Failing on the scope this job writes means the save would fail too; a
+                    // scope it may only read says nothing about writing.
+                    self.store_failed = scope == self.scopes.write;
                     self.trouble(format!(
                         "cannot look up {} in {}: {e}; treating it as a miss",
                         self.plan.short_key(),

@@ -118,34 +118,32 @@ fn io_err(e: impl Into<anyhow::Error>) -> StoreError {
 impl GitlabBackend {
     pub fn open(transfer: &Transfer) -> anyhow::Result<GitlabBackend> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let token = crate::redact::secret_env(env_vars::CACHEGATE_GITLAB_TOKEN);
-        let job_token = crate::redact::secret_env(env_vars::CI_JOB_TOKEN);
+        // An access token (project, group or personal) goes as PRIVATE-TOKEN and wins over
+        // the job token, so a prune job can use one that may delete.
+        let token = match (
+            crate::redact::secret_env(env_vars::CACHEGATE_GITLAB_TOKEN),
+            crate::redact::secret_env(env_vars::CI_JOB_TOKEN),
+        ) {
+            (Some(t), _) => Some(("private-token", t)),
+            (None, Some(t)) => Some(("job-token", t)),
+            (None, None) => None,
+        };
         let (api, project) = (var(env_vars::CI_API_V4_URL), var(env_vars::CI_PROJECT_ID));
-        let missing: Vec<&str> = [
-            (env_vars::CI_API_V4_URL, api.is_some()),
-            (env_vars::CI_PROJECT_ID, project.is_some()),
-            (
-                "CI_JOB_TOKEN or CACHEGATE_GITLAB_TOKEN",
-                token.is_some() || job_token.is_some(),
-            ),
-        ]
-        .iter()
-        .filter(|(_, set)| !set)
-        .map(|(k, _)| *k)
-        .collect();
-        let (Some(api), Some(project)) = (api, project) else {
+        let (Some(api), Some(project), Some((header, token))) = (&api, &project, &token) else {
+            let missing: Vec<&str> = [
+                (env_vars::CI_API_V4_URL, api.is_none()),
+                (env_vars::CI_PROJECT_ID, project.is_none()),
+                (env_vars::CI_JOB_TOKEN, token.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, gone)| gone.then_some(k))
+            .collect();
             bail!(
-                "--backend gitlab needs {} (GitLab CI sets them in every job); missing: {}",
-                "CI_API_V4_URL, CI_PROJECT_ID and CI_JOB_TOKEN",
+                "--backend gitlab needs CI_API_V4_URL, CI_PROJECT_ID and CI_JOB_TOKEN (GitLab CI sets them in every job; {} may replace the job token); missing: {}",
+                env_vars::CACHEGATE_GITLAB_TOKEN,
                 missing.join(", ")
             );
         };
-        if !missing.is_empty() {
-            bail!(
-                "--backend gitlab needs a token; missing: {}",
-                missing.join(", ")
-            );
-        }
         let mut api_url = Url::parse(api.trim())
             .with_context(|| format!("{} {api:?} is not a URL", env_vars::CI_API_V4_URL))?;
         if !api_url.path().ends_with('/') {
@@ -153,13 +151,7 @@ impl GitlabBackend {
             api_url.set_path(&p);
         }
         let mut auth = HeaderMap::new();
-        // A personal, project or group access token goes as PRIVATE-TOKEN; it wins over the
-        // job token so a job can use a token allowed to delete (for prune).
-        let (k, v) = match (&token, &job_token) {
-            (Some(t), _) => transport::secret_header("private-token", t)?,
-            (None, Some(t)) => transport::secret_header("job-token", t)?,
-            (None, None) => unreachable!("checked above"),
-        };
+        let (k, v) = transport::secret_header(header, token)?;
         auth.insert(k, v);
         let project_shown = project.trim().to_string();
         let project: String = project_shown
@@ -272,24 +264,14 @@ impl GitlabBackend {
             self.transport
                 .send(Method::PUT, &url, &HeaderMap::new(), Some(id.as_bytes()))?;
         let status = resp.status();
-        if matches!(status.as_u16(), 400 | 403 | 409) {
-            let mut body = String::new();
-            let _ = resp.take(4096).read_to_string(&mut body);
+        if status.is_client_error() && status != StatusCode::NOT_FOUND {
+            let body = transport::body_text(resp);
             // A namespace that forbids duplicate generic files refuses a second claim
             // itself: GitLab's own check is then the atomic one.
             if body.contains("uplicate") {
                 return Err(StoreError::Exists);
             }
-            let msg = anyhow!(crate::redact::redact(&format!(
-                "PUT {} answered {status}: {}",
-                transport::display_url(&url),
-                body.trim()
-            )));
-            return Err(if status == StatusCode::FORBIDDEN {
-                StoreError::Auth(msg)
-            } else {
-                StoreError::Other(msg)
-            });
+            return Err(transport::status_error(&Method::PUT, &url, status, &body));
         }
         let resp = transport::check(&Method::PUT, &url, resp)?;
         let mut body = Vec::new();
@@ -363,7 +345,14 @@ impl Backend for GitlabBackend {
         }
         let ours = self.claim(&loc)?;
         let decided = (|| {
-            let files = self.files(ours.package_id)?;
+            let files = match self.files(ours.package_id) {
+                Ok(files) => files,
+                // GitLab before 16.0 does not let a job token list package files. Without
+                // the list the manifest is written anyway: racing writers then resolve as
+                // newest-wins, and each manifest still names its own complete archive.
+                Err(StoreError::Auth(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            };
             if files.iter().any(|f| f.file_name == loc.file) {
                 return Err(StoreError::Exists);
             }

@@ -29,8 +29,8 @@ impl HttpBackend {
         let mut auth = HeaderMap::new();
         // Credentials in the URL work, but the environment is the better place for them.
         if !base.username().is_empty() {
-            let password = base.password().unwrap_or("").to_string();
-            let (k, v) = transport::basic_auth(base.username(), &password)?;
+            let password = percent_decode(base.password().unwrap_or(""));
+            let (k, v) = transport::basic_auth(&percent_decode(base.username()), &password)?;
             auth.insert(k, v);
             let _ = base.set_username("");
             let _ = base.set_password(None);
@@ -185,6 +185,29 @@ impl HttpBackend {
     }
 }
 
+/// URL userinfo as typed: `p%40ss` is the password `p@ss`.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Backend for HttpBackend {
     fn describe(&self) -> String {
         transport::display_url(&self.base)
@@ -250,5 +273,17 @@ impl Backend for HttpBackend {
     fn delete(&self, name: &str) -> StoreResult<()> {
         let url = self.url(name)?;
         self.delete_url(&url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_percent_decoded() {
+        assert_eq!(percent_decode("p%40ss%2Fw%3Ard"), "p@ss/w:rd");
+        assert_eq!(percent_decode("plain%"), "plain%");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

@@ -19,7 +19,7 @@ use crate::redact;
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 10;
-/// Longest single wait between retries, whatever `Retry-After` asks for.
+/// Longest single wait between retries; a longer `Retry-After` ends the retrying.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// Bytes an upload may have queued ahead of the network.
 const PIPE_CAPACITY: usize = 1 << 20;
@@ -110,8 +110,13 @@ impl Transport {
                 Err(Failure::Transient(_)) => Some(backoff(attempt)),
                 Err(Failure::Final(_)) => None,
             };
-            let wait =
-                wait.filter(|w| attempt < self.transfer.retries && Instant::now() + *w < deadline);
+            // A server that asks for more than MAX_RETRY_WAIT will not be back within a job's
+            // patience: give up now rather than hold the job.
+            let wait = wait.filter(|w| {
+                attempt < self.transfer.retries
+                    && *w <= MAX_RETRY_WAIT
+                    && Instant::now() + *w < deadline
+            });
             match (outcome, wait) {
                 (outcome, Some(wait)) => {
                     drop(outcome);
@@ -168,7 +173,7 @@ impl Transport {
             if let Some(b) = body {
                 req = req.body(b.to_vec());
             }
-            let resp = req.send().map_err(|e| self.failure(e))?;
+            let resp = req.send().map_err(|e| failure(e, &self.transfer))?;
             let status = resp.status();
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
                 return Ok(resp);
@@ -192,46 +197,6 @@ impl Transport {
         )))
     }
 
-    /// A short reason for a failed request: reqwest's own message repeats the URL and
-    /// wraps the cause in layers; people need the cause.
-    fn failure(&self, e: reqwest::Error) -> Failure {
-        let mut root: &dyn std::error::Error = &e;
-        while let Some(next) = root.source() {
-            root = next;
-        }
-        let tls = caused_by::<rustls::Error>(&e);
-        // A certificate the system does not trust will not be trusted on the next try.
-        if tls {
-            return Failure::Final(anyhow!(
-                "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
-            ));
-        }
-        let reason = if e.is_connect() && e.is_timeout() {
-            anyhow!(
-                "no connection within {} s (--connect-timeout)",
-                self.transfer.connect.as_secs()
-            )
-        } else if e.is_timeout() {
-            anyhow!(
-                "no answer within {} s (--stall-timeout)",
-                self.transfer.stall.as_secs()
-            )
-        } else if e.is_connect() {
-            anyhow!("cannot connect: {root}")
-        } else {
-            anyhow!("{root}")
-        };
-        // A connect timeout is not retried: the kernel already resent the SYN within it, and
-        // an unreachable store must cost a job one connect timeout, not several.
-        if e.is_connect() && e.is_timeout() {
-            Failure::Final(reason)
-        } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
-            Failure::Transient(reason)
-        } else {
-            Failure::Final(reason)
-        }
-    }
-
     /// Start a streaming request (PUT or POST) whose body is written through the returned
     /// upload. Not retried and redirects are not followed: the stream cannot be replayed.
     pub fn upload(&self, method: Method, url: &Url, headers: &HeaderMap) -> Box<dyn Upload> {
@@ -248,9 +213,11 @@ impl Transport {
         }
         let what = format!("{method} {}", display_url(url));
         let url = url.clone();
+        let transfer = self.transfer.clone();
         let thread = std::thread::spawn(move || -> StoreResult<()> {
             let resp = req.send().map_err(|e| {
-                StoreError::Other(anyhow!(redact::redact(&format!("{what}: {e:#}"))))
+                let (Failure::Transient(why) | Failure::Final(why)) = failure(e, &transfer);
+                StoreError::Other(anyhow!(redact::redact(&format!("{what}: {why:#}"))))
             })?;
             match check(&method, &url, resp) {
                 Ok(_) => Ok(()),
@@ -275,6 +242,46 @@ impl Transport {
             until: Instant::now() + self.transfer.overall,
             stall: self.transfer.stall,
         })
+    }
+}
+
+/// A short reason for a failed request: reqwest's own message repeats the URL and
+/// wraps the cause in layers; people need the cause.
+fn failure(e: reqwest::Error, transfer: &Transfer) -> Failure {
+    let mut root: &dyn std::error::Error = &e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let tls = caused_by::<rustls::Error>(&e);
+    // A certificate the system does not trust will not be trusted on the next try.
+    if tls {
+        return Failure::Final(anyhow!(
+            "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
+        ));
+    }
+    let reason = if e.is_connect() && e.is_timeout() {
+        anyhow!(
+            "no connection within {} s (--connect-timeout)",
+            transfer.connect.as_secs()
+        )
+    } else if e.is_timeout() {
+        anyhow!(
+            "no answer within {} s (--stall-timeout)",
+            transfer.stall.as_secs()
+        )
+    } else if e.is_connect() {
+        anyhow!("cannot connect: {root}")
+    } else {
+        anyhow!("{root}")
+    };
+    // A connect timeout is not retried: the kernel already resent the SYN within it, and
+    // an unreachable store must cost a job one connect timeout, not several.
+    if e.is_connect() && e.is_timeout() {
+        Failure::Final(reason)
+    } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+        Failure::Transient(reason)
+    } else {
+        Failure::Final(reason)
     }
 }
 
@@ -314,7 +321,7 @@ fn backoff(attempt: u32) -> Duration {
     base.mul_f64(jitter).min(MAX_RETRY_WAIT)
 }
 
-/// `Retry-After` as seconds or an HTTP date, capped.
+/// `Retry-After` as seconds or an HTTP date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match v.parse::<u64>() {
@@ -328,7 +335,7 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
             Duration::from_secs(at.saturating_sub(now))
         }
     };
-    Some(wait.min(MAX_RETRY_WAIT))
+    Some(wait)
 }
 
 /// A URL for messages: no userinfo, no query (it may carry a presigned signature).
@@ -350,21 +357,29 @@ pub fn check(method: &Method, url: &Url, resp: Response) -> StoreResult<Response
     if status == StatusCode::NOT_FOUND {
         return Err(StoreError::NotFound);
     }
+    Err(status_error(method, url, status, &body_text(resp)))
+}
+
+/// The error for a non-2xx status other than 404, with the server's own words.
+pub fn status_error(method: &Method, url: &Url, status: StatusCode, body: &str) -> StoreError {
     let what = format!("{method} {} answered {status}", display_url(url));
-    let detail = snippet(resp);
-    let msg = anyhow!(redact::redact(&format!("{what}{detail}")));
-    Err(match status {
+    let msg = anyhow!(redact::redact(&format!("{what}{}", snippet(body))));
+    match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::Auth(msg),
         StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => StoreError::Exists,
         _ => StoreError::Other(msg),
-    })
+    }
+}
+
+/// The start of an error body.
+pub fn body_text(resp: Response) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.take(4096).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The first line of an error body, short, for the warning.
-fn snippet(resp: Response) -> String {
-    let mut buf = Vec::new();
-    let _ = resp.take(300).read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
+fn snippet(text: &str) -> String {
     let line = text
         .lines()
         .map(str::trim)
@@ -420,7 +435,9 @@ struct Pipe {
 
 #[derive(Default)]
 struct PipeState {
+    /// Queued chunks, and how far the reader got into the first one.
     chunks: VecDeque<Vec<u8>>,
+    offset: usize,
     queued: usize,
     /// The writer finished: EOF after the queue drains.
     closed: bool,
@@ -440,12 +457,15 @@ impl Read for PipeReader {
             if st.abandoned {
                 return Err(io::Error::other("upload abandoned"));
             }
-            if let Some(front) = st.chunks.front_mut() {
-                let n = buf.len().min(front.len());
-                buf[..n].copy_from_slice(&front[..n]);
-                front.drain(..n);
-                if front.is_empty() {
+            if let Some(front) = st.chunks.front() {
+                let rest = &front[st.offset..];
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                if n == rest.len() {
                     st.chunks.pop_front();
+                    st.offset = 0;
+                } else {
+                    st.offset += n;
                 }
                 st.queued -= n;
                 pipe.cond.notify_all();
@@ -486,6 +506,10 @@ impl StreamUpload {
 
 impl Write for StreamUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            // An empty chunk would read as end of body.
+            return Ok(0);
+        }
         let pipe = self.pipe.clone();
         let mut st = pipe.state.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
@@ -515,10 +539,12 @@ impl Write for StreamUpload {
             };
             return Err(io::Error::other(why));
         }
-        st.chunks.push_back(buf.to_vec());
-        st.queued += buf.len();
+        // At most the pipe's capacity per call, so one huge write cannot defeat the bound.
+        let n = buf.len().min(PIPE_CAPACITY);
+        st.chunks.push_back(buf[..n].to_vec());
+        st.queued += n;
         pipe.cond.notify_all();
-        Ok(buf.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -628,12 +654,17 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_is_capped() {
+    fn retry_after_reads_seconds_and_dates() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_WAIT));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

@@ -129,21 +129,25 @@ fn parallel_saves_leave_one_manifest_and_no_claims() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
+/// Another writer's claim on this project's key, `secs_ago` seconds old.
+fn foreign_claim(p: &Project, emu: &GitlabEmu, secs_ago: u64) {
+    let o = p.run(p.cmd().args(["key"]).args(ARGS).arg("--").args(tree_cmd()));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    emu.put_file_aged(
+        "cachegate-v1-local",
+        &format!("out.{key}"),
+        &format!("{key}.json.claim"),
+        b"other-writer",
+        secs_ago,
+    );
+}
+
 #[test]
 fn an_older_claim_wins_and_the_later_writer_keeps_theirs() {
     // Another job claimed the key first and is still uploading its manifest: this job
     // must not write a second manifest (GitLab would serve the newest).
     let (p, emu) = project();
-    let key = {
-        let o = p.run(p.cmd().args(["key"]).args(ARGS).arg("--").args(tree_cmd()));
-        String::from_utf8(o.stdout).unwrap().trim().to_string()
-    };
-    emu.put_file(
-        "cachegate-v1-local",
-        &format!("out.{key}"),
-        &format!("{key}.json.claim"),
-        b"other-writer",
-    );
+    foreign_claim(&p, &emu, 5);
     let o = run_ensure(&p, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -157,6 +161,21 @@ fn an_older_claim_wins_and_the_later_writer_keeps_theirs() {
         !files.iter().any(|f| f.2.ends_with(".tar.zst")),
         "{files:?}"
     );
+}
+
+#[test]
+fn a_claim_left_by_a_writer_that_died_long_ago_is_ignored() {
+    let (p, emu) = project();
+    foreign_claim(&p, &emu, 3600);
+    let o = run_ensure(&p, &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
 }
 
 #[test]
@@ -286,20 +305,37 @@ fn an_archive_deleted_after_the_manifest_was_served_is_a_miss_and_gets_replaced(
 }
 
 #[test]
-fn downloads_redirected_to_object_storage_do_not_carry_the_job_token() {
+fn downloads_redirected_to_object_storage_carry_no_token() {
     let (p, emu) = project();
     assert!(run_ensure(&p, &[]).status.success());
     emu.redirect_downloads(true);
-    std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = run_ensure(&p, &[]);
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
-    let blobs = emu.blob_requests();
-    assert_eq!(blobs.len(), 2, "manifest and archive via object storage");
-    for r in &blobs {
-        assert!(r.header("job-token").is_none(), "{r:?}");
-        assert!(r.header("private-token").is_none(), "{r:?}");
-        assert!(r.header("authorization").is_none(), "{r:?}");
+    let private = [("CACHEGATE_GITLAB_TOKEN", emu.private_token.clone())];
+    for extra_env in [&[][..], &private[..]] {
+        emu.clear_requests();
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        let o = p.run(
+            p.cmd()
+                .envs(extra_env.iter().cloned())
+                .arg("ensure")
+                .args(ARGS)
+                .arg("--")
+                .args(tree_cmd()),
+        );
+        assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
+        let blobs = emu.blob_requests();
+        assert_eq!(blobs.len(), 2, "manifest and archive via object storage");
+        for r in &blobs {
+            assert!(r.header("job-token").is_none(), "{r:?}");
+            assert!(r.header("private-token").is_none(), "{r:?}");
+            assert!(r.header("authorization").is_none(), "{r:?}");
+        }
+        // The registry itself did get the token.
+        assert!(
+            emu.requests()
+                .iter()
+                .all(|r| r.header("job-token").is_some() || r.header("private-token").is_some())
+        );
     }
 }
 
@@ -328,4 +364,63 @@ fn listing_follows_pagination_and_ignores_other_packages_that_match_fuzzily() {
         .filter(|r| r.path.ends_with("/packages") && r.method == "GET")
         .count();
     assert!(pages >= 2, "only {pages} page(s) of packages were read");
+}
+
+#[test]
+fn a_job_token_that_cannot_list_files_still_saves_and_hits() {
+    // GitLab before 16.0: job tokens may publish and download but not list package files.
+    let (p, emu) = project();
+    emu.deny_job_token_file_listing(true);
+    let o = run_ensure(&p, &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+}
+
+#[test]
+fn a_retry_after_longer_than_a_job_should_wait_is_not_waited_for() {
+    let (p, emu) = project();
+    emu.fail_next(503, Some(3600), 1000);
+    let start = Instant::now();
+    let o = run_ensure(&p, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert_eq!(emu.requests().len(), 1);
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
+    let (p, emu) = project();
+    emu.forbid_package("cachegate-v1-protected");
+    let in_mr = |p: &Project| {
+        let mut c = p.cmd();
+        c.env("GITLAB_CI", "true")
+            .env("CI_COMMIT_REF_PROTECTED", "false")
+            .arg("ensure")
+            .args(ARGS)
+            .arg("--")
+            .args(tree_cmd());
+        p.run(&mut c)
+    };
+    let o = in_mr(&p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = in_mr(&p);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
 }

@@ -610,3 +610,118 @@ fn https_works_with_the_system_trust_store_and_refuses_an_unknown_ca() {
     assert!(stderr(&o).contains("TLS failed"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("attempts"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_read_only_token_restores_but_cannot_save() {
+    let (writer, reader) = ("Bearer tok-writes-cache", "Bearer tok-only-reads");
+    let Some(nginx) = Nginx::start(Options {
+        authorization: Some(writer.into()),
+        read_only: Some(reader.into()),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let url = nginx.url("/cache");
+    let p = project();
+    let as_token = |t: &str| {
+        vec![
+            ("CACHEGATE_BACKEND".to_string(), url.clone()),
+            (
+                "CACHEGATE_HTTP_TOKEN".to_string(),
+                t.trim_start_matches("Bearer ").to_string(),
+            ),
+        ]
+    };
+    let secrets = ["tok-writes-cache".to_string(), "tok-only-reads".to_string()];
+    let o = ensure_with(&p, &as_token(writer), &[], &secrets);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure_with(&p, &as_token(reader), &["--policy", "pull"], &secrets);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+
+    p.write("app.lock", "v2");
+    let o = ensure_with(&p, &as_token(reader), &[], &secrets);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not save") && stderr(&o).contains("403"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn without_webdav_move_the_manifest_is_a_conditional_put() {
+    use cachegate::backend::StoreError;
+    let Some(nginx) = Nginx::start(Options {
+        no_move: true,
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let b = open(&nginx.url("/c"), 60);
+    b.create_if_absent("v1/local/x/a.json", b"first").unwrap();
+    // The cheap check before writing still sees the first manifest.
+    assert!(matches!(
+        b.create_if_absent("v1/local/x/a.json", b"second"),
+        Err(StoreError::Exists)
+    ));
+    assert_eq!(b.get_small("v1/local/x/a.json").unwrap(), b"first");
+    // No temp object is left behind by the refused MOVE.
+    assert_eq!(walk(&nginx.root), ["c/v1/local/x/a.json"]);
+    let moves = nginx
+        .access_log()
+        .iter()
+        .filter(|l| l.starts_with("MOVE"))
+        .count();
+    assert_eq!(moves, 1, "MOVE is tried once, then not again");
+}
+
+#[test]
+fn basic_auth_from_the_environment_or_the_url_works_and_is_never_printed() {
+    use base64::Engine as _;
+    let (user, password) = ("ci-user", "p@ss w0rd/secret");
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let Some(nginx) = Nginx::start(Options {
+        authorization: Some(header),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let p = project();
+    let secrets = [password.to_string()];
+    let env = [
+        ("CACHEGATE_BACKEND".to_string(), nginx.url("/cache")),
+        ("CACHEGATE_HTTP_USER".to_string(), user.to_string()),
+        ("CACHEGATE_HTTP_PASSWORD".to_string(), password.to_string()),
+    ];
+    let o = ensure_with(&p, &env, &[], &secrets);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let in_url = nginx
+        .url("/cache")
+        .replace("http://", "http://ci-user:p%40ss%20w0rd%2Fsecret@");
+    let o = ensure_with(
+        &p,
+        &[("CACHEGATE_BACKEND".to_string(), in_url)],
+        &[],
+        &secrets,
+    );
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("p%40ss"), "{}", stderr(&o));
+}

@@ -252,6 +252,10 @@ struct State {
     blob_requests: Vec<Request>,
     faults: VecDeque<Fault>,
     deny_delete: bool,
+    /// Job tokens may not list package files (GitLab before 16.0).
+    deny_job_token_file_listing: bool,
+    /// Generic packages of this name answer 403.
+    forbidden_package: Option<String>,
     redirect_downloads: bool,
     /// After a manifest is served, delete the archive it points to (a concurrent prune).
     delete_archive_after_manifest: bool,
@@ -269,10 +273,15 @@ pub struct GitlabEmu {
 }
 
 fn now_iso() -> String {
+    iso_ago(0)
+}
+
+/// GitLab's timestamp format for `secs_ago` seconds before now.
+fn iso_ago(secs_ago: u64) -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    let secs = d.as_secs();
+    let secs = d.as_secs() - secs_ago;
     let (days, rem) = (secs / 86400, secs % 86400);
     // civil-from-days
     let z = days as i64 + 719_468;
@@ -458,6 +467,12 @@ impl GitlabEmu {
     pub fn deny_delete(&self, deny: bool) {
         self.state.lock().unwrap().deny_delete = deny;
     }
+    pub fn deny_job_token_file_listing(&self, deny: bool) {
+        self.state.lock().unwrap().deny_job_token_file_listing = deny;
+    }
+    pub fn forbid_package(&self, name: &str) {
+        self.state.lock().unwrap().forbidden_package = Some(name.into());
+    }
     pub fn redirect_downloads(&self, on: bool) {
         self.state.lock().unwrap().redirect_downloads = on;
     }
@@ -477,8 +492,15 @@ impl GitlabEmu {
     }
     /// Store a file as another writer would (for duplicate and race tests).
     pub fn put_file(&self, name: &str, version: &str, file: &str, data: &[u8]) {
+        self.put_file_aged(name, version, file, data, 0);
+    }
+    /// `put_file`, as if uploaded `secs_ago` seconds ago.
+    pub fn put_file_aged(&self, name: &str, version: &str, file: &str, data: &[u8], secs_ago: u64) {
         let mut st = self.state.lock().unwrap();
-        store_file(&mut st, name, version, file, data.to_vec());
+        let id = store_file(&mut st, name, version, file, data.to_vec()).id;
+        if let Some(f) = st.files.iter_mut().find(|f| f.id == id) {
+            f.created_at = iso_ago(secs_ago);
+        }
     }
 }
 
@@ -555,6 +577,11 @@ fn route(
     if seg[0] != PROJECT {
         return Response::message(404, "Project Not Found");
     }
+    if let ["packages", "generic", name, ..] = &seg[1..]
+        && st.forbidden_package.as_deref() == Some(*name)
+    {
+        return Response::message(403, "Forbidden");
+    }
     match (req.method.as_str(), &seg[1..]) {
         ("PUT", ["packages", "generic", name, version, file]) => {
             if !valid_name(name) {
@@ -629,6 +656,9 @@ fn route(
             paginate(req, items)
         }
         ("GET", ["packages", id, "package_files"]) => {
+            if st.deny_job_token_file_listing && req.header("JOB-TOKEN").is_some() {
+                return Response::message(403, "Forbidden");
+            }
             let id: u64 = id.parse().unwrap_or(0);
             if !st.packages.iter().any(|p| p.id == id) {
                 return Response::message(404, "Not found");

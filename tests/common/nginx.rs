@@ -13,10 +13,14 @@ use super::{Store, require_tool};
 pub struct Options {
     /// Demand `Authorization: <this>` on every request.
     pub authorization: Option<String>,
+    /// Also accept `Authorization: <this>`, for GET and HEAD only (as the README shows).
+    pub read_only: Option<String>,
     /// Where `/elsewhere/...` redirects to (another server), keeping the path.
     pub redirect_to: Option<String>,
     /// Serve HTTPS with a certificate from a throwaway CA (`Nginx::ca_cert`).
     pub tls: bool,
+    /// Leave WebDAV MOVE out, as on a server that only has PUT and DELETE.
+    pub no_move: bool,
 }
 
 pub struct Nginx {
@@ -82,11 +86,33 @@ impl Nginx {
         } else {
             ""
         };
-        let auth = opts
-            .authorization
-            .as_ref()
-            .map(|a| format!("if ($http_authorization != \"{a}\") {{ return 401; }}"))
-            .unwrap_or_default();
+        // The README's access map: the writing token may do everything, the read-only one
+        // GET and HEAD; anything else is refused.
+        let (access_map, auth) = match &opts.authorization {
+            Some(w) => {
+                let mut rules: Vec<String> = ["GET", "HEAD", "PUT", "MOVE", "DELETE"]
+                    .iter()
+                    .map(|m| format!("\"{w}:{m}\" 0;"))
+                    .collect();
+                if let Some(r) = &opts.read_only {
+                    rules.extend(["GET", "HEAD"].iter().map(|m| format!("\"{r}:{m}\" 0;")));
+                    rules.extend(
+                        ["PUT", "MOVE", "DELETE"]
+                            .iter()
+                            .map(|m| format!("\"{r}:{m}\" 2;")),
+                    );
+                }
+                (
+                    format!(
+                        "map \"$http_authorization:$request_method\" $cachegate_denied {{ default 1; {} }}",
+                        rules.join(" ")
+                    ),
+                    "if ($cachegate_denied = 1) { return 401; } if ($cachegate_denied = 2) { return 403; }"
+                        .to_string(),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let redirect = opts
             .redirect_to
             .as_ref()
@@ -99,6 +125,11 @@ impl Nginx {
             )
         } else {
             format!("listen 127.0.0.1:{port};")
+        };
+        let methods = if opts.no_move {
+            "PUT DELETE"
+        } else {
+            "PUT DELETE MOVE"
         };
         let conf = format!(
             r#"daemon off;
@@ -115,12 +146,13 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
+  {access_map}
   server {{
     {listen}
     root {d}/root;
     {auth}
     location / {{
-      dav_methods PUT DELETE MOVE;
+      dav_methods {methods};
       create_full_put_path on;
       client_max_body_size 0;
       autoindex on;
