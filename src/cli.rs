@@ -115,6 +115,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check the store: reachable, credentials accepted, can write, read and delete
+    Doctor {
+        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=REGION, runner
+        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        backend: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
     /// Print the key on stdout
     Key {
         #[command(flatten)]

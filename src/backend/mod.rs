@@ -7,6 +7,7 @@
 //! the manifest be the commit point and the first complete writer win.
 
 pub mod dir;
+pub mod s3;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -129,9 +130,13 @@ impl Default for Transfer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSpec {
     Dir(PathBuf),
+    S3(s3::S3Spec),
+    /// GitLab's own `cache:` carries the paths; cachegate keeps only a marker.
+    Runner,
 }
 
-pub const ACCEPTED_FORMS: &str = "/abs/path, file:///abs/path";
+pub const ACCEPTED_FORMS: &str =
+    "/abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=REGION, runner";
 
 impl BackendSpec {
     pub fn parse(s: &str) -> Result<BackendSpec> {
@@ -147,12 +152,22 @@ impl BackendSpec {
         if s.starts_with('/') {
             return Ok(BackendSpec::Dir(PathBuf::from(s)));
         }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            return Ok(BackendSpec::S3(s3::S3Spec::parse(rest)?));
+        }
+        if s == "runner" {
+            return Ok(BackendSpec::Runner);
+        }
         bail!("unknown backend {s:?}; accepted forms: {ACCEPTED_FORMS}")
     }
 
-    pub fn open(&self, _transfer: &Transfer) -> Result<Box<dyn Backend>> {
+    pub fn open(&self, transfer: &Transfer) -> Result<Box<dyn Backend>> {
         match self {
             BackendSpec::Dir(path) => Ok(Box::new(dir::DirBackend::new(path.clone()))),
+            BackendSpec::S3(spec) => Ok(Box::new(s3::S3Backend::open(spec, transfer)?)),
+            BackendSpec::Runner => bail!(
+                "--backend runner stores nothing (GitLab's own cache: carries the paths); this command needs a store such as s3://bucket/prefix or a directory"
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! environment, so tests never see the developer's or CI's CACHEGATE_* or GitLab variables.
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod scenarios;
 
 use std::path::{Path, PathBuf};
