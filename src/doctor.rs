@@ -83,6 +83,10 @@ pub fn check(backend: &dyn Backend) -> i32 {
                 format!("refused ({e:#}); check the access key, secret or role"),
             );
         }
+        // Credentials that could not even be loaded fail before any request is sent.
+        Err(e) if e.to_string().contains("no AWS credentials") => {
+            return failed("credentials", format!("{e}"));
+        }
         Err(e) => return failed("reachable", format!("no: {e}")),
     }
 

@@ -346,6 +346,11 @@ fn detail(e: &opendal::Error) -> String {
     if let Some(last) = causes.last() {
         out.push_str(&format!(": {last}"));
     }
+    if out.contains("failed to load signing credential") {
+        out.push_str(
+            " (no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity with AWS_ROLE_ARN and CACHEGATE_S3_WEB_IDENTITY_TOKEN)",
+        );
+    }
     redact::redact(&out)
 }
 

@@ -75,6 +75,21 @@ fn doctor_reports_refused_credentials_without_printing_them() {
     assert!(stderr(&o).contains("ok   reachable"), "{}", stderr(&o));
     assert!(stderr(&o).contains("FAIL credentials"), "{}", stderr(&o));
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+
+    // No credentials at all: said so, with where they come from.
+    let o = p.run(
+        p.cmd()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .arg("doctor"),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("FAIL credentials"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no AWS credentials found"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
