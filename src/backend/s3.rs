@@ -217,11 +217,16 @@ fn credential_chain() -> Result<Registering> {
 }
 
 /// The web-identity chain reads its token from a file: write it once to a file only this
-/// user can read, removed when the process exits normally.
+/// user can read, removed when the process exits.
 fn token_file(token: &str) -> Result<std::path::PathBuf> {
-    static FILE: OnceLock<tempfile::TempPath> = OnceLock::new();
+    static FILE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    extern "C" fn remove_token_file() {
+        if let Some(p) = FILE.get() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
     if let Some(p) = FILE.get() {
-        return Ok(p.to_path_buf());
+        return Ok(p.clone());
     }
     // tempfile creates files with mode 0600.
     let mut f = tempfile::Builder::new()
@@ -230,10 +235,15 @@ fn token_file(token: &str) -> Result<std::path::PathBuf> {
         .context("cannot write the web identity token to a temporary file")?;
     f.write_all(token.as_bytes())
         .context("cannot write the web identity token to a temporary file")?;
-    let path = f.into_temp_path();
-    let out = path.to_path_buf();
-    let _ = FILE.set(path);
-    Ok(out)
+    let (_, path) = f
+        .keep()
+        .context("cannot keep the web identity token file")?;
+    let _ = FILE.set(path.clone());
+    // SAFETY: registering a plain extern "C" function with atexit has no preconditions.
+    unsafe {
+        libc::atexit(remove_token_file);
+    }
+    Ok(path)
 }
 
 pub struct S3Backend {

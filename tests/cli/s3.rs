@@ -305,15 +305,20 @@ fn s3_web_identity_token_is_never_printed_and_needs_a_role() {
 
     // With a role named, the chain is set up; the static keys still come first here
     // (Garage has no STS), and the token appears nowhere.
+    // The token file cachegate writes for the chain is gone when it exits.
+    let tmp = p.tmp.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let mut c = p.cmd();
     c.env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
         .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci-cache")
+        .env("TMPDIR", &tmp)
         .args(["ensure", "--lock", "app.lock", "--path", "out", "--"])
         .args(&cmd);
     let o = p.run(&mut c);
     assert_no_secrets(&o, &[token.to_string()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("saved out"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
 #[test]
