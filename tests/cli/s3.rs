@@ -346,3 +346,92 @@ fn s3_bad_backend_urls_are_usage_errors_naming_the_value() {
         assert!(stderr(&o).contains(says), "{url}: {}", stderr(&o));
     }
 }
+
+/// The store's URL with the endpoint pointed at a fault proxy.
+fn through(store: &GarageStore, port: u16) -> String {
+    format!(
+        "s3://{}/{}?endpoint=http://127.0.0.1:{port}&region={}",
+        garage::BUCKET,
+        store.prefix,
+        garage::REGION
+    )
+}
+
+#[test]
+fn s3_503_and_429_are_retried_with_backoff_and_bounded() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let args = ["--lock", "app.lock", "--path", "out"];
+
+    // Two failures, three retries: the job sees no trouble at all.
+    for status in [503, 429] {
+        let proxy =
+            garage::FaultProxy::start(store.garage.s3_port, garage::Fault::FailFirst(2, status));
+        let mut c = p.cmd();
+        c.args([
+            "check",
+            "--backend",
+            &through(&store, proxy.port),
+            "--retries",
+            "3",
+        ])
+        .args(args)
+        .arg("--")
+        .args(&cmd);
+        let o = p.run(&mut c);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+        assert_eq!(stderr(&o).matches("; retry ").count(), 2, "{}", stderr(&o));
+        assert_eq!(proxy.connections(), 3);
+    }
+
+    // More failures than retries: one warning, the install runs, the job is green.
+    let proxy = garage::FaultProxy::start(store.garage.s3_port, garage::Fault::FailFirst(100, 503));
+    let mut c = p.cmd();
+    c.args([
+        "ensure",
+        "--backend",
+        &through(&store, proxy.port),
+        "--retries",
+        "2",
+    ])
+    .args(args)
+    .arg("--")
+    .args(&cmd);
+    let o = p.run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("HTTP 503"), "{}", stderr(&o));
+    assert_eq!(
+        proxy.connections(),
+        3,
+        "1 try + 2 retries, and no save attempt"
+    );
+}
+
+#[test]
+fn s3_a_stalled_server_is_cut_by_the_stall_timeout() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let proxy = garage::FaultProxy::start(store.garage.s3_port, garage::Fault::Stall);
+    let start = Instant::now();
+    let mut c = p.cmd();
+    c.args(["check", "--backend", &through(&store, proxy.port)])
+        .args(["--stall-timeout", "2", "--retries", "0"])
+        .args(["--lock", "app.lock", "--path", "out"]);
+    let o = p.run(&mut c);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(took < Duration::from_secs(2 + 2), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "took {took:?}: cut before the stall timeout"
+    );
+}

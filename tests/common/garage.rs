@@ -311,3 +311,75 @@ pub fn private() -> &'static Garage {
 pub fn log_of(g: &Garage) -> String {
     std::fs::read_to_string(Path::new(&g.config).with_file_name("garage.log")).unwrap_or_default()
 }
+
+/// What the fault proxy does to a connection.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Answer the first N connections with this status (and `Connection: close`), then
+    /// relay to Garage.
+    FailFirst(usize, u16),
+    /// Accept, read the request, never answer.
+    Stall,
+}
+
+/// A TCP proxy on a free loopback port in front of a Garage server, injecting `fault`.
+/// Counts the connections it accepted.
+pub struct FaultProxy {
+    pub port: u16,
+    pub connections: std::sync::Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub fn start(target: u16, fault: Fault) -> FaultProxy {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || match fault {
+                    Fault::FailFirst(k, status) if n < k => {
+                        let mut buf = [0u8; 65536];
+                        let _ = client.read(&mut buf);
+                        let body =
+                            "<Error><Code>SlowDown</Code><Message>injected</Message></Error>";
+                        let _ = write!(
+                            client,
+                            "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Fault::Stall => {
+                        let mut buf = [0u8; 65536];
+                        let _ = client.read(&mut buf);
+                        std::thread::sleep(Duration::from_secs(30));
+                    }
+                    Fault::FailFirst(..) => {
+                        let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target))
+                        else {
+                            return;
+                        };
+                        let (mut c2, mut u2) =
+                            (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                        let mut upstream = upstream;
+                        let t = std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut c2, &mut u2);
+                            let _ = u2.shutdown(std::net::Shutdown::Write);
+                        });
+                        let _ = std::io::copy(&mut upstream, &mut client);
+                        let _ = client.shutdown(std::net::Shutdown::Write);
+                        let _ = t.join();
+                    }
+                });
+            }
+        });
+        FaultProxy { port, connections }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
