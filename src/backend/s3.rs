@@ -270,13 +270,13 @@ impl S3Backend {
         if let Some(e) = &spec.endpoint {
             builder = builder.endpoint(e);
         }
-        // S3 itself needs a region to sign; other stores accept any, and AWS_REGION is
-        // read by OpenDAL when none is given here.
+        // Signing needs a region: the URL's, else the environment's, else us-east-1
+        // (S3-compatible stores accept any).
         let region = spec
             .region
             .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .or_else(|| std::env::var(env_vars::AWS_REGION).ok())
+            .or_else(|| std::env::var(env_vars::AWS_DEFAULT_REGION).ok())
             .unwrap_or_else(|| "us-east-1".into());
         builder = builder.region(&region);
         if !spec.path_style {
