@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """Benchmark cachegate's save and restore against the tools the peers use, in one run.
 
-usage: scripts/bench.py [--files N] [--rounds R] [--work DIR] [--markdown]
+usage: scripts/bench.py [--files N] [--rounds R] [--work DIR] [--markdown] [--s3]
 
 Builds the release binary, writes the deterministic node_modules-like tree from
 shared/bench/make-tree.py, then alternates A B A B for each pair and reports medians,
 ratios and peak RSS (from /usr/bin/time). Timings are wall clock on this machine; only
 the ratios travel between machines.
+
+--s3 instead starts a single-node Garage on loopback (needs `garage` on PATH:
+`cargo install garage --locked`) and compares restoring the same entry from it with
+restoring from the local directory store.
 """
 import argparse
 import os
+import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -43,12 +49,95 @@ def du(path):
                if not os.path.islink(os.path.join(d, f)))
 
 
+def free_port():
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def start_garage(work):
+    """A single-node Garage in WORK; returns (process, endpoint, env with its keys)."""
+    garage = shutil.which("garage") or os.path.expanduser("~/.cargo/bin/garage")
+    if not os.path.exists(garage):
+        sys.exit("garage is needed for --s3: cargo install garage --locked")
+    d = os.path.join(work, "garage")
+    os.makedirs(d, exist_ok=True)
+    s3, rpc, admin = free_port(), free_port(), free_port()
+    conf = os.path.join(d, "garage.toml")
+    with open(conf, "w") as f:
+        f.write(f"""metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secrets.token_hex(32)}"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3}"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+admin_token = "{secrets.token_hex(24)}"
+""")
+    key, secret = "GK" + secrets.token_hex(12), secrets.token_hex(32)
+    genv = dict(os.environ, GARAGE_CONFIG_FILE=conf, GARAGE_DEFAULT_ACCESS_KEY=key,
+                GARAGE_DEFAULT_SECRET_KEY=secret, GARAGE_DEFAULT_BUCKET="bench", RUST_LOG="warn")
+    log = open(os.path.join(d, "log"), "w")
+    proc = subprocess.Popen([garage, "server", "--single-node", "--default-bucket"], env=genv,
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while b"127.0.0.1" not in subprocess.run([garage, "status"], env=genv, capture_output=True).stdout:
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            sys.exit(f"garage did not start; see {d}/log")
+        time.sleep(0.2)
+    return proc, f"http://127.0.0.1:{s3}", {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+
+
+def s3_mode(args, cg, work, proj, tree, env, nfiles, size):
+    proc, endpoint, keys = start_garage(work)
+    try:
+        env = dict(env, **keys)
+        store = os.path.join(work, "store")
+        s3 = f"'s3://bench/cg?endpoint={endpoint}&region=garage'"
+        base = "--lock package-lock.json --backend"
+        shutil.rmtree(store, ignore_errors=True)
+        sh(f"{cg} doctor --backend {s3}", cwd=proj, env=env)
+        times = {"s3_save": [], "dir_save": [], "s3": [], "dir": []}
+        rss = {k: 0 for k in times}
+        t, m = timed(f"{cg} save {base} {s3}", proj, env)
+        times["s3_save"].append(t); rss["s3_save"] = m
+        t, m = timed(f"{cg} save {base} {store}", proj, env)
+        times["dir_save"].append(t); rss["dir_save"] = m
+        for _ in range(args.rounds):
+            for which, backend in (("dir", store), ("s3", s3)):
+                shutil.rmtree(tree, ignore_errors=True)
+                t, m = timed(f"{cg} restore {base} {backend}", proj, env)
+                times[which].append(t); rss[which] = max(rss[which], m)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"tree: {nfiles:,} files, {size / 1e6:.0f} MB; {args.rounds} rounds alternating; "
+              f"{os.cpu_count()} cores; medians; Garage on loopback")
+        print()
+        print("| what | S3 (local Garage) | local directory | ratio | peak RSS S3 / dir |")
+        print("|---|---|---|---|---|")
+        print(f"| restore | {med['s3']:.2f} s | {med['dir']:.2f} s | {med['s3'] / med['dir']:.2f}x | "
+              f"{rss['s3'] / 1024:.0f} MB / {rss['dir'] / 1024:.0f} MB |")
+        print(f"| save (once) | {med['s3_save']:.2f} s | {med['dir_save']:.2f} s | "
+              f"{med['s3_save'] / med['dir_save']:.2f}x | "
+              f"{rss['s3_save'] / 1024:.0f} MB / {rss['dir_save'] / 1024:.0f} MB |")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=30_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--work", default=None)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--s3", action="store_true", help="restore from a local Garage vs a directory")
     args = ap.parse_args()
 
     for tool in ("zstd", "tar", "zip", "unzip", "/usr/bin/time"):
@@ -72,6 +161,12 @@ def main():
     for k in list(env):
         if k.startswith(("CACHEGATE_", "GITLAB_", "CI_")):
             del env[k]
+    if args.s3:
+        s3_mode(args, cg, work, proj, tree, env, nfiles, size)
+        if not args.work:
+            shutil.rmtree(work)
+        return
+
     store = os.path.join(work, "store")
     cg_args = f"--lock package-lock.json --backend {store}"
     tarball = os.path.join(work, "ref.tar.zst")

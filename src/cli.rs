@@ -117,6 +117,14 @@ pub enum Command {
     },
     /// Print a new signing key pair on stdout: the public key, then the secret key
     Keygen,
+    /// Check the store: reachable, credentials accepted, can write, read and delete
+    Doctor {
+        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=REGION, runner
+        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        backend: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
     /// Print the key on stdout
     Key {
         #[command(flatten)]

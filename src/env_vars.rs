@@ -17,3 +17,15 @@ pub const CACHEGATE_GITLAB_TOKEN: &str = "CACHEGATE_GITLAB_TOKEN";
 pub const CI_API_V4_URL: &str = "CI_API_V4_URL";
 pub const CI_PROJECT_ID: &str = "CI_PROJECT_ID";
 pub const CI_JOB_TOKEN: &str = "CI_JOB_TOKEN";
+
+// The S3 store's credential chain reads the standard AWS variables (and profiles); these are
+// the ones cachegate itself registers for redaction or checks.
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// A GitLab `id_tokens` token itself; cachegate writes it to a private file for the chain.
+pub const CACHEGATE_S3_WEB_IDENTITY_TOKEN: &str = "CACHEGATE_S3_WEB_IDENTITY_TOKEN";

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use cachegate::cli::{Cli, Command};
 use cachegate::run::{self, Job};
-use cachegate::{config, redact};
+use cachegate::{config, doctor, redact, runner};
 
 /// Usage and configuration errors.
 const EXIT_USAGE: u8 = 2;
@@ -35,6 +35,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => {
             let plan = config::plan(&key, &cmd)?;
+            if runner::selected(&store)? {
+                return Ok(runner::ensure(
+                    &plan,
+                    &cmd,
+                    &store,
+                    &report,
+                    save_on_failure,
+                ));
+            }
             run::ensure(
                 Job::new("ensure", plan, &store, Some(report), v)?,
                 &cmd,
@@ -48,6 +57,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => {
             let plan = config::plan(&key, &cmd)?;
+            if runner::selected(&store)? {
+                return Ok(runner::check("restore", &plan, &store, &report));
+            }
             run::restore(Job::new("restore", plan, &store, Some(report), v)?)
         }
         Command::Save {
@@ -57,6 +69,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => {
             let plan = config::plan(&key, &cmd)?;
+            if runner::selected(&store)? {
+                return Ok(runner::save(&plan, &store, &report));
+            }
             run::save(Job::new("save", plan, &store, Some(report), v)?)
         }
         Command::Check {
@@ -66,10 +81,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => {
             let plan = config::plan(&key, &cmd)?;
+            if runner::selected(&store)? {
+                return Ok(runner::check("check", &plan, &store, &report));
+            }
             run::check(Job::new("check", plan, &store, Some(report), v)?)
         }
         Command::Explain { key, store, cmd } => {
             let plan = config::plan(&key, &cmd)?;
+            if runner::selected(&store)? {
+                return Ok(runner::explain(&plan));
+            }
             run::explain(Job::new("explain", plan, &store, None, v)?)
         }
         Command::Ls {
@@ -111,6 +132,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
                  cachegate: line 2 is the secret key: set it as CACHEGATE_SIGNING_KEY (protected and masked), nowhere else"
             );
             0
+        }
+        Command::Doctor { backend, transfer } => {
+            let spec = config::backend_spec(backend.as_deref())?;
+            doctor::run(&spec, &transfer.transfer())?
         }
         Command::Key {
             key,

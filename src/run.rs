@@ -206,6 +206,7 @@ impl Job {
                         self.plan.short_key(),
                         self.backend.describe()
                     ));
+                    self.store_failed = true;
                     return Lookup::Miss;
                 }
             }
@@ -335,6 +336,15 @@ impl Job {
             }
         }
         let scope = self.scopes.write;
+        if self.store_failed {
+            eprintln!(
+                "{} · not saved: {} failed the lookup above",
+                self.head("skipped", scope),
+                self.backend.describe()
+            );
+            self.report.result = "skipped".into();
+            return false;
+        }
         let name = self.plan.components.name.clone();
         let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
         match self.backend.stat(&manifest_object) {
@@ -442,19 +452,28 @@ impl Job {
 
     /// Write the report files and pick the exit code: `code` unless `--strict` and trouble.
     pub fn finish(&mut self, code: i32) -> i32 {
-        if let Some(args) = &self.report_args
-            && let Err(e) = self
-                .report
-                .write_files(args.json.as_deref(), args.dotenv.as_deref())
-        {
-            report::warn(&format!("{e:#}"));
-        }
-        let masked = code == 0 || (code == EXIT_MISS && self.report.command != "ensure");
-        if self.strict && self.trouble && masked {
-            return EXIT_TROUBLE;
-        }
-        code
+        finish(
+            &self.report,
+            self.report_args.as_ref(),
+            self.strict && self.trouble,
+            code,
+        )
     }
+}
+
+/// Write the report files and pick the exit code: `code`, unless `strict_trouble` (cache
+/// trouble under `--strict`) and `code` would hide it.
+pub fn finish(report: &Report, args: Option<&ReportArgs>, strict_trouble: bool, code: i32) -> i32 {
+    if let Some(args) = args
+        && let Err(e) = report.write_files(args.json.as_deref(), args.dotenv.as_deref())
+    {
+        report::warn(&format!("{e:#}"));
+    }
+    let masked = code == 0 || (code == EXIT_MISS && report.command != "ensure");
+    if strict_trouble && masked {
+        return EXIT_TROUBLE;
+    }
+    code
 }
 
 fn creator() -> String {
@@ -480,11 +499,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
     job.report.result = "miss".into();
     let scope = job.scopes.write;
     eprintln!("{} · running {}", job.head("miss", scope), shell_words(cmd));
-    let start = Instant::now();
-    let status = run_command(&job.plan, cmd);
-    let secs = start.elapsed().as_secs_f64();
-    job.report.command_status = Some(status);
-    job.report.install_seconds = Some(secs);
+    let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
     if status != 0 && !save_on_failure {
         eprintln!(
             "{} · command exited {status} after {}; nothing saved",
@@ -553,6 +568,16 @@ pub fn save(mut job: Job) -> i32 {
         job.report.result = "saved".into();
     }
     job.finish(0)
+}
+
+/// Run the install and record its status and duration in the report.
+pub(crate) fn run_install(plan: &Plan, cmd: &[String], report: &mut Report) -> (i32, f64) {
+    let start = Instant::now();
+    let status = run_command(plan, cmd);
+    let secs = start.elapsed().as_secs_f64();
+    report.command_status = Some(status);
+    report.install_seconds = Some(secs);
+    (status, secs)
 }
 
 /// Run the install with inherited stdio and the preset's variables; its exit status as a

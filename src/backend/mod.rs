@@ -9,6 +9,7 @@
 pub mod dir;
 pub mod gitlab;
 pub mod http;
+pub mod s3;
 pub mod transport;
 
 use std::fmt;
@@ -136,9 +137,12 @@ pub enum BackendSpec {
     Http(String),
     /// The project's GitLab generic package registry.
     Gitlab,
+    S3(s3::S3Spec),
+    /// GitLab's own `cache:` carries the paths; cachegate keeps only a marker.
+    Runner,
 }
 
-pub const ACCEPTED_FORMS: &str = "/abs/path, file:///abs/path, http(s)://host/prefix, gitlab";
+pub const ACCEPTED_FORMS: &str = "/abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=REGION, http(s)://host/prefix, gitlab, runner";
 
 impl BackendSpec {
     pub fn parse(s: &str) -> Result<BackendSpec> {
@@ -153,6 +157,12 @@ impl BackendSpec {
         }
         if s.starts_with('/') {
             return Ok(BackendSpec::Dir(PathBuf::from(s)));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            return Ok(BackendSpec::S3(s3::S3Spec::parse(rest)?));
+        }
+        if s == "runner" {
+            return Ok(BackendSpec::Runner);
         }
         if s == "gitlab" {
             return Ok(BackendSpec::Gitlab);
@@ -177,6 +187,10 @@ impl BackendSpec {
             BackendSpec::Dir(path) => Ok(Box::new(dir::DirBackend::new(path.clone()))),
             BackendSpec::Http(url) => Ok(Box::new(http::HttpBackend::open(url, transfer)?)),
             BackendSpec::Gitlab => Ok(Box::new(gitlab::GitlabBackend::open(transfer)?)),
+            BackendSpec::S3(spec) => Ok(Box::new(s3::S3Backend::open(spec, transfer)?)),
+            BackendSpec::Runner => bail!(
+                "--backend runner stores nothing (GitLab's own cache: carries the paths); this command needs a store such as s3://bucket/prefix or a directory"
+            ),
         }
     }
 }

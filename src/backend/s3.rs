@@ -1,0 +1,645 @@
+//! An S3-compatible bucket (AWS, Garage, MinIO, Ceph, R2) through OpenDAL, as sccache does.
+//! Credentials come from the standard AWS chain; every credential the chain loads is
+//! registered for redaction before it signs anything, so no error path can print it.
+
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::options::WriteOptions;
+use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
+use reqsign_aws_v4::{
+    AssumeRoleWithWebIdentityCredentialProvider, Credential, DefaultCredentialProvider,
+};
+use reqsign_core::{Context as SignContext, ProvideCredential, ProvideCredentialChain};
+
+use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
+use crate::{env_vars, redact};
+
+/// Multipart part size and parts in flight: bounded memory (about chunk × concurrent).
+const PART_SIZE: usize = 8 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// A parsed `s3://bucket/prefix?endpoint=…&region=…&path_style=true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Spec {
+    pub bucket: String,
+    /// Object prefix without leading or trailing slashes; may be empty.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Path-style addressing: on when an endpoint is given, unless `path_style=false`.
+    pub path_style: bool,
+}
+
+impl S3Spec {
+    /// `rest` is what follows `s3://`.
+    pub fn parse(rest: &str) -> Result<S3Spec> {
+        let whole = format!("s3://{rest}");
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.contains('@') {
+            bail!(
+                "backend {:?} carries credentials; give them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a web identity instead",
+                redact::redact(&whole)
+            );
+        }
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !bucket.starts_with(['-', '.'])
+            && !bucket.ends_with(['-', '.']);
+        if !bucket_ok {
+            bail!(
+                "backend {whole:?}: {bucket:?} is not a bucket name (3-63 lowercase letters, digits, '-' or '.'); expected s3://bucket/prefix?endpoint=URL&region=REGION"
+            );
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|c| c == "." || c == ".." || (c.is_empty() && !prefix.is_empty()))
+        {
+            bail!(
+                "backend {whole:?}: the prefix {prefix:?} has an empty, '.' or '..' segment; use a plain path such as s3://{bucket}/ci-cache"
+            );
+        }
+        let mut spec = S3Spec {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            endpoint: None,
+            region: None,
+            path_style: false,
+        };
+        let mut path_style = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v)
+                .with_context(|| format!("backend {whole:?}: the value of {k} is not valid"))?;
+            match k {
+                "endpoint" => {
+                    if !(v.starts_with("http://") || v.starts_with("https://")) {
+                        bail!(
+                            "backend {whole:?}: endpoint {v:?} must start with http:// or https://"
+                        );
+                    }
+                    if v[v.find("://").unwrap_or(0) + 3..]
+                        .split('/')
+                        .next()
+                        .is_some_and(|a| a.contains('@'))
+                    {
+                        bail!(
+                            "backend {:?}: the endpoint carries credentials; give them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead",
+                            redact::redact(&whole)
+                        );
+                    }
+                    spec.endpoint = Some(v.trim_end_matches('/').to_string());
+                }
+                "region" if !v.is_empty() => spec.region = Some(v),
+                "path_style" => {
+                    path_style = Some(match v.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("backend {whole:?}: path_style={v:?}; use true or false"),
+                    })
+                }
+                _ => bail!(
+                    "backend {whole:?}: unknown parameter {k:?}; accepted: endpoint, region, path_style"
+                ),
+            }
+        }
+        spec.path_style = path_style.unwrap_or(spec.endpoint.is_some());
+        Ok(spec)
+    }
+
+    fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or_else(|| anyhow!("bad %-escape"))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| anyhow!("bad %-escape"))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| anyhow!("not UTF-8"))
+}
+
+/// One runtime for the process: OpenDAL is async underneath, cachegate is not.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cachegate-s3")
+            .enable_all()
+            .build()
+            .expect("tokio runtime starts")
+    })
+}
+
+fn block<F: Future>(f: F) -> F::Output {
+    runtime().block_on(f)
+}
+
+/// The AWS chain, with every credential it yields registered for redaction.
+#[derive(Debug)]
+struct Registering(ProvideCredentialChain<Credential>);
+
+impl ProvideCredential for Registering {
+    type Credential = Credential;
+
+    async fn provide_credential(
+        &self,
+        ctx: &SignContext,
+    ) -> reqsign_core::Result<Option<Credential>> {
+        let cred = self.0.provide_credential(ctx).await?;
+        if let Some(c) = &cred {
+            redact::register(&c.access_key_id);
+            redact::register(&c.secret_access_key);
+            if let Some(t) = &c.session_token {
+                redact::register(t);
+            }
+        }
+        Ok(cred)
+    }
+}
+
+/// Registers the credentials found in the environment and builds the chain: environment,
+/// profiles, web identity (`AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, or the token
+/// itself in `CACHEGATE_S3_WEB_IDENTITY_TOKEN`), ECS, instance metadata.
+fn credential_chain() -> Result<Registering> {
+    for name in [
+        env_vars::AWS_ACCESS_KEY_ID,
+        env_vars::AWS_SECRET_ACCESS_KEY,
+        env_vars::AWS_SESSION_TOKEN,
+    ] {
+        redact::secret_env(name);
+    }
+    if let Ok(file) = std::env::var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE)
+        && let Ok(token) = std::fs::read_to_string(file)
+    {
+        redact::register(token.trim());
+    }
+    let mut builder = DefaultCredentialProvider::builder();
+    if let Some(token) = redact::secret_env(env_vars::CACHEGATE_S3_WEB_IDENTITY_TOKEN) {
+        if std::env::var(env_vars::AWS_ROLE_ARN).is_err() {
+            bail!(
+                "{} is set but {} is not: name the role the token assumes",
+                env_vars::CACHEGATE_S3_WEB_IDENTITY_TOKEN,
+                env_vars::AWS_ROLE_ARN
+            );
+        }
+        builder = builder.web_identity(
+            AssumeRoleWithWebIdentityCredentialProvider::new()
+                .with_web_identity_token_file(token_file(token.trim())?),
+        );
+    }
+    Ok(Registering(
+        ProvideCredentialChain::new().push(builder.build()),
+    ))
+}
+
+/// The web-identity chain reads its token from a file: write it once to a file only this
+/// user can read, removed when the process exits.
+fn token_file(token: &str) -> Result<std::path::PathBuf> {
+    static FILE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    extern "C" fn remove_token_file() {
+        if let Some(p) = FILE.get() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    if let Some(p) = FILE.get() {
+        return Ok(p.clone());
+    }
+    // tempfile creates files with mode 0600.
+    let mut f = tempfile::Builder::new()
+        .prefix("cachegate-web-identity-")
+        .tempfile()
+        .context("cannot write the web identity token to a temporary file")?;
+    f.write_all(token.as_bytes())
+        .context("cannot write the web identity token to a temporary file")?;
+    let (_, path) = f
+        .keep()
+        .context("cannot keep the web identity token file")?;
+    let _ = FILE.set(path.clone());
+    // SAFETY: registering a plain extern "C" function with atexit has no preconditions.
+    unsafe {
+        libc::atexit(remove_token_file);
+    }
+    Ok(path)
+}
+
+pub struct S3Backend {
+    spec: S3Spec,
+    op: Operator,
+    overall: Duration,
+}
+
+impl S3Backend {
+    pub fn open(spec: &S3Spec, transfer: &Transfer) -> Result<S3Backend> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(transfer.connect)
+            .read_timeout(transfer.stall)
+            .build()
+            .context("cannot set up the HTTP client")?;
+        let transport = HttpTransporter::new(
+            opendal_http_transport_reqwest::ReqwestTransport::new(client),
+        );
+        let mut builder = opendal::services::S3::default()
+            .bucket(&spec.bucket)
+            .root(&format!("/{}", spec.prefix))
+            .credential_provider_chain(ProvideCredentialChain::new().push(credential_chain()?));
+        if let Some(e) = &spec.endpoint {
+            builder = builder.endpoint(e);
+        }
+        // Signing needs a region: the URL's, else the environment's, else us-east-1
+        // (S3-compatible stores accept any).
+        let region = spec
+            .region
+            .clone()
+            .or_else(|| std::env::var(env_vars::AWS_REGION).ok())
+            .or_else(|| std::env::var(env_vars::AWS_DEFAULT_REGION).ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        builder = builder.region(&region);
+        if !spec.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        let retries = transfer.retries as usize;
+        let op = Operator::new(builder)
+            .map_err(|e| anyhow!("backend {}: {}", spec.describe(), short(&e)))?
+            .with_context(OperationContext::new().with_http_transport(transport))
+            // Timeout inside retry: each attempt is bounded, the retry state survives.
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(transfer.connect + transfer.stall)
+                    .with_io_timeout(transfer.stall),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(retries)
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(3))
+                    .with_notify(|ev: opendal::layers::RetryEvent<'_>| {
+                        eprintln!(
+                            "cachegate: {} failed ({}); retry {} in {:.1} s",
+                            ev.op,
+                            redact::redact(&short(ev.err)),
+                            ev.attempt,
+                            ev.retry_after.as_secs_f64()
+                        );
+                    }),
+            );
+        Ok(S3Backend {
+            spec: spec.clone(),
+            op,
+            overall: transfer.overall,
+        })
+    }
+}
+
+/// An OpenDAL error in a few plain words: the HTTP status and the server's code and
+/// message when there was a response, the cause when there was none. Never the request
+/// headers; redacted.
+fn detail(e: &opendal::Error) -> String {
+    let full = e.to_string();
+    let status = full
+        .find("status: ")
+        .and_then(|i| full[i + 8..].get(..3))
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()));
+    let field = |name: &str| {
+        let m = e.message();
+        let start = m.find(&format!("{name}: \""))? + name.len() + 3;
+        let end = m[start..].find('"')? + start;
+        Some(m[start..end].to_string()).filter(|s| !s.is_empty())
+    };
+    let mut out = match status {
+        Some(s) => {
+            let mut o = format!("HTTP {s}");
+            if let Some(code) = field("code") {
+                o.push_str(&format!(" {code}"));
+            }
+            if let Some(msg) = field("message") {
+                o.push_str(&format!(": {msg}"));
+            }
+            o
+        }
+        None => e.message().to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    let mut causes: Vec<String> = Vec::new();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !causes.iter().any(|c| c.contains(&t)) {
+            causes.push(t);
+        }
+        source = s.source();
+    }
+    if let Some(last) = causes.last() {
+        out.push_str(&format!(": {last}"));
+    }
+    if out.contains("failed to load signing credential") {
+        out.push_str(
+            " (no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity with AWS_ROLE_ARN and CACHEGATE_S3_WEB_IDENTITY_TOKEN)",
+        );
+    }
+    redact::redact(&out)
+}
+
+/// `detail` with what kind of failure it was in front.
+fn short(e: &opendal::Error) -> String {
+    let kind = match e.kind() {
+        ErrorKind::NotFound => "not found",
+        ErrorKind::PermissionDenied => "access denied",
+        ErrorKind::ConfigInvalid => "bad configuration",
+        ErrorKind::RateLimited => "rate limited",
+        ErrorKind::ConditionNotMatch => "condition not met",
+        _ => return detail(e),
+    };
+    format!("{kind} ({})", detail(e))
+}
+
+fn store_error(e: opendal::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::NotFound => StoreError::NotFound,
+        ErrorKind::AlreadyExists | ErrorKind::ConditionNotMatch => StoreError::Exists,
+        // StoreError::Auth says "access denied" itself.
+        ErrorKind::PermissionDenied => StoreError::Auth(anyhow!(detail(&e))),
+        _ if detail(&e).starts_with("HTTP 401") => StoreError::Auth(anyhow!(detail(&e))),
+        _ => StoreError::Other(anyhow!(short(&e))),
+    }
+}
+
+fn io_error(e: opendal::Error) -> io::Error {
+    io::Error::other(short(&e))
+}
+
+/// OpenDAL's std reader wraps its error in an `io::Error`: unwrap it, so it is shortened
+/// and redacted like every other.
+fn unwrap_io(e: io::Error) -> StoreError {
+    let kind = e.kind();
+    match e.into_inner().map(|i| i.downcast::<opendal::Error>()) {
+        Some(Ok(oe)) => store_error(*oe),
+        Some(Err(other)) => StoreError::Other(anyhow!(redact::redact(&other.to_string()))),
+        None => StoreError::Other(io::Error::from(kind).into()),
+    }
+}
+
+/// Streams the object; gives up once the whole transfer has taken longer than `overall`.
+struct S3Reader {
+    inner: opendal::blocking::StdReader,
+    /// The first bytes, read when the download was opened.
+    head: io::Cursor<Vec<u8>>,
+    deadline: Instant,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.head.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        if Instant::now() > self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "download took longer than --timeout",
+            ));
+        }
+        let _g = runtime().enter();
+        self.inner
+            .read(buf)
+            .map_err(|e| io::Error::other(unwrap_io(e).to_string()))
+    }
+}
+
+/// A multipart upload with several parts in flight; invisible until `finish`, aborted
+/// (its parts deleted) when dropped unfinished.
+struct S3Upload {
+    writer: Option<opendal::Writer>,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl S3Upload {
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "upload took longer than --timeout",
+            ));
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(1 << 20));
+        let w = self.writer.as_mut().expect("writer present until finish");
+        block(w.write(data)).map_err(io_error)
+    }
+}
+
+impl Write for S3Upload {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 20 {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for S3Upload {
+    fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        self.flush_buf().map_err(|e| StoreError::Other(e.into()))?;
+        let mut w = self.writer.take().expect("writer present until finish");
+        match block(w.close()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = block(w.abort());
+                Err(store_error(e))
+            }
+        }
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.writer.take() {
+            let _ = block(w.abort());
+        }
+    }
+}
+
+impl Backend for S3Backend {
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    fn stat(&self, name: &str) -> StoreResult<u64> {
+        let meta = block(self.op.stat(name)).map_err(store_error)?;
+        Ok(meta.content_length())
+    }
+
+    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        // An unbounded range without chunking is one GET, no HEAD first.
+        let mut inner = blocking
+            .reader(name)
+            .and_then(|r| r.into_std_read(..))
+            .map_err(store_error)?;
+        // The request goes out on the first read: make it here, so a missing object is
+        // `NotFound` (a broken entry) rather than a failed transfer.
+        let mut head = vec![0u8; 64 << 10];
+        let n = inner.read(&mut head).map_err(unwrap_io)?;
+        head.truncate(n);
+        Ok(Box::new(S3Reader {
+            inner,
+            head: io::Cursor::new(head),
+            deadline: Instant::now() + self.overall,
+        }))
+    }
+
+    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
+        let buf = block(self.op.read(name)).map_err(store_error)?;
+        Ok(buf.to_vec())
+    }
+
+    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+        let opts = WriteOptions {
+            concurrent: PARTS_IN_FLIGHT,
+            chunk: Some(PART_SIZE),
+            ..Default::default()
+        };
+        let writer = block(self.op.writer_options(name, opts)).map_err(store_error)?;
+        Ok(Box::new(S3Upload {
+            writer: Some(writer),
+            buf: Vec::with_capacity(1 << 20),
+            deadline: Instant::now() + self.overall,
+        }))
+    }
+
+    /// `If-None-Match: *` makes this atomic where the server honours it (AWS S3, MinIO,
+    /// R2, Ceph). Servers that ignore the header (Garage 2.x) would overwrite instead, so
+    /// the object is checked first (HEAD) and read back after: if it holds another
+    /// writer's bytes, that writer won. The race left is two writers that both pass the
+    /// HEAD and whose PUTs both land before either reads back; then the later one wins,
+    /// the earlier one's archive is left unreferenced (`prune` removes it), and readers
+    /// see one complete entry or the other, never a partial one.
+    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+        match self.stat(name) {
+            Ok(_) => return Err(StoreError::Exists),
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let opts = WriteOptions {
+            if_not_exists: true,
+            ..Default::default()
+        };
+        block(self.op.write_options(name, data.to_vec(), opts)).map_err(store_error)?;
+        match self.get_small(name) {
+            Ok(back) if back == data => Ok(()),
+            Ok(_) => Err(StoreError::Exists),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        // OpenDAL lists "directories": list from the deepest one the prefix names.
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+        let opts = opendal::options::ListOptions {
+            recursive: true,
+            ..Default::default()
+        };
+        let entries = block(self.op.list_options(dir, opts)).map_err(store_error)?;
+        let mut out: Vec<ObjectMeta> = entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file() && e.path().starts_with(prefix))
+            .map(|e| ObjectMeta {
+                name: e.path().to_string(),
+                size: e.metadata().content_length(),
+                modified: e
+                    .metadata()
+                    .last_modified()
+                    .map(|t| t.into_inner().as_second().max(0) as u64),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        match block(self.op.delete(name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bucket_prefix_and_options() {
+        let s =
+            S3Spec::parse("ci-cache/cg/x/?endpoint=http%3A%2F%2F127.0.0.1%3A3900&region=garage")
+                .unwrap();
+        assert_eq!(s.bucket, "ci-cache");
+        assert_eq!(s.prefix, "cg/x");
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s.region.as_deref(), Some("garage"));
+        assert!(s.path_style, "an endpoint implies path style");
+        assert_eq!(s.describe(), "s3://ci-cache/cg/x");
+
+        let s = S3Spec::parse("bucket").unwrap();
+        assert_eq!((s.prefix.as_str(), s.path_style), ("", false));
+        assert!(S3Spec::parse("bucket?path_style=true").unwrap().path_style);
+        assert!(
+            !S3Spec::parse("bucket?endpoint=https://e&path_style=false")
+                .unwrap()
+                .path_style
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_them() {
+        for (bad, says) in [
+            ("B", "\"B\" is not a bucket name"),
+            ("bucket/a/../b", "'..'"),
+            ("bucket?endpoint=ftp://x", "must start with http"),
+            ("bucket?colour=blue", "unknown parameter \"colour\""),
+            ("bucket?path_style=maybe", "path_style=\"maybe\""),
+            ("AKIA:secret@bucket/x", "carries credentials"),
+            (
+                "bucket?endpoint=https://AKIA:secret@host",
+                "carries credentials",
+            ),
+        ] {
+            let err = S3Spec::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(!err.contains("secret@"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `cachegate doctor`: is the configured store usable from here? One line per check, in
+//! plain words, through `redact`; it writes, reads back and removes a small probe object in
+//! the scope this job would write, so it needs no more rights than a save does.
+
+use std::time::Instant;
+
+use crate::backend::{Backend, BackendSpec, StoreError, Transfer};
+use crate::entry::LAYOUT_ROOT;
+use crate::redact;
+use crate::report;
+use crate::run::EXIT_TROUBLE;
+use crate::scope::Scopes;
+
+fn line(ok: bool, check: &str, detail: &str) {
+    let mark = if ok { "ok  " } else { "FAIL" };
+    eprintln!("cachegate: {mark} {check:<12} {}", redact::redact(detail));
+}
+
+fn probe_name(scope: &str) -> String {
+    let mut r = [0u8; 8];
+    // A clock-derived fallback is unique enough for a probe that is removed right away.
+    if getrandom::fill(&mut r).is_err() {
+        r = (report::unix_now() ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{LAYOUT_ROOT}/{scope}/.doctor/{hex}")
+}
+
+/// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when
+/// all pass, 3 when the store has trouble.
+pub fn run(spec: &BackendSpec, transfer: &Transfer) -> anyhow::Result<i32> {
+    if *spec == BackendSpec::Runner {
+        eprintln!(
+            "cachegate: ok   {:<12} runner mode stores nothing: GitLab's cache: carries the paths, so there is no store to check",
+            "backend"
+        );
+        return Ok(0);
+    }
+    let backend = spec.open(transfer)?;
+    Ok(check(backend.as_ref()))
+}
+
+/// The checks, for any backend.
+pub fn check(backend: &dyn Backend) -> i32 {
+    let scope = Scopes::from_env().write;
+    eprintln!(
+        "cachegate: doctor: checking {} (writes go to scope {})",
+        backend.describe(),
+        scope.as_str()
+    );
+    let probe = probe_name(scope.as_str());
+    let failed = |check: &str, detail: String| {
+        line(false, check, &detail);
+        eprintln!(
+            "cachegate: doctor: the store has trouble; jobs will run their installs and not cache"
+        );
+        EXIT_TROUBLE
+    };
+
+    // A missing object answers "not found" only when the store is up and the credentials
+    // were accepted: it tells reachability and credentials apart in one cheap request.
+    let start = Instant::now();
+    match backend.stat(&probe) {
+        Err(StoreError::NotFound) => {
+            line(
+                true,
+                "reachable",
+                &format!(
+                    "the store answered in {}",
+                    report::secs(start.elapsed().as_secs_f64())
+                ),
+            );
+            line(true, "credentials", "accepted");
+        }
+        Ok(_) => {
+            line(true, "reachable", "the store answered");
+            line(true, "credentials", "accepted");
+        }
+        Err(StoreError::Auth(e)) => {
+            line(true, "reachable", "the store answered");
+            return failed(
+                "credentials",
+                format!("refused ({e:#}); check the access key, secret or role"),
+            );
+        }
+        // Credentials that could not even be loaded fail before any request is sent.
+        Err(e) if e.to_string().contains("no AWS credentials") => {
+            return failed("credentials", format!("{e}"));
+        }
+        Err(e) => return failed("reachable", format!("no: {e}")),
+    }
+
+    let mut body = format!("cachegate doctor probe {probe}\n").into_bytes();
+    body.extend_from_slice(&[0u8, 255, 10, 13]);
+    match backend.create_if_absent(&probe, &body) {
+        Ok(()) => line(true, "write", &format!("wrote {probe}")),
+        Err(e) => return failed("write", format!("cannot write {probe}: {e}")),
+    }
+    let read = backend.get_small(&probe);
+    // Remove the probe whatever the read gave, so doctor leaves nothing behind.
+    let removed = backend
+        .delete(&probe)
+        .and_then(|()| match backend.stat(&probe) {
+            Err(StoreError::NotFound) => Ok(()),
+            Ok(_) => Err(StoreError::Other(anyhow::anyhow!("it is still there"))),
+            Err(e) => Err(e),
+        });
+    match read {
+        Ok(b) if b == body => line(true, "read", "read it back intact"),
+        Ok(b) => {
+            return failed(
+                "read",
+                format!(
+                    "read back {} bytes that differ from the {} written",
+                    b.len(),
+                    body.len()
+                ),
+            );
+        }
+        Err(e) => return failed("read", format!("cannot read {probe} back: {e}")),
+    }
+    match removed {
+        Ok(()) => line(true, "delete", "removed it"),
+        Err(e) => return failed("delete", format!("cannot remove {probe}: {e}")),
+    }
+    eprintln!("cachegate: doctor: all checks passed");
+    0
+}

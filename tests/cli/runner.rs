@@ -1,0 +1,148 @@
+//! Runner mode: GitLab's own `cache:` carries the paths, played here by the test (it copies
+//! the cached path away after a job and back before the next); cachegate keeps only the
+//! marker and decides hit or miss from it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command as StdCommand;
+
+use crate::common::scenarios::{build_wheel, installs, pip_install_cmd, run_greet};
+use crate::common::{Project, require_tool, stderr, stdout};
+
+const MARKER: &str = ".venv/.cachegate-runner";
+
+fn runner(p: &Project, sub: &str, cmd: &[String]) -> std::process::Output {
+    let mut c = p.cmd();
+    c.args([
+        sub,
+        "--backend",
+        "runner",
+        "--lock",
+        "requirements.txt",
+        "--",
+    ])
+    .args(cmd);
+    p.run(&mut c)
+}
+
+/// GitLab's cache: after the job, archive the path; before the next, extract it.
+fn cp(from: &Path, to: &Path) {
+    let _ = fs::remove_dir_all(to);
+    let st = StdCommand::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn runner_mode_hits_on_a_current_marker_and_reinstalls_on_change_or_stale_marker() {
+    if !require_tool("python3", "apt-get install -y python3 python3-venv") {
+        return;
+    }
+    let p = Project::new();
+    let wheels = p.tmp.path().join("wheels");
+    build_wheel(&wheels, "1.0");
+    build_wheel(&wheels, "2.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let cmd = pip_install_cmd(&p);
+    let gitlab_cache = p.tmp.path().join("gitlab-cache");
+
+    // Job 1: GitLab restored nothing. The install runs and the marker is written.
+    let o = runner(&p, "ensure", &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert!(stderr(&o).contains("miss pip"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("GitLab restored no cache"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("saved pip"), "{}", stderr(&o));
+    let key = stdout(
+        &p.run(
+            p.cmd()
+                .args(["key", "--lock", "requirements.txt", "--"])
+                .args(&cmd),
+        ),
+    );
+    assert!(
+        fs::read_to_string(p.path(MARKER))
+            .unwrap()
+            .contains(&format!("key {}", key.trim())),
+        "the marker records the key"
+    );
+    assert!(p.store_files().is_empty(), "runner mode stores nothing");
+    cp(&p.path(".venv"), &gitlab_cache);
+
+    // Job 2: GitLab restores .venv; cachegate sees a current marker and skips pip.
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    cp(&gitlab_cache, &p.path(".venv"));
+    for sub in ["check", "restore"] {
+        let o = runner(&p, sub, &cmd);
+        assert_eq!(o.status.code(), Some(0), "{sub}: {}", stderr(&o));
+        assert!(stderr(&o).contains("hit pip"), "{}", stderr(&o));
+    }
+    let o = runner(&p, "ensure", &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hit pip"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1, "pip ran on a hit: {}", stderr(&o));
+    assert_eq!(run_greet(&p).trim(), "hello from greet 1.0");
+
+    // Job 3: the lock changed, GitLab restores the old .venv (a `key: files:` cache
+    // would have missed; a fixed key restores the stale tree): reinstall.
+    p.write("requirements.txt", "greet==2.0\n");
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    cp(&gitlab_cache, &p.path(".venv"));
+    for sub in ["check", "restore"] {
+        let o = runner(&p, sub, &cmd);
+        assert_eq!(o.status.code(), Some(1), "{sub}: {}", stderr(&o));
+        assert!(stderr(&o).contains("was built for key"), "{}", stderr(&o));
+    }
+    let o = runner(&p, "ensure", &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2, "{}", stderr(&o));
+    assert_eq!(run_greet(&p).trim(), "hello from greet 2.0");
+    cp(&p.path(".venv"), &gitlab_cache);
+
+    // Job 4: the cache holds a tree without a marker (saved by a job without cachegate).
+    fs::remove_file(gitlab_cache.join(".cachegate-runner")).unwrap();
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    cp(&gitlab_cache, &p.path(".venv"));
+    let o = runner(&p, "ensure", &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has no cachegate marker"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(installs(&p), 3);
+
+    // A failed install leaves no marker, so the next job does not trust the tree.
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    p.write("requirements.txt", "greet==9.9\n");
+    let o = runner(&p, "ensure", &cmd);
+    assert!(!o.status.success());
+    assert!(!p.path(MARKER).exists(), "{}", stderr(&o));
+
+    // `save` writes the marker for the tree in place.
+    p.write("requirements.txt", "greet==1.0\n");
+    assert!(runner(&p, "ensure", &cmd).status.success());
+    fs::remove_file(p.path(MARKER)).unwrap();
+    let o = runner(&p, "save", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = runner(&p, "check", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn runner_mode_has_no_listing_or_pruning() {
+    let p = Project::new();
+    for sub in [&["ls"][..], &["prune", "--keep", "1"]] {
+        let o = p.run(p.cmd().args(sub).args(["--backend", "runner"]));
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("stores nothing"), "{}", stderr(&o));
+    }
+}

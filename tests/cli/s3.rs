@@ -1,0 +1,437 @@
+//! The S3 store against a real Garage on loopback: the core scenarios at the most verbose
+//! level with the secret check on, the layout in the bucket, racing writers, and the
+//! faults a remote store brings (server down, refused credentials, missing bucket, an
+//! archive gone between lookup and download).
+
+use std::time::{Duration, Instant};
+
+use crate::common::garage::{self, GarageStore};
+use crate::common::scenarios::{ensure, installs};
+use crate::common::{Project, Store, assert_no_secrets, stderr, stdout};
+
+/// A project on a fresh prefix of the shared Garage, and a handle on that prefix.
+pub fn garage_project() -> Option<(Project, GarageStore)> {
+    if !garage::available() {
+        return None;
+    }
+    let store = GarageStore::new();
+    Some((
+        Project::with_store(Box::new(GarageStore::on_prefix(&store))),
+        store,
+    ))
+}
+
+fn tree_cmd(body: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo run >> installs.log && {body}"),
+    ]
+}
+
+fn warnings(o: &std::process::Output) -> usize {
+    stderr(o).matches("cachegate: warning:").count()
+}
+
+#[test]
+fn s3_python_venv_installs_once_restores_and_reinstalls() {
+    if let Some((p, _)) = garage_project() {
+        crate::common::scenarios::python_venv(&p);
+    }
+}
+
+#[test]
+fn s3_npm_ci_with_a_file_dependency_restores_the_link() {
+    if let Some((p, _)) = garage_project() {
+        crate::common::scenarios::npm_file_dependency(&p);
+    }
+}
+
+#[test]
+fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    // 20 MB of incompressible bytes: more than two 8 MiB parts.
+    let cmd =
+        tree_cmd("mkdir -p out && head -c 20000000 /dev/urandom > out/big && echo hi > out/small");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(p.path("out/big")).unwrap();
+    // v1/<scope>/<name>/<key>.json and v1/<scope>/<name>/<key>-<upload id>.tar.zst
+    let objects = store.objects();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let manifest = objects.iter().find(|o| o.ends_with(".json")).unwrap();
+    let key = manifest
+        .strip_prefix("v1/local/out/")
+        .and_then(|k| k.strip_suffix(".json"))
+        .unwrap();
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.starts_with(&format!("v1/local/out/{key}-")) && o.ends_with(".tar.zst")),
+        "{objects:?}"
+    );
+
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("from s3://{}/{}", garage::BUCKET, store.prefix)),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(installs(&p), 1);
+    assert!(std::fs::read(p.path("out/big")).unwrap() == before);
+
+    // ls and prune work on the bucket too.
+    let o = p.run(p.cmd().arg("ls"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("local") && stdout(&o).contains("out"),
+        "{}",
+        stdout(&o)
+    );
+    let o = p.run(p.cmd().args(["prune", "--keep", "0"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(store.objects().is_empty(), "{:?}", store.objects());
+}
+
+#[test]
+fn s3_racing_saves_of_one_key_leave_exactly_one_entry() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    std::fs::write(p.path("out/f"), "data").unwrap();
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let mut c = p.cmd();
+            c.args(["save", "--lock", "app.lock", "--path", "out"]);
+            std::thread::spawn(move || c.output().unwrap())
+        })
+        .collect();
+    for r in racers {
+        let o = r.join().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_no_secrets(&o, &store.secrets());
+    }
+    let manifests: Vec<_> = store
+        .objects()
+        .into_iter()
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{:?}", store.objects());
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = p.run(
+        p.cmd()
+            .args(["restore", "--lock", "app.lock", "--path", "out"]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(p.path("out/f")).unwrap(), "data");
+}
+
+#[test]
+fn s3_server_stopped_is_a_quick_miss_with_one_warning() {
+    if !garage::available() {
+        return;
+    }
+    let server = garage::private();
+    let store = GarageStore::on(server);
+    let p = Project::with_store(Box::new(GarageStore::on_prefix(&store)));
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let args = [
+        "--lock",
+        "app.lock",
+        "--path",
+        "out",
+        "--connect-timeout",
+        "2",
+    ];
+    assert!(ensure(&p, &args, &cmd).status.success());
+    server.stop();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let start = Instant::now();
+    let o = ensure(&p, &args, &cmd);
+    let took = start.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2, "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot look up"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not saved"), "{}", stderr(&o));
+    // Connect timeout plus the bounded, jittered retries: well under the 10 s default.
+    assert!(took < Duration::from_secs(2 + 1), "took {took:?}");
+    // --strict turns the trouble into exit 3.
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    let o = ensure(&p, &strict, &cmd);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+#[test]
+fn s3_wrong_credentials_are_refused_once_without_printing_them() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let wrong = "0000000000000000000000000000000000000000000000000000000000wrong1";
+    let mut c = p.cmd();
+    c.env("AWS_SECRET_ACCESS_KEY", wrong)
+        .arg("ensure")
+        .args(args)
+        .arg("--")
+        .args(&cmd);
+    let o = p.run(&mut c);
+    assert_no_secrets(&o, &[wrong.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("access denied"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("retry"),
+        "a 403 was retried: {}",
+        stderr(&o)
+    );
+    assert!(store.objects().is_empty());
+
+    // An unknown access key id: Garage echoes it in its message; it is masked.
+    let unknown = "GK0123456789abcdef01234567";
+    let mut c = p.cmd();
+    c.env("AWS_ACCESS_KEY_ID", unknown)
+        .args(["check", "--lock", "app.lock", "--path", "out", "--"])
+        .args(&cmd);
+    let o = p.run(&mut c);
+    assert_no_secrets(&o, &[unknown.to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("access denied"), "{}", stderr(&o));
+}
+
+#[test]
+fn s3_a_bucket_that_does_not_exist_is_a_miss_that_says_so() {
+    let Some((p, _)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let backend = format!(
+        "s3://no-such-bucket/x?endpoint={}&region={}",
+        garage::Garage::shared().endpoint(),
+        garage::REGION
+    );
+    let mut c = p.cmd();
+    c.args([
+        "ensure",
+        "--backend",
+        &backend,
+        "--lock",
+        "app.lock",
+        "--path",
+        "out",
+        "--",
+    ])
+    .args(&cmd);
+    let o = p.run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("NoSuchBucket"), "{}", stderr(&o));
+}
+
+#[test]
+fn s3_an_archive_deleted_between_lookup_and_download_is_a_miss_then_replaced() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    assert!(ensure(&p, &args, &cmd).status.success());
+    let mut c = p.cmd();
+    c.arg("check").args(args).arg("--").args(&cmd);
+    assert_eq!(p.run(&mut c).status.code(), Some(0), "the lookup finds it");
+
+    // Another job's prune (or a lifecycle rule) removes the archive after the lookup.
+    let archive = store
+        .objects()
+        .into_iter()
+        .find(|n| n.ends_with(".tar.zst"))
+        .unwrap();
+    store.op().delete(&archive).unwrap();
+
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2, "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("could not restore"), "{}", stderr(&o));
+    let leftovers: Vec<_> = std::fs::read_dir(&p.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The broken entry was replaced: the next job hits.
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+}
+
+#[test]
+fn s3_web_identity_token_is_never_printed_and_needs_a_role() {
+    let Some((p, _)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0X3BhdGgifQ.c2lnbmF0dXJlLXNlY3JldA";
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let mut c = p.cmd();
+    c.env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
+        .args(["check", "--lock", "app.lock", "--path", "out", "--"])
+        .args(&cmd);
+    let o = p.run(&mut c);
+    assert_no_secrets(&o, &[token.to_string()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("AWS_ROLE_ARN"), "{}", stderr(&o));
+
+    // With a role named, the chain is set up; the static keys still come first here
+    // (Garage has no STS), and the token appears nowhere.
+    // The token file cachegate writes for the chain is gone when it exits.
+    let tmp = p.tmp.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut c = p.cmd();
+    c.env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci-cache")
+        .env("TMPDIR", &tmp)
+        .args(["ensure", "--lock", "app.lock", "--path", "out", "--"])
+        .args(&cmd);
+    let o = p.run(&mut c);
+    assert_no_secrets(&o, &[token.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("saved out"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn s3_bad_backend_urls_are_usage_errors_naming_the_value() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    for (url, says) in [
+        ("s3://Bad_Bucket/x", "is not a bucket name"),
+        ("s3://bucket/x?colour=blue", "unknown parameter \"colour\""),
+        (
+            "s3://bucket/x?endpoint=localhost:9000",
+            "must start with http",
+        ),
+    ] {
+        let o = p.run(p.cmd().args([
+            "check",
+            "--backend",
+            url,
+            "--lock",
+            "app.lock",
+            "--path",
+            "out",
+        ]));
+        assert_eq!(o.status.code(), Some(2), "{url}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{url}: {}", stderr(&o));
+    }
+}
+
+/// The store's URL with the endpoint pointed at a fault proxy.
+fn through(store: &GarageStore, port: u16) -> String {
+    format!(
+        "s3://{}/{}?endpoint=http://127.0.0.1:{port}&region={}",
+        garage::BUCKET,
+        store.prefix,
+        garage::REGION
+    )
+}
+
+#[test]
+fn s3_503_and_429_are_retried_with_backoff_and_bounded() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo x > out/f");
+    let args = ["--lock", "app.lock", "--path", "out"];
+
+    // Two failures, three retries: the job sees no trouble at all.
+    for status in [503, 429] {
+        let proxy =
+            garage::FaultProxy::start(store.garage.s3_port, garage::Fault::FailFirst(2, status));
+        let mut c = p.cmd();
+        c.args([
+            "check",
+            "--backend",
+            &through(&store, proxy.port),
+            "--retries",
+            "3",
+        ])
+        .args(args)
+        .arg("--")
+        .args(&cmd);
+        let o = p.run(&mut c);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+        assert_eq!(stderr(&o).matches("; retry ").count(), 2, "{}", stderr(&o));
+        assert_eq!(proxy.connections(), 3);
+    }
+
+    // More failures than retries: one warning, the install runs, the job is green.
+    let proxy = garage::FaultProxy::start(store.garage.s3_port, garage::Fault::FailFirst(100, 503));
+    let mut c = p.cmd();
+    c.args([
+        "ensure",
+        "--backend",
+        &through(&store, proxy.port),
+        "--retries",
+        "2",
+    ])
+    .args(args)
+    .arg("--")
+    .args(&cmd);
+    let o = p.run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("HTTP 503"), "{}", stderr(&o));
+    assert_eq!(
+        proxy.connections(),
+        3,
+        "1 try + 2 retries, and no save attempt"
+    );
+}
+
+#[test]
+fn s3_a_stalled_server_is_cut_by_the_stall_timeout() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    let proxy = garage::FaultProxy::start(store.garage.s3_port, garage::Fault::Stall);
+    let start = Instant::now();
+    let mut c = p.cmd();
+    c.args(["check", "--backend", &through(&store, proxy.port)])
+        .args(["--stall-timeout", "2", "--retries", "0"])
+        .args(["--lock", "app.lock", "--path", "out"]);
+    let o = p.run(&mut c);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(took < Duration::from_secs(2 + 2), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "took {took:?}: cut before the stall timeout"
+    );
+}
