@@ -236,10 +236,15 @@ impl Job {
             digest: m.archive_blake3.clone(),
             size: m.archive_size,
         };
-        let result = match self.backend.get(&m.archive) {
-            Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
-            Err(StoreError::NotFound) => Err(UnpackError::Corrupt("its archive is missing".into())),
-            Err(e) => Err(UnpackError::Transfer(e.into())),
+        let result = match self.limits.check_archive_size(m.archive_size) {
+            Err(e) => Err(e),
+            Ok(()) => match self.backend.get(&m.archive) {
+                Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
+                Err(StoreError::NotFound) => {
+                    Err(UnpackError::Corrupt("its archive is missing".into()))
+                }
+                Err(e) => Err(UnpackError::Transfer(e.into())),
+            },
         };
         match result {
             Ok(stats) => {

@@ -47,6 +47,25 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Refuse an archive its manifest says is too big, before a byte is downloaded.
+    pub fn check_archive_size(&self, size: u64) -> Result<(), UnpackError> {
+        if size > self.max_archive {
+            return Err(corrupt(format!(
+                "archive is {size} bytes, over the limit of {}",
+                self.max_archive
+            )));
+        }
+        Ok(())
+    }
+}
+
+type NameKey = [u8; 16];
+
+/// Paths kept in memory until the end of an extraction (directories get their modes and
+/// times last; hardlinks are made last). Real caches need a few MB of this.
+const MAX_HELD: usize = 256 << 20;
+
 /// Below this many compressed bytes the ratio is not checked: small archives of empty or
 /// repetitive files compress absurdly well and are harmless at that size.
 const RATIO_FLOOR: u64 = 1 << 20;
@@ -267,7 +286,11 @@ impl Stage {
 struct Extractor<'a> {
     stages: &'a [Stage],
     limits: Limits,
-    made: HashMap<Vec<u8>, Kind>,
+    /// What this extraction created, by a hash of the entry name: memory per entry stays
+    /// small however long the names in a flood of entries are.
+    made: HashMap<NameKey, Kind>,
+    /// Bytes of paths kept until the end (directories, hardlinks), bounded by `MAX_HELD`.
+    held: usize,
     dirs: Vec<(PathBuf, u32, u64)>,
     stats: UnpackStats,
     entries: u64,
@@ -442,13 +465,38 @@ impl Extractor<'_> {
         Ok((index, rest))
     }
 
-    fn key(index: usize, parts: &[&[u8]]) -> Vec<u8> {
-        let mut k = index.to_string().into_bytes();
+    fn key(index: usize, parts: &[&[u8]]) -> NameKey {
+        // Components hold neither `/` nor NUL, so the joined name is unambiguous.
+        let mut h = blake3::Hasher::new();
+        h.update(index.to_string().as_bytes());
         for p in parts {
-            k.push(b'/');
-            k.extend_from_slice(p);
+            h.update(b"/");
+            h.update(p);
         }
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&h.finalize().as_bytes()[..16]);
         k
+    }
+
+    fn shown(index: usize, parts: &[&[u8]]) -> String {
+        let mut s = index.to_string();
+        for p in parts {
+            s.push('/');
+            s.push_str(&String::from_utf8_lossy(p));
+        }
+        s
+    }
+
+    /// Keep a path until the end of the extraction, within the memory budget.
+    fn hold(&mut self, bytes: usize) -> Result<(), UnpackError> {
+        self.held += bytes;
+        if self.held > MAX_HELD {
+            return Err(corrupt(format!(
+                "archive holds more than {} MiB of directory and link names",
+                MAX_HELD >> 20
+            )));
+        }
+        Ok(())
     }
 
     fn fs_path(&self, index: usize, parts: &[&[u8]]) -> PathBuf {
@@ -468,7 +516,7 @@ impl Extractor<'_> {
                 Some(_) => {
                     return Err(corrupt(format!(
                         "entry {:?} would be written through a link or file",
-                        String::from_utf8_lossy(&Self::key(index, parts))
+                        Self::shown(index, parts)
                     )));
                 }
                 None => {
@@ -517,6 +565,7 @@ impl Extractor<'_> {
         }
         if let Some(existing) = self.made.get(&key) {
             if kind.is_dir() && *existing == Kind::Dir {
+                self.hold(path.as_os_str().len())?;
                 self.dirs.push((path, mode, mtime));
                 return Ok(());
             }
@@ -572,6 +621,7 @@ impl Extractor<'_> {
             tar::EntryType::Directory => {
                 fs::create_dir(&path).map_err(local)?;
                 self.made.insert(key, Kind::Dir);
+                self.hold(path.as_os_str().len())?;
                 self.dirs.push((path, mode, mtime));
             }
             tar::EntryType::Symlink => {
@@ -606,6 +656,7 @@ impl Extractor<'_> {
                 }
                 // The target may still be in the write pool: link once it is done.
                 let tpath = self.fs_path(tindex, &tparts);
+                self.hold(tpath.as_os_str().len() + path.as_os_str().len())?;
                 self.hardlinks.push((tpath, path));
                 self.made.insert(key, Kind::File);
                 self.stats.files += 1;
@@ -699,12 +750,7 @@ pub fn unpack(
     expected: &Expected,
     limits: Limits,
 ) -> Result<UnpackStats, UnpackError> {
-    if expected.size > limits.max_archive {
-        return Err(corrupt(format!(
-            "archive is {} bytes, over the limit of {}",
-            expected.size, limits.max_archive
-        )));
-    }
+    limits.check_archive_size(expected.size)?;
     let mut stages = Vec::new();
     for t in targets {
         let parent = t
@@ -733,6 +779,7 @@ pub fn unpack(
         stages: &stages,
         limits,
         made: HashMap::new(),
+        held: 0,
         dirs: Vec::new(),
         stats: UnpackStats::default(),
         entries: 0,
@@ -800,7 +847,7 @@ pub fn unpack(
         fs::hard_link(target, link).map_err(local)?;
     }
     for (i, s) in stages.iter().enumerate() {
-        if !ex.made.contains_key(i.to_string().as_bytes()) {
+        if !ex.made.contains_key(&Extractor::key(i, &[])) {
             return Err(corrupt(format!(
                 "archive holds nothing for {}",
                 s.target.display()
