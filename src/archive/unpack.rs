@@ -339,7 +339,7 @@ impl FileJob {
         if self.mode & self.umask != 0 {
             file.set_permissions(fs::Permissions::from_mode(self.mode))?;
         }
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(self.mtime);
+        let t = unix_time(self.mtime);
         file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
     }
 
@@ -409,7 +409,11 @@ impl Pool {
     fn join(&mut self) -> Result<(), UnpackError> {
         self.tx = None;
         for w in self.workers.drain(..) {
-            let _ = w.join();
+            if w.join().is_err() {
+                // A file it took may not have been written: never report success then.
+                let mut f = self.failed.lock().expect("pool lock");
+                f.get_or_insert(io::Error::other("a file writer thread panicked"));
+            }
         }
         self.check()
     }
@@ -552,6 +556,14 @@ impl Extractor<'_> {
             .mode()
             .map_err(|e| corrupt(format!("bad mode: {e}")))?;
         let mtime = header.mtime().unwrap_or(0);
+        // Found by the fuzzer: a binary mtime field past what a timestamp can hold made
+        // setting the time panic (and a panic aborts the release binary mid-restore).
+        if i64::try_from(mtime).is_err() {
+            return Err(corrupt(format!(
+                "entry {:?} has an impossible mtime",
+                String::from_utf8_lossy(&name)
+            )));
+        }
         let path = self.fs_path(index, &parts);
 
         // A cached path is restored as a directory or a file; a link there would make the
@@ -723,6 +735,13 @@ fn copy<R: Read>(src: &mut R, dst: &mut File) -> Result<u64, UnpackError> {
     }
 }
 
+/// Seconds since the epoch as a time, saturating rather than overflowing.
+fn unix_time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 fn set_link_mtime(path: &Path, mtime: u64) {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return;
@@ -859,7 +878,7 @@ pub fn unpack(
     for (path, mode, mtime) in ex.dirs.iter().rev() {
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(safe_mode(*mode) | 0o700));
         if let Ok(f) = File::open(path) {
-            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(*mtime);
+            let t = unix_time(*mtime);
             let _ = f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t));
         }
     }

@@ -748,3 +748,20 @@ fn a_name_a_restore_would_reject_is_never_saved() {
         p.store_files()
     );
 }
+
+/// Regression (fuzzer crash-35e56a3c): a GNU base-256 mtime beyond any timestamp made the
+/// restore panic, which aborts the release binary mid-restore and leaves staging behind.
+#[test]
+fn an_mtime_past_the_end_of_time_is_rejected_not_a_crash() {
+    let s = Site::new();
+    let mut far = [0xffu8; 12];
+    far[0] = 0x80;
+    for (case, kind) in [("directory", tarbytes::DIR), ("file", tarbytes::FILE)] {
+        let archive = tar(|t| {
+            let mut h = Header::new(b"0/late", kind);
+            h.raw_mtime = Some(far);
+            t.entry(&h, b"");
+        });
+        s.refuses(case, &archive, "impossible mtime");
+    }
+}
