@@ -210,7 +210,7 @@ impl Job {
     /// anything a protected job restores, need a signature by a trusted key.
     fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
         let trusted = self.trusted.as_ref()?;
-        if scope != Scope::Protected && self.scopes.write != Scope::Protected {
+        if scope != Scope::Protected && !self.scopes.protected_job {
             return None;
         }
         sign::verify(trusted, m).err().map(|e| format!("{e:#}"))

@@ -28,7 +28,10 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, u32, i64, u64, Vec<u8>)> {
     for e in walk(root) {
         let m = fs::symlink_metadata(&e).unwrap();
         let body = if m.file_type().is_symlink() {
-            fs::read_link(&e).unwrap().into_os_string().into_encoded_bytes()
+            fs::read_link(&e)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
         } else if m.is_file() {
             fs::read(&e).unwrap()
         } else {
@@ -45,7 +48,10 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     while i < out.len() {
         let p = out[i].clone();
         if fs::symlink_metadata(&p).unwrap().is_dir() {
-            let mut kids: Vec<PathBuf> = fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut kids: Vec<PathBuf> = fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             kids.sort();
             out.extend(kids);
         }
@@ -79,16 +85,26 @@ fn fix_checksums(tar: &mut [u8]) {
         h[148..156].copy_from_slice(field.as_bytes());
         let size = std::str::from_utf8(&h[124..136])
             .ok()
-            .and_then(|s| u64::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok())
+            .and_then(|s| {
+                u64::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()
+            })
             .unwrap_or(0);
         let kind = h[156];
-        let data = if matches!(kind, b'1' | b'2' | b'3' | b'4' | b'5' | b'6') { 0 } else { size };
-        off = off.saturating_add(512).saturating_add(data.div_ceil(512).saturating_mul(512) as usize);
+        let data = if matches!(kind, b'1' | b'2' | b'3' | b'4' | b'5' | b'6') {
+            0
+        } else {
+            size
+        };
+        off = off
+            .saturating_add(512)
+            .saturating_add(data.div_ceil(512).saturating_mul(512) as usize);
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let compressed = match mode % 3 {
         0 => rest.to_vec(),
         1 => zstd::encode_all(rest, 1).unwrap(),
@@ -117,21 +133,49 @@ fuzz_target!(|data: &[u8]| {
         size: compressed.len() as u64,
     };
     let targets = [ws.join("a"), ws.join("b")];
-    let result = unpack(Box::new(Cursor::new(compressed)), &targets, &expected, LIMITS);
+    let result = unpack(
+        Box::new(Cursor::new(compressed)),
+        &targets,
+        &expected,
+        LIMITS,
+    );
 
-    assert_eq!(names(outer.path()), ["outside", "ws"], "something was created beside the workspace");
-    assert_eq!(names(&ws), ["a", "b"], "staging left behind or a stray entry in the workspace");
-    assert_eq!(snapshot(&outside), before_outside, "a file outside the cached paths changed");
+    assert_eq!(
+        names(outer.path()),
+        ["outside", "ws"],
+        "something was created beside the workspace"
+    );
+    assert_eq!(
+        names(&ws),
+        ["a", "b"],
+        "staging left behind or a stray entry in the workspace"
+    );
+    assert_eq!(
+        snapshot(&outside),
+        before_outside,
+        "a file outside the cached paths changed"
+    );
     match result {
         Ok(_) => {
             for t in &targets {
                 let m = fs::symlink_metadata(t).unwrap();
-                assert!(!m.file_type().is_symlink(), "{} was restored as a symlink", t.display());
+                assert!(
+                    !m.file_type().is_symlink(),
+                    "{} was restored as a symlink",
+                    t.display()
+                );
             }
         }
         Err(_) => {
-            assert_eq!(snapshot(&ws.join("a")), before_a, "a rejected archive changed the target");
-            assert_eq!(fs::read_link(ws.join("b")).unwrap(), Path::new("../outside"));
+            assert_eq!(
+                snapshot(&ws.join("a")),
+                before_a,
+                "a rejected archive changed the target"
+            );
+            assert_eq!(
+                fs::read_link(ws.join("b")).unwrap(),
+                Path::new("../outside")
+            );
         }
     }
 });
