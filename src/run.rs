@@ -631,7 +631,7 @@ pub fn explain(mut job: Job) -> i32 {
             let age = report::unix_now().saturating_sub(m.created);
             println!(
                 "newest entry: {name} {} ({}), saved {} ago by {}",
-                &m.key[..8.min(m.key.len())],
+                short_of(&m.key),
                 scope.as_str(),
                 report::secs(age as f64),
                 m.creator
@@ -676,11 +676,28 @@ fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backen
             report::warn(&format!("{} is not a readable manifest", o.name));
             continue;
         };
+        // Where a manifest lies decides its scope and name, not what it says, and it may
+        // only name an archive beside it: a manifest planted in one scope must not steer
+        // prune into deleting another scope's entries.
+        let [_, scope, name, _] = o.name.split('/').collect::<Vec<_>>()[..] else {
+            continue;
+        };
+        let dir = entry::entry_dir_raw(scope, name);
+        let own = m
+            .archive
+            .strip_prefix(&dir)
+            .is_some_and(|r| !r.contains('/') && r.ends_with(".tar.zst"));
+        if !own {
+            report::warn(&format!(
+                "{} names an archive outside its entry ({:?}); only the manifest is managed",
+                o.name, m.archive
+            ));
+        }
         entries.push(Listed {
             manifest: o.name.clone(),
-            archive: m.archive,
-            scope: m.scope,
-            name: m.name,
+            archive: if own { m.archive } else { String::new() },
+            scope: scope.to_string(),
+            name: name.to_string(),
             key: m.key,
             files: m.files,
             bytes: m.bytes,
@@ -691,6 +708,11 @@ fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backen
     }
     entries.sort_by_key(|e| std::cmp::Reverse(e.created));
     Ok((entries, objects))
+}
+
+/// The first 8 characters of a key for people; a planted manifest's key may be anything.
+fn short_of(key: &str) -> &str {
+    key.char_indices().nth(8).map_or(key, |(i, _)| &key[..i])
 }
 
 fn age(created: u64) -> String {
@@ -727,7 +749,7 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
             "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
             e.scope,
             e.name,
-            &e.key[..8.min(e.key.len())],
+            short_of(&e.key),
             report::count(e.files),
             report::bytes(e.archive_bytes),
             age(e.created),
@@ -793,14 +815,16 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         if !rules.dry_run {
             // Manifest first: the entry disappears atomically for readers.
             backend.delete(&e.manifest)?;
-            backend.delete(&e.archive)?;
+            if !e.archive.is_empty() {
+                backend.delete(&e.archive)?;
+            }
         }
         freed += e.archive_bytes;
         println!(
             "{verb} {} {} {} ({}, {} old)",
             e.scope,
             e.name,
-            &e.key[..8.min(e.key.len())],
+            short_of(&e.key),
             report::bytes(e.archive_bytes),
             age(e.created)
         );
