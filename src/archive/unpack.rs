@@ -7,6 +7,10 @@
 //! written through a symlink, whether the archive made it or the workspace had it. Links
 //! themselves are restored as links with whatever target they had (a venv's
 //! `bin/python -> /usr/bin/python3` is normal); they are just never followed.
+//!
+//! Anything another tar reader could see differently (PAX size disagreements, global
+//! headers, malformed records) is rejected, and `Limits` bound bytes, entries, names,
+//! expansion and memory, so hostile archives fail fast and cheaply.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
