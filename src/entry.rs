@@ -56,7 +56,12 @@ pub fn segment(s: &str) -> String {
 }
 
 pub fn entry_dir(scope: Scope, name: &str) -> String {
-    format!("{LAYOUT_ROOT}/{}/{}/", scope.as_str(), segment(name))
+    entry_dir_raw(scope.as_str(), &segment(name))
+}
+
+/// An entry directory from segments already in object-name form (as listed).
+pub fn entry_dir_raw(scope: &str, name: &str) -> String {
+    format!("{LAYOUT_ROOT}/{scope}/{name}/")
 }
 
 pub fn manifest_name(scope: Scope, name: &str, key: &str) -> String {

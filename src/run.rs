@@ -218,7 +218,7 @@ impl Job {
     /// anything a protected job restores, need a signature by a trusted key.
     fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
         let trusted = self.trusted.as_ref()?;
-        if scope != Scope::Protected && self.scopes.write != Scope::Protected {
+        if scope != Scope::Protected && !self.scopes.protected_job {
             return None;
         }
         sign::verify(trusted, m).err().map(|e| format!("{e:#}"))
@@ -244,10 +244,15 @@ impl Job {
             digest: m.archive_blake3.clone(),
             size: m.archive_size,
         };
-        let result = match self.backend.get(&m.archive) {
-            Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
-            Err(StoreError::NotFound) => Err(UnpackError::Corrupt("its archive is missing".into())),
-            Err(e) => Err(UnpackError::Transfer(e.into())),
+        let result = match self.limits.check_archive_size(m.archive_size) {
+            Err(e) => Err(e),
+            Ok(()) => match self.backend.get(&m.archive) {
+                Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
+                Err(StoreError::NotFound) => {
+                    Err(UnpackError::Corrupt("its archive is missing".into()))
+                }
+                Err(e) => Err(UnpackError::Transfer(e.into())),
+            },
         };
         match result {
             Ok(stats) => {
@@ -666,7 +671,7 @@ pub fn explain(mut job: Job) -> i32 {
             let age = report::unix_now().saturating_sub(m.created);
             println!(
                 "newest entry: {name} {} ({}), saved {} ago by {}",
-                &m.key[..8.min(m.key.len())],
+                short_of(&m.key),
                 scope.as_str(),
                 report::secs(age as f64),
                 m.creator
@@ -711,11 +716,28 @@ fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backen
             report::warn(&format!("{} is not a readable manifest", o.name));
             continue;
         };
+        // Where a manifest lies decides its scope and name, not what it says, and it may
+        // only name an archive beside it: a manifest planted in one scope must not steer
+        // prune into deleting another scope's entries.
+        let [_, scope, name, _] = o.name.split('/').collect::<Vec<_>>()[..] else {
+            continue;
+        };
+        let dir = entry::entry_dir_raw(scope, name);
+        let own = m
+            .archive
+            .strip_prefix(&dir)
+            .is_some_and(|r| !r.contains('/') && r.ends_with(".tar.zst"));
+        if !own {
+            report::warn(&format!(
+                "{} names an archive outside its entry ({:?}); only the manifest is managed",
+                o.name, m.archive
+            ));
+        }
         entries.push(Listed {
             manifest: o.name.clone(),
-            archive: m.archive,
-            scope: m.scope,
-            name: m.name,
+            archive: if own { m.archive } else { String::new() },
+            scope: scope.to_string(),
+            name: name.to_string(),
             key: m.key,
             files: m.files,
             bytes: m.bytes,
@@ -726,6 +748,11 @@ fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backen
     }
     entries.sort_by_key(|e| std::cmp::Reverse(e.created));
     Ok((entries, objects))
+}
+
+/// The first 8 characters of a key for people; a planted manifest's key may be anything.
+fn short_of(key: &str) -> &str {
+    key.char_indices().nth(8).map_or(key, |(i, _)| &key[..i])
 }
 
 fn age(created: u64) -> String {
@@ -762,7 +789,7 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
             "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
             e.scope,
             e.name,
-            &e.key[..8.min(e.key.len())],
+            short_of(&e.key),
             report::count(e.files),
             report::bytes(e.archive_bytes),
             age(e.created),
@@ -828,14 +855,16 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         if !rules.dry_run {
             // Manifest first: the entry disappears atomically for readers.
             backend.delete(&e.manifest)?;
-            backend.delete(&e.archive)?;
+            if !e.archive.is_empty() {
+                backend.delete(&e.archive)?;
+            }
         }
         freed += e.archive_bytes;
         println!(
             "{verb} {} {} {} ({}, {} old)",
             e.scope,
             e.name,
-            &e.key[..8.min(e.key.len())],
+            short_of(&e.key),
             report::bytes(e.archive_bytes),
             age(e.created)
         );

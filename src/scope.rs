@@ -43,6 +43,8 @@ pub struct Scopes {
     pub write: Scope,
     /// In lookup order.
     pub read: Vec<Scope>,
+    /// A job on a protected ref: what it restores must be trustworthy whatever the scope.
+    pub protected_job: bool,
 }
 
 impl Scopes {
@@ -60,16 +62,19 @@ impl Scopes {
             Scopes {
                 write: Scope::Local,
                 read: vec![Scope::Local],
+                protected_job: false,
             }
         } else if protected {
             Scopes {
                 write: Scope::Protected,
                 read: vec![Scope::Protected],
+                protected_job: true,
             }
         } else {
             Scopes {
                 write: Scope::Unprotected,
                 read: vec![Scope::Unprotected, Scope::Protected],
+                protected_job: false,
             }
         };
         match mode {
@@ -78,6 +83,7 @@ impl Scopes {
                 Scopes {
                     write: Scope::Protected,
                     read: vec![Scope::Protected, Scope::Unprotected],
+                    protected_job: true,
                 },
                 Some(
                     "scope widened (--scope read-unprotected): this protected job also restores entries that unprotected jobs saved"
@@ -95,6 +101,7 @@ impl Scopes {
                 Scopes {
                     write: Scope::Shared,
                     read: vec![Scope::Shared],
+                    protected_job: protected,
                 },
                 Some(format!(
                     "scope widened (--scope shared): protected and unprotected jobs share one cache, so {} jobs restore what any branch saved",

@@ -7,6 +7,10 @@
 //! written through a symlink, whether the archive made it or the workspace had it. Links
 //! themselves are restored as links with whatever target they had (a venv's
 //! `bin/python -> /usr/bin/python3` is normal); they are just never followed.
+//!
+//! Anything another tar reader could see differently (PAX size disagreements, global
+//! headers, malformed records) is rejected, and `Limits` bound bytes, entries, names,
+//! expansion and memory, so hostile archives fail fast and cheaply.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -46,6 +50,25 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// Refuse an archive its manifest says is too big, before a byte is downloaded.
+    pub fn check_archive_size(&self, size: u64) -> Result<(), UnpackError> {
+        if size > self.max_archive {
+            return Err(corrupt(format!(
+                "archive is {size} bytes, over the limit of {}",
+                self.max_archive
+            )));
+        }
+        Ok(())
+    }
+}
+
+type NameKey = [u8; 16];
+
+/// Paths kept in memory until the end of an extraction (directories get their modes and
+/// times last; hardlinks are made last). Real caches need a few MB of this.
+const MAX_HELD: usize = 256 << 20;
 
 /// Below this many compressed bytes the ratio is not checked: small archives of empty or
 /// repetitive files compress absurdly well and are harmless at that size.
@@ -267,7 +290,11 @@ impl Stage {
 struct Extractor<'a> {
     stages: &'a [Stage],
     limits: Limits,
-    made: HashMap<Vec<u8>, Kind>,
+    /// What this extraction created, by a hash of the entry name: memory per entry stays
+    /// small however long the names in a flood of entries are.
+    made: HashMap<NameKey, Kind>,
+    /// Bytes of paths kept until the end (directories, hardlinks), bounded by `MAX_HELD`.
+    held: usize,
     dirs: Vec<(PathBuf, u32, u64)>,
     stats: UnpackStats,
     entries: u64,
@@ -316,7 +343,7 @@ impl FileJob {
         if self.mode & self.umask != 0 {
             file.set_permissions(fs::Permissions::from_mode(self.mode))?;
         }
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(self.mtime);
+        let t = unix_time(self.mtime);
         file.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
     }
 
@@ -386,7 +413,11 @@ impl Pool {
     fn join(&mut self) -> Result<(), UnpackError> {
         self.tx = None;
         for w in self.workers.drain(..) {
-            let _ = w.join();
+            if w.join().is_err() {
+                // A file it took may not have been written: never report success then.
+                let mut f = self.failed.lock().expect("pool lock");
+                f.get_or_insert(io::Error::other("a file writer thread panicked"));
+            }
         }
         self.check()
     }
@@ -442,13 +473,38 @@ impl Extractor<'_> {
         Ok((index, rest))
     }
 
-    fn key(index: usize, parts: &[&[u8]]) -> Vec<u8> {
-        let mut k = index.to_string().into_bytes();
+    fn key(index: usize, parts: &[&[u8]]) -> NameKey {
+        // Components hold neither `/` nor NUL, so the joined name is unambiguous.
+        let mut h = blake3::Hasher::new();
+        h.update(index.to_string().as_bytes());
         for p in parts {
-            k.push(b'/');
-            k.extend_from_slice(p);
+            h.update(b"/");
+            h.update(p);
         }
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&h.finalize().as_bytes()[..16]);
         k
+    }
+
+    fn shown(index: usize, parts: &[&[u8]]) -> String {
+        let mut s = index.to_string();
+        for p in parts {
+            s.push('/');
+            s.push_str(&String::from_utf8_lossy(p));
+        }
+        s
+    }
+
+    /// Keep a path until the end of the extraction, within the memory budget.
+    fn hold(&mut self, bytes: usize) -> Result<(), UnpackError> {
+        self.held += bytes;
+        if self.held > MAX_HELD {
+            return Err(corrupt(format!(
+                "archive holds more than {} MiB of directory and link names",
+                MAX_HELD >> 20
+            )));
+        }
+        Ok(())
     }
 
     fn fs_path(&self, index: usize, parts: &[&[u8]]) -> PathBuf {
@@ -468,7 +524,7 @@ impl Extractor<'_> {
                 Some(_) => {
                     return Err(corrupt(format!(
                         "entry {:?} would be written through a link or file",
-                        String::from_utf8_lossy(&Self::key(index, parts))
+                        Self::shown(index, parts)
                     )));
                 }
                 None => {
@@ -504,6 +560,14 @@ impl Extractor<'_> {
             .mode()
             .map_err(|e| corrupt(format!("bad mode: {e}")))?;
         let mtime = header.mtime().unwrap_or(0);
+        // Found by the fuzzer: a binary mtime field past what a timestamp can hold made
+        // setting the time panic (and a panic aborts the release binary mid-restore).
+        if i64::try_from(mtime).is_err() {
+            return Err(corrupt(format!(
+                "entry {:?} has an impossible mtime",
+                String::from_utf8_lossy(&name)
+            )));
+        }
         let path = self.fs_path(index, &parts);
 
         // A cached path is restored as a directory or a file; a link there would make the
@@ -517,6 +581,7 @@ impl Extractor<'_> {
         }
         if let Some(existing) = self.made.get(&key) {
             if kind.is_dir() && *existing == Kind::Dir {
+                self.hold(path.as_os_str().len())?;
                 self.dirs.push((path, mode, mtime));
                 return Ok(());
             }
@@ -572,6 +637,7 @@ impl Extractor<'_> {
             tar::EntryType::Directory => {
                 fs::create_dir(&path).map_err(local)?;
                 self.made.insert(key, Kind::Dir);
+                self.hold(path.as_os_str().len())?;
                 self.dirs.push((path, mode, mtime));
             }
             tar::EntryType::Symlink => {
@@ -606,6 +672,7 @@ impl Extractor<'_> {
                 }
                 // The target may still be in the write pool: link once it is done.
                 let tpath = self.fs_path(tindex, &tparts);
+                self.hold(tpath.as_os_str().len() + path.as_os_str().len())?;
                 self.hardlinks.push((tpath, path));
                 self.made.insert(key, Kind::File);
                 self.stats.files += 1;
@@ -672,6 +739,13 @@ fn copy<R: Read>(src: &mut R, dst: &mut File) -> Result<u64, UnpackError> {
     }
 }
 
+/// Seconds since the epoch as a time, saturating rather than overflowing.
+fn unix_time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 fn set_link_mtime(path: &Path, mtime: u64) {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return;
@@ -699,12 +773,7 @@ pub fn unpack(
     expected: &Expected,
     limits: Limits,
 ) -> Result<UnpackStats, UnpackError> {
-    if expected.size > limits.max_archive {
-        return Err(corrupt(format!(
-            "archive is {} bytes, over the limit of {}",
-            expected.size, limits.max_archive
-        )));
-    }
+    limits.check_archive_size(expected.size)?;
     let mut stages = Vec::new();
     for t in targets {
         let parent = t
@@ -733,6 +802,7 @@ pub fn unpack(
         stages: &stages,
         limits,
         made: HashMap::new(),
+        held: 0,
         dirs: Vec::new(),
         stats: UnpackStats::default(),
         entries: 0,
@@ -800,7 +870,7 @@ pub fn unpack(
         fs::hard_link(target, link).map_err(local)?;
     }
     for (i, s) in stages.iter().enumerate() {
-        if !ex.made.contains_key(i.to_string().as_bytes()) {
+        if !ex.made.contains_key(&Extractor::key(i, &[])) {
             return Err(corrupt(format!(
                 "archive holds nothing for {}",
                 s.target.display()
@@ -812,7 +882,7 @@ pub fn unpack(
     for (path, mode, mtime) in ex.dirs.iter().rev() {
         let _ = fs::set_permissions(path, fs::Permissions::from_mode(safe_mode(*mode) | 0o700));
         if let Ok(f) = File::open(path) {
-            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(*mtime);
+            let t = unix_time(*mtime);
             let _ = f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t));
         }
     }

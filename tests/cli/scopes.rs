@@ -328,3 +328,57 @@ fn hostile_names_and_key_values_from_an_unprotected_job_stay_in_its_scope() {
         .collect();
     assert_eq!(scopes, ["unprotected"]);
 }
+
+#[test]
+fn a_planted_manifest_cannot_steer_ls_or_prune_into_another_scope() {
+    let p = project();
+    assert!(job(&p, true, &[]).status.success());
+    let files = p.store_files();
+    let real: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            p.store
+                .join(files.iter().find(|f| f.ends_with(".json")).unwrap()),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Manifests an unprotected job could write: claiming the protected scope and name,
+    // pointing at the protected archive, newest or oldest, with a key that is not hex.
+    let evil_dir = p.store.join("v1/unprotected/evil");
+    fs::create_dir_all(&evil_dir).unwrap();
+    for (i, created) in [1u64, 4_000_000_000, 4_000_000_001].iter().enumerate() {
+        let mut m = real.clone();
+        m["scope"] = "protected".into();
+        m["created"] = (*created).into();
+        // Byte 8 falls inside a character: slicing there used to panic `ls`.
+        m["key"] = "aéééééééééé".into();
+        fs::write(
+            evil_dir.join(format!("k{i}.json")),
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+    }
+    let mut c = p.cmd();
+    c.arg("ls");
+    let o = p.run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = crate::common::stdout(&o);
+    assert_eq!(listing.matches("unprotected").count(), 3, "{listing}");
+
+    for rule in [["--keep", "1"], ["--older-than", "1"]] {
+        let mut c = p.cmd();
+        c.arg("prune").args(rule);
+        let o = p.run(&mut c);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("outside its entry"), "{}", stderr(&o));
+        for f in &files {
+            assert!(
+                p.store.join(f).exists(),
+                "{rule:?} deleted the protected {f}"
+            );
+        }
+    }
+    fresh_out(&p);
+    let o = job(&p, true, &[]);
+    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+}

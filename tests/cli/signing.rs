@@ -209,6 +209,21 @@ fn unprotected_entries_need_no_signature_for_unprotected_readers() {
         ],
     );
     assert!(stderr(&o).contains("it is not signed"), "{}", stderr(&o));
+
+    // So does a protected job sharing one scope with every branch.
+    let p = project();
+    job(&p, false, &[("CACHEGATE_SCOPE", "shared")]);
+    let _ = fs::remove_dir_all(p.path("out"));
+    let o = job(
+        &p,
+        true,
+        &[
+            ("CACHEGATE_TRUSTED_KEYS", &keys.public),
+            ("CACHEGATE_SCOPE", "shared"),
+        ],
+    );
+    assert!(stderr(&o).contains("it is not signed"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: miss"), "{}", stderr(&o));
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub struct Header<'a> {
     pub size: u64,
     pub link: &'a [u8],
     pub mtime: u64,
+    /// The mtime field as raw bytes (GNU base-256 numbers, garbage), instead of `mtime`.
+    pub raw_mtime: Option<[u8; 12]>,
 }
 
 impl<'a> Header<'a> {
@@ -40,6 +42,7 @@ impl<'a> Header<'a> {
             size: 0,
             link: b"",
             mtime: 1_000_000_000,
+            raw_mtime: None,
         }
     }
 
@@ -51,7 +54,10 @@ impl<'a> Header<'a> {
         octal(&mut h[108..116], 0);
         octal(&mut h[116..124], 0);
         octal(&mut h[124..136], self.size);
-        octal(&mut h[136..148], self.mtime);
+        match self.raw_mtime {
+            Some(raw) => h[136..148].copy_from_slice(&raw),
+            None => octal(&mut h[136..148], self.mtime),
+        }
         h[156] = self.kind;
         let l = self.link.len().min(100);
         h[157..157 + l].copy_from_slice(&self.link[..l]);
