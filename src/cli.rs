@@ -115,6 +115,8 @@ pub enum Command {
         #[arg(long, env = "CACHEGATE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
         dry_run: bool,
     },
+    /// Print a new signing key pair on stdout: the public key, then the secret key
+    Keygen,
     /// Print the key on stdout
     Key {
         #[command(flatten)]
@@ -196,6 +198,100 @@ pub struct StoreArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Which entries a job may read and write, and what it refuses to save.
+#[derive(Args, Debug, Clone)]
+pub struct TrustArgs {
+    /// Widen the trust scopes deliberately (the log says so): auto, read-unprotected, shared
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::scope::ScopeMode::Auto,
+          env = "CACHEGATE_SCOPE")]
+    pub scope: crate::scope::ScopeMode,
+
+    /// Do not save when a cached path holds credential files (.npmrc tokens, .netrc, ...)
+    #[arg(long, env = "CACHEGATE_REFUSE_SECRETS")]
+    pub refuse_secrets: bool,
+}
+
+/// Bounds on what a restore may unpack; an archive past any of them is rejected whole.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Largest archive to download (bytes, or with K, M, G, T)
+    #[arg(long, value_name = "SIZE", default_value = "32G", env = "CACHEGATE_MAX_ARCHIVE_SIZE",
+          value_parser = parse_size)]
+    pub max_archive_size: u64,
+
+    /// Largest unpacked size of an archive (bytes, or with K, M, G, T)
+    #[arg(long, value_name = "SIZE", default_value = "64G", env = "CACHEGATE_MAX_UNPACKED_SIZE",
+          value_parser = parse_size)]
+    pub max_unpacked_size: u64,
+
+    /// Most files, directories and links one archive may hold
+    #[arg(long, value_name = "N", default_value_t = 5_000_000, env = "CACHEGATE_MAX_ENTRIES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_entries: u64,
+
+    /// Longest path inside an archive, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, env = "CACHEGATE_MAX_PATH_LENGTH",
+          value_parser = clap::value_parser!(u64).range(16..=65536))]
+    pub max_path_length: u64,
+
+    /// Most an archive over 1 MiB may expand, as unpacked bytes per archive byte
+    #[arg(long, value_name = "N", default_value_t = 1000, env = "CACHEGATE_MAX_RATIO",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_ratio: u64,
+
+    /// Largest zstd window an archive may need, as a power of two (27 = 128 MiB of memory)
+    #[arg(long, value_name = "LOG", default_value_t = 27, env = "CACHEGATE_ZSTD_WINDOW_LOG",
+          value_parser = clap::value_parser!(u32).range(10..=31))]
+    pub zstd_window_log: u32,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::archive::Limits {
+        crate::archive::Limits {
+            max_archive: self.max_archive_size,
+            max_entries: self.max_entries,
+            max_bytes: self.max_unpacked_size,
+            max_path: self.max_path_length as usize,
+            max_ratio: self.max_ratio,
+            window_log_max: self.zstd_window_log,
+        }
+    }
+}
+
+/// `123`, `512K`, `64M`, `32G`, `1T` (powers of 1024; `KiB`, `MB` and the like work too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => Some(0),
+        "K" => Some(10),
+        "M" => Some(20),
+        "G" => Some(30),
+        "T" => Some(40),
+        _ => None,
+    };
+    num.parse::<u64>()
+        .ok()
+        .zip(shift)
+        .and_then(|(n, sh)| n.checked_mul(1u64 << sh))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            format!("{s:?} is not a size; use bytes or a number with K, M, G or T, e.g. 512M")
+        })
 }
 
 /// How long a remote store may take before cachegate gives up and treats it as a miss.
@@ -273,5 +369,19 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1kb"), Ok(1024));
+        for bad in ["", "M", "12X", "0", "-1", "99999999999T"] {
+            assert!(
+                parse_size(bad).unwrap_err().contains(&format!("{bad:?}")),
+                "{bad}"
+            );
+        }
     }
 }

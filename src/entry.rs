@@ -36,16 +36,40 @@ pub struct Manifest {
     pub signature: Option<String>,
 }
 
+/// A user string as exactly one path segment: bytes outside `[A-Za-z0-9_.-]`, a leading
+/// `.` and `%` itself become `%XX`, so `..`, `/`, `%2e%2e%2f` and the like stay inside one
+/// segment, and different strings never share one. Cache names are validated to the safe
+/// set already and keys are hex; this holds the layout even if that ever changes.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, b) in s.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push('%');
+    }
+    out
+}
+
 pub fn entry_dir(scope: Scope, name: &str) -> String {
-    format!("{LAYOUT_ROOT}/{}/{name}/", scope.as_str())
+    format!("{LAYOUT_ROOT}/{}/{}/", scope.as_str(), segment(name))
 }
 
 pub fn manifest_name(scope: Scope, name: &str, key: &str) -> String {
-    format!("{}{key}.json", entry_dir(scope, name))
+    format!("{}{}.json", entry_dir(scope, name), segment(key))
 }
 
 pub fn archive_name(scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
-    format!("{}{key}-{upload_id}.tar.zst", entry_dir(scope, name))
+    format!(
+        "{}{}-{}.tar.zst",
+        entry_dir(scope, name),
+        segment(key),
+        segment(upload_id)
+    )
 }
 
 /// A fresh id for an upload: unique enough that two jobs never pick the same one.
@@ -75,9 +99,17 @@ impl Manifest {
         if m.key != key || m.components.key() != key {
             bail!("manifest describes another key");
         }
+        if m.scope != scope.as_str() || m.name != name {
+            bail!(
+                "manifest describes {:?} in scope {:?}, not {name:?} in {:?}",
+                m.name,
+                m.scope,
+                scope.as_str()
+            );
+        }
         let dir = entry_dir(scope, name);
         let own = m.archive.strip_prefix(&dir).is_some_and(|rest| {
-            !rest.contains('/') && rest.starts_with(key) && rest.ends_with(".tar.zst")
+            !rest.contains('/') && rest.starts_with(&segment(key)) && rest.ends_with(".tar.zst")
         });
         if !own {
             bail!(

@@ -6,3 +6,7 @@ pub const CI_COMMIT_REF_PROTECTED: &str = "CI_COMMIT_REF_PROTECTED";
 pub const CI_JOB_IMAGE: &str = "CI_JOB_IMAGE";
 pub const CI_JOB_URL: &str = "CI_JOB_URL";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// The secret ed25519 key that signs manifests (a protected, masked CI variable).
+pub const CACHEGATE_SIGNING_KEY: &str = "CACHEGATE_SIGNING_KEY";
+/// Public keys whose signatures protected entries need.
+pub const CACHEGATE_TRUSTED_KEYS: &str = "CACHEGATE_TRUSTED_KEYS";

@@ -13,3 +13,5 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod scope;
+pub mod secrets;
+pub mod sign;

@@ -102,6 +102,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             run::prune(store.as_ref(), &rules)?
         }
+        Command::Keygen => {
+            let (public, secret) = cachegate::sign::keygen()?;
+            println!("{public}");
+            println!("{secret}");
+            eprintln!(
+                "cachegate: line 1 is the public key: set it as CACHEGATE_TRUSTED_KEYS (a normal variable)\n\
+                 cachegate: line 2 is the secret key: set it as CACHEGATE_SIGNING_KEY (protected and masked), nowhere else"
+            );
+            0
+        }
         Command::Key {
             key,
             explain,

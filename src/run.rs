@@ -16,6 +16,7 @@ use crate::entry::{self, Manifest};
 use crate::key::shell_words;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
+use crate::{redact, secrets, sign};
 
 pub const EXIT_MISS: i32 = 1;
 pub const EXIT_TROUBLE: i32 = 3;
@@ -40,6 +41,12 @@ pub struct Job {
     pub report_args: Option<ReportArgs>,
     /// Set when cache trouble happened, for `--strict`.
     pub trouble: bool,
+    pub limits: Limits,
+    /// Signs the manifests this job writes (`CACHEGATE_SIGNING_KEY`).
+    pub signing: Option<ed25519_dalek::SigningKey>,
+    /// When set, entries this job must trust need a signature by one of these.
+    pub trusted: Option<Vec<ed25519_dalek::VerifyingKey>>,
+    pub refuse_secrets: bool,
 }
 
 impl Job {
@@ -52,8 +59,16 @@ impl Job {
     ) -> Result<Job> {
         let spec = config::backend_spec(store.backend.as_deref())?;
         let backend = spec.open(&store.transfer.transfer())?;
-        let scopes = Scopes::from_env();
-        let report = Report {
+        let (scopes, widened) = Scopes::resolve(store.trust.scope);
+        let signing = match redact::secret_env(sign::SIGNING_KEY_VAR) {
+            Some(text) => Some(sign::parse_signing_key(&text)?),
+            None => None,
+        };
+        let trusted = match std::env::var(sign::TRUSTED_KEYS_VAR) {
+            Ok(text) if !text.trim().is_empty() => Some(sign::parse_trusted_keys(&text)?),
+            _ => None,
+        };
+        let mut report = Report {
             command,
             key: plan.key.clone(),
             name: plan.components.name.clone(),
@@ -62,6 +77,9 @@ impl Job {
             components: Some(plan.components.clone()),
             ..Report::default()
         };
+        if let Some(w) = widened {
+            report.warn(w);
+        }
         let job = Job {
             plan,
             backend,
@@ -73,6 +91,10 @@ impl Job {
             report,
             report_args,
             trouble: false,
+            limits: store.limits.limits(),
+            signing,
+            trusted,
+            refuse_secrets: store.trust.refuse_secrets,
         };
         job.log_plan();
         Ok(job)
@@ -146,12 +168,22 @@ impl Job {
             let object = entry::manifest_name(scope, &name, &self.plan.key);
             match self.backend.get_small(&object) {
                 Ok(bytes) => match Manifest::parse(&bytes, scope, &name, &self.plan.key) {
-                    Ok(m) => {
-                        return Lookup::Hit {
-                            scope,
-                            manifest: Box::new(m),
-                        };
-                    }
+                    Ok(m) => match self.untrusted(scope, &m) {
+                        None => {
+                            return Lookup::Hit {
+                                scope,
+                                manifest: Box::new(m),
+                            };
+                        }
+                        Some(why) => {
+                            self.trouble(format!(
+                                "not restoring the {} entry {object}: {why}; treating it as a miss",
+                                scope.as_str()
+                            ));
+                            // Left in place it would block this job's signed save forever.
+                            self.discard(scope, &object, None);
+                        }
+                    },
                     Err(e) => {
                         self.trouble(format!(
                             "ignoring the {} entry {object}: {e:#}",
@@ -172,6 +204,16 @@ impl Job {
             }
         }
         Lookup::Miss
+    }
+
+    /// Why an entry must not be restored when trusted keys are set: protected entries, and
+    /// anything a protected job restores, need a signature by a trusted key.
+    fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
+        let trusted = self.trusted.as_ref()?;
+        if scope != Scope::Protected && self.scopes.write != Scope::Protected {
+            return None;
+        }
+        sign::verify(trusted, m).err().map(|e| format!("{e:#}"))
     }
 
     /// Remove a broken entry so the next save can replace it, but only in the scope this
@@ -195,7 +237,7 @@ impl Job {
             size: m.archive_size,
         };
         let result = match self.backend.get(&m.archive) {
-            Ok(reader) => archive::unpack(reader, &targets, &expected, Limits::default()),
+            Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
             Err(StoreError::NotFound) => Err(UnpackError::Corrupt("its archive is missing".into())),
             Err(e) => Err(UnpackError::Transfer(e.into())),
         };
@@ -261,6 +303,22 @@ impl Job {
             ));
             return false;
         }
+        if self.refuse_secrets {
+            let roots: Vec<PathBuf> = self.plan.paths.iter().map(|p| p.abs.clone()).collect();
+            let found = secrets::scan(&roots);
+            if !found.is_empty() {
+                self.report.result = "skipped".into();
+                self.report.warn(format!(
+                    "nothing saved (--refuse-secrets): the cached paths hold credential files: {}",
+                    found
+                        .iter()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                return false;
+            }
+        }
         let scope = self.scopes.write;
         let name = self.plan.components.name.clone();
         let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
@@ -306,7 +364,12 @@ impl Job {
             self.report
                 .warn(format!("not cached (not a file, directory or link): {s}"));
         }
-        let manifest = Manifest {
+        for f in &stats.credentials {
+            self.report.warn(format!(
+                "cached a credential file: {f}; anyone who can read the cache can read it (remove it from the cached path, or pass --refuse-secrets)"
+            ));
+        }
+        let mut manifest = Manifest {
             format: crate::key::ENTRY_FORMAT,
             key: self.plan.key.clone(),
             name: name.clone(),
@@ -323,6 +386,9 @@ impl Job {
             install_seconds,
             signature: None,
         };
+        if let Some(key) = &self.signing {
+            manifest.signature = Some(sign::sign(key, &manifest));
+        }
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         match self.backend.create_if_absent(&manifest_object, &body) {
             Ok(()) => {}

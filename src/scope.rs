@@ -9,6 +9,8 @@ pub enum Scope {
     Local,
     Protected,
     Unprotected,
+    /// Opted into with `--scope shared`: every job of the project reads and writes it.
+    Shared,
 }
 
 impl Scope {
@@ -17,8 +19,23 @@ impl Scope {
             Scope::Local => "local",
             Scope::Protected => "protected",
             Scope::Unprotected => "unprotected",
+            Scope::Shared => "shared",
         }
     }
+}
+
+/// How far a job's scopes reach (`--scope`). Nothing lets a job write the protected scope
+/// unless GitLab says its ref is protected.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScopeMode {
+    /// Protected jobs read and write `protected`; unprotected jobs write `unprotected` and
+    /// read it, then `protected`; outside GitLab CI, `local`
+    #[default]
+    Auto,
+    /// Protected jobs also restore entries unprotected jobs saved (after their own)
+    ReadUnprotected,
+    /// Every job, protected or not, reads and writes one `shared` scope
+    Shared,
 }
 
 #[derive(Debug, Clone)]
@@ -30,14 +47,21 @@ pub struct Scopes {
 
 impl Scopes {
     pub fn from_env() -> Scopes {
+        Scopes::resolve(ScopeMode::Auto).0
+    }
+
+    /// The scopes for this job, and a line for the log when `mode` widened them (or asked
+    /// for something that changes nothing here).
+    pub fn resolve(mode: ScopeMode) -> (Scopes, Option<String>) {
         let var = |k: &str| std::env::var(k).unwrap_or_default();
-        if var(env_vars::GITLAB_CI) != "true" {
-            return Scopes {
+        let gitlab = var(env_vars::GITLAB_CI) == "true";
+        let protected = gitlab && var(env_vars::CI_COMMIT_REF_PROTECTED) == "true";
+        let auto = if !gitlab {
+            Scopes {
                 write: Scope::Local,
                 read: vec![Scope::Local],
-            };
-        }
-        if var(env_vars::CI_COMMIT_REF_PROTECTED) == "true" {
+            }
+        } else if protected {
             Scopes {
                 write: Scope::Protected,
                 read: vec![Scope::Protected],
@@ -47,6 +71,36 @@ impl Scopes {
                 write: Scope::Unprotected,
                 read: vec![Scope::Unprotected, Scope::Protected],
             }
+        };
+        match mode {
+            ScopeMode::Auto => (auto, None),
+            ScopeMode::ReadUnprotected if protected => (
+                Scopes {
+                    write: Scope::Protected,
+                    read: vec![Scope::Protected, Scope::Unprotected],
+                },
+                Some(
+                    "scope widened (--scope read-unprotected): this protected job also restores entries that unprotected jobs saved"
+                        .into(),
+                ),
+            ),
+            ScopeMode::ReadUnprotected => (
+                auto,
+                Some(
+                    "--scope read-unprotected changes nothing here: it widens only protected jobs"
+                        .into(),
+                ),
+            ),
+            ScopeMode::Shared => (
+                Scopes {
+                    write: Scope::Shared,
+                    read: vec![Scope::Shared],
+                },
+                Some(format!(
+                    "scope widened (--scope shared): protected and unprotected jobs share one cache, so {} jobs restore what any branch saved",
+                    if protected { "even protected" } else { "all" }
+                )),
+            ),
         }
     }
 }

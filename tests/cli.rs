@@ -4,6 +4,12 @@
 mod common;
 #[path = "cli/dist.rs"]
 mod dist;
+#[path = "cli/hostile.rs"]
+mod hostile;
+#[path = "cli/scopes.rs"]
+mod scopes;
+#[path = "cli/signing.rs"]
+mod signing;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

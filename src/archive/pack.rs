@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -22,6 +23,8 @@ pub struct PackStats {
     pub digest: String,
     /// Things skipped (sockets, FIFOs, devices), for the log.
     pub skipped: Vec<String>,
+    /// Credential files that went into the archive, for a warning.
+    pub credentials: Vec<crate::secrets::Finding>,
 }
 
 /// Counts and hashes what passes through to the inner writer.
@@ -98,6 +101,19 @@ fn add_tree<W: Write>(
             .expect("walk stays under root");
         // A Path, not a String: non-UTF-8 names survive, tar stores bytes.
         let name = Path::new(prefix).join(rel);
+        // A restore rejects such names (they confuse other tar readers and log lines), so
+        // an archive holding one could never be used: better not to save it at all.
+        if name
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|&b| b == b'\n' || b == b'\r')
+        {
+            anyhow::bail!(
+                "{:?} has a line break in its name, which cachegate does not cache",
+                entry.path()
+            );
+        }
         let meta = entry.metadata()?;
         let ft = meta.file_type();
         let mut header = tar::Header::new_gnu();
@@ -111,6 +127,9 @@ fn add_tree<W: Write>(
             let file = File::open(entry.path())?.take(meta.len());
             stats.files += 1;
             stats.bytes += meta.len();
+            stats
+                .credentials
+                .extend(crate::secrets::check(entry.path()));
             builder.append_data(&mut header, &name, file)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(entry.path())?;

@@ -23,9 +23,13 @@ use anyhow::anyhow;
 /// Bounds that stop decompression bombs and entry floods before they fill the disk.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Compressed archive size, checked against the manifest before downloading.
+    pub max_archive: u64,
     pub max_entries: u64,
+    /// Bytes of the decompressed tar stream (file contents plus headers).
     pub max_bytes: u64,
     pub max_path: usize,
+    /// Decompressed bytes per compressed byte, once the archive passes `RATIO_FLOOR`.
     pub max_ratio: u64,
     pub window_log_max: u32,
 }
@@ -33,6 +37,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_archive: 32 << 30,
             max_entries: 5_000_000,
             max_bytes: 64 << 30,
             max_path: 4096,
@@ -41,6 +46,10 @@ impl Default for Limits {
         }
     }
 }
+
+/// Below this many compressed bytes the ratio is not checked: small archives of empty or
+/// repetitive files compress absurdly well and are harmless at that size.
+const RATIO_FLOOR: u64 = 1 << 20;
 
 /// What the manifest promises about the archive.
 #[derive(Debug, Clone)]
@@ -156,7 +165,9 @@ struct Decoded {
     error: Option<String>,
 }
 
-/// Decompression runs on its own thread so it overlaps with file creation.
+/// Decompression runs on its own thread so it overlaps with file creation. Whatever stops
+/// it (the end, bad bytes, a limit, the extractor giving up), it reads the rest of the raw
+/// source so the digest covers every byte: a damaged archive is reported as exactly that.
 fn spawn_decoder(
     src: Box<dyn Read + Send>,
     expected_size: u64,
@@ -171,47 +182,18 @@ fn spawn_decoder(
             limit: expected_size,
             source_failed: false,
         };
-        let result = (|| -> io::Result<()> {
-            let mut dec = zstd::stream::read::Decoder::new(&mut hr)?;
-            dec.window_log_max(limits.window_log_max)?;
-            let mut decoded: u64 = 0;
-            loop {
-                let mut chunk = vec![0u8; 256 << 10];
-                let mut filled = 0;
-                while filled < chunk.len() {
-                    let n = dec.read(&mut chunk[filled..])?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
-                    break;
-                }
-                decoded += filled as u64;
-                let raw = dec.get_ref().get_ref().count.max(1 << 20);
-                if decoded > limits.max_bytes.saturating_add(1 << 30)
-                    || decoded / raw > limits.max_ratio
-                {
-                    return Err(io::Error::other(format!(
-                        "archive expands past the limit ({decoded} bytes from {raw})"
-                    )));
-                }
-                chunk.truncate(filled);
-                if tx.send(Chunk::Data(chunk)).is_err() {
-                    // The reader stopped early (it found something wrong); nothing to do.
-                    return Ok(());
-                }
-            }
-            drop(dec);
-            // Bytes after the zstd frames still count towards the digest.
-            io::copy(&mut hr, &mut io::sink())?;
-            Ok(())
-        })();
+        let result = decode(&mut hr, limits, &tx);
         let error = result.err().map(|e| e.to_string());
         if let Some(e) = &error {
             let _ = tx.send(Chunk::Fail(e.clone()));
         }
+        drop(tx);
+        let drained = io::copy(&mut hr, &mut io::sink());
+        let error = match (error, drained) {
+            (Some(e), _) => Some(e),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(_)) => None,
+        };
         Decoded {
             digest: hr.hasher.finalize().to_hex().to_string(),
             raw: hr.count,
@@ -219,6 +201,49 @@ fn spawn_decoder(
             error,
         }
     })
+}
+
+fn decode<R: Read>(
+    hr: &mut HashReader<R>,
+    limits: Limits,
+    tx: &SyncSender<Chunk>,
+) -> io::Result<()> {
+    let mut dec = zstd::stream::read::Decoder::new(hr)?;
+    dec.window_log_max(limits.window_log_max)?;
+    let mut decoded: u64 = 0;
+    loop {
+        let mut chunk = vec![0u8; 256 << 10];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            let n = dec.read(&mut chunk[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        decoded += filled as u64;
+        if decoded > limits.max_bytes {
+            return Err(io::Error::other(format!(
+                "archive expands past the limit of {} bytes",
+                limits.max_bytes
+            )));
+        }
+        let raw = dec.get_ref().get_ref().count;
+        if decoded / raw.max(RATIO_FLOOR) > limits.max_ratio {
+            return Err(io::Error::other(format!(
+                "archive expands more than {}-fold ({decoded} bytes from {raw})",
+                limits.max_ratio
+            )));
+        }
+        chunk.truncate(filled);
+        if tx.send(Chunk::Data(chunk)).is_err() {
+            // The extractor stopped early (it found something wrong).
+            return Ok(());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +274,9 @@ struct Extractor<'a> {
     pool: Pool,
     hardlinks: Vec<(PathBuf, PathBuf)>,
     umask: u32,
+    /// Most file content the archive may declare: the byte limit, or less when the ratio
+    /// limit would stop the stream anyway, so a bomb is refused before a byte is written.
+    byte_cap: u64,
 }
 
 fn current_umask() -> u32 {
@@ -454,11 +482,14 @@ impl Extractor<'_> {
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
-        let header = entry.header();
-        let kind = header.entry_type();
+        let kind = entry.header().entry_type();
         if kind == tar::EntryType::XGlobalHeader {
-            return Ok(());
+            // Other tar readers apply these to later entries and the tar crate does not:
+            // two readers seeing different names is the start of a smuggling attack.
+            return Err(corrupt("archive has a global PAX header"));
         }
+        check_pax(&mut entry)?;
+        let header = entry.header();
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(corrupt(format!(
@@ -475,6 +506,15 @@ impl Extractor<'_> {
         let mtime = header.mtime().unwrap_or(0);
         let path = self.fs_path(index, &parts);
 
+        // A cached path is restored as a directory or a file; a link there would make the
+        // target itself point somewhere else.
+        if parts.is_empty() && !matches!(kind, tar::EntryType::Directory | tar::EntryType::Regular)
+        {
+            return Err(corrupt(format!(
+                "entry {:?} for a cached path is not a directory or file ({kind:?})",
+                String::from_utf8_lossy(&name)
+            )));
+        }
         if let Some(existing) = self.made.get(&key) {
             if kind.is_dir() && *existing == Kind::Dir {
                 self.dirs.push((path, mode, mtime));
@@ -490,12 +530,16 @@ impl Extractor<'_> {
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
-                self.stats.bytes += size;
-                if self.stats.bytes > self.limits.max_bytes {
-                    return Err(corrupt(format!(
-                        "archive expands past {} bytes",
-                        self.limits.max_bytes
-                    )));
+                self.stats.bytes = self.stats.bytes.saturating_add(size);
+                if self.stats.bytes > self.byte_cap {
+                    return Err(corrupt(if self.byte_cap < self.limits.max_bytes {
+                        format!(
+                            "archive would expand more than {}-fold",
+                            self.limits.max_ratio
+                        )
+                    } else {
+                        format!("archive expands past {} bytes", self.limits.max_bytes)
+                    }));
                 }
                 let file = FileJob {
                     path,
@@ -535,7 +579,7 @@ impl Extractor<'_> {
                     .link_name_bytes()
                     .ok_or_else(|| corrupt("a symlink has no target"))?
                     .into_owned();
-                if target.is_empty() || target.contains(&0) {
+                if target.is_empty() || target.contains(&0) || target.len() > self.limits.max_path {
                     return Err(corrupt(format!(
                         "symlink {:?} has an empty or invalid target",
                         String::from_utf8_lossy(&name)
@@ -575,6 +619,42 @@ impl Extractor<'_> {
         }
         Ok(())
     }
+}
+
+/// PAX records that would make this parser and another disagree about the archive: a size
+/// that differs from the header's (the next header hides inside the data, or data inside
+/// the next header: "TARmageddon"), malformed records, and values with line breaks or NULs.
+/// cachegate never writes PAX headers; an archive that has them gets no benefit of doubt.
+fn check_pax<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
+    let header_size = entry.header().entry_size().ok();
+    let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|e| corrupt(format!("unreadable PAX header: {e}")))?
+    else {
+        return Ok(());
+    };
+    for ext in exts {
+        let ext = ext.map_err(|e| corrupt(format!("malformed PAX record: {e}")))?;
+        let key = String::from_utf8_lossy(ext.key_bytes()).into_owned();
+        let value = ext.value_bytes();
+        if value.iter().any(|&b| b == 0 || b == b'\n' || b == b'\r') {
+            return Err(corrupt(format!(
+                "PAX record {key:?} has a line break or NUL"
+            )));
+        }
+        if key == "size" {
+            let pax_size = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
+            if pax_size.is_none() || pax_size != header_size {
+                return Err(corrupt(format!(
+                    "PAX size {:?} disagrees with the header's {header_size:?}",
+                    String::from_utf8_lossy(value)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn copy<R: Read>(src: &mut R, dst: &mut File) -> Result<u64, UnpackError> {
@@ -619,6 +699,12 @@ pub fn unpack(
     expected: &Expected,
     limits: Limits,
 ) -> Result<UnpackStats, UnpackError> {
+    if expected.size > limits.max_archive {
+        return Err(corrupt(format!(
+            "archive is {} bytes, over the limit of {}",
+            expected.size, limits.max_archive
+        )));
+    }
     let mut stages = Vec::new();
     for t in targets {
         let parent = t
@@ -653,6 +739,11 @@ pub fn unpack(
         pool: Pool::new(4),
         hardlinks: Vec::new(),
         umask: current_umask(),
+        byte_cap: limits.max_bytes.min(
+            limits
+                .max_ratio
+                .saturating_mul(expected.size.max(RATIO_FLOOR)),
+        ),
     };
 
     let extracted = (|| -> Result<(), UnpackError> {
@@ -682,6 +773,24 @@ pub fn unpack(
             decoded.error.unwrap_or_else(|| "read failed".into())
         )));
     }
+    // The digest first: a damaged or swapped archive is reported as that, not as whatever
+    // its garbage happened to look like to the decompressor or the tar parser.
+    if decoded.raw != expected.size {
+        return Err(corrupt(if decoded.raw > expected.size {
+            format!(
+                "archive is larger than the {} bytes its manifest says",
+                expected.size
+            )
+        } else {
+            format!(
+                "archive is {} bytes, the manifest says {}",
+                decoded.raw, expected.size
+            )
+        }));
+    }
+    if decoded.digest != expected.digest {
+        return Err(corrupt("archive digest does not match the manifest"));
+    }
     if let Some(e) = &decoded.error {
         return Err(corrupt(format!("archive does not decompress: {e}")));
     }
@@ -689,15 +798,6 @@ pub fn unpack(
     written?;
     for (target, link) in &ex.hardlinks {
         fs::hard_link(target, link).map_err(local)?;
-    }
-    if decoded.raw != expected.size {
-        return Err(corrupt(format!(
-            "archive is {} bytes, the manifest says {}",
-            decoded.raw, expected.size
-        )));
-    }
-    if decoded.digest != expected.digest {
-        return Err(corrupt("archive digest does not match the manifest"));
     }
     for (i, s) in stages.iter().enumerate() {
         if !ex.made.contains_key(i.to_string().as_bytes()) {

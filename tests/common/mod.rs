@@ -4,6 +4,7 @@
 
 pub mod dist;
 pub mod scenarios;
+pub mod tarbytes;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
