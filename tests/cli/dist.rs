@@ -3,6 +3,7 @@
 //! reproducing CI's key on a laptop.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command as StdCommand, Output};
 
@@ -49,15 +50,12 @@ fn is_root() -> bool {
     require(root, "root (chroot needs it)", "run the tests as root")
 }
 
-/// The binary alone in an empty root: no shell, no libraries, no NSS modules.
-#[test]
-fn static_binary_saves_and_restores_in_an_empty_chroot() {
-    let Some(dist) = dist() else { return };
-    if !is_root() {
-        return;
-    }
-    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
+/// Save, restore and a hit through `ensure`, by the static binary alone in an empty root (no
+/// shell, no libraries, no NSS modules), against `backend` as seen from inside the root.
+fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)]) {
     let r = root.root.path();
+    let files = root.files();
+    assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
     fs::write(r.join("work/app.lock"), "v1").unwrap();
     fs::create_dir_all(r.join("work/out/sub")).unwrap();
     fs::write(r.join("work/out/sub/f"), "data").unwrap();
@@ -65,7 +63,7 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
         "--dir",
         "/work",
         "--backend",
-        "/store",
+        backend,
         "--lock",
         "app.lock",
         "--path",
@@ -73,13 +71,11 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
         "--",
         "/bin/absent",
     ];
-    let files = root.files();
-    assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
-
-    let o = root.cachegate(&[&["save"][..], &key].concat(), &[]);
+    let o = root.cachegate(&[&["save"][..], &key].concat(), env);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: saved"), "{}", stderr(&o));
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = root.cachegate(&[&["restore"][..], &key].concat(), &[]);
+    let o = root.cachegate(&[&["restore"][..], &key].concat(), env);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         fs::read_to_string(r.join("work/out/sub/f")).unwrap(),
@@ -87,10 +83,21 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
     );
     // A hit does not run the command (the root holds nothing to run).
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = root.cachegate(&[&["ensure"][..], &key].concat(), &[]);
+    let o = root.cachegate(&[&["ensure"][..], &key].concat(), env);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     assert!(r.join("work/out/sub/f").is_file());
+}
+
+#[test]
+fn static_binary_saves_and_restores_in_an_empty_chroot() {
+    let Some(dist) = dist() else { return };
+    if !is_root() {
+        return;
+    }
+    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
+    chroot_round_trip(&root, "/store", &[]);
+    assert!(root.root.path().join("store/v1/local").is_dir());
 }
 
 /// `sh install.sh` with PATH limited to `path` (or the normal PATH), installing into a fresh
@@ -276,6 +283,95 @@ fn pipeline(gcl: &Path, proj: &Path, home: &Path) -> String {
     text
 }
 
+/// Make `dir` what gitlab-ci-local needs: a git repo with a commit and an `origin` remote.
+fn git_project(dir: &Path) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/group/proj.git",
+        ],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        &["update-ref", "refs/remotes/origin/main", "HEAD"],
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ],
+    ] {
+        let o = run(StdCommand::new("git").args(args).current_dir(dir));
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    }
+}
+
+/// `include: remote:` with inputs, for GitLab versions without the CI/CD catalog: a pinned
+/// version replaces a different installed binary, and an empty `backend` exports nothing.
+#[test]
+fn gitlab_ci_local_includes_the_component_remotely_and_pins_the_version() {
+    let Some(dist) = dist() else { return };
+    let Some(gcl) = gitlab_ci_local() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (proj, bin, home) = (
+        tmp.path().join("proj"),
+        tmp.path().join("bin"),
+        tmp.path().join("home"),
+    );
+    for d in [&proj, &bin, &home] {
+        fs::create_dir_all(d).unwrap();
+    }
+    // An older cachegate already in the install dir.
+    fs::write(bin.join("cachegate"), "#!/bin/sh\necho 'cachegate 0.0.9'\n").unwrap();
+    fs::set_permissions(bin.join("cachegate"), fs::Permissions::from_mode(0o755)).unwrap();
+    let server = FileServer::start(&dist);
+    fs::write(
+        proj.join(".gitlab-ci.yml"),
+        format!(
+            "include:
+  - remote: {url}/cachegate.yml
+    inputs:
+      version: {version}
+      download_url: {url}
+      install_dir: {bin}
+
+job:
+  extends: .cachegate
+  script:
+    - echo \"backend=${{CACHEGATE_BACKEND-unset}} on=$(command -v cachegate)\"
+",
+            url = server.url,
+            version = env!("CARGO_PKG_VERSION"),
+            bin = bin.display(),
+        ),
+    )
+    .unwrap();
+    git_project(&proj);
+    let out = pipeline(&gcl, &proj, &home);
+    assert!(out.contains("install.sh: installed cachegate"), "{out}");
+    assert!(
+        out.contains(&format!("backend=unset on={}/cachegate", bin.display())),
+        "{out}"
+    );
+    let v = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
+    assert_eq!(
+        stdout(&v).trim(),
+        format!("cachegate {}", env!("CARGO_PKG_VERSION"))
+    );
+    // The right version is there now: not downloaded again.
+    let out = pipeline(&gcl, &proj, &home);
+    assert!(!out.contains("install.sh:"), "{out}");
+}
+
 /// The component as a project includes it, run by a real GitLab CI interpreter: install the
 /// binary from a served dist/, miss and install with real pip, restore in a clean workspace,
 /// install again when the lock changes; and a laptop reads what CI saved.
@@ -337,34 +433,7 @@ deps:
         ),
     )
     .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &[
-            "remote",
-            "add",
-            "origin",
-            "https://gitlab.example.com/group/proj.git",
-        ],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-        &["update-ref", "refs/remotes/origin/main", "HEAD"],
-        &[
-            "symbolic-ref",
-            "refs/remotes/origin/HEAD",
-            "refs/remotes/origin/main",
-        ],
-    ] {
-        let o = run(StdCommand::new("git").args(args).current_dir(&proj));
-        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
-    }
+    git_project(&proj);
     let installs = || {
         fs::read_to_string(t.join("installs.log"))
             .map(|s| s.lines().count())
