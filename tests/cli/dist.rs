@@ -176,6 +176,16 @@ fn install_sh_refuses_a_tampered_checksum_and_installs_nothing() {
     assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
     assert!(stderr(&o).contains("nothing installed"), "{}", stderr(&o));
     assert!(!bin.exists(), "the install dir was created");
+    // No checksum published at all: refused as well.
+    fs::remove_file(served.join(&sha)).unwrap();
+    let (o, bin) = install(tmp.path(), &server.url, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("could not download {}/{sha}", server.url)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bin.exists(), "the install dir was created");
     // Its temp dir is gone too.
     let left: Vec<_> = fs::read_dir(tmp.path())
         .unwrap()
