@@ -227,6 +227,27 @@ fn shell_scripts_are_shellcheck_clean() {
         .args(["install.sh", "scripts/release.sh", ".ci/run"])
         .current_dir(repo_root()));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // The component's before_script runs in whatever shell the image has: POSIX sh.
+    let template = fs::read_to_string(repo_root().join("templates/cachegate.yml")).unwrap();
+    let (_, job) = template
+        .split_once("\n---\n")
+        .expect("spec: inputs, then ---");
+    let (_, block) = job.split_once("    - |\n").expect("a before_script block");
+    let mut script = String::from("#!/bin/sh\n");
+    for line in block.lines() {
+        script += line.strip_prefix("      ").unwrap_or(line);
+        script += "\n";
+    }
+    for input in ["version", "download_url", "backend", "install_dir"] {
+        script = script.replace(&format!("$[[ inputs.{input} ]]"), "value");
+    }
+    assert!(!script.contains("$[["), "{script}");
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("before_script.sh"), &script).unwrap();
+    let o = run(StdCommand::new("shellcheck")
+        .args(["--shell=sh", "before_script.sh"])
+        .current_dir(tmp.path()));
+    assert!(o.status.success(), "{}", stdout(&o));
     // install.sh is POSIX sh, checked as such.
     let o = run(StdCommand::new("shellcheck")
         .args(["--shell=sh", "install.sh"])
