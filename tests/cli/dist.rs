@@ -9,7 +9,7 @@ use std::process::{Command as StdCommand, Output};
 
 use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo_root, toolbox};
 use crate::common::scenarios::build_wheel;
-use crate::common::{Project, require, require_tool, stderr, stdout};
+use crate::common::{Project, assert_no_secrets, require, require_tool, stderr, stdout};
 
 fn run(c: &mut StdCommand) -> Output {
     c.output().unwrap()
@@ -52,7 +52,7 @@ fn is_root() -> bool {
 
 /// Save, restore and a hit through `ensure`, by the static binary alone in an empty root (no
 /// shell, no libraries, no NSS modules), against `backend` as seen from inside the root.
-fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)]) {
+fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets: &[String]) {
     let r = root.root.path();
     let files = root.files();
     assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
@@ -71,11 +71,16 @@ fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)]) {
         "--",
         "/bin/absent",
     ];
-    let o = root.cachegate(&[&["save"][..], &key].concat(), env);
+    let run = |args: &[&str]| {
+        let o = root.cachegate(args, env);
+        assert_no_secrets(&o, secrets);
+        o
+    };
+    let o = run(&[&["save"][..], &key].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cachegate: saved"), "{}", stderr(&o));
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = root.cachegate(&[&["restore"][..], &key].concat(), env);
+    let o = run(&[&["restore"][..], &key].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         fs::read_to_string(r.join("work/out/sub/f")).unwrap(),
@@ -83,7 +88,7 @@ fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)]) {
     );
     // A hit does not run the command (the root holds nothing to run).
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = root.cachegate(&[&["ensure"][..], &key].concat(), env);
+    let o = run(&[&["ensure"][..], &key].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     assert!(r.join("work/out/sub/f").is_file());
@@ -96,7 +101,7 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
         return;
     }
     let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
-    chroot_round_trip(&root, "/store", &[]);
+    chroot_round_trip(&root, "/store", &[], &[]);
     assert!(root.root.path().join("store/v1/local").is_dir());
 }
 
