@@ -437,6 +437,22 @@ pub fn backend_spec(flag: Option<&str>) -> Result<BackendSpec> {
     if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
         return BackendSpec::parse(s);
     }
+    // Inside GitLab CI the project's package registry needs no setup at all.
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    if std::env::var(env_vars::GITLAB_CI).is_ok_and(|v| v == "true")
+        && [
+            env_vars::CI_API_V4_URL,
+            env_vars::CI_PROJECT_ID,
+            env_vars::CI_JOB_TOKEN,
+        ]
+        .iter()
+        .all(|k| set(k))
+    {
+        eprintln!(
+            "cachegate: no backend configured; using this project's GitLab package registry (--backend gitlab)"
+        );
+        return Ok(BackendSpec::Gitlab);
+    }
     let base = std::env::var_os(env_vars::XDG_CACHE_HOME)
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)

@@ -47,6 +47,9 @@ pub struct Job {
     /// When set, entries this job must trust need a signature by one of these.
     pub trusted: Option<Vec<ed25519_dalek::VerifyingKey>>,
     pub refuse_secrets: bool,
+    /// The store failed during the lookup of the scope this job writes (down, refusing
+    /// credentials, erroring): a save would only repeat the failure and its timeouts.
+    pub store_failed: bool,
 }
 
 impl Job {
@@ -95,6 +98,7 @@ impl Job {
             signing,
             trusted,
             refuse_secrets: store.trust.refuse_secrets,
+            store_failed: false,
         };
         job.log_plan();
         Ok(job)
@@ -194,6 +198,9 @@ impl Job {
                 },
                 Err(StoreError::NotFound) => {}
                 Err(e) => {
+                    // Failing on the scope this job writes means the save would fail too; a
+                    // scope it may only read says nothing about writing.
+                    self.store_failed = scope == self.scopes.write;
                     self.trouble(format!(
                         "cannot look up {} in {}: {e}; treating it as a miss",
                         self.plan.short_key(),
@@ -301,6 +308,14 @@ impl Job {
                 missing.join(", "),
                 if missing.len() == 1 { "does" } else { "do" }
             ));
+            return false;
+        }
+        if self.store_failed {
+            self.report.result = "skipped".into();
+            eprintln!(
+                "{} · not saved: the store failed during the lookup",
+                self.head("miss", self.scopes.write)
+            );
             return false;
         }
         if self.refuse_secrets {

@@ -7,6 +7,9 @@
 //! the manifest be the commit point and the first complete writer win.
 
 pub mod dir;
+pub mod gitlab;
+pub mod http;
+pub mod transport;
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -129,9 +132,13 @@ impl Default for Transfer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSpec {
     Dir(PathBuf),
+    /// A plain HTTP(S) server; the URL as given (credentials are read when opened).
+    Http(String),
+    /// The project's GitLab generic package registry.
+    Gitlab,
 }
 
-pub const ACCEPTED_FORMS: &str = "/abs/path, file:///abs/path";
+pub const ACCEPTED_FORMS: &str = "/abs/path, file:///abs/path, http(s)://host/prefix, gitlab";
 
 impl BackendSpec {
     pub fn parse(s: &str) -> Result<BackendSpec> {
@@ -147,12 +154,29 @@ impl BackendSpec {
         if s.starts_with('/') {
             return Ok(BackendSpec::Dir(PathBuf::from(s)));
         }
+        if s == "gitlab" {
+            return Ok(BackendSpec::Gitlab);
+        }
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let url = reqwest::Url::parse(s).map_err(|e| {
+                anyhow::anyhow!(
+                    "--backend {s:?} is not a valid URL ({e}); accepted forms: {ACCEPTED_FORMS}"
+                )
+            })?;
+            if url.host_str().is_none_or(str::is_empty) {
+                bail!("--backend {s:?} has no host; accepted forms: {ACCEPTED_FORMS}");
+            }
+            return Ok(BackendSpec::Http(s.to_string()));
+        }
         bail!("unknown backend {s:?}; accepted forms: {ACCEPTED_FORMS}")
     }
 
-    pub fn open(&self, _transfer: &Transfer) -> Result<Box<dyn Backend>> {
+    pub fn open(&self, transfer: &Transfer) -> Result<Box<dyn Backend>> {
         match self {
             BackendSpec::Dir(path) => Ok(Box::new(dir::DirBackend::new(path.clone()))),
+            BackendSpec::Http(url) => Ok(Box::new(http::HttpBackend::open(url, transfer)?)),
+            BackendSpec::Gitlab => Ok(Box::new(gitlab::GitlabBackend::open(transfer)?)),
         }
     }
 }
@@ -171,6 +195,19 @@ mod tests {
             BackendSpec::parse("file:///srv/cache").unwrap(),
             BackendSpec::Dir("/srv/cache".into())
         );
+    }
+
+    #[test]
+    fn parses_remote_forms() {
+        assert_eq!(
+            BackendSpec::parse("https://cache.example/cg").unwrap(),
+            BackendSpec::Http("https://cache.example/cg".into())
+        );
+        assert_eq!(BackendSpec::parse("gitlab").unwrap(), BackendSpec::Gitlab);
+        for bad in ["http://", "https://", "gitlab://x"] {
+            let err = BackendSpec::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod dist;
+pub mod gitlab_emu;
+pub mod nginx;
 pub mod scenarios;
 pub mod tarbytes;
 

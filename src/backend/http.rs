@@ -1,0 +1,289 @@
+//! A plain HTTP server that speaks GET/HEAD/PUT/DELETE (nginx WebDAV, Artifactory or Nexus
+//! raw repositories): object `v1/...` lives at `<base URL>/v1/...`. The manifest's
+//! first-writer-wins is a WebDAV `MOVE` with `Overwrite: F` where the server has it, else a
+//! `PUT` with `If-None-Match: *`.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, IF_NONE_MATCH};
+use reqwest::{Method, StatusCode, Url};
+
+use super::transport::{self, Transport};
+use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
+use crate::env_vars;
+
+pub struct HttpBackend {
+    /// Always ends in `/`, never carries userinfo.
+    base: Url,
+    transport: Transport,
+    /// Cleared once the server refuses `MOVE`, so it is not asked again.
+    webdav_move: AtomicBool,
+}
+
+impl HttpBackend {
+    pub fn open(url: &str, transfer: &Transfer) -> anyhow::Result<HttpBackend> {
+        let mut base =
+            Url::parse(url).with_context(|| format!("--backend {url:?} is not a URL"))?;
+        let mut auth = HeaderMap::new();
+        // Credentials in the URL work, but the environment is the better place for them.
+        if !base.username().is_empty() {
+            let password = percent_decode(base.password().unwrap_or(""));
+            let (k, v) = transport::basic_auth(&percent_decode(base.username()), &password)?;
+            auth.insert(k, v);
+            let _ = base.set_username("");
+            let _ = base.set_password(None);
+        }
+        if let Some(token) = crate::redact::secret_env(env_vars::CACHEGATE_HTTP_TOKEN) {
+            let (k, v) = transport::secret_header("authorization", &format!("Bearer {token}"))?;
+            auth.insert(k, v);
+        } else if let Some(user) = std::env::var(env_vars::CACHEGATE_HTTP_USER)
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            let Some(password) = crate::redact::secret_env(env_vars::CACHEGATE_HTTP_PASSWORD)
+            else {
+                bail!(
+                    "{} is set but {} is not; set both for basic auth, or {} for a bearer token",
+                    env_vars::CACHEGATE_HTTP_USER,
+                    env_vars::CACHEGATE_HTTP_PASSWORD,
+                    env_vars::CACHEGATE_HTTP_TOKEN
+                );
+            };
+            let (k, v) = transport::basic_auth(&user, &password)?;
+            auth.insert(k, v);
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            bail!(
+                "--backend {:?} has a query or fragment; give the base URL only, such as https://cache.example.com/cachegate",
+                transport::display_url(&base)
+            );
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let transport = Transport::new(transfer, &base, auth)?;
+        Ok(HttpBackend {
+            base,
+            transport,
+            webdav_move: AtomicBool::new(true),
+        })
+    }
+
+    fn url(&self, name: &str) -> StoreResult<Url> {
+        let ok = !name.is_empty()
+            && name.split('/').all(|c| {
+                !c.is_empty()
+                    && c != "."
+                    && c != ".."
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
+        if !ok {
+            return Err(StoreError::Other(anyhow!("invalid object name {name:?}")));
+        }
+        self.base
+            .join(name)
+            .map_err(|e| StoreError::Other(anyhow!("invalid object name {name:?}: {e}")))
+    }
+
+    fn delete_url(&self, url: &Url) -> StoreResult<()> {
+        match self
+            .transport
+            .send_ok(Method::DELETE, url, &HeaderMap::new(), None)
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// PUT to a hidden temp name, then MOVE onto `dest` only if nothing is there: nginx
+    /// checks and renames inside one request, so two writers cannot both succeed.
+    fn move_if_absent(&self, dest: &Url, data: &[u8]) -> StoreResult<Option<()>> {
+        let dir_end = dest.path().rfind('/').unwrap_or(0);
+        let file = &dest.path()[dir_end + 1..];
+        let temp = dest
+            .join(&format!(".tmp-{}-{file}", crate::entry::upload_id()))
+            .map_err(|e| StoreError::Other(e.into()))?;
+        self.transport
+            .send_ok(Method::PUT, &temp, &HeaderMap::new(), Some(data))?;
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static("destination"),
+            HeaderValue::from_str(dest.as_str()).map_err(|e| StoreError::Other(e.into()))?,
+        );
+        h.insert(
+            HeaderName::from_static("overwrite"),
+            HeaderValue::from_static("F"),
+        );
+        let method = Method::from_bytes(b"MOVE").expect("MOVE is a valid method");
+        let resp = self.transport.send(method.clone(), &temp, &h, None);
+        let unsupported = matches!(&resp, Ok(r) if matches!(
+            r.status(),
+            StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED | StatusCode::BAD_REQUEST
+        ));
+        let result = match resp {
+            _ if unsupported => None,
+            Ok(r) => Some(transport::check(&method, &temp, r).map(drop)),
+            Err(e) => Some(Err(e)),
+        };
+        if !matches!(result, Some(Ok(()))) {
+            let _ = self.delete_url(&temp);
+        }
+        result.transpose()
+    }
+
+    /// Files and directories of one directory, from nginx's `autoindex_format json`.
+    fn list_dir(&self, dir: &str, out: &mut Vec<ObjectMeta>) -> StoreResult<()> {
+        let url = if dir.is_empty() {
+            self.base.clone()
+        } else {
+            self.url(dir.trim_end_matches('/'))?;
+            self.base
+                .join(dir)
+                .map_err(|e| StoreError::Other(e.into()))?
+        };
+        let resp = match self
+            .transport
+            .send_ok(Method::GET, &url, &HeaderMap::new(), None)
+        {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut body = Vec::new();
+        resp.take(64 << 20)
+            .read_to_end(&mut body)
+            .map_err(|e| StoreError::Other(e.into()))?;
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|_| {
+            StoreError::Other(anyhow!(
+                "{} did not answer with a JSON directory listing; listing needs `autoindex on; autoindex_format json;` (see the README)",
+                transport::display_url(&url)
+            ))
+        })?;
+        for item in items {
+            let Some(name) = item["name"].as_str() else {
+                continue;
+            };
+            if name.starts_with('.') || name.contains('/') {
+                continue;
+            }
+            let full = format!("{dir}{name}");
+            match item["type"].as_str() {
+                Some("directory") => self.list_dir(&format!("{full}/"), out)?,
+                Some("file") => out.push(ObjectMeta {
+                    name: full,
+                    size: item["size"].as_u64().unwrap_or(0),
+                    modified: item["mtime"].as_str().and_then(transport::parse_http_date),
+                }),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// URL userinfo as typed: `p%40ss` is the password `p@ss`.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Backend for HttpBackend {
+    fn describe(&self) -> String {
+        transport::display_url(&self.base)
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    fn stat(&self, name: &str) -> StoreResult<u64> {
+        let url = self.url(name)?;
+        let resp = self
+            .transport
+            .send_ok(Method::HEAD, &url, &HeaderMap::new(), None)?;
+        Ok(resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+        let url = self.url(name)?;
+        let resp = self
+            .transport
+            .send_ok(Method::GET, &url, &HeaderMap::new(), None)?;
+        Ok(self.transport.bounded(resp))
+    }
+
+    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+        let url = self.url(name)?;
+        Ok(self.transport.upload(Method::PUT, &url, &HeaderMap::new()))
+    }
+
+    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+        let url = self.url(name)?;
+        match self.stat(name) {
+            Ok(_) => return Err(StoreError::Exists),
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        if self.webdav_move.load(Ordering::Relaxed) {
+            match self.move_if_absent(&url, data)? {
+                Some(()) => return Ok(()),
+                None => self.webdav_move.store(false, Ordering::Relaxed),
+            }
+        }
+        // No MOVE: a conditional PUT, atomic where the server honours If-None-Match.
+        let mut h = HeaderMap::new();
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
+        self.transport
+            .send_ok(Method::PUT, &url, &h, Some(data))
+            .map(drop)
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+        let mut out = Vec::new();
+        self.list_dir(dir, &mut out)?;
+        out.retain(|o| o.name.starts_with(prefix));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        let url = self.url(name)?;
+        self.delete_url(&url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_percent_decoded() {
+        assert_eq!(percent_decode("p%40ss%2Fw%3Ard"), "p@ss/w:rd");
+        assert_eq!(percent_decode("plain%"), "plain%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,688 @@
+//! HTTP transfers shared by the `http` and `gitlab` stores: connect, stall and overall
+//! timeouts, bounded retries with jitter (connection errors, 5xx, 429 with `Retry-After`),
+//! redirects followed by hand so credentials only ever go to the origin they were given for,
+//! and streaming uploads through a bounded pipe so an archive is never held in memory.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use reqwest::blocking::{Body, Client, Response};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+
+use super::{StoreError, StoreResult, Transfer, Upload};
+use crate::redact;
+
+/// Redirect hops followed before giving up.
+const MAX_REDIRECTS: usize = 10;
+/// Longest single wait between retries; a longer `Retry-After` ends the retrying.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+/// Bytes an upload may have queued ahead of the network.
+const PIPE_CAPACITY: usize = 1 << 20;
+
+/// A client for one store: its credentials go to `origin` and nowhere else.
+pub struct Transport {
+    client: Client,
+    transfer: Transfer,
+    origin: Origin,
+    /// Headers that carry credentials (Authorization, JOB-TOKEN, PRIVATE-TOKEN, ...).
+    auth: HeaderMap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin(String, String, Option<u16>);
+
+impl Origin {
+    fn of(url: &Url) -> Origin {
+        Origin(
+            url.scheme().to_string(),
+            url.host_str().unwrap_or("").to_ascii_lowercase(),
+            url.port_or_known_default(),
+        )
+    }
+}
+
+/// A credential header; its value is registered for redaction and marked sensitive so no
+/// debug output of a request shows it.
+pub fn secret_header(name: &'static str, value: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
+    redact::register(value);
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| anyhow!("the {name} credential contains characters a header cannot carry"))?;
+    v.set_sensitive(true);
+    Ok((HeaderName::from_static(name), v))
+}
+
+/// `Authorization: Basic ...` for a user and password.
+pub fn basic_auth(user: &str, password: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
+    use base64::Engine as _;
+    redact::register(password);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    redact::register(&token);
+    secret_header("authorization", &format!("Basic {token}"))
+}
+
+impl Transport {
+    pub fn new(transfer: &Transfer, origin: &Url, auth: HeaderMap) -> anyhow::Result<Transport> {
+        static PROVIDER: Once = Once::new();
+        PROVIDER.call_once(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let client = Client::builder()
+            .connect_timeout(transfer.connect)
+            // Every request sets its own timeout: the stall bound for small requests and
+            // downloads (it applies to each read), the overall bound for uploads.
+            .timeout(None)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cachegate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| anyhow!("cannot set up an HTTP client: {e}"))?;
+        Ok(Transport {
+            client,
+            transfer: transfer.clone(),
+            origin: Origin::of(origin),
+            auth,
+        })
+    }
+
+    /// Send a request whose body (if any) can be replayed: redirects are followed, and
+    /// connection errors, 5xx and 429 are retried within the bounds. Returns the final
+    /// response whatever its status; `check` maps statuses to errors.
+    pub fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) -> StoreResult<Response> {
+        let deadline = Instant::now() + self.transfer.overall;
+        let mut attempt = 0;
+        loop {
+            let outcome = self.follow(method.clone(), url.clone(), headers, body);
+            let wait = match &outcome {
+                Ok(resp) if retryable(resp.status()) => {
+                    Some(retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt)))
+                }
+                Ok(_) => None,
+                Err(Failure::Transient(_)) => Some(backoff(attempt)),
+                Err(Failure::Final(_)) => None,
+            };
+            // A server that asks for more than MAX_RETRY_WAIT will not be back within a job's
+            // patience: give up now rather than hold the job.
+            let wait = wait.filter(|w| {
+                attempt < self.transfer.retries
+                    && *w <= MAX_RETRY_WAIT
+                    && Instant::now() + *w < deadline
+            });
+            match (outcome, wait) {
+                (outcome, Some(wait)) => {
+                    drop(outcome);
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+                (Ok(resp), None) => return Ok(resp),
+                (Err(Failure::Transient(e) | Failure::Final(e)), None) => {
+                    let tries = if attempt == 0 {
+                        String::new()
+                    } else {
+                        format!(" (after {} attempts)", attempt + 1)
+                    };
+                    return Err(StoreError::Other(anyhow!(
+                        "{}{tries}",
+                        redact::redact(&format!("{method} {}: {e:#}", display_url(url)))
+                    )));
+                }
+            }
+        }
+    }
+
+    /// `send`, then map the status: 2xx is the response, everything else an error.
+    pub fn send_ok(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) -> StoreResult<Response> {
+        let resp = self.send(method.clone(), url, headers, body)?;
+        check(&method, url, resp)
+    }
+
+    /// One attempt, following redirects. Credentials go along only while the URL stays on
+    /// the store's origin: a registry that redirects to object storage must not receive
+    /// them there (reqwest strips Authorization on its own, but not JOB-TOKEN and friends).
+    fn follow(
+        &self,
+        mut method: Method,
+        mut url: Url,
+        headers: &HeaderMap,
+        mut body: Option<&[u8]>,
+    ) -> Result<Response, Failure> {
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .timeout(self.transfer.stall);
+            if Origin::of(&url) == self.origin {
+                req = req.headers(self.auth.clone());
+            }
+            if let Some(b) = body {
+                req = req.body(b.to_vec());
+            }
+            let resp = req.send().map_err(|e| failure(e, &self.transfer))?;
+            let status = resp.status();
+            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+                return Ok(resp);
+            }
+            let Some(next) = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+            else {
+                return Ok(resp);
+            };
+            if status == StatusCode::SEE_OTHER && method != Method::HEAD {
+                method = Method::GET;
+                body = None;
+            }
+            url = next;
+        }
+        Err(Failure::Final(anyhow!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    /// Start a streaming request (PUT or POST) whose body is written through the returned
+    /// upload. Not retried and redirects are not followed: the stream cannot be replayed.
+    pub fn upload(&self, method: Method, url: &Url, headers: &HeaderMap) -> Box<dyn Upload> {
+        let pipe = Arc::new(Pipe::default());
+        let reader = PipeReader(pipe.clone());
+        let mut req = self
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone())
+            .timeout(self.transfer.overall)
+            .body(Body::new(reader));
+        if Origin::of(url) == self.origin {
+            req = req.headers(self.auth.clone());
+        }
+        let what = format!("{method} {}", display_url(url));
+        let url = url.clone();
+        let transfer = self.transfer.clone();
+        let thread = std::thread::spawn(move || -> StoreResult<()> {
+            let resp = req.send().map_err(|e| {
+                let (Failure::Transient(why) | Failure::Final(why)) = failure(e, &transfer);
+                StoreError::Other(anyhow!(redact::redact(&format!("{what}: {why:#}"))))
+            })?;
+            match check(&method, &url, resp) {
+                Ok(_) => Ok(()),
+                // Nothing to create at that place: the base URL is wrong, not a miss.
+                Err(StoreError::NotFound) => Err(StoreError::Other(anyhow!(
+                    "{what} answered 404 Not Found; is the --backend URL right?"
+                ))),
+                Err(e) => Err(e),
+            }
+        });
+        Box::new(StreamUpload {
+            pipe,
+            thread: Some(thread),
+            stall: self.transfer.stall,
+        })
+    }
+
+    /// Wrap a download so it cannot take longer than the overall bound.
+    pub fn bounded(&self, resp: Response) -> Box<dyn Read + Send> {
+        Box::new(Deadline {
+            inner: resp,
+            until: Instant::now() + self.transfer.overall,
+            stall: self.transfer.stall,
+        })
+    }
+}
+
+/// A short reason for a failed request: reqwest's own message repeats the URL and
+/// wraps the cause in layers; people need the cause.
+fn failure(e: reqwest::Error, transfer: &Transfer) -> Failure {
+    let mut root: &dyn std::error::Error = &e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let tls = caused_by::<rustls::Error>(&e);
+    // A certificate the system does not trust will not be trusted on the next try.
+    if tls {
+        return Failure::Final(anyhow!(
+            "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
+        ));
+    }
+    let reason = if e.is_connect() && e.is_timeout() {
+        anyhow!(
+            "no connection within {} s (--connect-timeout)",
+            transfer.connect.as_secs()
+        )
+    } else if e.is_timeout() {
+        anyhow!(
+            "no answer within {} s (--stall-timeout)",
+            transfer.stall.as_secs()
+        )
+    } else if e.is_connect() {
+        anyhow!("cannot connect: {root}")
+    } else {
+        anyhow!("{root}")
+    };
+    // A connect timeout is not retried: the kernel already resent the SYN within it, and
+    // an unreachable store must cost a job one connect timeout, not several.
+    if e.is_connect() && e.is_timeout() {
+        Failure::Final(reason)
+    } else if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() {
+        Failure::Transient(reason)
+    } else {
+        Failure::Final(reason)
+    }
+}
+
+/// Whether an error of type `T` is somewhere in the chain, also inside `io::Error`s (whose
+/// `source` skips the error they wrap).
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = match err.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
+enum Failure {
+    /// Worth another attempt: the connection failed or timed out.
+    Transient(anyhow::Error),
+    Final(anyhow::Error),
+}
+
+fn retryable(s: StatusCode) -> bool {
+    s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// 200 ms doubling per attempt, capped, times a random factor in [0.5, 1.5) so jobs that
+/// failed together do not come back together.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(200) * 2u32.saturating_pow(attempt.min(8));
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let jitter = 0.5 + f64::from(u16::from_le_bytes(r)) / 65536.0;
+    base.mul_f64(jitter).min(MAX_RETRY_WAIT)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = parse_http_date(v)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            Duration::from_secs(at.saturating_sub(now))
+        }
+    };
+    Some(wait)
+}
+
+/// A URL for messages: no userinfo, no query (it may carry a presigned signature).
+pub fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
+}
+
+/// Map a response status to the store's errors: 404 is a plain miss, 401/403 refused
+/// credentials (never retried), anything else non-2xx is trouble.
+pub fn check(method: &Method, url: &Url, resp: Response) -> StoreResult<Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    if status == StatusCode::NOT_FOUND {
+        return Err(StoreError::NotFound);
+    }
+    Err(status_error(method, url, status, &body_text(resp)))
+}
+
+/// The error for a non-2xx status other than 404, with the server's own words.
+pub fn status_error(method: &Method, url: &Url, status: StatusCode, body: &str) -> StoreError {
+    let what = format!("{method} {} answered {status}", display_url(url));
+    let msg = anyhow!(redact::redact(&format!("{what}{}", snippet(body))));
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::Auth(msg),
+        StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => StoreError::Exists,
+        _ => StoreError::Other(msg),
+    }
+}
+
+/// The start of an error body.
+pub fn body_text(resp: Response) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.take(4096).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The first line of an error body, short, for the warning.
+fn snippet(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('<'))
+        .unwrap_or("");
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", line.chars().take(160).collect::<String>())
+    }
+}
+
+struct Deadline {
+    inner: Response,
+    until: Instant,
+    stall: Duration,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() > self.until {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the download took longer than --timeout",
+            ));
+        }
+        self.inner.read(buf).map_err(|e| {
+            let timed_out = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                .is_some_and(reqwest::Error::is_timeout);
+            if timed_out {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the download stalled: no data for {} s (--stall-timeout)",
+                        self.stall.as_secs()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// A bounded in-memory pipe between the archive writer and the request body.
+#[derive(Default)]
+struct Pipe {
+    state: Mutex<PipeState>,
+    cond: Condvar,
+}
+
+#[derive(Default)]
+struct PipeState {
+    /// Queued chunks, and how far the reader got into the first one.
+    chunks: VecDeque<Vec<u8>>,
+    offset: usize,
+    queued: usize,
+    /// The writer finished: EOF after the queue drains.
+    closed: bool,
+    /// The writer gave up: the request must fail, not end cleanly.
+    abandoned: bool,
+    /// The request ended (the server answered or the connection broke).
+    reader_gone: bool,
+}
+
+struct PipeReader(Arc<Pipe>);
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let pipe = &self.0;
+        let mut st = pipe.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if st.abandoned {
+                return Err(io::Error::other("upload abandoned"));
+            }
+            if let Some(front) = st.chunks.front() {
+                let rest = &front[st.offset..];
+                let n = buf.len().min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                if n == rest.len() {
+                    st.chunks.pop_front();
+                    st.offset = 0;
+                } else {
+                    st.offset += n;
+                }
+                st.queued -= n;
+                pipe.cond.notify_all();
+                return Ok(n);
+            }
+            if st.closed {
+                return Ok(0);
+            }
+            st = pipe.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.reader_gone = true;
+        self.0.cond.notify_all();
+    }
+}
+
+struct StreamUpload {
+    pipe: Arc<Pipe>,
+    thread: Option<JoinHandle<StoreResult<()>>>,
+    stall: Duration,
+}
+
+impl StreamUpload {
+    /// The request's own outcome, once its thread is done.
+    fn outcome(&mut self) -> StoreResult<()> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Other(anyhow!("the upload thread panicked"))),
+            None => Err(StoreError::Other(anyhow!("the upload already ended"))),
+        }
+    }
+}
+
+impl Write for StreamUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            // An empty chunk would read as end of body.
+            return Ok(0);
+        }
+        let pipe = self.pipe.clone();
+        let mut st = pipe.state.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        while st.queued >= PIPE_CAPACITY && !st.reader_gone {
+            let left = self.stall.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the upload stalled: no progress for {} s (--stall-timeout)",
+                        self.stall.as_secs()
+                    ),
+                ));
+            }
+            st = pipe
+                .cond
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if st.reader_gone {
+            drop(st);
+            // The server answered before the body was complete: say what it answered.
+            let why = match self.outcome() {
+                Err(e) => format!("{e}"),
+                Ok(()) => "the server ended the upload early".to_string(),
+            };
+            return Err(io::Error::other(why));
+        }
+        // At most the pipe's capacity per call, so one huge write cannot defeat the bound.
+        let n = buf.len().min(PIPE_CAPACITY);
+        st.chunks.push_back(buf[..n].to_vec());
+        st.queued += n;
+        pipe.cond.notify_all();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Upload for StreamUpload {
+    fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        {
+            let mut st = self.pipe.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.closed = true;
+            self.pipe.cond.notify_all();
+        }
+        self.outcome()
+    }
+}
+
+impl Drop for StreamUpload {
+    fn drop(&mut self) {
+        if self.thread.take().is_some() {
+            // The body errors out at its next read, so the server discards the partial
+            // object. The thread is not joined: a server that stopped reading would hold
+            // the job until the overall timeout, and process exit ends the request anyway.
+            let mut st = self.pipe.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.abandoned = true;
+            self.pipe.cond.notify_all();
+        }
+    }
+}
+
+/// Seconds since the epoch for a civil UTC date (days-from-civil, proleptic Gregorian).
+fn unix_time(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> Option<u64> {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + i64::from(hh * 3600 + mm * 60 + ss)).ok()
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), as in `Retry-After`, `Last-Modified`
+/// and nginx's JSON directory listings.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == mon)? as u32 + 1;
+    let t: Vec<u32> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [hh, mm, ss] = t.as_slice() else {
+        return None;
+    };
+    unix_time(year.parse().ok()?, m, day.parse().ok()?, *hh, *mm, *ss)
+}
+
+/// An ISO 8601 UTC timestamp (`2019-11-27T03:37:38.711Z`), as in GitLab's API.
+pub fn parse_iso8601(s: &str) -> Option<u64> {
+    let (date, time) = s.split_once('T')?;
+    let d: Vec<&str> = date.split('-').collect();
+    let [y, m, dd] = d.as_slice() else {
+        return None;
+    };
+    let time = time.trim_end_matches('Z');
+    let time = time.split(['+', '.']).next()?;
+    let t: Vec<u32> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [hh, mm, ss] = t.as_slice() else {
+        return None;
+    };
+    unix_time(
+        y.parse().ok()?,
+        m.parse().ok()?,
+        dd.parse().ok()?,
+        *hh,
+        *mm,
+        *ss,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
+        assert_eq!(parse_iso8601("1994-11-06T08:49:37.711Z"), Some(784111777));
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for attempt in 0..12 {
+            let b = backoff(attempt);
+            let base = Duration::from_millis(200) * 2u32.pow(attempt.min(8));
+            assert!(
+                b >= base.mul_f64(0.5).min(MAX_RETRY_WAIT),
+                "{attempt} {b:?}"
+            );
+            assert!(b <= MAX_RETRY_WAIT, "{attempt} {b:?}");
+        }
+    }
+
+    #[test]
+    fn urls_for_messages_carry_no_credentials() {
+        let u = Url::parse("https://u:pw@host.example/a/b?X-Amz-Signature=s").unwrap();
+        assert_eq!(display_url(&u), "https://host.example/a/b");
+    }
+}

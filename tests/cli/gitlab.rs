@@ -1,0 +1,426 @@
+//! The `gitlab` store against the harness's emulator of GitLab's generic package registry:
+//! the core scenarios, the default inside GitLab CI, the package layout, first-writer-wins
+//! with duplicate file names, and the faults a job must survive green.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
+use crate::common::scenarios::{ensure, installs};
+use crate::common::{Project, stderr};
+use crate::http::{
+    ARGS, ensure_with, explain_names_the_changed_lock, parallel_saves, tree_cmd, warnings,
+};
+
+fn project() -> (Project, Arc<GitlabEmu>) {
+    let emu = Arc::new(GitlabEmu::start());
+    let p = Project::with_store(Box::new(GitlabStore(emu.clone())));
+    p.write("app.lock", "v1");
+    (p, emu)
+}
+
+fn run_ensure(p: &Project, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = ARGS.to_vec();
+    args.extend_from_slice(extra);
+    ensure(p, &args, &tree_cmd())
+}
+
+#[test]
+fn python_venv_on_the_gitlab_registry() {
+    crate::common::scenarios::python_venv(&Project::with_store(Box::new(GitlabStore(Arc::new(
+        GitlabEmu::start(),
+    )))));
+}
+
+#[test]
+fn npm_file_dependency_on_the_gitlab_registry() {
+    crate::common::scenarios::npm_file_dependency(&Project::with_store(Box::new(GitlabStore(
+        Arc::new(GitlabEmu::start()),
+    ))));
+}
+
+#[test]
+fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented() {
+    let (p, emu) = project();
+    let mut c = p.cmd();
+    c.env_remove("CACHEGATE_BACKEND")
+        .env("GITLAB_CI", "true")
+        .env("CI_COMMIT_REF_PROTECTED", "false")
+        .arg("ensure")
+        .args(ARGS)
+        .arg("--")
+        .args(tree_cmd());
+    let o = p.run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("using this project's GitLab package registry"),
+        "{}",
+        stderr(&o)
+    );
+    let files = emu.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for (name, version, file) in &files {
+        assert_eq!(name, "cachegate-v1-unprotected");
+        let (cache, key) = version.split_once('.').unwrap();
+        assert_eq!(cache, "out");
+        assert_eq!(key.len(), 64);
+        assert!(file.starts_with(key), "{file}");
+    }
+    assert!(files.iter().any(|f| f.2.ends_with(".json")));
+    assert!(files.iter().any(|f| f.2.ends_with(".tar.zst")));
+    // The job token went in the JOB-TOKEN header, never in a URL.
+    for r in emu.requests() {
+        assert_eq!(r.header("job-token"), Some(emu.job_token.as_str()));
+        assert!(!format!("{:?}", r.query).contains(&emu.job_token));
+    }
+
+    // The next job hits, with one request for the manifest and one for the archive.
+    emu.clear_requests();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = p.run(&mut {
+        let mut c = p.cmd();
+        c.env_remove("CACHEGATE_BACKEND")
+            .env("GITLAB_CI", "true")
+            .arg("ensure")
+            .args(ARGS)
+            .arg("--")
+            .args(tree_cmd());
+        c
+    });
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(emu.requests().len(), 2, "{:?}", emu.requests());
+}
+
+#[test]
+fn ls_and_prune_work_and_a_token_that_cannot_delete_is_reported() {
+    let (p, emu) = project();
+    assert!(run_ensure(&p, &[]).status.success());
+    std::thread::sleep(Duration::from_millis(1100));
+    p.write("app.lock", "v2");
+    assert!(run_ensure(&p, &[]).status.success());
+    let o = p.run(p.cmd().args(["ls", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    explain_names_the_changed_lock(&p);
+
+    emu.deny_delete(true);
+    let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+    emu.deny_delete(false);
+    let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(emu.files().len(), 2, "{:?}", emu.files());
+}
+
+#[test]
+fn parallel_saves_leave_one_manifest_and_no_claims() {
+    let (p, emu) = project();
+    parallel_saves(&p, 8, &gitlab_env(&emu));
+    let files = emu.files();
+    let count = |suffix: &str| files.iter().filter(|f| f.2.ends_with(suffix)).count();
+    assert_eq!(count(".json"), 1, "{files:?}");
+    assert_eq!(count(".tar.zst"), 1, "{files:?}");
+    assert_eq!(count(".claim"), 0, "{files:?}");
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = p.run(p.cmd().args(["restore"]).args(ARGS));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// Another writer's claim on this project's key, `secs_ago` seconds old.
+fn foreign_claim(p: &Project, emu: &GitlabEmu, secs_ago: u64) {
+    let o = p.run(p.cmd().args(["key"]).args(ARGS).arg("--").args(tree_cmd()));
+    let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    emu.put_file_aged(
+        "cachegate-v1-local",
+        &format!("out.{key}"),
+        &format!("{key}.json.claim"),
+        b"other-writer",
+        secs_ago,
+    );
+}
+
+#[test]
+fn an_older_claim_wins_and_the_later_writer_keeps_theirs() {
+    // Another job claimed the key first and is still uploading its manifest: this job
+    // must not write a second manifest (GitLab would serve the newest).
+    let (p, emu) = project();
+    foreign_claim(&p, &emu, 5);
+    let o = run_ensure(&p, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another job saved it first"),
+        "{}",
+        stderr(&o)
+    );
+    let files = emu.files();
+    assert!(!files.iter().any(|f| f.2.ends_with(".json")), "{files:?}");
+    assert!(
+        !files.iter().any(|f| f.2.ends_with(".tar.zst")),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn a_claim_left_by_a_writer_that_died_long_ago_is_ignored() {
+    let (p, emu) = project();
+    foreign_claim(&p, &emu, 3600);
+    let o = run_ensure(&p, &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_job_variables_are_a_usage_error_naming_them() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let o = p
+        .cmd()
+        .env("CACHEGATE_BACKEND", "gitlab")
+        .env("CI_API_V4_URL", "http://127.0.0.1:9/api/v4")
+        .arg("ensure")
+        .args(ARGS)
+        .arg("--")
+        .args(tree_cmd())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("CI_PROJECT_ID") && stderr(&o).contains("CI_JOB_TOKEN"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(installs(&p), 0);
+}
+
+fn gitlab_env(emu: &GitlabEmu) -> Vec<(String, String)> {
+    let mut env = emu.job_env();
+    env.push(("CACHEGATE_BACKEND".into(), "gitlab".into()));
+    env
+}
+
+#[test]
+fn a_stopped_registry_is_a_quick_miss_with_one_warning() {
+    let emu = GitlabEmu::start();
+    let (env, secrets) = (gitlab_env(&emu), vec![emu.job_token.clone()]);
+    drop(emu);
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let start = Instant::now();
+    let o = ensure_with(&p, &env, &["--connect-timeout", "2"], &secrets);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_wrong_job_token_is_one_request_one_warning_and_no_secret() {
+    let emu = GitlabEmu::start();
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let wrong = "glcbt-wrong-token-value";
+    let mut env = gitlab_env(&emu);
+    env.push(("CI_JOB_TOKEN".into(), wrong.into()));
+    let o = ensure_with(&p, &env, &[], &[wrong.to_string(), emu.job_token.clone()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    assert_eq!(emu.requests().len(), 1, "401 must not be retried");
+}
+
+#[test]
+fn a_private_token_replaces_the_job_token() {
+    let (p, emu) = project();
+    let o = p.run(
+        p.cmd()
+            .env("CI_JOB_TOKEN", "glcbt-not-this-one")
+            .env("CACHEGATE_GITLAB_TOKEN", &emu.private_token)
+            .arg("ensure")
+            .args(ARGS)
+            .arg("--")
+            .args(tree_cmd()),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    for r in emu.requests() {
+        assert_eq!(r.header("private-token"), Some(emu.private_token.as_str()));
+        assert!(r.header("job-token").is_none());
+    }
+}
+
+#[test]
+fn rate_limits_are_retried_after_the_time_asked_then_succeed() {
+    let (p, emu) = project();
+    emu.fail_next(429, Some(1), 2);
+    let start = Instant::now();
+    let o = run_ensure(&p, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn server_errors_are_retried_a_bounded_number_of_times() {
+    let (p, emu) = project();
+    emu.fail_next(502, None, 1000);
+    let o = run_ensure(&p, &["--retries", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("502"), "{}", stderr(&o));
+    assert_eq!(emu.requests().len(), 3, "one try and two retries");
+}
+
+#[test]
+fn an_archive_deleted_after_the_manifest_was_served_is_a_miss_and_gets_replaced() {
+    let (p, emu) = project();
+    assert!(run_ensure(&p, &[]).status.success());
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    emu.delete_archive_after_manifest(true);
+    let o = run_ensure(&p, &[]);
+    emu.delete_archive_after_manifest(false);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("could not restore"), "{}", stderr(&o));
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 2);
+}
+
+#[test]
+fn downloads_redirected_to_object_storage_carry_no_token() {
+    let (p, emu) = project();
+    assert!(run_ensure(&p, &[]).status.success());
+    emu.redirect_downloads(true);
+    let private = [("CACHEGATE_GITLAB_TOKEN", emu.private_token.clone())];
+    for extra_env in [&[][..], &private[..]] {
+        emu.clear_requests();
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        let o = p.run(
+            p.cmd()
+                .envs(extra_env.iter().cloned())
+                .arg("ensure")
+                .args(ARGS)
+                .arg("--")
+                .args(tree_cmd()),
+        );
+        assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
+        let blobs = emu.blob_requests();
+        assert_eq!(blobs.len(), 2, "manifest and archive via object storage");
+        for r in &blobs {
+            assert!(r.header("job-token").is_none(), "{r:?}");
+            assert!(r.header("private-token").is_none(), "{r:?}");
+            assert!(r.header("authorization").is_none(), "{r:?}");
+        }
+        // The registry itself did get the token.
+        assert!(
+            emu.requests()
+                .iter()
+                .all(|r| r.header("job-token").is_some() || r.header("private-token").is_some())
+        );
+    }
+}
+
+#[test]
+fn listing_follows_pagination_and_ignores_other_packages_that_match_fuzzily() {
+    let (p, emu) = project();
+    // GitLab's package_name filter is fuzzy: these all match "cachegate-v1-" and fill the
+    // first pages; none of them is ours.
+    for i in 0..130 {
+        emu.put_file(
+            &format!("not-cachegate-v1-local{i}"),
+            "1.0.0",
+            "x.json",
+            b"{}",
+        );
+    }
+    assert!(run_ensure(&p, &[]).status.success());
+    let o = p.run(p.cmd().args(["ls", "--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    let pages = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/packages") && r.method == "GET")
+        .count();
+    assert!(pages >= 2, "only {pages} page(s) of packages were read");
+}
+
+#[test]
+fn a_job_token_that_cannot_list_files_still_saves_and_hits() {
+    // GitLab before 16.0: job tokens may publish and download but not list package files.
+    let (p, emu) = project();
+    emu.deny_job_token_file_listing(true);
+    let o = run_ensure(&p, &[]);
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = run_ensure(&p, &[]);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+}
+
+#[test]
+fn a_retry_after_longer_than_a_job_should_wait_is_not_waited_for() {
+    let (p, emu) = project();
+    emu.fail_next(503, Some(3600), 1000);
+    let start = Instant::now();
+    let o = run_ensure(&p, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert_eq!(emu.requests().len(), 1);
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
+    let (p, emu) = project();
+    emu.forbid_package("cachegate-v1-protected");
+    let in_mr = |p: &Project| {
+        let mut c = p.cmd();
+        c.env("GITLAB_CI", "true")
+            .env("CI_COMMIT_REF_PROTECTED", "false")
+            .arg("ensure")
+            .args(ARGS)
+            .arg("--")
+            .args(tree_cmd());
+        p.run(&mut c)
+    };
+    let o = in_mr(&p);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cachegate: saved out"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let o = in_mr(&p);
+    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+}
