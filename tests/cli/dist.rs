@@ -8,8 +8,9 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Output};
 
 use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo_root, toolbox};
+use crate::common::nginx::NginxStore;
 use crate::common::scenarios::build_wheel;
-use crate::common::{Project, assert_no_secrets, require, require_tool, stderr, stdout};
+use crate::common::{Project, Store, assert_no_secrets, require, require_tool, stderr, stdout};
 
 fn run(c: &mut StdCommand) -> Output {
     c.output().unwrap()
@@ -50,16 +51,10 @@ fn is_root() -> bool {
     require(root, "root (chroot needs it)", "run the tests as root")
 }
 
-/// Save, restore and a hit through `ensure`, by the static binary alone in an empty root (no
-/// shell, no libraries, no NSS modules), against `backend` as seen from inside the root.
-fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets: &[String]) {
-    let r = root.root.path();
-    let files = root.files();
-    assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
-    fs::write(r.join("work/app.lock"), "v1").unwrap();
-    fs::create_dir_all(r.join("work/out/sub")).unwrap();
-    fs::write(r.join("work/out/sub/f"), "data").unwrap();
-    let key = [
+/// `cachegate CMD` for the tree `chroot_round_trip` makes, against `backend`.
+fn chroot_args<'a>(cmd: &'a str, backend: &'a str) -> Vec<&'a str> {
+    vec![
+        cmd,
         "--dir",
         "/work",
         "--backend",
@@ -70,17 +65,28 @@ fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets
         "out",
         "--",
         "/bin/absent",
-    ];
+    ]
+}
+
+/// Save, restore and a hit through `ensure`, by the static binary alone in an empty root (no
+/// shell, no libraries, no NSS modules), against `backend` as seen from inside the root.
+fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets: &[String]) {
+    let r = root.root.path();
+    let files = root.files();
+    assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
+    fs::write(r.join("work/app.lock"), "v1").unwrap();
+    fs::create_dir_all(r.join("work/out/sub")).unwrap();
+    fs::write(r.join("work/out/sub/f"), "data").unwrap();
     let run = |args: &[&str]| {
         let o = root.cachegate(args, env);
         assert_no_secrets(&o, secrets);
         o
     };
-    let o = run(&[&["save"][..], &key].concat());
+    let o = run(&chroot_args("save", backend));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cachegate: saved"), "{}", stderr(&o));
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = run(&[&["restore"][..], &key].concat());
+    let o = run(&chroot_args("restore", backend));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         fs::read_to_string(r.join("work/out/sub/f")).unwrap(),
@@ -88,7 +94,7 @@ fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets
     );
     // A hit does not run the command (the root holds nothing to run).
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = run(&[&["ensure"][..], &key].concat());
+    let o = run(&chroot_args("ensure", backend));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     assert!(r.join("work/out/sub/f").is_file());
@@ -103,6 +109,45 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
     let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
     chroot_round_trip(&root, "/store", &[], &[]);
     assert!(root.root.path().join("store/v1/local").is_dir());
+}
+
+/// The static binary alone in an empty root (no CA bundle, no NSS modules) saves to and
+/// restores from nginx by a host name only the root's /etc/hosts knows.
+#[test]
+fn static_binary_in_an_empty_chroot_uses_an_http_store_by_host_name() {
+    let Some(dist) = dist() else { return };
+    if !is_root() {
+        return;
+    }
+    let Some(store) = NginxStore::start() else {
+        return;
+    };
+    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 cachegate-test.internal"]);
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let backend = format!("http://cachegate-test.internal:{}/cache", store.nginx.port);
+    chroot_round_trip(&root, &backend, &env, &store.secrets());
+    let log = store.nginx.access_log();
+    assert!(
+        log.iter().any(|l| l.starts_with("PUT /cache/v1/local/")),
+        "{log:?}"
+    );
+    assert!(
+        crate::common::walk(&store.nginx.root)
+            .iter()
+            .any(|f| f.ends_with(".tar.zst")),
+        "nothing stored in nginx"
+    );
+
+    // A name the root cannot resolve is cache trouble: a miss with a warning, never an error.
+    let r = root.root.path();
+    fs::remove_dir_all(r.join("work/out")).unwrap();
+    let unknown = format!("http://absent.internal:{}/cache", store.nginx.port);
+    let no_retry = [&env[..], &[("CACHEGATE_RETRIES", "0")]].concat();
+    let o = root.cachegate(&chroot_args("restore", &unknown), &no_retry);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(!r.join("work/out").exists());
 }
 
 /// `sh install.sh` with PATH limited to `path` (or the normal PATH), installing into a fresh
