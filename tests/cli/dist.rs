@@ -396,10 +396,12 @@ fn git_project(dir: &Path) {
     }
 }
 
-/// `include: remote:` with inputs, for GitLab versions without the CI/CD catalog: a pinned
-/// version replaces a different installed binary, and an empty `backend` exports nothing.
+/// The include forms other than `local:`: `remote:` with inputs (GitLab versions without the
+/// CI/CD catalog) and `component:` (the catalog form; gitlab-ci-local resolves a component of
+/// the project itself at `$CI_COMMIT_SHA` from the checkout, as GitLab does). A pinned version
+/// replaces a different installed binary, and an empty `backend` exports nothing.
 #[test]
-fn gitlab_ci_local_includes_the_component_remotely_and_pins_the_version() {
+fn gitlab_ci_local_includes_the_component_remotely_and_from_the_catalog() {
     let Some(dist) = dist() else { return };
     let Some(gcl) = gitlab_ci_local() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -408,18 +410,20 @@ fn gitlab_ci_local_includes_the_component_remotely_and_pins_the_version() {
         tmp.path().join("bin"),
         tmp.path().join("home"),
     );
-    for d in [&proj, &bin, &home] {
+    for d in [&proj.join("templates"), &home] {
         fs::create_dir_all(d).unwrap();
     }
-    // An older cachegate already in the install dir.
-    fs::write(bin.join("cachegate"), "#!/bin/sh\necho 'cachegate 0.0.9'\n").unwrap();
-    fs::set_permissions(bin.join("cachegate"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::copy(
+        repo_root().join("templates/cachegate.yml"),
+        proj.join("templates/cachegate.yml"),
+    )
+    .unwrap();
     let server = FileServer::start(&dist);
-    fs::write(
-        proj.join(".gitlab-ci.yml"),
-        format!(
+    let version = env!("CARGO_PKG_VERSION");
+    let ci = |include: &str| {
+        let yml = format!(
             "include:
-  - remote: {url}/cachegate.yml
+  - {include}
     inputs:
       version: {version}
       download_url: {url}
@@ -431,26 +435,36 @@ job:
     - echo \"backend=${{CACHEGATE_BACKEND-unset}} on=$(command -v cachegate)\"
 ",
             url = server.url,
-            version = env!("CARGO_PKG_VERSION"),
             bin = bin.display(),
-        ),
-    )
-    .unwrap();
+        );
+        fs::write(proj.join(".gitlab-ci.yml"), yml).unwrap();
+    };
+    ci(&format!("remote: {}/cachegate.yml", server.url));
     git_project(&proj);
-    let out = pipeline(&gcl, &proj, &home);
-    assert!(out.contains("install.sh: installed cachegate"), "{out}");
-    assert!(
-        out.contains(&format!("backend=unset on={}/cachegate", bin.display())),
-        "{out}"
-    );
-    let v = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
-    assert_eq!(
-        stdout(&v).trim(),
-        format!("cachegate {}", env!("CARGO_PKG_VERSION"))
-    );
-    // The right version is there now: not downloaded again.
-    let out = pipeline(&gcl, &proj, &home);
-    assert!(!out.contains("install.sh:"), "{out}");
+    let forms = [
+        format!("remote: {}/cachegate.yml", server.url),
+        "component: $CI_SERVER_FQDN/group/proj/cachegate@$CI_COMMIT_SHA".to_string(),
+    ];
+    for include in forms {
+        ci(&include);
+        // An older cachegate already in the install dir.
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("cachegate"), "#!/bin/sh\necho 'cachegate 0.0.9'\n").unwrap();
+        fs::set_permissions(bin.join("cachegate"), fs::Permissions::from_mode(0o755)).unwrap();
+        let out = pipeline(&gcl, &proj, &home);
+        assert!(
+            out.contains("install.sh: installed cachegate"),
+            "{include}: {out}"
+        );
+        let on = format!("backend=unset on={}/cachegate", bin.display());
+        assert!(out.contains(&on), "{include}: {out}");
+        let v = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
+        assert_eq!(stdout(&v).trim(), format!("cachegate {version}"));
+        // The right version is there now: not downloaded again.
+        let out = pipeline(&gcl, &proj, &home);
+        assert!(!out.contains("install.sh:"), "{include}: {out}");
+        assert!(out.contains(&on), "{include}: {out}");
+    }
 }
 
 /// The component as a project includes it, run by a real GitLab CI interpreter: install the
