@@ -71,14 +71,21 @@ impl Transport {
         PROVIDER.call_once(|| {
             let _ = rustls::crypto::ring::default_provider().install_default();
         });
-        let client = Client::builder()
-            .connect_timeout(transfer.connect)
-            // Every request sets its own timeout: the stall bound for small requests and
-            // downloads (it applies to each read), the overall bound for uploads.
-            .timeout(None)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("cachegate/", env!("CARGO_PKG_VERSION")))
+        let builder = || {
+            Client::builder()
+                .connect_timeout(transfer.connect)
+                // Every request sets its own timeout: the stall bound for small requests and
+                // downloads (it applies to each read), the overall bound for uploads.
+                .timeout(None)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("cachegate/", env!("CARGO_PKG_VERSION")))
+        };
+        // An image without CA certificates (debian:*-slim, an empty chroot) gives the platform
+        // verifier no roots and the build fails. http:// stores need none; https:// ones then
+        // fail per request (unknown issuer), which is cache trouble, not a failed job.
+        let client = builder()
             .build()
+            .or_else(|_| builder().tls_certs_only(Vec::new()).build())
             .map_err(|e| anyhow!("cannot set up an HTTP client: {e}"))?;
         Ok(Transport {
             client,

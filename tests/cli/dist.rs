@@ -3,12 +3,14 @@
 //! reproducing CI's key on a laptop.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command as StdCommand, Output};
 
 use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo_root, toolbox};
+use crate::common::nginx::NginxStore;
 use crate::common::scenarios::build_wheel;
-use crate::common::{Project, require, require_tool, stderr, stdout};
+use crate::common::{Project, Store, assert_no_secrets, require, require_tool, stderr, stdout};
 
 fn run(c: &mut StdCommand) -> Output {
     c.output().unwrap()
@@ -49,37 +51,42 @@ fn is_root() -> bool {
     require(root, "root (chroot needs it)", "run the tests as root")
 }
 
-/// The binary alone in an empty root: no shell, no libraries, no NSS modules.
-#[test]
-fn static_binary_saves_and_restores_in_an_empty_chroot() {
-    let Some(dist) = dist() else { return };
-    if !is_root() {
-        return;
-    }
-    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
-    let r = root.root.path();
-    fs::write(r.join("work/app.lock"), "v1").unwrap();
-    fs::create_dir_all(r.join("work/out/sub")).unwrap();
-    fs::write(r.join("work/out/sub/f"), "data").unwrap();
-    let key = [
+/// `cachegate CMD` for the tree `chroot_round_trip` makes, against `backend`.
+fn chroot_args<'a>(cmd: &'a str, backend: &'a str) -> Vec<&'a str> {
+    vec![
+        cmd,
         "--dir",
         "/work",
         "--backend",
-        "/store",
+        backend,
         "--lock",
         "app.lock",
         "--path",
         "out",
         "--",
         "/bin/absent",
-    ];
+    ]
+}
+
+/// Save, restore and a hit through `ensure`, by the static binary alone in an empty root (no
+/// shell, no libraries, no NSS modules), against `backend` as seen from inside the root.
+fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets: &[String]) {
+    let r = root.root.path();
     let files = root.files();
     assert!(!files.iter().any(|f| f.starts_with("lib")), "{files:?}");
-
-    let o = root.cachegate(&[&["save"][..], &key].concat(), &[]);
+    fs::write(r.join("work/app.lock"), "v1").unwrap();
+    fs::create_dir_all(r.join("work/out/sub")).unwrap();
+    fs::write(r.join("work/out/sub/f"), "data").unwrap();
+    let run = |args: &[&str]| {
+        let o = root.cachegate(args, env);
+        assert_no_secrets(&o, secrets);
+        o
+    };
+    let o = run(&chroot_args("save", backend));
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cachegate: saved"), "{}", stderr(&o));
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = root.cachegate(&[&["restore"][..], &key].concat(), &[]);
+    let o = run(&chroot_args("restore", backend));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         fs::read_to_string(r.join("work/out/sub/f")).unwrap(),
@@ -87,10 +94,60 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
     );
     // A hit does not run the command (the root holds nothing to run).
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = root.cachegate(&[&["ensure"][..], &key].concat(), &[]);
+    let o = run(&chroot_args("ensure", backend));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     assert!(r.join("work/out/sub/f").is_file());
+}
+
+#[test]
+fn static_binary_saves_and_restores_in_an_empty_chroot() {
+    let Some(dist) = dist() else { return };
+    if !is_root() {
+        return;
+    }
+    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
+    chroot_round_trip(&root, "/store", &[], &[]);
+    assert!(root.root.path().join("store/v1/local").is_dir());
+}
+
+/// The static binary alone in an empty root (no CA bundle, no NSS modules) saves to and
+/// restores from nginx by a host name only the root's /etc/hosts knows.
+#[test]
+fn static_binary_in_an_empty_chroot_uses_an_http_store_by_host_name() {
+    let Some(dist) = dist() else { return };
+    if !is_root() {
+        return;
+    }
+    let Some(store) = NginxStore::start() else {
+        return;
+    };
+    let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 cachegate-test.internal"]);
+    let env = store.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let backend = format!("http://cachegate-test.internal:{}/cache", store.nginx.port);
+    chroot_round_trip(&root, &backend, &env, &store.secrets());
+    let log = store.nginx.access_log();
+    assert!(
+        log.iter().any(|l| l.starts_with("PUT /cache/v1/local/")),
+        "{log:?}"
+    );
+    assert!(
+        crate::common::walk(&store.nginx.root)
+            .iter()
+            .any(|f| f.ends_with(".tar.zst")),
+        "nothing stored in nginx"
+    );
+
+    // A name the root cannot resolve is cache trouble: a miss with a warning, never an error.
+    let r = root.root.path();
+    fs::remove_dir_all(r.join("work/out")).unwrap();
+    let unknown = format!("http://absent.internal:{}/cache", store.nginx.port);
+    let no_retry = [&env[..], &[("CACHEGATE_RETRIES", "0")]].concat();
+    let o = root.cachegate(&chroot_args("restore", &unknown), &no_retry);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(!r.join("work/out").exists());
 }
 
 /// `sh install.sh` with PATH limited to `path` (or the normal PATH), installing into a fresh
@@ -169,6 +226,16 @@ fn install_sh_refuses_a_tampered_checksum_and_installs_nothing() {
     assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
     assert!(stderr(&o).contains("nothing installed"), "{}", stderr(&o));
     assert!(!bin.exists(), "the install dir was created");
+    // No checksum published at all: refused as well.
+    fs::remove_file(served.join(&sha)).unwrap();
+    let (o, bin) = install(tmp.path(), &server.url, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("could not download {}/{sha}", server.url)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bin.exists(), "the install dir was created");
     // Its temp dir is gone too.
     let left: Vec<_> = fs::read_dir(tmp.path())
         .unwrap()
@@ -210,6 +277,27 @@ fn shell_scripts_are_shellcheck_clean() {
         .args(["install.sh", "scripts/release.sh", ".ci/run"])
         .current_dir(repo_root()));
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // The component's before_script runs in whatever shell the image has: POSIX sh.
+    let template = fs::read_to_string(repo_root().join("templates/cachegate.yml")).unwrap();
+    let (_, job) = template
+        .split_once("\n---\n")
+        .expect("spec: inputs, then ---");
+    let (_, block) = job.split_once("    - |\n").expect("a before_script block");
+    let mut script = String::from("#!/bin/sh\n");
+    for line in block.lines() {
+        script += line.strip_prefix("      ").unwrap_or(line);
+        script += "\n";
+    }
+    for input in ["version", "download_url", "backend", "install_dir"] {
+        script = script.replace(&format!("$[[ inputs.{input} ]]"), "value");
+    }
+    assert!(!script.contains("$[["), "{script}");
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("before_script.sh"), &script).unwrap();
+    let o = run(StdCommand::new("shellcheck")
+        .args(["--shell=sh", "before_script.sh"])
+        .current_dir(tmp.path()));
+    assert!(o.status.success(), "{}", stdout(&o));
     // install.sh is POSIX sh, checked as such.
     let o = run(StdCommand::new("shellcheck")
         .args(["--shell=sh", "install.sh"])
@@ -276,6 +364,109 @@ fn pipeline(gcl: &Path, proj: &Path, home: &Path) -> String {
     text
 }
 
+/// Make `dir` what gitlab-ci-local needs: a git repo with a commit and an `origin` remote.
+fn git_project(dir: &Path) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/group/proj.git",
+        ],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        &["update-ref", "refs/remotes/origin/main", "HEAD"],
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ],
+    ] {
+        let o = run(StdCommand::new("git").args(args).current_dir(dir));
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    }
+}
+
+/// The include forms other than `local:`: `remote:` with inputs (GitLab versions without the
+/// CI/CD catalog) and `component:` (the catalog form; gitlab-ci-local resolves a component of
+/// the project itself at `$CI_COMMIT_SHA` from the checkout, as GitLab does). A pinned version
+/// replaces a different installed binary, and an empty `backend` exports nothing.
+#[test]
+fn gitlab_ci_local_includes_the_component_remotely_and_from_the_catalog() {
+    let Some(dist) = dist() else { return };
+    let Some(gcl) = gitlab_ci_local() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (proj, bin, home) = (
+        tmp.path().join("proj"),
+        tmp.path().join("bin"),
+        tmp.path().join("home"),
+    );
+    for d in [&proj.join("templates"), &home] {
+        fs::create_dir_all(d).unwrap();
+    }
+    fs::copy(
+        repo_root().join("templates/cachegate.yml"),
+        proj.join("templates/cachegate.yml"),
+    )
+    .unwrap();
+    let server = FileServer::start(&dist);
+    let version = env!("CARGO_PKG_VERSION");
+    let ci = |include: &str| {
+        let yml = format!(
+            "include:
+  - {include}
+    inputs:
+      version: {version}
+      download_url: {url}
+      install_dir: {bin}
+
+job:
+  extends: .cachegate
+  script:
+    - echo \"backend=${{CACHEGATE_BACKEND-unset}} on=$(command -v cachegate)\"
+",
+            url = server.url,
+            bin = bin.display(),
+        );
+        fs::write(proj.join(".gitlab-ci.yml"), yml).unwrap();
+    };
+    ci(&format!("remote: {}/cachegate.yml", server.url));
+    git_project(&proj);
+    let forms = [
+        format!("remote: {}/cachegate.yml", server.url),
+        "component: $CI_SERVER_FQDN/group/proj/cachegate@$CI_COMMIT_SHA".to_string(),
+    ];
+    for include in forms {
+        ci(&include);
+        // An older cachegate already in the install dir.
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("cachegate"), "#!/bin/sh\necho 'cachegate 0.0.9'\n").unwrap();
+        fs::set_permissions(bin.join("cachegate"), fs::Permissions::from_mode(0o755)).unwrap();
+        let out = pipeline(&gcl, &proj, &home);
+        assert!(
+            out.contains("install.sh: installed cachegate"),
+            "{include}: {out}"
+        );
+        let on = format!("backend=unset on={}/cachegate", bin.display());
+        assert!(out.contains(&on), "{include}: {out}");
+        let v = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
+        assert_eq!(stdout(&v).trim(), format!("cachegate {version}"));
+        // The right version is there now: not downloaded again.
+        let out = pipeline(&gcl, &proj, &home);
+        assert!(!out.contains("install.sh:"), "{include}: {out}");
+        assert!(out.contains(&on), "{include}: {out}");
+    }
+}
+
 /// The component as a project includes it, run by a real GitLab CI interpreter: install the
 /// binary from a served dist/, miss and install with real pip, restore in a clean workspace,
 /// install again when the lock changes; and a laptop reads what CI saved.
@@ -337,34 +528,7 @@ deps:
         ),
     )
     .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &[
-            "remote",
-            "add",
-            "origin",
-            "https://gitlab.example.com/group/proj.git",
-        ],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-        &["update-ref", "refs/remotes/origin/main", "HEAD"],
-        &[
-            "symbolic-ref",
-            "refs/remotes/origin/HEAD",
-            "refs/remotes/origin/main",
-        ],
-    ] {
-        let o = run(StdCommand::new("git").args(args).current_dir(&proj));
-        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
-    }
+    git_project(&proj);
     let installs = || {
         fs::read_to_string(t.join("installs.log"))
             .map(|s| s.lines().count())
