@@ -86,7 +86,7 @@ pub enum Command {
     },
     /// List the entries in the store (stdout), newest first
     Ls {
-        /// Cache store: /abs/path or file:///abs/path
+        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
         #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
         backend: Option<String>,
         #[command(flatten)]
@@ -97,7 +97,7 @@ pub enum Command {
     },
     /// Delete entries by age, count per cache name, or total size
     Prune {
-        /// Cache store: /abs/path or file:///abs/path
+        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
         #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
         backend: Option<String>,
         #[command(flatten)]
@@ -119,7 +119,7 @@ pub enum Command {
     Keygen,
     /// Check the store: reachable, credentials accepted, can write, read and delete
     Doctor {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=REGION, runner
+        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
         #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
         backend: Option<String>,
         #[command(flatten)]
@@ -187,7 +187,7 @@ pub struct KeyArgs {
 /// Where entries are stored and how.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Cache store: /abs/path or file:///abs/path
+    /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
     #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
     pub backend: Option<String>,
 
@@ -223,7 +223,7 @@ pub struct TrustArgs {
     pub scope: crate::scope::ScopeMode,
 
     /// Do not save when a cached path holds credential files (.npmrc tokens, .netrc, ...)
-    #[arg(long, env = "CACHEGATE_REFUSE_SECRETS")]
+    #[arg(long, env = "CACHEGATE_REFUSE_SECRETS", value_parser = clap::builder::BoolishValueParser::new())]
     pub refuse_secrets: bool,
 }
 
