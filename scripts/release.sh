@@ -12,7 +12,9 @@ dist=${1:-dist}
 # `files` and `dns` NSS modules built into libc itself, so /etc/hosts and /etc/resolv.conf are
 # read without loading any shared library (tests/cli/dist.rs proves it).
 # RUSTFLAGS with an explicit --target applies only to the target, not to build scripts.
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+# relocation-model=static makes a classic static executable (ldd: "not a dynamic executable")
+# rather than static-pie, which some loaders and scanners still report as dynamic.
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static"
 
 declare -A arch_of=([x86_64-unknown-linux-gnu]=x86_64 [aarch64-unknown-linux-gnu]=aarch64)
 installed_targets=$(rustup target list --installed 2>/dev/null || rustc -vV | sed -n 's/^host: //p')

@@ -206,7 +206,6 @@ impl Job {
                         self.plan.short_key(),
                         self.backend.describe()
                     ));
-                    self.store_failed = true;
                     return Lookup::Miss;
                 }
             }
@@ -341,15 +340,6 @@ impl Job {
             }
         }
         let scope = self.scopes.write;
-        if self.store_failed {
-            eprintln!(
-                "{} · not saved: {} failed the lookup above",
-                self.head("skipped", scope),
-                self.backend.describe()
-            );
-            self.report.result = "skipped".into();
-            return false;
-        }
         let name = self.plan.components.name.clone();
         let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
         match self.backend.stat(&manifest_object) {

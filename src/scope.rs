@@ -59,9 +59,11 @@ impl Scopes {
         let gitlab = var(env_vars::GITLAB_CI) == "true";
         let protected = gitlab && var(env_vars::CI_COMMIT_REF_PROTECTED) == "true";
         let auto = if !gitlab {
+            // A laptop reproducing CI may read what protected jobs saved (the team's bucket,
+            // read-only with --policy pull); it writes only its own scope.
             Scopes {
                 write: Scope::Local,
-                read: vec![Scope::Local],
+                read: vec![Scope::Local, Scope::Protected],
                 protected_job: false,
             }
         } else if protected {

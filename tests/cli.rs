@@ -730,3 +730,49 @@ fn preset_variables_follow_the_preset_paths_only() {
     );
     assert!(!stderr(&o).contains("CARGO_HOME"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let cmd = tree_cmd(MAKE_OUT);
+    let o = p.run(
+        p.cmd()
+            .env("GITLAB_CI", "true")
+            .env("CI_COMMIT_REF_PROTECTED", "true")
+            .arg("ensure")
+            .args(args)
+            .arg("--")
+            .args(&cmd),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1);
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &[&args[..], &["--policy", "pull"]].concat(), &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hit out"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(protected)"), "{}", stderr(&o));
+    assert_eq!(installs(&p), 1, "the install ran on a hit");
+
+    // A miss on the laptop saves into its own scope, never into protected.
+    p.write("app.lock", "v2");
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = p.store_files();
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.starts_with("v1/protected/"))
+            .count(),
+        2,
+        "{files:?}"
+    );
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("v1/local/")).count(),
+        2,
+        "{files:?}"
+    );
+}
