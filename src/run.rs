@@ -235,6 +235,17 @@ impl Job {
         }
     }
 
+    /// Undo what an interrupted restore left beside the cached paths, before looking at them.
+    fn recover(&mut self) {
+        let targets: Vec<PathBuf> = self.plan.paths.iter().map(|p| p.abs.clone()).collect();
+        for t in archive::recover_interrupted(&targets) {
+            self.report.warn(format!(
+                "an earlier restore was interrupted midway; put {} back as it was",
+                t.display()
+            ));
+        }
+    }
+
     /// Restore a hit. `false` means it did not work out and the job goes on as a miss.
     pub fn restore(&mut self, scope: Scope, m: &Manifest) -> bool {
         let start = Instant::now();
@@ -483,6 +494,7 @@ fn creator() -> String {
 }
 
 pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
+    job.recover();
     if let Lookup::Hit { scope, manifest } = job.lookup()
         && job.restore(scope, &manifest)
     {
@@ -516,6 +528,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
 }
 
 pub fn restore(mut job: Job) -> i32 {
+    job.recover();
     if let Lookup::Hit { scope, manifest } = job.lookup()
         && job.restore(scope, &manifest)
     {

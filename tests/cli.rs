@@ -776,3 +776,99 @@ fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
         "{files:?}"
     );
 }
+
+/// Files that zstd cannot shrink, so restoring them takes long enough to be interrupted.
+fn write_noise(dir: &std::path::Path, files: usize, size: usize) {
+    fs::create_dir_all(dir).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..files {
+        let mut buf = Vec::with_capacity(size);
+        while buf.len() < size {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        fs::write(dir.join(format!("f{i:04}")), buf).unwrap();
+    }
+}
+
+fn staging_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".cachegate-staging-")
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    write_noise(&p.path("out"), 160, 1 << 20);
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let o = p.run(p.cmd().arg("save").args(args));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved = common::walk(&p.path("out"));
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    p.write("out/stale", "previous");
+
+    // SIGKILL while the restore is extracting into its staging directory.
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("cachegate"))
+        .current_dir(&p.dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", &p.home)
+        .env("CACHEGATE_BACKEND", &p.store)
+        .arg("restore")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Once the staging dir has its note saying which target it is for: extraction is next.
+    let noted = |d: &std::path::Path| staging_dirs(d).iter().any(|s| s.join("target").exists());
+    while !noted(&p.dir) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the restore finished before it could be killed; make the tree bigger"
+    );
+    assert_eq!(common::walk(&p.path("out")), ["stale"]);
+    assert_eq!(fs::read_to_string(p.path("out/stale")).unwrap(), "previous");
+    let left = staging_dirs(&p.dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    // The worst moment: killed between moving the old tree aside and renaming the new one in.
+    fs::rename(p.path("out"), left[0].join("old")).unwrap();
+    let empty = p.tmp.path().join("empty-store");
+    fs::create_dir(&empty).unwrap();
+    let o = p.run(
+        p.cmd()
+            .arg("restore")
+            .args(args)
+            .env("CACHEGATE_BACKEND", &empty),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted") && stderr(&o).contains("out back"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(p.path("out/stale")).unwrap(), "previous");
+    assert!(staging_dirs(&p.dir).is_empty());
+
+    let o = p.run(p.cmd().arg("restore").args(args));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(common::walk(&p.path("out")), saved);
+    assert!(staging_dirs(&p.dir).is_empty());
+}

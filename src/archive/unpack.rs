@@ -781,9 +781,12 @@ pub fn unpack(
             .ok_or_else(|| local(anyhow!("{} has no parent directory", t.display())))?;
         fs::create_dir_all(parent).map_err(local)?;
         let dir = tempfile::Builder::new()
-            .prefix(".cachegate-staging-")
+            .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
             .tempdir_in(parent)
             .map_err(local)?;
+        if let Some(name) = t.file_name() {
+            fs::write(dir.path().join(TARGET_NOTE), name.as_bytes()).map_err(local)?;
+        }
         stages.push(Stage {
             dir,
             target: t.clone(),
@@ -892,6 +895,72 @@ pub fn unpack(
     Ok(stats)
 }
 
+/// Staging directories are `<prefix><pid>-<random>`: the pid tells a later run whether the
+/// restore that made one is still going.
+const STAGING_PREFIX: &str = ".cachegate-staging-";
+/// Inside a staging directory: the file name of the target it is for, and where the target's
+/// previous tree waits while the new one is renamed into place.
+const TARGET_NOTE: &str = "target";
+const ASIDE: &str = "old";
+
+/// A restore killed midway (a cancelled job, the OOM killer) leaves its staging directory
+/// beside the target, and if it died between the two renames of the swap, the previous tree
+/// inside it with the target missing. Put such a tree back and remove what is left, so the
+/// next run starts from the state before the interrupted one. Returns what it put back.
+pub fn recover_interrupted(targets: &[PathBuf]) -> Vec<PathBuf> {
+    let mut restored = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for parent in targets.iter().filter_map(|t| t.parent()) {
+        if !seen.insert(parent.to_path_buf()) {
+            continue;
+        }
+        let Ok(listing) = fs::read_dir(parent) else {
+            continue;
+        };
+        for e in listing.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(STAGING_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            // Not a symlink someone planted: only a real directory is ours to clean.
+            if !e.file_type().is_ok_and(|t| t.is_dir()) || process_alive(pid) {
+                continue;
+            }
+            let dir = e.path();
+            let aside = dir.join(ASIDE);
+            let note = fs::read(dir.join(TARGET_NOTE)).unwrap_or_default();
+            // One plain name, so the note can only ever point at a sibling of the staging dir.
+            let plain = !note.is_empty() && !note.contains(&b'/') && note != b"." && note != b"..";
+            if plain {
+                let target = parent.join(OsStr::from_bytes(&note));
+                if fs::symlink_metadata(&target).is_err()
+                    && fs::symlink_metadata(&aside).is_ok()
+                    && fs::rename(&aside, &target).is_ok()
+                {
+                    restored.push(target);
+                }
+            }
+            // remove_dir_all does not follow symlinks inside.
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    restored
+}
+
+fn process_alive(pid: libc::pid_t) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 only asks whether the process exists; nothing is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Rename every staged tree over its target. An existing target (even a symlink) is
 /// renamed aside first, never followed, and removed only after all swaps succeeded.
 fn swap_into_place(stages: &[Stage]) -> Result<(), UnpackError> {
@@ -901,7 +970,7 @@ fn swap_into_place(stages: &[Stage]) -> Result<(), UnpackError> {
         for (i, s) in stages.iter().enumerate() {
             let aside = match fs::symlink_metadata(&s.target) {
                 Ok(_) => {
-                    let aside = s.dir.path().join("old");
+                    let aside = s.dir.path().join(ASIDE);
                     fs::rename(&s.target, &aside)?;
                     Some(aside)
                 }
