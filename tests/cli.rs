@@ -872,3 +872,93 @@ fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() 
     assert_eq!(common::walk(&p.path("out")), saved);
     assert!(staging_dirs(&p.dir).is_empty());
 }
+
+/// A small tmpfs, unmounted when dropped: a disk that fills up on cue.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: std::path::PathBuf, size: &str) -> SmallDisk {
+        fs::create_dir_all(&at).unwrap();
+        let o = StdCommand::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount tmpfs: {}", stderr(&o));
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_miss_or_a_skipped_save_and_never_fails_the_job() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !common::require(
+        root,
+        "root (mounting a small tmpfs needs it)",
+        "run the tests as root",
+    ) {
+        return;
+    }
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    write_noise(&p.path("out"), 12, 1 << 20);
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let install = ["--", "sh", "-c", "mkdir -p out && echo installed > out/f"];
+    let o = p.run(p.cmd().arg("save").args(args).args(install));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved = p.store_files();
+
+    // Restoring 12 MB into a 4 MB workspace: the extraction runs out of space.
+    let small = SmallDisk::mount(p.tmp.path().join("small"), "4m");
+    fs::write(small.0.join("app.lock"), "v1").unwrap();
+    let o = p.run(
+        p.cmd()
+            .current_dir(&small.0)
+            .arg("ensure")
+            .args(args)
+            .args(install),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    assert_eq!(
+        fs::read_to_string(small.0.join("out/f")).unwrap(),
+        "installed\n"
+    );
+    assert!(staging_dirs(&small.0).is_empty());
+    // Local trouble is not a bad entry: it stays in the store for the next job.
+    assert_eq!(p.store_files(), saved);
+
+    // Saving 12 MB into a 2 MB store: skipped with a warning, nothing half-written left.
+    let disk = SmallDisk::mount(p.tmp.path().join("tiny-store"), "2m");
+    let o = p.run(
+        p.cmd()
+            .arg("ensure")
+            .args(args)
+            .env("CACHEGATE_BACKEND", &disk.0)
+            .args(["--", "true"]),
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("could not save") && err.contains("No space left"),
+        "{err}"
+    );
+    assert_eq!(common::walk(&disk.0), Vec::<String>::new());
+    let o = p.run(
+        p.cmd()
+            .arg("ensure")
+            .args(args)
+            .args(["--strict", "--backend"])
+            .arg(&disk.0)
+            .args(["--", "true"]),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}

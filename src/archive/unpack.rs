@@ -652,7 +652,7 @@ impl Extractor<'_> {
                     )));
                 }
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(local)?;
-                set_link_mtime(&path, mtime);
+                set_mtime_nofollow(&path, mtime);
                 self.made.insert(key, Kind::Link);
                 self.stats.files += 1;
             }
@@ -746,7 +746,9 @@ fn unix_time(secs: u64) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-fn set_link_mtime(path: &Path, mtime: u64) {
+/// Sets times by path without following a link in the last component (the staging tree
+/// is this run's own, so the path cannot lead anywhere else).
+fn set_mtime_nofollow(path: &Path, mtime: u64) {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return;
     };
@@ -881,13 +883,16 @@ pub fn unpack(
         }
     }
 
-    // Deepest first, so setting a child's times does not disturb its parent's.
+    // Deepest first, so setting a child's times does not disturb its parent's. Half the
+    // entries of a node_modules tree are directories: one syscall each in the common case
+    // where mkdir already gave the mode the archive asks for.
+    let made_mode = 0o777 & !ex.umask;
     for (path, mode, mtime) in ex.dirs.iter().rev() {
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(safe_mode(*mode) | 0o700));
-        if let Ok(f) = File::open(path) {
-            let t = unix_time(*mtime);
-            let _ = f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t));
+        let wanted = safe_mode(*mode) | 0o700;
+        if wanted != made_mode {
+            let _ = fs::set_permissions(path, fs::Permissions::from_mode(wanted));
         }
+        set_mtime_nofollow(path, *mtime);
     }
     let mut stats = ex.stats.clone();
     stats.archive_bytes = decoded.raw;
