@@ -8,6 +8,11 @@ shared/bench/make-tree.py, then alternates A B A B for each pair and reports med
 ratios and peak RSS (from /usr/bin/time). Timings are wall clock on this machine; only
 the ratios travel between machines.
 
+--work DIR puts the tree, the stores and the archives in DIR: point it at the kind of
+filesystem CI jobs run on. Restores create tens of thousands of inodes, so a filesystem
+that has just deleted as many (every round deletes the previous restore) can slow all
+the tools down unevenly; a fresh one gives steadier figures.
+
 --s3 instead starts a single-node Garage on loopback (needs `garage` on PATH:
 `cargo install garage --locked`) and compares restoring the same entry from it with
 restoring from the local directory store.
@@ -34,6 +39,8 @@ def sh(cmd, cwd=None, env=None):
 
 def timed(cmd, cwd, env=None):
     """Wall seconds and peak RSS (KiB) of one shell command."""
+    # Write back what the previous command left dirty, so no tool pays for another's files.
+    os.sync()
     t0 = time.perf_counter()
     out = subprocess.run(["/usr/bin/time", "-f", "%M", "sh", "-c", cmd], cwd=cwd, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -202,6 +209,25 @@ def main():
             t, _m = timed("true", proj, env)
             results["true"].append(t)
 
+    # The key: a --lock directory of many small files (the walk and the opens cost most) and
+    # one large file (the hashing itself), each against only reading the same bytes.
+    big = os.path.join(proj, "big.lock")
+    with open(zipball, "rb") as src, open(big, "wb") as dst:
+        chunk = src.read()
+        while dst.tell() < 512 << 20:
+            dst.write(chunk)
+    big_size = os.path.getsize(big)
+    for k in ("key_tree", "read_tree", "key_big", "read_big"):
+        results[k] = []
+        rss[k] = 0
+    for _ in range(args.rounds):
+        results["key_tree"].append(timed(f"{cg} key --lock node_modules --path x", proj, env)[0])
+        results["read_tree"].append(
+            timed("find node_modules -type f -exec cat {} + > /dev/null", proj, env)[0])
+        results["key_big"].append(timed(f"{cg} key --lock big.lock --path x", proj, env)[0])
+        results["read_big"].append(timed("cat big.lock > /dev/null", proj, env)[0])
+    os.remove(big)
+
     med = {k: statistics.median(v) for k, v in results.items()}
     archive = [f for f in os.listdir(os.path.join(store, "v1", "local", "npm")) if f.endswith(".tar.zst")][0]
     cg_size = os.path.getsize(os.path.join(store, "v1", "local", "npm", archive))
@@ -212,6 +238,12 @@ def main():
         ("restore", "cachegate restore", med["cg_restore"], "tar -I zstd -xf", med["tar_restore"], rss["cg_restore"], rss["tar_restore"]),
         ("restore vs zip", "cachegate restore", med["cg_restore"], "unzip -q (deflate zip)", med["unzip"], rss["cg_restore"], rss["unzip"]),
         ("hit check", "cachegate check", med["cg_check"], "true", med["true"], 0, 0),
+        (f"key, --lock dir ({nfiles:,} files)",
+         f"cachegate key, {size / med['key_tree'] / 1e9:.2f} GB/s", med["key_tree"],
+         "find -exec cat (reading only)", med["read_tree"], 0, 0),
+        (f"key, one {big_size >> 20} MB file",
+         f"cachegate key, {big_size / med['key_big'] / 1e9:.2f} GB/s", med["key_big"],
+         "cat (reading only)", med["read_big"], 0, 0),
     ]
     print(f"tree: {nfiles:,} files, {size / 1e6:.0f} MB; {args.rounds} rounds alternating; "
           f"{os.cpu_count()} cores; medians")

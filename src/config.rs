@@ -59,14 +59,14 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
     let mut presets: Vec<&'static preset::Preset> = Vec::new();
     for pattern in &args.locks {
         let files = resolve_lock(&dir, pattern)?;
-        for file in files {
+        let hashes = hash_files(&files)?;
+        for (file, hash) in files.into_iter().zip(hashes) {
             let base = file.file_name().map(|n| n.to_string_lossy().to_string());
             if let Some(p) = base.as_deref().and_then(preset::for_lock_file)
                 && !presets.iter().any(|q| q.name == p.name)
             {
                 presets.push(p);
             }
-            let hash = hash_file(&file)?;
             locks.insert(LockFile {
                 path: display_rel(&dir, &file),
                 blake3: hash,
@@ -287,6 +287,40 @@ fn walk_files(root: &Path, filter: Option<Filter>) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// A `--lock` directory can hold thousands of small files, where opening and reading, not
+/// hashing, is the cost: several threads keep several reads in flight.
+fn hash_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get() * 2)
+        .min(8)
+        .min(files.len() / 64 + 1);
+    if threads <= 1 {
+        return files.iter().map(|f| hash_file(f)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut hashed: Vec<(usize, Result<String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { break };
+                        mine.push((i, hash_file(f)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("hashing thread panicked"))
+            .collect()
+    });
+    hashed.sort_unstable_by_key(|(i, _)| *i);
+    hashed.into_iter().map(|(_, h)| h).collect()
 }
 
 fn hash_file(path: &Path) -> Result<String> {
