@@ -38,6 +38,11 @@ impl Plan {
     pub fn short_key(&self) -> &str {
         &self.key[..8]
     }
+
+    /// Where the cached paths lie on this machine, in manifest order.
+    pub fn targets(&self) -> Vec<PathBuf> {
+        self.paths.iter().map(|p| p.abs.clone()).collect()
+    }
 }
 
 pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {

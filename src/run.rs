@@ -2,7 +2,6 @@
 //! becomes a warning and a miss (exit 3 under `--strict`); only the wrapped command's own
 //! status or a usage error ends a job red.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -237,8 +236,7 @@ impl Job {
 
     /// Undo what an interrupted restore left beside the cached paths, before looking at them.
     fn recover(&mut self) {
-        let targets: Vec<PathBuf> = self.plan.paths.iter().map(|p| p.abs.clone()).collect();
-        for t in archive::recover_interrupted(&targets) {
+        for t in archive::recover_interrupted(&self.plan.targets()) {
             self.report.warn(format!(
                 "an earlier restore was interrupted midway; put {} back as it was",
                 t.display()
@@ -249,7 +247,7 @@ impl Job {
     /// Restore a hit. `false` means it did not work out and the job goes on as a miss.
     pub fn restore(&mut self, scope: Scope, m: &Manifest) -> bool {
         let start = Instant::now();
-        let targets: Vec<PathBuf> = self.plan.paths.iter().map(|p| p.abs.clone()).collect();
+        let targets = self.plan.targets();
         let expected = Expected {
             digest: m.archive_blake3.clone(),
             size: m.archive_size,
@@ -335,8 +333,7 @@ impl Job {
             return false;
         }
         if self.refuse_secrets {
-            let roots: Vec<PathBuf> = self.plan.paths.iter().map(|p| p.abs.clone()).collect();
-            let found = secrets::scan(&roots);
+            let found = secrets::scan(&self.plan.targets());
             if !found.is_empty() {
                 self.report.result = "skipped".into();
                 self.report.warn(format!(

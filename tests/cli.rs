@@ -554,28 +554,7 @@ fn gitlab_runs_get_collapsible_sections_and_scopes() {
 fn parallel_saves_of_one_key_leave_exactly_one_entry() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    StdCommand::new("sh")
-        .args(["-c", MAKE_OUT])
-        .current_dir(&p.dir)
-        .status()
-        .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("cachegate");
-    let children: Vec<_> = (0..12)
-        .map(|_| {
-            StdCommand::new(&bin)
-                .args(["save", "--lock", "app.lock", "--path", "out"])
-                .current_dir(&p.dir)
-                .env("CACHEGATE_BACKEND", &p.store)
-                .env_remove("GITLAB_CI")
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    common::scenarios::parallel_saves(&p, 12, &[]);
     let files = p.store_files();
     assert_eq!(
         files.iter().filter(|f| f.ends_with(".json")).count(),
@@ -820,12 +799,8 @@ fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() 
     p.write("out/stale", "previous");
 
     // SIGKILL while the restore is extracting into its staging directory.
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("cachegate"))
-        .current_dir(&p.dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", &p.home)
-        .env("CACHEGATE_BACKEND", &p.store)
+    let mut child = p
+        .std_cmd()
         .arg("restore")
         .args(args)
         .stderr(std::process::Stdio::null())

@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
-use crate::common::scenarios::{ensure, installs};
-use crate::common::{Project, stderr};
-use crate::http::{
-    ARGS, ensure_with, explain_names_the_changed_lock, parallel_saves, tree_cmd, warnings,
-};
+use crate::common::scenarios::{ensure, installs, parallel_saves};
+use crate::common::{Project, stderr, warnings};
+use crate::http::{ARGS, ensure_with, explain_names_the_changed_lock, tree_cmd};
 
 fn project() -> (Project, Arc<GitlabEmu>) {
     let emu = Arc::new(GitlabEmu::start());

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{Response, Server};
 use crate::common::nginx::{Nginx, NginxStore, Options};
-use crate::common::scenarios::{ensure, installs};
-use crate::common::{Project, assert_no_secrets, stderr, stdout, walk};
+use crate::common::scenarios::{ensure, installs, parallel_saves};
+use crate::common::{Project, assert_no_secrets, stderr, stdout, walk, warnings};
 
 pub(crate) fn tree_cmd() -> Vec<String> {
     vec![
@@ -19,13 +19,6 @@ pub(crate) fn tree_cmd() -> Vec<String> {
 }
 
 pub(crate) const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
-
-pub(crate) fn warnings(o: &std::process::Output) -> usize {
-    stderr(o)
-        .lines()
-        .filter(|l| l.starts_with("cachegate: warning"))
-        .count()
-}
 
 /// A project without a Store: the fault tests point cachegate at broken places on purpose.
 fn project() -> Project {
@@ -60,37 +53,6 @@ fn ensure_at(p: &Project, url: &str, token: &str, extra: &[&str]) -> std::proces
         ("CACHEGATE_HTTP_TOKEN".to_string(), token.to_string()),
     ];
     ensure_with(p, &env, extra, &[token.to_string()])
-}
-
-/// `n` jobs saving the same key at once, each must succeed without a warning.
-pub(crate) fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
-    std::process::Command::new("sh")
-        .args([
-            "-c",
-            "mkdir -p out && head -c 300000 /dev/urandom > out/blob",
-        ])
-        .current_dir(&p.dir)
-        .status()
-        .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("cachegate");
-    let children: Vec<_> = (0..n)
-        .map(|_| {
-            std::process::Command::new(&bin)
-                .arg("save")
-                .args(ARGS)
-                .current_dir(&p.dir)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .env_remove("GITLAB_CI")
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(warnings(&o), 0, "{}", stderr(&o));
-    }
 }
 
 #[test]

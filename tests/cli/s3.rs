@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::garage::{self, GarageStore};
 use crate::common::scenarios::{ensure, installs};
-use crate::common::{Project, Store, assert_no_secrets, stderr, stdout};
+use crate::common::{Project, Store, assert_no_secrets, stderr, stdout, warnings};
 
 /// A project on a fresh prefix of the shared Garage, and a handle on that prefix.
 pub fn garage_project() -> Option<(Project, GarageStore)> {
@@ -27,10 +27,6 @@ fn tree_cmd(body: &str) -> Vec<String> {
         "-c".into(),
         format!("echo run >> installs.log && {body}"),
     ]
-}
-
-fn warnings(o: &std::process::Output) -> usize {
-    stderr(o).matches("cachegate: warning:").count()
 }
 
 #[test]

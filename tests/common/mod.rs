@@ -105,9 +105,15 @@ impl Project {
         self.dir.join(rel)
     }
 
-    /// `cachegate` in the project dir with a scrubbed environment and the dir backend.
+    /// `cachegate` in the project dir with a scrubbed environment and the project's store.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("cachegate").unwrap();
+        Command::from_std(self.std_cmd())
+    }
+
+    /// The same as a plain `std::process::Command`, for tests that spawn cachegate and wait
+    /// on (or kill) the child themselves.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cachegate"));
         c.current_dir(&self.dir).env_clear();
         for keep in ["PATH", "LANG", "TMPDIR", "RUST_BACKTRACE"] {
             if let Some(v) = std::env::var_os(keep) {
@@ -148,6 +154,14 @@ pub fn walk(root: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// How many warning lines cachegate printed.
+pub fn warnings(o: &Output) -> usize {
+    stderr(o)
+        .lines()
+        .filter(|l| l.starts_with("cachegate: warning"))
+        .count()
 }
 
 /// Fails if any secret appears in the output: plain, URL-encoded or base64.

@@ -5,7 +5,7 @@
 use std::fs;
 use std::process::Command as StdCommand;
 
-use super::{Project, require_tool, stderr, stdout};
+use super::{Project, require_tool, stderr, stdout, warnings};
 
 /// Counts how often the install really ran, from a log the command appends to.
 pub fn installs(p: &Project) -> usize {
@@ -183,4 +183,32 @@ pub fn npm_file_dependency(p: &Project) {
         .output()
         .unwrap();
     assert_eq!(stdout(&node).trim(), "dep ok", "{}", stderr(&node));
+}
+
+/// `n` jobs saving the same key of `out` at once (`env` on top of the project's store
+/// settings): each must succeed without a warning, whoever wins.
+pub fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
+    StdCommand::new("sh")
+        .args([
+            "-c",
+            "mkdir -p out && head -c 300000 /dev/urandom > out/blob",
+        ])
+        .current_dir(&p.dir)
+        .status()
+        .unwrap();
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            p.std_cmd()
+                .args(["save", "--lock", "app.lock", "--path", "out"])
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    }
 }
