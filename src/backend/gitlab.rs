@@ -154,16 +154,12 @@ impl GitlabBackend {
         let (k, v) = transport::secret_header(header, token)?;
         auth.insert(k, v);
         let project_shown = project.trim().to_string();
-        let project: String = project_shown
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        // A `group/project` path goes into the URL as one segment, `/` escaped.
+        const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.');
+        let project = percent_encoding::utf8_percent_encode(&project_shown, ESCAPED).to_string();
         let transport = Transport::new(transfer, &api_url, auth)?;
         Ok(GitlabBackend {
             api: api_url,

@@ -124,21 +124,20 @@ impl S3Spec {
     }
 }
 
+/// Strict where the crate is lenient: a `%` without two hex digits is a typo to report,
+/// not text to pass on.
 fn percent_decode(s: &str) -> Result<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| anyhow!("bad %-escape"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| anyhow!("bad %-escape"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let stray = s.match_indices('%').any(|(i, _)| {
+        !s.get(i + 1..i + 3)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if stray {
+        bail!("bad %-escape");
     }
-    String::from_utf8(out).map_err(|_| anyhow!("not UTF-8"))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| anyhow!("not UTF-8"))
 }
 
 /// One runtime for the process: OpenDAL is async underneath, cachegate is not.
@@ -637,6 +636,8 @@ mod tests {
             ("bucket?endpoint=ftp://x", "must start with http"),
             ("bucket?colour=blue", "unknown parameter \"colour\""),
             ("bucket?path_style=maybe", "path_style=\"maybe\""),
+            ("bucket?region=eu%zz", "the value of region is not valid"),
+            ("bucket?region=eu%4", "the value of region is not valid"),
             ("AKIA:secret@bucket/x", "carries credentials"),
             (
                 "bucket?endpoint=https://AKIA:secret@host",
