@@ -43,6 +43,15 @@ impl Plan {
     pub fn targets(&self) -> Vec<PathBuf> {
         self.paths.iter().map(|p| p.abs.clone()).collect()
     }
+
+    /// The cached paths (as declared) that do not exist, not even as a dangling link.
+    pub fn missing_paths(&self) -> Vec<&str> {
+        self.paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(&p.abs).is_err())
+            .map(|p| p.declared.as_str())
+            .collect()
+    }
 }
 
 pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {

@@ -133,7 +133,7 @@ impl Components {
         let locks = |c: &Components| {
             c.locks
                 .iter()
-                .map(|l| format!("{}@{}", l.path, &l.blake3[..8]))
+                .map(|l| format!("{}@{}", l.path, short(&l.blake3)))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -164,6 +164,12 @@ impl Components {
 }
 
 /// Join argv for display the way a shell user would type it.
+/// The first 8 characters of a key or digest, for people. What an old manifest or marker
+/// says may be anything, so this never slices inside a character or past the end.
+pub fn short(key: &str) -> &str {
+    key.char_indices().nth(8).map_or(key, |(i, _)| &key[..i])
+}
+
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
@@ -295,6 +301,13 @@ mod tests {
                 "{label} missing:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn short_never_slices_inside_a_character_or_past_the_end() {
+        assert_eq!(short("0123456789abcdef"), "01234567");
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short("ééééééééé"), "éééééééé");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::backend::{Backend, StoreError};
 use crate::cli::{Policy, ReportArgs, StoreArgs};
 use crate::config::{self, Plan};
 use crate::entry::{self, Manifest};
-use crate::key::shell_words;
+use crate::key::{self, shell_words};
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
 use crate::{redact, secrets, sign};
@@ -308,13 +308,7 @@ impl Job {
 
     /// Archive the cached paths and upload them. Returns whether an entry now exists.
     pub fn save(&mut self, install_seconds: Option<f64>) -> bool {
-        let missing: Vec<String> = self
-            .plan
-            .paths
-            .iter()
-            .filter(|p| std::fs::symlink_metadata(&p.abs).is_err())
-            .map(|p| p.declared.clone())
-            .collect();
+        let missing = self.plan.missing_paths();
         if !missing.is_empty() {
             self.report.result = "skipped".into();
             self.report.warn(format!(
@@ -398,7 +392,7 @@ impl Job {
             ));
         }
         let mut manifest = Manifest {
-            format: crate::key::ENTRY_FORMAT,
+            format: key::ENTRY_FORMAT,
             key: self.plan.key.clone(),
             name: name.clone(),
             scope: scope.as_str().into(),
@@ -671,7 +665,7 @@ pub fn explain(mut job: Job) -> i32 {
             let age = report::unix_now().saturating_sub(m.created);
             println!(
                 "newest entry: {name} {} ({}), saved {} ago by {}",
-                short_of(&m.key),
+                key::short(&m.key),
                 scope.as_str(),
                 report::secs(age as f64),
                 m.creator
@@ -750,11 +744,6 @@ fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backen
     Ok((entries, objects))
 }
 
-/// The first 8 characters of a key for people; a planted manifest's key may be anything.
-fn short_of(key: &str) -> &str {
-    key.char_indices().nth(8).map_or(key, |(i, _)| &key[..i])
-}
-
 fn age(created: u64) -> String {
     let s = report::unix_now().saturating_sub(created);
     match s {
@@ -789,7 +778,7 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
             "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
             e.scope,
             e.name,
-            short_of(&e.key),
+            key::short(&e.key),
             report::count(e.files),
             report::bytes(e.archive_bytes),
             age(e.created),
@@ -864,7 +853,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             "{verb} {} {} {} ({}, {} old)",
             e.scope,
             e.name,
-            short_of(&e.key),
+            key::short(&e.key),
             report::bytes(e.archive_bytes),
             age(e.created)
         );

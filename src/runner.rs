@@ -55,15 +55,11 @@ fn state(plan: &Plan) -> State {
     if key != plan.key {
         return State::Not(format!(
             "{first} was built for key {}, not this one",
-            &key[..8.min(key.len())]
+            crate::key::short(key)
         ));
     }
-    if let Some(p) = plan
-        .paths
-        .iter()
-        .find(|p| fs::symlink_metadata(&p.abs).is_err())
-    {
-        return State::Not(format!("{} is missing", p.declared));
+    if let Some(p) = plan.missing_paths().first() {
+        return State::Not(format!("{p} is missing"));
     }
     State::Current
 }
@@ -216,12 +212,7 @@ pub fn check(command: &'static str, plan: &Plan, store: &StoreArgs, args: &Repor
 
 pub fn save(plan: &Plan, store: &StoreArgs, args: &ReportArgs) -> i32 {
     let mut r = Runner::new("save", plan, store, args);
-    let missing: Vec<&str> = plan
-        .paths
-        .iter()
-        .filter(|p| fs::symlink_metadata(&p.abs).is_err())
-        .map(|p| p.declared.as_str())
-        .collect();
+    let missing = plan.missing_paths();
     if !missing.is_empty() {
         r.report.result = "skipped".into();
         r.report
