@@ -235,19 +235,9 @@ impl GitlabBackend {
         self.pages(self.endpoint(&format!("packages/{package_id}/package_files"))?)
     }
 
-    fn delete_endpoint(&self, rest: &str) -> StoreResult<()> {
-        let url = self.endpoint(rest)?;
-        match self
-            .transport
-            .send_ok(Method::DELETE, &url, &HeaderMap::new(), None)
-        {
-            Ok(_) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     fn delete_file(&self, package_id: u64, file_id: u64) -> StoreResult<()> {
-        self.delete_endpoint(&format!("packages/{package_id}/package_files/{file_id}"))
+        self.transport
+            .delete(&self.endpoint(&format!("packages/{package_id}/package_files/{file_id}"))?)
     }
 
     /// Upload our claim; `Exists` when the project forbids duplicate files and another
@@ -430,7 +420,8 @@ impl Backend for GitlabBackend {
                 .iter()
                 .all(|f| f.file_name == loc.file || f.file_name.ends_with(CLAIM))
             {
-                self.delete_endpoint(&format!("packages/{}", pkg.id))?;
+                self.transport
+                    .delete(&self.endpoint(&format!("packages/{}", pkg.id))?)?;
             }
         }
         Ok(())

@@ -89,16 +89,6 @@ impl HttpBackend {
             .map_err(|e| StoreError::Other(anyhow!("invalid object name {name:?}: {e}")))
     }
 
-    fn delete_url(&self, url: &Url) -> StoreResult<()> {
-        match self
-            .transport
-            .send_ok(Method::DELETE, url, &HeaderMap::new(), None)
-        {
-            Ok(_) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// PUT to a hidden temp name, then MOVE onto `dest` only if nothing is there: nginx
     /// checks and renames inside one request, so two writers cannot both succeed.
     fn move_if_absent(&self, dest: &Url, data: &[u8]) -> StoreResult<Option<()>> {
@@ -130,7 +120,7 @@ impl HttpBackend {
             Err(e) => Some(Err(e)),
         };
         if !matches!(result, Some(Ok(()))) {
-            let _ = self.delete_url(&temp);
+            let _ = self.transport.delete(&temp);
         }
         result.transpose()
     }
@@ -256,7 +246,7 @@ impl Backend for HttpBackend {
 
     fn delete(&self, name: &str) -> StoreResult<()> {
         let url = self.url(name)?;
-        self.delete_url(&url)
+        self.transport.delete(&url)
     }
 }
 

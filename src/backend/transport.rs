@@ -146,6 +146,14 @@ impl Transport {
         }
     }
 
+    /// DELETE, where an object that is already gone counts as deleted.
+    pub fn delete(&self, url: &Url) -> StoreResult<()> {
+        match self.send_ok(Method::DELETE, url, &HeaderMap::new(), None) {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `send`, then map the status: 2xx is the response, everything else an error.
     pub fn send_ok(
         &self,
@@ -583,66 +591,33 @@ impl Drop for StreamUpload {
     }
 }
 
-/// Seconds since the epoch for a civil UTC date (days-from-civil, proleptic Gregorian).
-fn unix_time(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> Option<u64> {
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + i64::from(hh * 3600 + mm * 60 + ss)).ok()
+fn epoch_seconds(t: jiff::Timestamp) -> Option<u64> {
+    u64::try_from(t.as_second()).ok()
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), as in `Retry-After`, `Last-Modified`
 /// and nginx's JSON directory listings.
 pub fn parse_http_date(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let m = MONTHS.iter().position(|x| x == mon)? as u32 + 1;
-    let t: Vec<u32> = time
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let [hh, mm, ss] = t.as_slice() else {
-        return None;
-    };
-    unix_time(year.parse().ok()?, m, day.parse().ok()?, *hh, *mm, *ss)
+    let t = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(s.trim())
+        .ok()?;
+    epoch_seconds(t)
 }
 
-/// An ISO 8601 UTC timestamp (`2019-11-27T03:37:38.711Z`), as in GitLab's API.
+/// An ISO 8601 timestamp (`2019-11-27T03:37:38.711Z`), as in GitLab's API; one without an
+/// offset is taken as UTC.
 pub fn parse_iso8601(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let d: Vec<&str> = date.split('-').collect();
-    let [y, m, dd] = d.as_slice() else {
-        return None;
+    let t = match s.trim().parse::<jiff::Timestamp>() {
+        Ok(t) => t,
+        Err(_) => s
+            .trim()
+            .parse::<jiff::civil::DateTime>()
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp(),
     };
-    let time = time.trim_end_matches('Z');
-    let time = time.split(['+', '.']).next()?;
-    let t: Vec<u32> = time
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let [hh, mm, ss] = t.as_slice() else {
-        return None;
-    };
-    unix_time(
-        y.parse().ok()?,
-        m.parse().ok()?,
-        dd.parse().ok()?,
-        *hh,
-        *mm,
-        *ss,
-    )
+    epoch_seconds(t)
 }
 
 #[cfg(test)]
@@ -657,6 +632,8 @@ mod tests {
         );
         assert_eq!(parse_iso8601("1994-11-06T08:49:37.711Z"), Some(784111777));
         assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_iso8601("1994-11-06T09:49:37+01:00"), Some(784111777));
+        assert_eq!(parse_iso8601("1994-11-06T08:49:37"), Some(784111777));
         assert_eq!(parse_http_date("yesterday"), None);
     }
 
