@@ -167,7 +167,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             }
             let value = match value {
                 EnvValue::Literal(v) => v.to_string(),
-                EnvValue::AbsPath => resolve_path(&dir, p.paths[0]).display().to_string(),
+                EnvValue::Abs(rel) => resolve_path(&dir, rel).display().to_string(),
             };
             match std::env::var(var) {
                 // A value the user set wins; the log says so.
@@ -209,6 +209,8 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             .filter(|s| !s.is_empty()),
         env,
         commands,
+        runtime: Vec::new(),
+        inputs: Vec::new(),
     };
     let key = components.key();
     Ok(Plan {

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::runtime::RuntimeInput;
+
 /// Bump when the key's serialization or the entry format changes.
 pub const KEY_SCHEMA: &str = "cachegate-key-v1";
 /// Version of the archive + manifest format; part of the key.
@@ -27,6 +29,12 @@ pub struct Components {
     pub image: Option<String>,
     pub env: Vec<EnvInput>,
     pub commands: Vec<CmdInput>,
+    /// What the presets probed: the interpreter a venv links to, the Node ABI.
+    #[serde(default)]
+    pub runtime: Vec<RuntimeInput>,
+    /// The files the tool checks its lock against, by the blake3 of the checked fields.
+    #[serde(default)]
+    pub inputs: Vec<LockFile>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +120,19 @@ impl Components {
         for c in &self.commands {
             line("key-cmd", &format!("{} => {}", c.command, c.output));
         }
+        for r in &self.runtime {
+            line("runtime", &format!("{} {}", r.runtime, r.value));
+        }
+        for i in &self.inputs {
+            line(
+                "input",
+                &format!(
+                    "{} blake3:{} (its dependency fields)",
+                    i.path,
+                    short(&i.blake3)
+                ),
+            );
+        }
         out
     }
 
@@ -138,6 +159,22 @@ impl Components {
                 .join(" ")
         };
         cmp("locks", locks(self), locks(other));
+        let inputs = |c: &Components| {
+            c.inputs
+                .iter()
+                .map(|l| format!("{}@{}", l.path, short(&l.blake3)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        cmp("inputs", inputs(self), inputs(other));
+        let runtime = |c: &Components| {
+            c.runtime
+                .iter()
+                .map(|r| format!("{} {}", r.runtime, r.value))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        cmp("runtime", runtime(self), runtime(other));
         cmp(
             "command",
             shell_words(&self.command),
@@ -246,6 +283,14 @@ mod tests {
             image: None,
             env: vec![],
             commands: vec![],
+            runtime: vec![RuntimeInput {
+                runtime: "python".into(),
+                value: "cpython-3.12.1 /usr/bin/python3.12".into(),
+            }],
+            inputs: vec![LockFile {
+                path: "pyproject.toml".into(),
+                blake3: "ef".repeat(32),
+            }],
         }
     }
 
@@ -278,6 +323,9 @@ mod tests {
                     output: "Python 3.11.7".into(),
                 })
             },
+            |c| c.runtime[0].value = "cpython-3.13.0 /usr/bin/python3.13".into(),
+            |c| c.runtime.clear(),
+            |c| c.inputs[0].blake3 = "01".repeat(32),
         ];
         for (i, change) in changes.iter().enumerate() {
             let mut c = sample();
@@ -295,6 +343,7 @@ mod tests {
         let text = sample().explain();
         for label in [
             "key", "schema", "name", "path", "location", "lock", "command", "platform", "image",
+            "runtime", "input",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(label)),

@@ -1,170 +1,202 @@
 //! What a lock file's name says about where its tool installs, so
 //! `cachegate ensure --lock poetry.lock -- poetry install` needs no `--path`.
+//!
+//! Each tool is one entry of `PRESETS`: the lock files it writes, what it installs into,
+//! the variables that point it there, the runtime its tree depends on and the files it
+//! checks its lock against. Where a tool's own configuration can move what it installs
+//! (workspaces, yarn berry's linker, a user's virtualenv settings), `layout` reads it.
+
+use serde::Serialize;
 
 /// How a preset's environment variable gets its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EnvValue {
     Literal(&'static str),
-    /// The absolute path of the preset's first cache path (tools that insist on absolute paths).
-    AbsPath,
+    /// This path under the project directory, made absolute (tools that insist on
+    /// absolute paths).
+    Abs(&'static str),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the cached tree needs from the machine to work, probed into the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    None,
+    /// The interpreter a virtualenv links to: implementation, version and resolved path.
+    Python,
+    /// Native addons are built for one Node ABI (`process.versions.modules`).
+    Node,
+    /// Gems with native extensions are built for one Ruby.
+    Ruby,
+}
+
+/// The files a tool checks its lock against before installing (`npm ci`, `poetry install`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Inputs {
+    None,
+    /// The dependency fields of the root and every workspace `package.json`.
+    PackageJson,
+    /// The dependency tables of `pyproject.toml`.
+    Pyproject,
+    /// The package sections of `Pipfile`.
+    Pipfile,
+}
+
+/// Which tool configuration decides what is cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// The preset's paths, as listed.
+    Fixed,
+    /// `node_modules` of the root and of every workspace package.
+    NodeWorkspaces,
+    /// Like `NodeWorkspaces`, and yarn berry (a `yarn.lock` with `__metadata`) follows
+    /// `.yarnrc.yml`.
+    Yarn,
+    /// The environment poetry will use (`POETRY_VIRTUALENVS_IN_PROJECT`, `virtualenvs.path`).
+    Poetry,
+    /// `UV_PROJECT_ENVIRONMENT` when the user set it.
+    Uv,
+    /// `PIPENV_VENV_IN_PROJECT` / `WORKON_HOME`.
+    Pipenv,
+    /// `CARGO_HOME` when the user set it: its download caches, never its config.
+    Cargo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Preset {
     pub name: &'static str,
+    /// Lock file names this preset is picked for (`*` matches any run of characters).
+    pub locks: &'static [&'static str],
     pub paths: &'static [&'static str],
     pub env: &'static [(&'static str, EnvValue)],
     /// The cached tree embeds its own absolute location (Python virtualenvs), so it only
     /// works where it was built; the key then includes that location.
     pub relocatable: bool,
+    pub runtime: Runtime,
+    pub inputs: Inputs,
+    pub layout: Layout,
 }
 
-use EnvValue::{AbsPath, Literal};
+use EnvValue::{Abs, Literal};
 
-const PRESETS: &[(&str, Preset)] = &[
-    (
-        "poetry.lock",
-        Preset {
-            name: "poetry",
-            paths: &[".venv"],
-            env: &[("POETRY_VIRTUALENVS_IN_PROJECT", Literal("true"))],
-            relocatable: false,
-        },
+const fn node(name: &'static str, locks: &'static [&'static str], layout: Layout) -> Preset {
+    Preset {
+        name,
+        locks,
+        paths: &["node_modules"],
+        env: &[],
+        relocatable: true,
+        runtime: Runtime::Node,
+        inputs: Inputs::PackageJson,
+        layout,
+    }
+}
+
+const fn plain(
+    name: &'static str,
+    locks: &'static [&'static str],
+    paths: &'static [&'static str],
+    env: &'static [(&'static str, EnvValue)],
+) -> Preset {
+    Preset {
+        name,
+        locks,
+        paths,
+        env,
+        relocatable: true,
+        runtime: Runtime::None,
+        inputs: Inputs::None,
+        layout: Layout::Fixed,
+    }
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "poetry",
+        locks: &["poetry.lock"],
+        paths: &[".venv"],
+        env: &[("POETRY_VIRTUALENVS_IN_PROJECT", Literal("true"))],
+        relocatable: false,
+        runtime: Runtime::Python,
+        inputs: Inputs::Pyproject,
+        layout: Layout::Poetry,
+    },
+    Preset {
+        name: "uv",
+        locks: &["uv.lock"],
+        paths: &[".venv"],
+        env: &[("UV_PROJECT_ENVIRONMENT", Literal(".venv"))],
+        relocatable: false,
+        runtime: Runtime::Python,
+        inputs: Inputs::Pyproject,
+        layout: Layout::Uv,
+    },
+    Preset {
+        name: "pipenv",
+        locks: &["Pipfile.lock"],
+        paths: &[".venv"],
+        env: &[("PIPENV_VENV_IN_PROJECT", Literal("1"))],
+        relocatable: false,
+        runtime: Runtime::Python,
+        inputs: Inputs::Pipfile,
+        layout: Layout::Pipenv,
+    },
+    Preset {
+        name: "pip",
+        locks: &["requirements*.txt"],
+        paths: &[".venv"],
+        env: &[],
+        relocatable: false,
+        runtime: Runtime::Python,
+        inputs: Inputs::None,
+        layout: Layout::Fixed,
+    },
+    node(
+        "npm",
+        &["package-lock.json", "npm-shrinkwrap.json"],
+        Layout::NodeWorkspaces,
     ),
-    (
-        "uv.lock",
-        Preset {
-            name: "uv",
-            paths: &[".venv"],
-            env: &[("UV_PROJECT_ENVIRONMENT", Literal(".venv"))],
-            relocatable: false,
-        },
+    node("yarn", &["yarn.lock"], Layout::Yarn),
+    node("pnpm", &["pnpm-lock.yaml"], Layout::NodeWorkspaces),
+    node("bun", &["bun.lock", "bun.lockb"], Layout::NodeWorkspaces),
+    Preset {
+        runtime: Runtime::Ruby,
+        ..plain(
+            "bundler",
+            &["Gemfile.lock"],
+            &["vendor/bundle"],
+            &[("BUNDLE_PATH", Literal("vendor/bundle"))],
+        )
+    },
+    plain("composer", &["composer.lock"], &["vendor"], &[]),
+    plain(
+        "go",
+        &["go.sum"],
+        &[".go/pkg/mod"],
+        &[
+            ("GOMODCACHE", Abs(".go/pkg/mod")),
+            ("GOFLAGS", Literal("-modcacherw")),
+        ],
     ),
-    (
-        "Pipfile.lock",
-        Preset {
-            name: "pipenv",
-            paths: &[".venv"],
-            env: &[("PIPENV_VENV_IN_PROJECT", Literal("1"))],
-            relocatable: false,
-        },
-    ),
-    (
-        "requirements*.txt",
-        Preset {
-            name: "pip",
-            paths: &[".venv"],
-            env: &[],
-            relocatable: false,
-        },
-    ),
-    (
-        "package-lock.json",
-        Preset {
-            name: "npm",
-            paths: &["node_modules"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "npm-shrinkwrap.json",
-        Preset {
-            name: "npm",
-            paths: &["node_modules"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "yarn.lock",
-        Preset {
-            name: "yarn",
-            paths: &["node_modules"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "pnpm-lock.yaml",
-        Preset {
-            name: "pnpm",
-            paths: &["node_modules"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "bun.lock",
-        Preset {
-            name: "bun",
-            paths: &["node_modules"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "bun.lockb",
-        Preset {
-            name: "bun",
-            paths: &["node_modules"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "Gemfile.lock",
-        Preset {
-            name: "bundler",
-            paths: &["vendor/bundle"],
-            env: &[("BUNDLE_PATH", Literal("vendor/bundle"))],
-            relocatable: true,
-        },
-    ),
-    (
-        "composer.lock",
-        Preset {
-            name: "composer",
-            paths: &["vendor"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "go.sum",
-        Preset {
-            name: "go",
-            paths: &[".go/pkg/mod"],
-            env: &[("GOMODCACHE", AbsPath), ("GOFLAGS", Literal("-modcacherw"))],
-            relocatable: true,
-        },
-    ),
-    (
-        "Cargo.lock",
-        Preset {
-            name: "cargo",
-            paths: &[".cargo"],
-            env: &[("CARGO_HOME", AbsPath)],
-            relocatable: true,
-        },
-    ),
-    (
-        "mix.lock",
-        Preset {
-            name: "mix",
-            paths: &["deps"],
-            env: &[],
-            relocatable: true,
-        },
-    ),
-    (
-        "packages.lock.json",
-        Preset {
-            name: "nuget",
-            paths: &[".nuget/packages"],
-            env: &[("NUGET_PACKAGES", AbsPath)],
-            relocatable: true,
-        },
+    Preset {
+        layout: Layout::Cargo,
+        ..plain(
+            "cargo",
+            &["Cargo.lock"],
+            // The download caches only: `.cargo/config.toml` is the user's and often tracked.
+            &[".cargo/registry", ".cargo/git"],
+            &[("CARGO_HOME", Abs(".cargo"))],
+        )
+    },
+    plain("mix", &["mix.lock"], &["deps"], &[]),
+    plain(
+        "nuget",
+        &["packages.lock.json"],
+        &[".nuget/packages"],
+        &[("NUGET_PACKAGES", Abs(".nuget/packages"))],
     ),
 ];
 
@@ -172,13 +204,20 @@ const PRESETS: &[(&str, Preset)] = &[
 pub fn for_lock_file(file_name: &str) -> Option<&'static Preset> {
     PRESETS
         .iter()
-        .find(|(pattern, _)| matches(pattern, file_name))
-        .map(|(_, p)| p)
+        .find(|p| p.locks.iter().any(|pattern| matches(pattern, file_name)))
 }
 
 /// The lock file names presets know, for error messages.
 pub fn known_names() -> Vec<&'static str> {
-    PRESETS.iter().map(|(p, _)| *p).collect()
+    PRESETS
+        .iter()
+        .flat_map(|p| p.locks.iter().copied())
+        .collect()
+}
+
+/// Whether a file name is one a preset knows, for suggesting lock files that exist.
+pub fn is_lock_name(file_name: &str) -> bool {
+    for_lock_file(file_name).is_some()
 }
 
 /// Whether a path a user named looks like a Python virtualenv, which cannot be moved.
@@ -200,6 +239,116 @@ fn matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+impl Runtime {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Runtime::None => "-",
+            Runtime::Python => "python: implementation, version, resolved path",
+            Runtime::Node => "node: ABI (process.versions.modules), major version",
+            Runtime::Ruby => "ruby: engine and version",
+        }
+    }
+}
+
+impl Inputs {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Inputs::None => "-",
+            Inputs::PackageJson => "dependency fields of every workspace package.json",
+            Inputs::Pyproject => "dependency tables of pyproject.toml",
+            Inputs::Pipfile => "package sections of Pipfile",
+        }
+    }
+}
+
+impl Layout {
+    /// What the tool's configuration changes, for `cachegate presets`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Layout::Fixed => "",
+            Layout::NodeWorkspaces => "plus each workspace package's node_modules",
+            Layout::Yarn => {
+                "plus each workspace package's node_modules; yarn berry follows .yarnrc.yml \
+                 (nodeLinker pnp: .yarn/cache, .yarn/unplugged, .pnp.cjs, .pnp.loader.mjs, \
+                 .yarn/install-state.gz; cacheFolder, enableGlobalCache)"
+            }
+            Layout::Poetry => {
+                "or virtualenvs.path when POETRY_VIRTUALENVS_IN_PROJECT / poetry.toml say not in-project"
+            }
+            Layout::Uv => "or UV_PROJECT_ENVIRONMENT when set",
+            Layout::Pipenv => "or WORKON_HOME when PIPENV_VENV_IN_PROJECT is off",
+            Layout::Cargo => "under CARGO_HOME when set; never config.toml",
+        }
+    }
+}
+
+/// One line per preset for `cachegate presets`, and the README's table (Markdown rows).
+pub fn table_rows() -> Vec<[String; 6]> {
+    PRESETS
+        .iter()
+        .map(|p| {
+            let env = p
+                .env
+                .iter()
+                .map(|(k, v)| match v {
+                    Literal(v) => format!("{k}={v}"),
+                    Abs(p) => format!("{k}=<dir>/{p}"),
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut paths = p.paths.join(", ");
+            if !p.layout.describe().is_empty() {
+                paths.push_str(&format!(" ({})", p.layout.describe()));
+            }
+            [
+                p.name.to_string(),
+                p.locks.join(", "),
+                paths,
+                if env.is_empty() { "-".into() } else { env },
+                p.runtime.describe().to_string(),
+                p.inputs.describe().to_string(),
+            ]
+        })
+        .collect()
+}
+
+pub const TABLE_HEADER: [&str; 6] = [
+    "preset",
+    "lock file",
+    "cached paths",
+    "variables set",
+    "runtime in the key",
+    "consistency inputs",
+];
+
+/// The presets table as Markdown, exactly as the README holds it.
+pub fn markdown_table() -> String {
+    let mut out = format!("| {} |\n", TABLE_HEADER.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(TABLE_HEADER.len())));
+    for row in table_rows() {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 1 || i == 3 {
+                    if c == "-" {
+                        c.clone()
+                    } else {
+                        c.split(if i == 1 { ", " } else { " " })
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(if i == 1 { ", " } else { " " })
+                    }
+                } else {
+                    c.replace('|', "\\|")
+                }
+            })
+            .collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,10 +360,12 @@ mod tests {
             ("requirements.txt", "pip", ".venv"),
             ("requirements-dev.txt", "pip", ".venv"),
             ("package-lock.json", "npm", "node_modules"),
+            ("npm-shrinkwrap.json", "npm", "node_modules"),
             ("pnpm-lock.yaml", "pnpm", "node_modules"),
+            ("bun.lockb", "bun", "node_modules"),
             ("Gemfile.lock", "bundler", "vendor/bundle"),
             ("go.sum", "go", ".go/pkg/mod"),
-            ("Cargo.lock", "cargo", ".cargo"),
+            ("Cargo.lock", "cargo", ".cargo/registry"),
             ("packages.lock.json", "nuget", ".nuget/packages"),
         ];
         for (file, name, path) in cases {
@@ -226,10 +377,33 @@ mod tests {
     }
 
     #[test]
-    fn python_presets_are_not_relocatable() {
+    fn cargo_caches_downloads_and_never_its_config() {
+        let p = for_lock_file("Cargo.lock").unwrap();
+        assert_eq!(p.paths, [".cargo/registry", ".cargo/git"]);
+        assert!(!p.paths.iter().any(|d| *d == ".cargo"));
+    }
+
+    #[test]
+    fn python_presets_are_not_relocatable_and_probe_python() {
         assert!(!for_lock_file("uv.lock").unwrap().relocatable);
         assert!(for_lock_file("yarn.lock").unwrap().relocatable);
         assert!(looks_like_venv("sub/.venv/"));
         assert!(!looks_like_venv("node_modules"));
+        for p in PRESETS {
+            assert_eq!(!p.relocatable, p.runtime == Runtime::Python, "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn every_preset_has_one_entry_and_a_table_row() {
+        let mut names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), PRESETS.len());
+        let md = markdown_table();
+        for p in PRESETS {
+            assert!(md.contains(&format!("| {} |", p.name)), "{md}");
+        }
+        assert_eq!(md.lines().count(), PRESETS.len() + 2);
     }
 }

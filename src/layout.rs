@@ -1,0 +1,621 @@
+//! What a preset caches in this project, read from the tool's own configuration: npm, yarn,
+//! pnpm and bun workspaces, yarn berry's `.yarnrc.yml`, the virtualenv poetry, uv or pipenv
+//! will really use, and Cargo's download caches. A setting the user made is honoured, never
+//! overridden: the variables a preset sets only fill in what the user left unset.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use globset::{GlobBuilder, GlobSetBuilder};
+
+use crate::preset::{EnvValue, Layout, Preset};
+
+/// A path the preset caches, as declared (relative to the project, absolute, or `~/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresetPath {
+    pub declared: String,
+    /// May be absent after the install without a warning (a workspace package whose
+    /// dependencies were all hoisted has no `node_modules`).
+    pub optional: bool,
+}
+
+/// The paths and the variables for the command a preset settles on in this project.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub paths: Vec<PresetPath>,
+    /// Variables for the command; a variable the user set keeps the user's value.
+    pub env: Vec<(String, String)>,
+    /// What the tool's configuration decided, for the log.
+    pub notes: Vec<String>,
+}
+
+/// The environment as the preset sees it (a closure, so tests need no process state).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
+    let mut r = Resolved::default();
+    let set_env = |r: &mut Resolved| {
+        for (var, value) in p.env {
+            let v = match value {
+                EnvValue::Literal(v) => v.to_string(),
+                EnvValue::Abs(rel) => dir.join(rel).display().to_string(),
+            };
+            r.env.push((var.to_string(), v));
+        }
+    };
+    let fixed = |r: &mut Resolved| {
+        for d in p.paths {
+            r.paths.push(PresetPath {
+                declared: d.to_string(),
+                optional: false,
+            });
+        }
+    };
+    match p.layout {
+        Layout::Fixed => {
+            fixed(&mut r);
+            set_env(&mut r);
+        }
+        Layout::NodeWorkspaces => {
+            fixed(&mut r);
+            workspace_modules(dir, &mut r)?;
+        }
+        Layout::Yarn => {
+            if is_yarn_berry(dir) {
+                yarn_berry(dir, env, &mut r)?;
+            } else {
+                fixed(&mut r);
+                workspace_modules(dir, &mut r)?;
+            }
+        }
+        Layout::Poetry => poetry(p, dir, env, &mut r)?,
+        Layout::Uv => match env("UV_PROJECT_ENVIRONMENT").filter(|v| !v.is_empty()) {
+            Some(v) => {
+                r.notes.push(format!(
+                    "UV_PROJECT_ENVIRONMENT={v} is the environment uv uses"
+                ));
+                r.paths.push(PresetPath {
+                    declared: v,
+                    optional: false,
+                });
+            }
+            None => {
+                fixed(&mut r);
+                set_env(&mut r);
+            }
+        },
+        Layout::Pipenv => {
+            let in_project = env("PIPENV_VENV_IN_PROJECT").map(|v| truthy(&v));
+            if in_project == Some(false) {
+                let home = env("WORKON_HOME")
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "~/.local/share/virtualenvs".into());
+                r.notes.push(format!(
+                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}"
+                ));
+                r.paths.push(PresetPath {
+                    declared: home,
+                    optional: false,
+                });
+            } else {
+                fixed(&mut r);
+                set_env(&mut r);
+            }
+        }
+        Layout::Cargo => match env("CARGO_HOME").filter(|v| !v.is_empty()) {
+            Some(home) => {
+                let home = home.trim_end_matches('/').to_string();
+                r.notes
+                    .push(format!("CARGO_HOME={home}: caching its download caches"));
+                for sub in ["registry", "git"] {
+                    r.paths.push(PresetPath {
+                        declared: format!("{home}/{sub}"),
+                        optional: sub == "git",
+                    });
+                }
+            }
+            None => {
+                fixed(&mut r);
+                // A project without git dependencies has no .cargo/git.
+                r.paths[1].optional = true;
+                set_env(&mut r);
+            }
+        },
+    }
+    Ok(r)
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// The workspace package directories of a Node project: `workspaces` in `package.json`
+/// (an array, or `{ "packages": [...] }`) and `packages` in `pnpm-workspace.yaml`, each a
+/// directory with a `package.json`, relative to `dir`, sorted.
+pub fn workspace_dirs(dir: &Path) -> Result<Vec<String>> {
+    let mut patterns: Vec<String> = Vec::new();
+    if let Some(pkg) = read_json(&dir.join("package.json"))? {
+        let ws = match &pkg["workspaces"] {
+            serde_json::Value::Array(a) => a.clone(),
+            serde_json::Value::Object(o) => o
+                .get("packages")
+                .and_then(|p| p.as_array())
+                .cloned()
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        patterns.extend(ws.iter().filter_map(|v| v.as_str().map(String::from)));
+    }
+    let pnpm = dir.join("pnpm-workspace.yaml");
+    if let Ok(text) = std::fs::read_to_string(&pnpm) {
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+            .with_context(|| format!("{} is not valid YAML", pnpm.display()))?;
+        if let Some(list) = docs.first().and_then(|d| d["packages"].as_vec()) {
+            patterns.extend(list.iter().filter_map(|v| v.as_str().map(String::from)));
+        }
+    }
+    expand_workspaces(dir, &patterns)
+}
+
+fn expand_workspaces(dir: &Path, patterns: &[String]) -> Result<Vec<String>> {
+    let mut include = GlobSetBuilder::new();
+    let mut exclude = GlobSetBuilder::new();
+    let mut any = false;
+    let mut depth = 0usize;
+    for raw in patterns {
+        let (neg, pat) = match raw.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, raw.as_str()),
+        };
+        let pat = pat.trim().trim_start_matches("./").trim_end_matches('/');
+        if pat.is_empty() || pat.starts_with('/') || pat.split('/').any(|s| s == "..") {
+            continue;
+        }
+        let glob = GlobBuilder::new(pat)
+            .literal_separator(true)
+            .build()
+            .with_context(|| format!("workspace pattern {raw:?} is not a valid glob"))?;
+        if neg {
+            exclude.add(glob);
+        } else {
+            any = true;
+            depth = if pat.contains("**") {
+                usize::MAX
+            } else {
+                depth.max(pat.split('/').count())
+            };
+            include.add(glob);
+        }
+    }
+    if !any {
+        return Ok(Vec::new());
+    }
+    let include = include.build()?;
+    let exclude = exclude.build()?;
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(depth.min(16))
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let n = e.file_name();
+            n != "node_modules" && n != ".git"
+        });
+    for e in walker.flatten() {
+        if !e.file_type().is_dir() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(dir).expect("walk stays under dir");
+        if include.is_match(rel)
+            && !exclude.is_match(rel)
+            && e.path().join("package.json").is_file()
+        {
+            out.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn workspace_modules(dir: &Path, r: &mut Resolved) -> Result<()> {
+    let dirs = workspace_dirs(dir)?;
+    if !dirs.is_empty() {
+        r.notes.push(format!(
+            "workspaces: {} (each one's node_modules)",
+            dirs.join(", ")
+        ));
+    }
+    for d in dirs {
+        r.paths.push(PresetPath {
+            declared: format!("{d}/node_modules"),
+            optional: true,
+        });
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("{} is not valid JSON", path.display())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A berry lock file starts with a `__metadata` block; yarn 1's never has one.
+fn is_yarn_berry(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4096];
+    let n = std::fs::File::open(dir.join("yarn.lock"))
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    String::from_utf8_lossy(&head[..n]).contains("__metadata:")
+}
+
+/// A `.yarnrc.yml` setting, with yarn's own precedence: the `YARN_*` variable first.
+fn yarnrc(doc: &yaml_rust2::Yaml, env: Env, var: &str, key: &str) -> Option<String> {
+    if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    let v = &doc[key];
+    v.as_str()
+        .map(String::from)
+        .or_else(|| v.as_bool().map(|b| b.to_string()))
+}
+
+fn yarn_berry(dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
+    let rc = dir.join(".yarnrc.yml");
+    let doc = match std::fs::read_to_string(&rc) {
+        Ok(text) => yaml_rust2::YamlLoader::load_from_str(&text)
+            .with_context(|| format!("{} is not valid YAML", rc.display()))?
+            .into_iter()
+            .next()
+            .unwrap_or(yaml_rust2::Yaml::Null),
+        Err(_) => yaml_rust2::Yaml::Null,
+    };
+    let linker = yarnrc(&doc, env, "YARN_NODE_LINKER", "nodeLinker").unwrap_or("pnp".into());
+    let global = yarnrc(&doc, env, "YARN_ENABLE_GLOBAL_CACHE", "enableGlobalCache");
+    let rel = |p: String| p.trim_start_matches("./").trim_end_matches('/').to_string();
+    let cache = match global.as_deref().map(truthy) {
+        Some(true) => {
+            let folder = yarnrc(&doc, env, "YARN_GLOBAL_FOLDER", "globalFolder")
+                .unwrap_or_else(|| "~/.yarn/berry".into());
+            format!("{}/cache", folder.trim_end_matches('/'))
+        }
+        other => {
+            // Left unset, yarn 4 keeps packages in a cache shared by every project on the
+            // machine; the project's own cache folder is what a CI cache can carry.
+            if other.is_none() {
+                r.env
+                    .push(("YARN_ENABLE_GLOBAL_CACHE".into(), "false".into()));
+            }
+            rel(yarnrc(&doc, env, "YARN_CACHE_FOLDER", "cacheFolder")
+                .unwrap_or_else(|| ".yarn/cache".into()))
+        }
+    };
+    r.notes.push(format!(
+        "yarn berry, nodeLinker {linker}, package cache {cache}"
+    ));
+    let mut add = |d: String, optional: bool| {
+        r.paths.push(PresetPath {
+            declared: d,
+            optional,
+        })
+    };
+    let pnp = linker == "pnp";
+    if pnp {
+        add(".pnp.cjs".into(), false);
+        add(".pnp.loader.mjs".into(), true);
+    } else {
+        add("node_modules".into(), false);
+    }
+    add(cache, false);
+    add(
+        rel(
+            yarnrc(&doc, env, "YARN_PNP_UNPLUGGED_FOLDER", "pnpUnpluggedFolder")
+                .unwrap_or_else(|| ".yarn/unplugged".into()),
+        ),
+        true,
+    );
+    add(
+        rel(
+            yarnrc(&doc, env, "YARN_INSTALL_STATE_PATH", "installStatePath")
+                .unwrap_or_else(|| ".yarn/install-state.gz".into()),
+        ),
+        true,
+    );
+    if !pnp {
+        workspace_modules(dir, r)?;
+    }
+    Ok(())
+}
+
+fn read_toml(path: &Path) -> Result<Option<toml::Table>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .parse::<toml::Table>()
+            .map(Some)
+            .with_context(|| format!("{} is not valid TOML", path.display())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Poetry's settings, most specific first: `POETRY_*` variables, the project's
+/// `poetry.toml`, the user's `config.toml`.
+fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
+    let config_dir = env("POETRY_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env("XDG_CONFIG_HOME")
+                .filter(|v| !v.is_empty())
+                .map(|x| PathBuf::from(x).join("pypoetry"))
+        })
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config/pypoetry")));
+    let mut files = vec![read_toml(&dir.join("poetry.toml"))?];
+    if let Some(c) = config_dir {
+        files.push(read_toml(&c.join("config.toml"))?);
+    }
+    let setting = |var: &str, key: &str| -> Option<String> {
+        if let Some(v) = env(var) {
+            return Some(v);
+        }
+        files.iter().flatten().find_map(|t| {
+            let v = t.get("virtualenvs")?.get(key)?;
+            v.as_str()
+                .map(String::from)
+                .or_else(|| v.as_bool().map(|b| b.to_string()))
+        })
+    };
+    let in_project = setting("POETRY_VIRTUALENVS_IN_PROJECT", "in-project").map(|v| truthy(&v));
+    if in_project != Some(false) {
+        for d in p.paths {
+            r.paths.push(PresetPath {
+                declared: d.to_string(),
+                optional: false,
+            });
+        }
+        for (var, value) in p.env {
+            if let EnvValue::Literal(v) = value {
+                r.env.push((var.to_string(), v.to_string()));
+            }
+        }
+        return Ok(());
+    }
+    let cache_dir = setting("POETRY_CACHE_DIR", "cache-dir")
+        .or_else(|| {
+            files
+                .iter()
+                .flatten()
+                .find_map(|t| t.get("cache-dir")?.as_str().map(String::from))
+        })
+        .unwrap_or_else(|| "~/.cache/pypoetry".into());
+    let path = setting("POETRY_VIRTUALENVS_PATH", "path")
+        .unwrap_or_else(|| "{cache-dir}/virtualenvs".into())
+        .replace("{cache-dir}", cache_dir.trim_end_matches('/'));
+    r.notes.push(format!(
+        "poetry keeps its virtualenvs in {path} (virtualenvs.in-project is false)"
+    ));
+    r.paths.push(PresetPath {
+        declared: path,
+        optional: false,
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::for_lock_file;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn paths(r: &Resolved) -> Vec<(&str, bool)> {
+        r.paths
+            .iter()
+            .map(|p| (p.declared.as_str(), p.optional))
+            .collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn npm_workspaces_array_and_object_forms_and_negation() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        write(
+            root,
+            "package.json",
+            r#"{"workspaces":["packages/*","!packages/skip"]}"#,
+        );
+        for w in ["packages/a", "packages/b", "packages/skip"] {
+            write(root, &format!("{w}/package.json"), "{}");
+        }
+        // Not a package: no package.json.
+        std::fs::create_dir_all(root.join("packages/docs")).unwrap();
+        write(root, "packages/a/node_modules/x/package.json", "{}");
+        let r = resolve(for_lock_file("package-lock.json").unwrap(), root, &no_env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [
+                ("node_modules", false),
+                ("packages/a/node_modules", true),
+                ("packages/b/node_modules", true)
+            ]
+        );
+        write(
+            root,
+            "package.json",
+            r#"{"workspaces":{"packages":["packages/a"]}}"#,
+        );
+        assert_eq!(workspace_dirs(root).unwrap(), ["packages/a"]);
+    }
+
+    #[test]
+    fn pnpm_workspace_yaml_globs() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        write(
+            root,
+            "pnpm-workspace.yaml",
+            "packages:\n  - 'apps/**'\n  - libs/*\n  - '!**/test/**'\n",
+        );
+        for w in [
+            "apps/web",
+            "apps/nested/api",
+            "libs/core",
+            "apps/web/test/fixture",
+        ] {
+            write(root, &format!("{w}/package.json"), "{}");
+        }
+        assert_eq!(
+            workspace_dirs(root).unwrap(),
+            ["apps/nested/api", "apps/web", "libs/core"]
+        );
+        write(root, "pnpm-workspace.yaml", "packages: [\n");
+        let e = workspace_dirs(root).unwrap_err().to_string();
+        assert!(e.contains("pnpm-workspace.yaml"), "{e}");
+    }
+
+    #[test]
+    fn yarn_classic_is_node_modules_and_berry_follows_yarnrc() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let yarn = for_lock_file("yarn.lock").unwrap();
+        write(root, "yarn.lock", "# yarn lockfile v1\n");
+        assert_eq!(
+            paths(&resolve(yarn, root, &no_env).unwrap()),
+            [("node_modules", false)]
+        );
+
+        write(root, "yarn.lock", "__metadata:\n  version: 8\n");
+        let r = resolve(yarn, root, &no_env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [
+                (".pnp.cjs", false),
+                (".pnp.loader.mjs", true),
+                (".yarn/cache", false),
+                (".yarn/unplugged", true),
+                (".yarn/install-state.gz", true)
+            ]
+        );
+        // The global cache is yarn 4's default; the project's own is what gets cached.
+        assert_eq!(r.env, [("YARN_ENABLE_GLOBAL_CACHE".into(), "false".into())]);
+
+        write(
+            root,
+            ".yarnrc.yml",
+            "nodeLinker: node-modules\ncacheFolder: ./ci-cache/\nenableGlobalCache: false\n",
+        );
+        write(root, "package.json", r#"{"workspaces":["pkgs/*"]}"#);
+        write(root, "pkgs/a/package.json", "{}");
+        let r = resolve(yarn, root, &no_env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [
+                ("node_modules", false),
+                ("ci-cache", false),
+                (".yarn/unplugged", true),
+                (".yarn/install-state.gz", true),
+                ("pkgs/a/node_modules", true)
+            ]
+        );
+        assert!(r.env.is_empty());
+
+        write(
+            root,
+            ".yarnrc.yml",
+            "enableGlobalCache: true\nglobalFolder: /opt/yarn\n",
+        );
+        let r = resolve(yarn, root, &no_env).unwrap();
+        assert!(paths(&r).contains(&("/opt/yarn/cache", false)), "{r:?}");
+        let env = |k: &str| (k == "YARN_NODE_LINKER").then(|| "node-modules".to_string());
+        let r = resolve(yarn, root, &env).unwrap();
+        assert_eq!(r.paths[0].declared, "node_modules");
+    }
+
+    #[test]
+    fn cargo_caches_downloads_under_its_home() {
+        let d = tempfile::tempdir().unwrap();
+        let cargo = for_lock_file("Cargo.lock").unwrap();
+        let r = resolve(cargo, d.path(), &no_env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [(".cargo/registry", false), (".cargo/git", true)]
+        );
+        assert_eq!(r.env[0].0, "CARGO_HOME");
+        assert_eq!(PathBuf::from(&r.env[0].1), d.path().join(".cargo"));
+        let env = |k: &str| (k == "CARGO_HOME").then(|| "/ch/".to_string());
+        let r = resolve(cargo, d.path(), &env).unwrap();
+        assert_eq!(paths(&r), [("/ch/registry", false), ("/ch/git", true)]);
+        assert!(r.env.is_empty());
+    }
+
+    #[test]
+    fn python_tools_use_the_environment_the_user_chose() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let poetry = for_lock_file("poetry.lock").unwrap();
+        let r = resolve(poetry, root, &no_env).unwrap();
+        assert_eq!(paths(&r), [(".venv", false)]);
+        assert_eq!(
+            r.env,
+            [("POETRY_VIRTUALENVS_IN_PROJECT".into(), "true".into())]
+        );
+
+        let env = |k: &str| match k {
+            "POETRY_VIRTUALENVS_IN_PROJECT" => Some("false".to_string()),
+            "POETRY_VIRTUALENVS_PATH" => Some("/envs".to_string()),
+            _ => None,
+        };
+        let r = resolve(poetry, root, &env).unwrap();
+        assert_eq!(paths(&r), [("/envs", false)]);
+        assert!(r.env.is_empty(), "the user's setting is not overridden");
+
+        write(
+            root,
+            "poetry.toml",
+            "[virtualenvs]\nin-project = false\npath = \"{cache-dir}/v\"\n",
+        );
+        let env = |k: &str| (k == "POETRY_CACHE_DIR").then(|| "/pc".to_string());
+        let r = resolve(poetry, root, &env).unwrap();
+        assert_eq!(paths(&r), [("/pc/v", false)]);
+
+        let uv = for_lock_file("uv.lock").unwrap();
+        let env = |k: &str| (k == "UV_PROJECT_ENVIRONMENT").then(|| "/work/env".to_string());
+        let r = resolve(uv, root, &env).unwrap();
+        assert_eq!(paths(&r), [("/work/env", false)]);
+        assert!(r.env.is_empty());
+
+        let pipenv = for_lock_file("Pipfile.lock").unwrap();
+        let env = |k: &str| match k {
+            "PIPENV_VENV_IN_PROJECT" => Some("0".to_string()),
+            "WORKON_HOME" => Some("/wh".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            paths(&resolve(pipenv, root, &env).unwrap()),
+            [("/wh", false)]
+        );
+        assert_eq!(
+            paths(&resolve(pipenv, root, &no_env).unwrap()),
+            [(".venv", false)]
+        );
+    }
+}
