@@ -125,6 +125,12 @@ pub enum Command {
         #[command(flatten)]
         transfer: TransferArgs,
     },
+    /// List the presets: lock files, cached paths, variables, runtime probe, consistency inputs
+    Presets {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the key on stdout
     Key {
         #[command(flatten)]
@@ -182,6 +188,10 @@ pub struct KeyArgs {
     /// Project directory: lock files and relative paths are resolved from here
     #[arg(long = "dir", value_name = "DIR", env = "CACHEGATE_DIR")]
     pub dir: Option<PathBuf>,
+
+    /// Leave the runtime (Python interpreter, Node ABI, Ruby) out of the key
+    #[arg(long, env = "CACHEGATE_NO_RUNTIME_KEY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_runtime_key: bool,
 }
 
 /// Where entries are stored and how.

@@ -13,13 +13,18 @@ use crate::backend::BackendSpec;
 use crate::cli::KeyArgs;
 use crate::env_vars;
 use crate::key::{self, CmdInput, Components, EnvInput, LockFile};
-use crate::preset::{self, EnvValue};
+use crate::preset;
 
 /// A cached path: how it is declared (and keyed) and where it is on this machine.
 #[derive(Debug, Clone)]
 pub struct CachePath {
     pub declared: String,
     pub abs: PathBuf,
+    /// May be absent after the command without a warning (a workspace package's
+    /// `node_modules` when everything was hoisted).
+    pub optional: bool,
+    /// A `--path` glob: expanded after the command for a save, its matches recorded.
+    pub glob: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +37,8 @@ pub struct Plan {
     pub presets: Vec<&'static str>,
     /// Variables set for the command, as (name, value, whether cachegate set it).
     pub command_env: Vec<(String, String, bool)>,
+    /// What the presets read from the tools' configuration, for the log.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -39,18 +46,32 @@ impl Plan {
         &self.key[..8]
     }
 
-    /// Where the cached paths lie on this machine, in manifest order.
+    /// Where the cached paths lie on this machine now (globs as they match now).
     pub fn targets(&self) -> Vec<PathBuf> {
-        self.paths.iter().map(|p| p.abs.clone()).collect()
+        let mut out: Vec<PathBuf> = Vec::new();
+        for p in &self.paths {
+            if p.glob {
+                out.extend(
+                    crate::cached::expand(&|d| self.abs_of(d), &p.declared)
+                        .iter()
+                        .map(|d| self.abs_of(d)),
+                );
+            } else {
+                out.push(p.abs.clone());
+            }
+        }
+        out
     }
 
-    /// The cached paths (as declared) that do not exist, not even as a dangling link.
-    pub fn missing_paths(&self) -> Vec<&str> {
-        self.paths
-            .iter()
-            .filter(|p| std::fs::symlink_metadata(&p.abs).is_err())
-            .map(|p| p.declared.as_str())
-            .collect()
+    /// The cached paths (as declared) that do not exist, not even as a dangling link, or
+    /// that are globs matching nothing; optional preset paths never count.
+    pub fn missing_paths(&self) -> Vec<String> {
+        crate::cached::for_save(self).1
+    }
+
+    /// A declared path on this machine.
+    pub fn abs_of(&self, declared: &str) -> PathBuf {
+        resolve_path(&self.dir, declared)
     }
 }
 
@@ -69,6 +90,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         );
     }
 
+    let env_of = |k: &str| std::env::var(k).ok();
     let mut locks = BTreeSet::new();
     let mut presets: Vec<&'static preset::Preset> = Vec::new();
     for pattern in &args.locks {
@@ -88,8 +110,14 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         }
     }
 
-    let mut declared: Vec<String> = Vec::new();
+    // (declared, optional, from a preset that cannot move)
+    let mut declared: Vec<(String, bool, bool)> = Vec::new();
     let mut fixed = Vec::new();
+    let mut resolved = Vec::new();
+    for p in &presets {
+        let r = crate::layout::resolve(p, &dir, &env_of)?;
+        resolved.push((*p, r));
+    }
     if args.paths.is_empty() {
         if presets.is_empty() {
             bail!(
@@ -98,44 +126,48 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
                 preset::known_names().join(", ")
             );
         }
-        for p in &presets {
-            for path in p.paths {
-                if !declared.iter().any(|d| d == path) {
-                    declared.push(path.to_string());
+        for (p, r) in &resolved {
+            for path in &r.paths {
+                let d = normalize_declared(&path.declared)?;
+                if !declared.iter().any(|(x, _, _)| *x == d) {
+                    declared.push((d, path.optional, !p.relocatable));
                 }
             }
         }
     } else {
         for p in &args.paths {
             let p = normalize_declared(p)?;
-            if !declared.contains(&p) {
-                declared.push(p);
+            if crate::cached::has_glob_meta(&p) {
+                crate::cached::validate_glob(&p).map_err(anyhow::Error::msg)?;
+            }
+            if !declared.iter().any(|(x, _, _)| *x == p) {
+                declared.push((p, false, false));
             }
         }
     }
 
     let mut paths = Vec::new();
-    for d in &declared {
+    for (d, optional, python) in &declared {
         let abs = resolve_path(&dir, d);
         if abs == dir || dir.starts_with(&abs) {
             bail!(
                 "--path {d:?} is the project directory or contains it; cache a directory inside it, such as .venv"
             );
         }
-        let python = presets
-            .iter()
-            .any(|p| !p.relocatable && p.paths.contains(&d.as_str()));
-        if python || preset::looks_like_venv(d) {
+        if *python || preset::looks_like_venv(d) {
             fixed.push(abs.display().to_string());
         }
         paths.push(CachePath {
             declared: d.clone(),
             abs,
+            optional: *optional,
+            glob: crate::cached::has_glob_meta(d),
         });
     }
+    let declared: Vec<String> = declared.into_iter().map(|(d, _, _)| d).collect();
     for (i, a) in paths.iter().enumerate() {
         for b in &paths[i + 1..] {
-            if a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs) {
+            if !a.glob && !b.glob && (a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs)) {
                 bail!(
                     "--path {:?} and --path {:?} overlap; cache one or the other",
                     a.declared,
@@ -152,27 +184,40 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
     };
 
     let mut command_env = Vec::new();
-    for p in &presets {
+    let mut notes = Vec::new();
+    for (_, r) in &resolved {
         // The preset's variables point the tool at the preset's paths; with other --path
         // values they would send the install somewhere that is not cached.
-        if !p.paths.iter().all(|pp| declared.iter().any(|d| d == pp)) {
+        if !args.paths.is_empty() {
             continue;
         }
-        for (var, value) in p.env {
+        notes.extend(r.notes.iter().cloned());
+        for (var, value) in &r.env {
             if command_env
                 .iter()
                 .any(|(n, _, _): &(String, String, bool)| n == var)
             {
                 continue;
             }
-            let value = match value {
-                EnvValue::Literal(v) => v.to_string(),
-                EnvValue::Abs(rel) => resolve_path(&dir, rel).display().to_string(),
-            };
             match std::env::var(var) {
                 // A value the user set wins; the log says so.
                 Ok(existing) => command_env.push((var.to_string(), existing, false)),
-                Err(_) => command_env.push((var.to_string(), value, true)),
+                Err(_) => command_env.push((var.to_string(), value.clone(), true)),
+            }
+        }
+    }
+    let mut runtime = Vec::new();
+    let mut inputs = Vec::new();
+    for p in &presets {
+        if !args.no_runtime_key
+            && let Some(r) = crate::runtime::probe(p.runtime, p.name, &dir, &env_of)
+            && !runtime.contains(&r)
+        {
+            runtime.push(r);
+        }
+        for i in crate::inputs::collect(p.inputs, &dir)? {
+            if !inputs.contains(&i) {
+                inputs.push(i);
             }
         }
     }
@@ -209,8 +254,8 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             .filter(|s| !s.is_empty()),
         env,
         commands,
-        runtime: Vec::new(),
-        inputs: Vec::new(),
+        runtime,
+        inputs,
     };
     let key = components.key();
     Ok(Plan {
@@ -220,19 +265,27 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         paths,
         presets: presets.iter().map(|p| p.name).collect(),
         command_env,
+        notes,
     })
 }
 
-fn has_glob_meta(s: &str) -> bool {
-    s.contains(['*', '?', '[', '{'])
-}
+use crate::cached::has_glob_meta;
 
 /// Files a `--lock` pattern names: a file, a directory (walked with .gitignore honoured),
 /// or a glob. Matching nothing is an error: a typo must not silently key on nothing.
 fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     let nothing = || {
+        let found = existing_locks(dir);
+        let hint = if found.is_empty() {
+            format!(
+                "no lock file a preset knows is there ({})",
+                preset::known_names().join(", ")
+            )
+        } else {
+            format!("lock files there: {}", found.join(", "))
+        };
         anyhow::anyhow!(
-            "--lock {pattern:?} matches nothing in {}; name a lock file that exists there (for example --lock poetry.lock)",
+            "--lock {pattern:?} matches nothing in {}; {hint}",
             dir.display()
         )
     };
@@ -276,6 +329,21 @@ fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
         return Err(nothing());
     }
     Ok(files)
+}
+
+/// The lock files a preset knows that exist at the top of `dir`, for a `--lock` that
+/// matched nothing.
+fn existing_locks(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| preset::is_lock_name(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 type Filter<'a> = &'a dyn Fn(&Path) -> bool;

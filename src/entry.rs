@@ -34,6 +34,10 @@ pub struct Manifest {
     pub install_seconds: Option<f64>,
     #[serde(default)]
     pub signature: Option<String>,
+    /// Links leaving the cached trees that resolved when this entry was saved; a restore
+    /// checks they resolve on the restoring machine too.
+    #[serde(default)]
+    pub links: Vec<crate::fit::OutsideLink>,
 }
 
 /// A user string as exactly one path segment: bytes outside `[A-Za-z0-9_.-]`, a leading
@@ -122,13 +126,8 @@ impl Manifest {
                 m.archive
             );
         }
-        if m.paths.len() != m.components.paths.len() {
-            bail!(
-                "manifest lists {} paths, its key {}",
-                m.paths.len(),
-                m.components.paths.len()
-            );
-        }
+        // Which saved paths may be restored where is the plan's to judge (globs and
+        // optional workspace paths save fewer or more paths than the key declares).
         Ok(m)
     }
 }

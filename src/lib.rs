@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod cached;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -137,6 +137,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let spec = config::backend_spec(backend.as_deref())?;
             doctor::run(&spec, &transfer.transfer())?
         }
+        Command::Presets { json } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(cachegate::preset::PRESETS)?
+                );
+            } else {
+                print!("{}", cachegate::preset::text_table());
+            }
+            0
+        }
         Command::Key {
             key,
             explain,

@@ -312,6 +312,18 @@ pub fn table_rows() -> Vec<[String; 6]> {
         .collect()
 }
 
+/// The presets for people, one block each (`cachegate presets`).
+pub fn text_table() -> String {
+    let mut out = String::new();
+    for row in table_rows() {
+        out.push_str(&format!("{}\n", row[0]));
+        for (label, value) in TABLE_HEADER.iter().zip(&row).skip(1) {
+            out.push_str(&format!("  {label:<20}{value}\n"));
+        }
+    }
+    out
+}
+
 pub const TABLE_HEADER: [&str; 6] = [
     "preset",
     "lock file",

@@ -49,6 +49,9 @@ pub struct Job {
     /// The store failed during the lookup of the scope this job writes (down, refusing
     /// credentials, erroring): a save would only repeat the failure and its timeouts.
     pub store_failed: bool,
+    /// The entry (manifest, archive) found for this key that did not fit this machine:
+    /// this job's save replaces it.
+    pub replace_unfit: Option<(String, String)>,
 }
 
 impl Job {
@@ -98,6 +101,7 @@ impl Job {
             trusted,
             refuse_secrets: store.trust.refuse_secrets,
             store_failed: false,
+            replace_unfit: None,
         };
         job.log_plan();
         Ok(job)
@@ -247,7 +251,33 @@ impl Job {
     /// Restore a hit. `false` means it did not work out and the job goes on as a miss.
     pub fn restore(&mut self, scope: Scope, m: &Manifest) -> bool {
         let start = Instant::now();
-        let targets = self.plan.targets();
+        let object = entry::manifest_name(scope, &m.name, &m.key);
+        let targets: Vec<std::path::PathBuf> =
+            match crate::cached::for_restore(&self.plan, &m.paths) {
+                Ok(c) => c.into_iter().map(|c| c.abs).collect(),
+                Err(why) => {
+                    self.trouble(format!(
+                        "ignoring the {} entry {object}: {why}; treating it as a miss",
+                        scope.as_str()
+                    ));
+                    return false;
+                }
+            };
+        // A restore replaces the target trees whole: whatever git tracks there would go.
+        let tracked = crate::fit::tracked(&self.plan.dir, &targets);
+        if !tracked.is_empty() {
+            let mut shown: Vec<&str> = tracked.iter().take(5).map(String::as_str).collect();
+            let more = format!("and {} more", tracked.len().saturating_sub(5));
+            if tracked.len() > 5 {
+                shown.push(&more);
+            }
+            self.report.warn(format!(
+                "not restoring {}: the repository tracks files in the cached paths ({}), which a restore would replace; running the install instead",
+                self.plan.short_key(),
+                shown.join(", ")
+            ));
+            return false;
+        }
         let expected = Expected {
             digest: m.archive_blake3.clone(),
             size: m.archive_size,
@@ -255,7 +285,12 @@ impl Job {
         let result = match self.limits.check_archive_size(m.archive_size) {
             Err(e) => Err(e),
             Ok(()) => match self.backend.get(&m.archive) {
-                Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
+                Ok(reader) => {
+                    let fits = |staged: &[std::path::PathBuf]| {
+                        crate::fit::check(staged, &targets, &m.paths, &m.links)
+                    };
+                    archive::unpack_checked(reader, &targets, &expected, self.limits, &fits)
+                }
                 Err(StoreError::NotFound) => {
                     Err(UnpackError::Corrupt("its archive is missing".into()))
                 }
@@ -283,8 +318,19 @@ impl Job {
                 r.restore_seconds = Some(secs);
                 true
             }
+            Err(UnpackError::Unfit(why)) => {
+                self.report.warn(format!(
+                    "not restoring {}: the entry does not fit this machine: {why}; running the install (the entry stays for the machines it fits)",
+                    self.plan.short_key()
+                ));
+                // The key could not tell this machine from the one that saved the entry,
+                // so this machine's verified save must win for its next run.
+                if scope == self.scopes.write {
+                    self.replace_unfit = Some((object, m.archive.clone()));
+                }
+                false
+            }
             Err(e) => {
-                let object = entry::manifest_name(scope, &m.name, &m.key);
                 let replace = matches!(e, UnpackError::Corrupt(_))
                     && scope == self.scopes.write
                     && self.policy.pushes();
@@ -308,8 +354,8 @@ impl Job {
 
     /// Archive the cached paths and upload them. Returns whether an entry now exists.
     pub fn save(&mut self, install_seconds: Option<f64>) -> bool {
-        let missing = self.plan.missing_paths();
-        if !missing.is_empty() {
+        let (paths, missing) = crate::cached::for_save(&self.plan);
+        if !missing.is_empty() || paths.is_empty() {
             self.report.result = "skipped".into();
             self.report.warn(format!(
                 "nothing saved: {} {} not exist after the command (check --path or the preset)",
@@ -344,7 +390,13 @@ impl Job {
         let scope = self.scopes.write;
         let name = self.plan.components.name.clone();
         let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
+        let replacing = self
+            .replace_unfit
+            .as_ref()
+            .filter(|(o, _)| *o == manifest_object)
+            .map(|(_, a)| a.clone());
         match self.backend.stat(&manifest_object) {
+            Ok(_) if replacing.is_some() => {}
             Ok(_) => {
                 eprintln!(
                     "{} · already saved by another job; not saving again",
@@ -367,7 +419,7 @@ impl Job {
         let archive_object = entry::archive_name(scope, &name, &self.plan.key, &entry::upload_id());
         let outcome = (|| -> Result<archive::PackStats> {
             let upload = self.backend.put(&archive_object)?;
-            let (upload, stats) = archive::pack(&self.plan.paths, upload, self.level)?;
+            let (upload, stats) = archive::pack(&paths, upload, self.level)?;
             upload.finish()?;
             Ok(stats)
         })();
@@ -401,19 +453,27 @@ impl Job {
             archive_blake3: stats.digest.clone(),
             files: stats.files,
             bytes: stats.bytes,
-            paths: self.plan.paths.iter().map(|p| p.declared.clone()).collect(),
+            paths: paths.iter().map(|p| p.declared.clone()).collect(),
             components: self.plan.components.clone(),
             created: report::unix_now(),
             creator: creator(),
             install_seconds,
             signature: None,
+            links: stats.links.clone(),
         };
         if let Some(key) = &self.signing {
             manifest.signature = Some(sign::sign(key, &manifest));
         }
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        if replacing.is_some() {
+            let _ = self.backend.delete(&manifest_object);
+        }
         match self.backend.create_if_absent(&manifest_object, &body) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(old) = replacing.filter(|a| *a != archive_object) {
+                    let _ = self.backend.delete(&old);
+                }
+            }
             Err(StoreError::Exists) => {
                 let _ = self.backend.delete(&archive_object);
                 eprintln!(

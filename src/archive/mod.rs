@@ -4,4 +4,6 @@ mod pack;
 mod unpack;
 
 pub use pack::{PackStats, pack};
-pub use unpack::{Expected, Limits, UnpackError, recover_interrupted, unpack};
+pub use unpack::{
+    Expected, FitCheck, Limits, UnpackError, recover_interrupted, unpack, unpack_checked,
+};

@@ -25,6 +25,9 @@ pub struct PackStats {
     pub skipped: Vec<String>,
     /// Credential files that went into the archive, for a warning.
     pub credentials: Vec<crate::secrets::Finding>,
+    /// Links that leave their cached tree and resolved, for the manifest: a restore checks
+    /// they resolve there too.
+    pub links: Vec<crate::fit::OutsideLink>,
 }
 
 /// Counts and hashes what passes through to the inner writer.
@@ -70,7 +73,7 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
     let mut stats = PackStats::default();
 
     for (i, p) in paths.iter().enumerate() {
-        add_tree(&mut builder, &p.abs, &i.to_string(), &mut stats)
+        add_tree(&mut builder, &p.abs, i, &mut stats)
             .with_context(|| format!("cannot archive {}", p.abs.display()))?;
     }
 
@@ -87,9 +90,10 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
 fn add_tree<W: Write>(
     builder: &mut tar::Builder<W>,
     root: &Path,
-    prefix: &str,
+    index: usize,
     stats: &mut PackStats,
 ) -> Result<()> {
+    let prefix = index.to_string();
     for entry in walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -100,7 +104,7 @@ fn add_tree<W: Write>(
             .strip_prefix(root)
             .expect("walk stays under root");
         // A Path, not a String: non-UTF-8 names survive, tar stores bytes.
-        let name = Path::new(prefix).join(rel);
+        let name = Path::new(&prefix).join(rel);
         // A restore rejects such names (they confuse other tar readers and log lines), so
         // an archive holding one could never be used: better not to save it at all.
         if name
@@ -133,6 +137,7 @@ fn add_tree<W: Write>(
             builder.append_data(&mut header, &name, file)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(entry.path())?;
+            crate::fit::note_link(&mut stats.links, index, root, rel, &target);
             header.set_size(0);
             builder.append_link(&mut header, &name, &target)?;
             stats.files += 1;

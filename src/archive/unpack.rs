@@ -97,6 +97,9 @@ pub enum UnpackError {
     Transfer(anyhow::Error),
     /// Local trouble (disk full, permissions): the entry may be fine.
     Local(anyhow::Error),
+    /// The entry is sound but does not fit this machine or project (a dangling interpreter
+    /// link, a tracked file in the way): it stays for the machines it fits.
+    Unfit(String),
 }
 
 impl std::fmt::Display for UnpackError {
@@ -105,6 +108,7 @@ impl std::fmt::Display for UnpackError {
             UnpackError::Corrupt(m) => write!(f, "entry rejected: {m}"),
             UnpackError::Transfer(e) => write!(f, "download failed: {e:#}"),
             UnpackError::Local(e) => write!(f, "cannot write the restored files: {e:#}"),
+            UnpackError::Unfit(m) => write!(f, "it does not fit here: {m}"),
         }
     }
 }
@@ -775,6 +779,21 @@ pub fn unpack(
     expected: &Expected,
     limits: Limits,
 ) -> Result<UnpackStats, UnpackError> {
+    unpack_checked(src, targets, expected, limits, &|_| Ok(()))
+}
+
+/// What decides, before the swap, whether the staged trees (one per target) fit here.
+pub type FitCheck<'a> = &'a dyn Fn(&[PathBuf]) -> Result<(), String>;
+
+/// `unpack`, with `fits` asked about the staged trees once they are complete and verified;
+/// its refusal leaves the workspace as it was and is `UnpackError::Unfit`.
+pub fn unpack_checked(
+    src: Box<dyn Read + Send>,
+    targets: &[PathBuf],
+    expected: &Expected,
+    limits: Limits,
+    fits: FitCheck,
+) -> Result<UnpackStats, UnpackError> {
     limits.check_archive_size(expected.size)?;
     let mut stages = Vec::new();
     for t in targets {
@@ -896,6 +915,8 @@ pub fn unpack(
     }
     let mut stats = ex.stats.clone();
     stats.archive_bytes = decoded.raw;
+    let staged: Vec<PathBuf> = stages.iter().map(Stage::root).collect();
+    fits(&staged).map_err(UnpackError::Unfit)?;
     swap_into_place(&stages)?;
     Ok(stats)
 }
