@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::common::scenarios::{ensure, installs};
 use crate::common::tarbytes::{self, Header, Tar};
-use crate::common::{Project, stderr};
-
-const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
+use crate::common::{ARGS, Project, stderr};
 
 /// The install leaves an existing `out` alone, so after a rejected restore the target is
 /// exactly what it was before.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::garage::{self, GarageStore};
 use crate::common::scenarios::{ensure, installs};
-use crate::common::{Project, Store, assert_no_secrets, stderr, stdout, warnings};
+use crate::common::{ARGS, Project, Store, assert_no_secrets, stderr, stdout, tree_cmd, warnings};
 
 /// A project on a fresh prefix of the shared Garage, and a handle on that prefix.
 pub fn garage_project() -> Option<(Project, GarageStore)> {
@@ -19,14 +19,6 @@ pub fn garage_project() -> Option<(Project, GarageStore)> {
         Project::with_store(Box::new(GarageStore::on_prefix(&store))),
         store,
     ))
-}
-
-fn tree_cmd(body: &str) -> Vec<String> {
-    vec![
-        "sh".into(),
-        "-c".into(),
-        format!("echo run >> installs.log && {body}"),
-    ]
 }
 
 #[test]
@@ -52,7 +44,7 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
     // 20 MB of incompressible bytes: more than two 8 MiB parts.
     let cmd =
         tree_cmd("mkdir -p out && head -c 20000000 /dev/urandom > out/big && echo hi > out/small");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let o = ensure(&p, &args, &cmd);
     assert!(o.status.success(), "{}", stderr(&o));
     let before = std::fs::read(p.path("out/big")).unwrap();
@@ -176,7 +168,7 @@ fn s3_wrong_credentials_are_refused_once_without_printing_them() {
     };
     p.write("app.lock", "v1");
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let wrong = "0000000000000000000000000000000000000000000000000000000000wrong1";
     let mut c = p.cmd();
     c.env("AWS_SECRET_ACCESS_KEY", wrong)
@@ -248,7 +240,7 @@ fn s3_an_archive_deleted_between_lookup_and_download_is_a_miss_then_replaced() {
     };
     p.write("app.lock", "v1");
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     assert!(ensure(&p, &args, &cmd).status.success());
     let mut c = p.cmd();
     c.arg("check").args(args).arg("--").args(&cmd);
@@ -360,7 +352,7 @@ fn s3_503_and_429_are_retried_with_backoff_and_bounded() {
     };
     p.write("app.lock", "v1");
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
 
     // Two failures, three retries: the job sees no trouble at all.
     for status in [503, 429] {

@@ -9,9 +9,7 @@ use cachegate::entry;
 use cachegate::scope::Scope;
 
 use crate::common::scenarios::installs;
-use crate::common::{Project, stderr};
-
-pub const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
+use crate::common::{ARGS, Project, stderr};
 
 pub fn install() -> Vec<String> {
     vec![

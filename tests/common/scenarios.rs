@@ -187,6 +187,14 @@ pub fn npm_file_dependency(p: &Project) {
 
 /// `n` jobs saving the same key of `out` at once (`env` on top of the project's store
 /// settings): each must succeed without a warning, whoever wins.
+/// Racing saves of one key leave exactly one manifest and one archive.
+pub fn assert_one_entry(files: &[String]) {
+    for suffix in [".json", ".tar.zst"] {
+        let n = files.iter().filter(|f| f.ends_with(suffix)).count();
+        assert_eq!(n, 1, "{suffix}: {files:?}");
+    }
+}
+
 pub fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
     StdCommand::new("sh")
         .args([

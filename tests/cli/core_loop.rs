@@ -1,34 +1,12 @@
 //! End-to-end tests of the core loop on the directory backend: the real binary, real
 //! package managers (pip into a venv, npm), offline.
 
-mod common;
-#[path = "cli/dist.rs"]
-mod dist;
-#[path = "cli/gitlab.rs"]
-mod gitlab;
-#[path = "cli/hostile.rs"]
-mod hostile;
-#[path = "cli/http.rs"]
-mod http;
-#[path = "cli/scopes.rs"]
-mod scopes;
-#[path = "cli/signing.rs"]
-mod signing;
-
-#[path = "cli/doctor.rs"]
-mod doctor;
-#[path = "cli/runner.rs"]
-mod runner;
-#[path = "cli/s3.rs"]
-mod s3;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command as StdCommand;
 
-use common::{Project, stderr, stdout};
-
-use common::scenarios::{ensure, installs};
+use crate::common::scenarios::{ensure, installs};
+use crate::common::{self as common, ARGS, Project, Test, stderr, stdout, tree_cmd};
 
 #[test]
 fn python_venv_installs_once_restores_and_reinstalls_on_change_or_cleared_cache() {
@@ -40,14 +18,6 @@ fn npm_ci_with_a_file_dependency_restores_the_link() {
     common::scenarios::npm_file_dependency(&Project::new());
 }
 
-fn tree_cmd(body: &str) -> Vec<String> {
-    vec![
-        "sh".into(),
-        "-c".into(),
-        format!("echo run >> installs.log && {body}"),
-    ]
-}
-
 const MAKE_OUT: &str = "rm -rf out && mkdir -p out/sub && echo data > out/sub/f && chmod 750 out/sub/f && ln -s /usr/bin/env out/env-link && ln -s sub/f out/rel-link";
 
 #[test]
@@ -57,7 +27,7 @@ fn modes_mtimes_and_links_round_trip() {
     let cmd = tree_cmd(&format!(
         "{MAKE_OUT} && touch -d 2001-02-03T04:05:06 out/sub/f"
     ));
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     assert!(ensure(&p, &args, &cmd).status.success());
     let before = fs::metadata(p.path("out/sub/f")).unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
@@ -86,7 +56,7 @@ fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
     let p = Project::new();
     p.write("app.lock", "v1");
     let cmd = tree_cmd(MAKE_OUT);
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     assert!(ensure(&p, &args, &cmd).status.success());
 
     // A stale tree with an extra file: replaced whole.
@@ -124,47 +94,40 @@ fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
 #[test]
 fn a_lock_that_matches_nothing_is_a_usage_error_naming_pattern_and_dir() {
     let p = Project::new();
-    let o = ensure(&p, &["--lock", "poetry.lock"], &tree_cmd("true"));
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("\"poetry.lock\""), "{err}");
-    assert!(err.contains(&p.dir.display().to_string()), "{err}");
-    assert_eq!(installs(&p), 0);
-    let o = ensure(&p, &["--lock", "sub/*.lock"], &tree_cmd("true"));
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("\"sub/*.lock\""));
+    p.test()
+        .ensure(&["--lock", "poetry.lock"], &tree_cmd("true"))
+        .status(2)
+        .stderr_contains("\"poetry.lock\"")
+        .stderr_contains(&p.dir.display().to_string())
+        .installs(0)
+        .run();
+    p.test()
+        .ensure(&["--lock", "sub/*.lock"], &tree_cmd("true"))
+        .status(2)
+        .stderr_contains("\"sub/*.lock\"")
+        .run();
 }
 
 #[test]
 fn an_unknown_backend_is_a_usage_error_listing_accepted_forms() {
-    let p = Project::new();
-    p.write("app.lock", "v1");
-    let o = ensure(
-        &p,
-        &[
-            "--lock",
-            "app.lock",
-            "--path",
-            "out",
-            "--backend",
-            "ftp://cache.example/x",
-        ],
-        &tree_cmd("true"),
-    );
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(
-        err.contains("\"ftp://cache.example/x\"") && err.contains("/abs/path"),
-        "{err}"
-    );
-    assert_eq!(installs(&p), 0);
+    Test::new()
+        .write("app.lock", "v1")
+        .ensure(
+            &[&ARGS[..], &["--backend", "ftp://cache.example/x"]].concat(),
+            &tree_cmd("true"),
+        )
+        .status(2)
+        .stderr_contains("\"ftp://cache.example/x\"")
+        .stderr_contains("/abs/path")
+        .installs(0)
+        .run();
 }
 
 #[test]
 fn missing_and_failing_commands_keep_their_status_and_save_nothing() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let o = ensure(&p, &args, &["no-such-command-cachegate".to_string()]);
     assert_eq!(o.status.code(), Some(127));
     assert!(
@@ -234,7 +197,7 @@ fn a_corrupted_or_truncated_entry_is_a_miss_and_gets_replaced() {
     for damage in ["flip", "truncate", "trailing"] {
         let p = Project::new();
         p.write("app.lock", "v1");
-        let args = ["--lock", "app.lock", "--path", "out"];
+        let args = ARGS;
         let cmd = tree_cmd(&format!(
             "{MAKE_OUT} && head -c 200000 /dev/urandom > out/blob"
         ));
@@ -298,7 +261,7 @@ fn a_path_the_command_did_not_create_warns_and_saves_nothing() {
 fn check_answers_without_downloading() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let cmd = tree_cmd(MAKE_OUT);
     let check = |p: &Project| {
         p.cmd()
@@ -323,7 +286,7 @@ fn check_answers_without_downloading() {
 fn restore_and_save_use_the_key_ensure_uses() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let cmd = tree_cmd(MAKE_OUT);
     let run = |verb: &str| {
         p.cmd()
@@ -556,16 +519,7 @@ fn parallel_saves_of_one_key_leave_exactly_one_entry() {
     p.write("app.lock", "v1");
     common::scenarios::parallel_saves(&p, 12, &[]);
     let files = p.store_files();
-    assert_eq!(
-        files.iter().filter(|f| f.ends_with(".json")).count(),
-        1,
-        "{files:?}"
-    );
-    assert_eq!(
-        files.iter().filter(|f| f.ends_with(".tar.zst")).count(),
-        1,
-        "{files:?}"
-    );
+    common::scenarios::assert_one_entry(&files);
     fs::remove_dir_all(p.path("out")).unwrap();
     let o = p
         .cmd()
@@ -611,7 +565,7 @@ fn bad_option_values_name_the_value() {
 fn explain_names_what_changed_since_the_newest_entry() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let explain = |p: &Project| {
         p.cmd()
             .arg("explain")
@@ -714,7 +668,7 @@ fn preset_variables_follow_the_preset_paths_only() {
 fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let cmd = tree_cmd(MAKE_OUT);
     let o = p.run(
         p.cmd()
@@ -790,7 +744,7 @@ fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() 
     let p = Project::new();
     p.write("app.lock", "v1");
     write_noise(&p.path("out"), 160, 1 << 20);
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let o = p.run(p.cmd().arg("save").args(args));
     assert!(o.status.success(), "{}", stderr(&o));
     let saved = common::walk(&p.path("out"));
@@ -884,7 +838,7 @@ fn a_full_disk_is_a_miss_or_a_skipped_save_and_never_fails_the_job() {
     let p = Project::new();
     p.write("app.lock", "v1");
     write_noise(&p.path("out"), 12, 1 << 20);
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let install = ["--", "sh", "-c", "mkdir -p out && echo installed > out/f"];
     let o = p.run(p.cmd().arg("save").args(args).args(install));
     assert!(o.status.success(), "{}", stderr(&o));
