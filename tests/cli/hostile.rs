@@ -65,8 +65,7 @@ impl Site {
     pub fn new() -> Site {
         let p = Project::new();
         p.write("app.lock", "v1");
-        let o = ensure(&p, &ARGS, &install());
-        assert!(o.status.success(), "{}", stderr(&o));
+        p.test().ensure(&ARGS, &install()).run();
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(981_173_106);
         for v in [
             p.path("victim"),
@@ -649,28 +648,24 @@ fn limits_take_env_twins_and_bad_values_are_usage_errors() {
         }
     });
     s.plant(&tarbytes::zst(&flood), true);
-    let mut c = s.p.cmd();
-    c.env("CACHEGATE_MAX_ENTRIES", "10")
-        .arg("ensure")
-        .args(ARGS)
-        .arg("--")
-        .args(install());
-    let o = s.p.run(&mut c);
-    assert!(
-        stderr(&o).contains("more than 10 entries"),
-        "{}",
-        stderr(&o)
-    );
+    s.p.test()
+        .env("CACHEGATE_MAX_ENTRIES", "10")
+        .ensure(&ARGS, &install())
+        .any_status()
+        .stderr_contains("more than 10 entries")
+        .run();
     for (flag, bad) in [
         ("--max-unpacked-size", "12X"),
         ("--max-entries", "0"),
         ("--zstd-window-log", "40"),
     ] {
-        let mut c = s.p.cmd();
-        c.arg("restore").args(ARGS).args([flag, bad]);
-        let o = s.p.run(&mut c);
-        assert_eq!(o.status.code(), Some(2), "{flag} {bad}");
-        assert!(stderr(&o).contains(bad), "{flag}: {}", stderr(&o));
+        s.p.test()
+            .arg("restore")
+            .args(ARGS)
+            .args([flag, bad])
+            .status(2)
+            .stderr_contains(bad)
+            .run();
     }
 }
 
@@ -733,13 +728,10 @@ fn a_name_a_restore_would_reject_is_never_saved() {
         "-c".to_string(),
         "mkdir -p out && echo x > 'out/line\nbreak'".to_string(),
     ];
-    let o = ensure(&p, &ARGS, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("line break in its name"),
-        "{}",
-        stderr(&o)
-    );
+    p.test()
+        .ensure(&ARGS, &cmd)
+        .stderr_contains("line break in its name")
+        .run();
     assert!(
         p.store_files().iter().all(|f| !f.ends_with(".json")),
         "{:?}",

@@ -57,10 +57,9 @@ pub fn pip_install_cmd(p: &Project) -> Vec<String> {
     ]
 }
 
+/// `cachegate ensure`, for a caller that checks the status itself.
 pub fn ensure(p: &Project, args: &[&str], cmd: &[String]) -> std::process::Output {
-    let mut c = p.cmd();
-    c.arg("ensure").args(args).arg("--").args(cmd);
-    p.run(&mut c)
+    p.test().ensure(args, cmd).any_status().run()
 }
 
 pub fn run_greet(p: &Project) -> String {
