@@ -505,8 +505,11 @@ fn a_workspace_symlink_as_the_target_is_never_followed() {
     });
     s.plant(&tarbytes::zst(&good), true);
     let before = snapshot(&elsewhere, &[]);
-    let o = ensure(&s.p, &ARGS, &install());
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    s.p.test()
+        .ensure(&ARGS, &install())
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
     assert!(
         !fs::symlink_metadata(s.p.path("out"))
             .unwrap()
@@ -538,8 +541,11 @@ fn setuid_setgid_sticky_and_world_writable_bits_are_stripped() {
         t.finish()
     };
     s.plant(&tarbytes::zst(&archive), true);
-    let o = ensure(&s.p, &ARGS, &install());
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    s.p.test()
+        .ensure(&ARGS, &install())
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
     let mode = |rel: &str| fs::symlink_metadata(s.p.path(rel)).unwrap().mode() & 0o7777;
     assert_eq!(mode("out"), 0o775);
     assert_eq!(mode("out/sgid"), 0o775);

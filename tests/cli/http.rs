@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{Response, Server};
 use crate::common::nginx::{Nginx, NginxStore, Options};
-use crate::common::scenarios::{ensure, installs, parallel_saves};
+use crate::common::scenarios::{installs, parallel_saves};
 use crate::common::{ARGS, Project, assert_no_secrets, stderr, stdout, tree_cmd, walk, warnings};
 
 /// The install the store tests cache: a small fresh tree.
@@ -75,8 +75,7 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     let requests = || fs::read_to_string(&log).unwrap_or_default().lines().count();
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
-    let o = ensure(&p, &ARGS, &small_tree());
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().ensure(&ARGS, &small_tree()).run();
     let files = walk(&root);
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(
@@ -92,8 +91,11 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
 
     fs::remove_dir_all(p.path("out")).unwrap();
     let before = requests();
-    let o = ensure(&p, &ARGS, &small_tree());
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    p.test()
+        .ensure(&ARGS, &small_tree())
+        .any_status()
+        .stderr_contains("cachegate: hit out")
+        .run();
     assert_eq!(installs(&p), 1);
     assert_eq!(
         requests() - before,
@@ -104,7 +106,7 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     // A second entry, then ls lists both through nginx's JSON listing, prune keeps one.
     p.write("app.lock", "v2");
     std::thread::sleep(Duration::from_millis(1100));
-    assert!(ensure(&p, &ARGS, &small_tree()).status.success());
+    p.test().ensure(&ARGS, &small_tree()).run();
     let o = p.run(p.cmd().args(["ls", "--json"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -266,21 +268,23 @@ fn an_archive_gone_after_the_lookup_is_a_miss_and_the_entry_is_replaced() {
     let root = store.nginx.root.clone();
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
-    assert!(ensure(&p, &ARGS, &small_tree()).status.success());
+    p.test().ensure(&ARGS, &small_tree()).run();
     let archive = walk(&root)
         .into_iter()
         .find(|f| f.ends_with(".tar.zst"))
         .unwrap();
     fs::remove_file(root.join(&archive)).unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &ARGS, &small_tree());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = p.test().ensure(&ARGS, &small_tree()).status(0).run();
     assert_eq!(installs(&p), 2);
     assert_eq!(warnings(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("could not restore"), "{}", stderr(&o));
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &ARGS, &small_tree());
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    p.test()
+        .ensure(&ARGS, &small_tree())
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
     assert_eq!(installs(&p), 2);
 }
 
