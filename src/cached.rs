@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::config::{CachePath, Plan};
+use crate::plan::{CachePath, Plan};
 
 pub fn has_glob_meta(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
