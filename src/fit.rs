@@ -196,17 +196,18 @@ mod tests {
             target: d.path().join("interp/python3").display().to_string(),
         }];
         let names = vec![".venv".to_string()];
-        let e = check(&[staged.clone()], &[target.clone()], &names, &links).unwrap_err();
+        let (staged, target) = (vec![staged], vec![target]);
+        let e = check(&staged, &target, &names, &links).unwrap_err();
         assert!(
             e.contains(".venv/bin/python -> ") && e.contains("dangling"),
             "{e}"
         );
         std::fs::create_dir_all(d.path().join("interp")).unwrap();
         std::fs::write(d.path().join("interp/python3"), "").unwrap();
-        check(&[staged.clone()], &[target.clone()], &names, &links).unwrap();
+        check(&staged, &target, &names, &links).unwrap();
 
-        std::fs::write(staged.join("pyvenv.cfg"), "home = /nonexistent/bin\n").unwrap();
-        let e = check(&[staged.clone()], &[target], &names, &links).unwrap_err();
+        std::fs::write(staged[0].join("pyvenv.cfg"), "home = /nonexistent/bin\n").unwrap();
+        let e = check(&staged, &target, &names, &links).unwrap_err();
         assert!(e.contains("/nonexistent/bin"), "{e}");
     }
 

@@ -134,6 +134,10 @@ impl Job {
         if !set.is_empty() {
             line.push_str(&format!("; command env {}", set.join(" ")));
         }
+        // What the tools' own configuration decided: why these paths and not others.
+        for n in &p.notes {
+            line.push_str(&format!("; {n}"));
+        }
         eprintln!("cachegate: {line}");
         if report::in_gitlab() || self.verbose > 0 {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();

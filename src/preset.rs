@@ -392,7 +392,7 @@ mod tests {
     fn cargo_caches_downloads_and_never_its_config() {
         let p = for_lock_file("Cargo.lock").unwrap();
         assert_eq!(p.paths, [".cargo/registry", ".cargo/git"]);
-        assert!(!p.paths.iter().any(|d| *d == ".cargo"));
+        assert!(!p.paths.contains(&".cargo"));
     }
 
     #[test]

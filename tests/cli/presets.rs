@@ -1,0 +1,857 @@
+//! Hits you can trust on real layouts (issue 11): the real tools, offline, on local
+//! packages (`npm pack` tarballs, wheels built here, a local Cargo registry), and after each
+//! hit the environment is used the way the project would use it: `npm ls`, `require`,
+//! `import`, `cargo build`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use crate::common::scenarios::{build_wheel, installs};
+use crate::common::{Project, require, stderr, stdout, tree_cmd};
+
+/// Where `.ci/run` installs pnpm, yarn berry, uv and poetry.
+fn tools_dir() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/cachegate-ci")
+}
+
+/// PATH with the tools `.ci/run` installs in front.
+fn tools_path() -> String {
+    let t = tools_dir();
+    format!(
+        "{}:{}:{}",
+        t.join("node_modules/.bin").display(),
+        t.join("py/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn need(tool: &str) -> bool {
+    let found = tools_path()
+        .split(':')
+        .any(|d| Path::new(d).join(tool).is_file());
+    require(
+        found,
+        tool,
+        "bash .ci/run (installs it into ~/.cache/cachegate-ci)",
+    )
+}
+
+/// Run a shell script in `dir` with the tools on PATH and `env`; it must succeed.
+fn sh(dir: &Path, env: &[(&str, &str)], script: &str) -> String {
+    let out = StdCommand::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("PATH", tools_path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn cmd(s: &str) -> Vec<String> {
+    tree_cmd(s)
+}
+
+/// A project that shares `p`'s store, holding a copy of `p`'s files without `skip`: the
+/// next job's fresh checkout.
+fn fresh_copy(p: &Project, skip: &[&str]) -> Project {
+    let mut q = Project::new();
+    q.store = p.store.clone();
+    sh(&p.dir, &[], &format!("cp -a . {}", q.dir.display()));
+    for s in skip {
+        sh(&q.dir, &[], &format!("rm -rf {s}"));
+    }
+    q
+}
+
+/// `dep-<v>.tgz` made by `npm pack`: package `dep` whose main exports `dep <v>`.
+fn dep_tarballs(root: &Path) -> (PathBuf, PathBuf) {
+    for v in ["1.0.0", "2.0.0"] {
+        let src = root.join(format!("dep-src-{v}"));
+        fs::create_dir_all(&src).unwrap();
+        fs::write(
+            src.join("package.json"),
+            format!(r#"{{"name":"dep","version":"{v}","main":"index.js"}}"#),
+        )
+        .unwrap();
+        fs::write(
+            src.join("index.js"),
+            format!("module.exports = 'dep {v}';\n"),
+        )
+        .unwrap();
+        sh(
+            &src,
+            &[],
+            "npm pack --silent --pack-destination .. >/dev/null",
+        );
+    }
+    (root.join("dep-1.0.0.tgz"), root.join("dep-2.0.0.tgz"))
+}
+
+const NPM_OFFLINE: &str = "npm ci --offline --no-audit --no-fund";
+
+/// npm records `file:` tarballs relative to the project, so they live inside it: a fresh
+/// copy finds them where the lock says.
+fn npm_workspace(p: &Project) {
+    dep_tarballs(&p.path("tarballs"));
+    p.write(
+        "package.json",
+        r#"{"name":"root","private":true,"workspaces":["packages/*"],"scripts":{"t":"true"},"dependencies":{"dep":"file:tarballs/dep-2.0.0.tgz"}}"#,
+    )
+    .write(
+        "packages/a/package.json",
+        r#"{"name":"a","version":"1.0.0","dependencies":{"dep":"file:../../tarballs/dep-2.0.0.tgz"}}"#,
+    )
+    .write(
+        "packages/b/package.json",
+        r#"{"name":"b","version":"1.0.0","dependencies":{"dep":"file:../../tarballs/dep-1.0.0.tgz"}}"#,
+    );
+    sh(
+        &p.dir,
+        &[],
+        "npm install --package-lock-only --offline --no-audit --no-fund",
+    );
+}
+
+#[test]
+fn npm_workspaces_restore_the_nested_conflicting_version() {
+    if !need("npm") {
+        return;
+    }
+    let p = Project::new();
+    npm_workspace(&p);
+    let lock = ["--lock", "package-lock.json"];
+    p.test()
+        .ensure(&lock, &cmd(NPM_OFFLINE))
+        .stderr_contains("packages/b/node_modules")
+        .stderr_contains("cachegate: saved npm")
+        .installs(1)
+        .run();
+    assert!(
+        p.path("packages/b/node_modules/dep").is_dir(),
+        "npm nests b's dep"
+    );
+
+    let q = fresh_copy(
+        &p,
+        &["node_modules", "packages/*/node_modules", "installs.log"],
+    );
+    q.test()
+        .ensure(&lock, &cmd(NPM_OFFLINE))
+        .stderr_contains("cachegate: hit npm")
+        .installs(0)
+        .warnings(0)
+        .run();
+    sh(&q.dir, &[], "npm ls --all --offline >/dev/null");
+    let nested = sh(
+        &q.path("packages/b"),
+        &[],
+        "node -p \"require('dep/package.json').version\"",
+    );
+    assert_eq!(nested.trim(), "1.0.0");
+    let hoisted = sh(&q.path("packages/a"), &[], "node -p \"require('dep')\"");
+    assert_eq!(hoisted.trim(), "dep 2.0.0");
+}
+
+#[test]
+fn a_package_json_changed_without_its_lock_is_not_a_hit() {
+    if !need("npm") {
+        return;
+    }
+    let p = Project::new();
+    npm_workspace(&p);
+    let lock = ["--lock", "package-lock.json"];
+    p.test().ensure(&lock, &cmd(NPM_OFFLINE)).installs(1).run();
+
+    // Scripts are not what `npm ci` checks: still a hit.
+    let root = fs::read_to_string(p.path("package.json")).unwrap();
+    p.write(
+        "package.json",
+        &root.replace(r#""t":"true""#, r#""t":"false""#),
+    );
+    p.test()
+        .ensure(&lock, &cmd(NPM_OFFLINE))
+        .stderr_contains("cachegate: hit npm")
+        .installs(1)
+        .run();
+
+    // A dependency added to a workspace package only: `npm ci` must get to say no.
+    let b = fs::read_to_string(p.path("packages/b/package.json")).unwrap();
+    p.write(
+        "packages/b/package.json",
+        &b.replace(
+            r#""dependencies":{"#,
+            r#""dependencies":{"left-pad":"1.3.0","#,
+        ),
+    );
+    let o = p
+        .test()
+        .ensure(&lock, &cmd(NPM_OFFLINE))
+        .any_status()
+        .stderr_lacks("cachegate: hit")
+        .installs(2)
+        .run();
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("npm error"), "{}", stderr(&o));
+}
+
+#[test]
+fn pnpm_workspace_packages_resolve_their_dependencies_after_a_hit() {
+    if !need("pnpm") {
+        return;
+    }
+    let p = Project::new();
+    let (v1, v2) = dep_tarballs(p.tmp.path());
+    let store = p.tmp.path().join("pnpm-store");
+    p.write("package.json", r#"{"name":"root","private":true}"#)
+        .write("pnpm-workspace.yaml", "packages:\n  - 'packages/*'\n")
+        .write(
+            "packages/a/package.json",
+            &format!(
+                r#"{{"name":"a","version":"1.0.0","main":"index.js","dependencies":{{"dep":"file:{}"}}}}"#,
+                v2.display()
+            ),
+        )
+        .write("packages/a/index.js", "module.exports = require('dep');\n")
+        .write(
+            "packages/b/package.json",
+            &format!(
+                r#"{{"name":"b","version":"1.0.0","dependencies":{{"dep":"file:{}","a":"workspace:*"}}}}"#,
+                v1.display()
+            ),
+        );
+    let install = format!(
+        "pnpm install --offline --frozen-lockfile --store-dir {}",
+        store.display()
+    );
+    sh(
+        &p.dir,
+        &[("HOME", p.home.to_str().unwrap())],
+        &format!(
+            "pnpm install --offline --store-dir {} && rm -rf node_modules packages/*/node_modules",
+            store.display()
+        ),
+    );
+    let lock = ["--lock", "pnpm-lock.yaml"];
+    let env = [("PATH", tools_path())];
+    p.test()
+        .ensure(&lock, &cmd(&install))
+        .envs(env.clone())
+        .stderr_contains("workspaces: packages/a, packages/b")
+        .installs(1)
+        .run();
+
+    let q = fresh_copy(
+        &p,
+        &["node_modules", "packages/*/node_modules", "installs.log"],
+    );
+    q.test()
+        .ensure(&lock, &cmd(&install))
+        .envs(env)
+        .stderr_contains("cachegate: hit pnpm")
+        .installs(0)
+        .warnings(0)
+        .run();
+    let home = [("HOME", q.home.to_str().unwrap())];
+    let got = sh(
+        &q.dir,
+        &home,
+        "pnpm -r --reporter=silent exec node -e \"console.log(process.cwd().split('/').pop(), require('dep'))\"",
+    );
+    assert!(
+        got.contains("a dep 2.0.0") && got.contains("b dep 1.0.0"),
+        "{got}"
+    );
+    let a = sh(&q.path("packages/b"), &home, "node -p \"require('a')\"");
+    assert_eq!(a.trim(), "dep 2.0.0");
+}
+
+fn yarn_berry(linker: Option<&str>) {
+    if !need("yarn") {
+        return;
+    }
+    let p = Project::new();
+    let (_, v2) = dep_tarballs(p.tmp.path());
+    p.write(
+        "package.json",
+        &format!(
+            r#"{{"name":"app","private":true,"dependencies":{{"dep":"file:{}"}}}}"#,
+            v2.display()
+        ),
+    )
+    .write("yarn.lock", "");
+    if let Some(l) = linker {
+        p.write(".yarnrc.yml", &format!("nodeLinker: {l}\n"));
+    }
+    let home = p.home.to_str().unwrap().to_string();
+    let yarn_env = [
+        ("HOME", home.as_str()),
+        ("YARN_ENABLE_TELEMETRY", "0"),
+        ("YARN_ENABLE_NETWORK", "0"),
+    ];
+    // The lock file, made once the way a developer would; the install artifacts go.
+    sh(
+        &p.dir,
+        &yarn_env,
+        "YARN_ENABLE_GLOBAL_CACHE=false yarn install >/dev/null && rm -rf .yarn .pnp.* node_modules",
+    );
+    let lock = ["--lock", "yarn.lock"];
+    let install = cmd("yarn install --immutable");
+    let env = [
+        ("PATH", tools_path()),
+        ("YARN_ENABLE_TELEMETRY", "0".into()),
+        ("YARN_ENABLE_NETWORK", "0".into()),
+    ];
+    let shown = format!("nodeLinker {}", linker.unwrap_or("pnp"));
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains(&shown)
+        .stderr_contains("YARN_ENABLE_GLOBAL_CACHE=false")
+        .stderr_contains("cachegate: saved yarn")
+        .installs(1)
+        .warnings(0)
+        .run();
+
+    let q = fresh_copy(
+        &p,
+        &[
+            ".yarn",
+            ".pnp.cjs",
+            ".pnp.loader.mjs",
+            "node_modules",
+            "installs.log",
+        ],
+    );
+    q.test()
+        .ensure(&lock, &install)
+        .envs(env)
+        .stderr_contains("cachegate: hit yarn")
+        .installs(0)
+        .warnings(0)
+        .run();
+    let home = q.home.to_str().unwrap().to_string();
+    let got = sh(
+        &q.dir,
+        &[
+            ("HOME", home.as_str()),
+            ("YARN_ENABLE_TELEMETRY", "0"),
+            ("YARN_ENABLE_NETWORK", "0"),
+        ],
+        "yarn node -e \"console.log(require('dep'))\"",
+    );
+    assert_eq!(got.trim(), "dep 2.0.0");
+}
+
+#[test]
+fn yarn_berry_pnp_is_cached_and_requires_work_after_a_hit() {
+    yarn_berry(None);
+}
+
+#[test]
+fn yarn_berry_node_modules_linker_is_cached_and_requires_work_after_a_hit() {
+    yarn_berry(Some("node-modules"));
+}
+
+fn git(dir: &Path, args: &str) -> String {
+    sh(
+        dir,
+        &[
+            ("GIT_AUTHOR_NAME", "t"),
+            ("GIT_AUTHOR_EMAIL", "t@example.invalid"),
+            ("GIT_COMMITTER_NAME", "t"),
+            ("GIT_COMMITTER_EMAIL", "t@example.invalid"),
+        ],
+        &format!("git {args}"),
+    )
+}
+
+/// A local Cargo registry holding crate `dep` 0.1.0, as `.crate` file and index entry.
+fn local_registry(root: &Path, env: &[(&str, &str)]) -> PathBuf {
+    let src = root.join("dep-src");
+    fs::create_dir_all(src.join("src")).unwrap();
+    fs::write(
+        src.join("Cargo.toml"),
+        "[package]\nname = \"dep\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(
+        src.join("src/lib.rs"),
+        "pub fn hi() -> &'static str { \"hi from dep\" }\n",
+    )
+    .unwrap();
+    let reg = root.join("registry");
+    fs::create_dir_all(reg.join("index/3/d")).unwrap();
+    sh(
+        &src,
+        env,
+        &format!(
+            "cargo package --offline --no-verify --allow-dirty -q && cp target/package/dep-0.1.0.crate {reg} && \
+             sum=$(sha256sum {reg}/dep-0.1.0.crate | cut -d' ' -f1) && \
+             printf '{{\"name\":\"dep\",\"vers\":\"0.1.0\",\"deps\":[],\"cksum\":\"%s\",\"features\":{{}},\"yanked\":false}}\\n' $sum > {reg}/index/3/d/dep",
+            reg = reg.display()
+        ),
+    );
+    reg
+}
+
+#[test]
+fn cargo_keeps_a_committed_cargo_config_and_builds_offline_after_a_hit() {
+    if !require(
+        crate::common::which("cargo").is_some() && crate::common::which("git").is_some(),
+        "cargo and git",
+        "rustup and apt-get install git",
+    ) {
+        return;
+    }
+    let p = Project::new();
+    // rustup's proxies find their toolchains from the real home, not the test's.
+    let rustup = std::env::var("RUSTUP_HOME")
+        .unwrap_or_else(|_| format!("{}/.rustup", std::env::var("HOME").unwrap()));
+    let scratch_home = p.tmp.path().join("cargo-scratch").display().to_string();
+    let scratch_target = p.tmp.path().join("dep-src/target").display().to_string();
+    let scratch = [
+        ("RUSTUP_HOME", rustup.as_str()),
+        ("CARGO_HOME", scratch_home.as_str()),
+        ("CARGO_TARGET_DIR", scratch_target.as_str()),
+    ];
+    let reg = local_registry(p.tmp.path(), &scratch);
+    let config = format!(
+        "# committed: where this project's crates come from\n[source.crates-io]\nreplace-with = \"local\"\n[source.local]\nlocal-registry = \"{}\"\n",
+        reg.display()
+    );
+    p.write(
+        "Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\ndep = \"0.1\"\n",
+    )
+    .write("src/main.rs", "fn main() { println!(\"{}\", dep::hi()); }\n")
+    .write(".cargo/config.toml", &config)
+    .write(".gitignore", "/target\n/.cargo/*\n!/.cargo/config.toml\n/installs.log\n");
+    let cargo_home = p.path(".cargo").display().to_string();
+    let home = [
+        ("RUSTUP_HOME", rustup.as_str()),
+        ("CARGO_HOME", cargo_home.as_str()),
+    ];
+    sh(&p.dir, &home, "cargo generate-lockfile --offline -q");
+    git(&p.dir, "init -q");
+    git(&p.dir, "add -A");
+    git(&p.dir, "commit -q -m init");
+    let fetch = cmd("cargo fetch --offline");
+    let lock = ["--lock", "Cargo.lock"];
+    p.test()
+        .ensure(&lock, &fetch)
+        .env("RUSTUP_HOME", &rustup)
+        .stderr_contains("caching .cargo/registry, .cargo/git")
+        .stderr_contains("cachegate: saved cargo")
+        .installs(1)
+        .run();
+
+    // The next job's checkout: a clone, with the committed config and nothing else.
+    let mut q = Project::new();
+    q.store = p.store.clone();
+    fs::remove_dir(&q.dir).unwrap();
+    git(
+        p.tmp.path(),
+        &format!("clone -q {} {}", p.dir.display(), q.dir.display()),
+    );
+    q.test()
+        .ensure(&lock, &fetch)
+        .env("RUSTUP_HOME", &rustup)
+        .stderr_contains("cachegate: hit cargo")
+        .installs(0)
+        .warnings(0)
+        .run();
+    assert_eq!(git(&q.dir, "status --porcelain"), "");
+    assert_eq!(
+        fs::read_to_string(q.path(".cargo/config.toml")).unwrap(),
+        config
+    );
+    let (q_home, q_target) = (
+        q.path(".cargo").display().to_string(),
+        q.path("target").display().to_string(),
+    );
+    let qhome = [
+        ("RUSTUP_HOME", rustup.as_str()),
+        ("CARGO_HOME", q_home.as_str()),
+        ("CARGO_TARGET_DIR", q_target.as_str()),
+    ];
+    let built = sh(&q.dir, &qhome, "cargo run --offline -q");
+    assert_eq!(built.trim(), "hi from dep");
+}
+
+fn pyenv_root() -> Option<PathBuf> {
+    let root = std::env::var("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".pyenv"));
+    root.join("versions").is_dir().then_some(root)
+}
+
+/// The newest installed pyenv version of `minor` (e.g. "3.12" -> "3.12.1").
+fn pyenv_version(root: &Path, minor: &str) -> Option<String> {
+    fs::read_dir(root.join("versions"))
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.strip_prefix(minor).is_some_and(|r| r.starts_with('.')))
+        .max()
+}
+
+/// The venv install, with the interpreter `.python-version` names (or `$PY` when set).
+fn venv_install(p: &Project) -> Vec<String> {
+    cmd(&format!(
+        "${{PY:-$PYENV_ROOT/versions/$(cat .python-version)/bin/python}} -m venv .venv && .venv/bin/pip install -q --no-index --find-links {} -r requirements.txt",
+        p.tmp.path().join("wheels").display()
+    ))
+}
+
+fn imports_greet(p: &Project) -> String {
+    sh(
+        &p.dir,
+        &[],
+        ".venv/bin/python -c 'import greet, sys; print(greet.VERSION, sys.version_info[1])'",
+    )
+}
+
+#[test]
+fn a_venv_built_with_one_python_is_not_restored_for_another() {
+    let Some(root) = pyenv_root() else {
+        require(false, "pyenv", "pyenv with Pythons 3.12 and 3.13");
+        return;
+    };
+    let (Some(v12), Some(v13)) = (pyenv_version(&root, "3.12"), pyenv_version(&root, "3.13"))
+    else {
+        require(false, "pyenv 3.12 and 3.13", "pyenv install 3.12 3.13");
+        return;
+    };
+    let p = Project::new();
+    build_wheel(&p.tmp.path().join("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n")
+        .write(".python-version", &format!("{v12}\n"));
+    let lock = ["--lock", "requirements.txt"];
+    let env = [("PYENV_ROOT", root.to_str().unwrap())];
+    p.test()
+        .ensure(&lock, &venv_install(&p))
+        .envs(env)
+        .installs(1)
+        .run();
+    let key12 = p
+        .test()
+        .args(["key", "--explain", "--lock", "requirements.txt"])
+        .envs(env)
+        .stdout_contains(&format!("runtime  python cpython-{v12} "))
+        .run();
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    p.test()
+        .ensure(&lock, &venv_install(&p))
+        .envs(env)
+        .stderr_contains("cachegate: hit pip")
+        .installs(1)
+        .run();
+    assert_eq!(imports_greet(&p).trim(), "1.0 12");
+
+    // The project moves to 3.13, the lock stays: the 3.12 venv must not come back.
+    p.write(".python-version", &format!("{v13}\n"));
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    p.test()
+        .args(["explain", "--lock", "requirements.txt"])
+        .envs(env)
+        .status(1)
+        .stdout_contains(&format!("runtime: python cpython-{v12}"))
+        .run();
+    p.test()
+        .ensure(&lock, &venv_install(&p))
+        .envs(env)
+        .stderr_contains("cachegate: miss pip")
+        .installs(2)
+        .run();
+    assert_eq!(imports_greet(&p).trim(), "1.0 13");
+    assert!(stdout(&key12).contains("runtime"));
+
+    // --no-runtime-key: one key for both, as before.
+    let key = |v: &str| {
+        p.write(".python-version", &format!("{v}\n"));
+        stdout(
+            &p.test()
+                .args(["key", "--no-runtime-key", "--lock", "requirements.txt"])
+                .envs(env)
+                .run(),
+        )
+    };
+    assert_eq!(key(&v12), key(&v13));
+}
+
+#[test]
+fn a_venv_whose_interpreter_is_gone_is_a_miss_and_this_machines_save_wins() {
+    let Some(root) = pyenv_root() else {
+        require(false, "pyenv", "pyenv with Python 3.12");
+        return;
+    };
+    let Some(v12) = pyenv_version(&root, "3.12") else {
+        require(false, "pyenv 3.12", "pyenv install 3.12");
+        return;
+    };
+    let p = Project::new();
+    build_wheel(&p.tmp.path().join("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n")
+        .write(".python-version", &format!("{v12}\n"));
+    // An interpreter only the first machine has (a uv-downloaded Python, another image).
+    let interp = p.tmp.path().join("interp");
+    fs::create_dir_all(&interp).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("versions").join(&v12).join("bin/python3"),
+        interp.join("python3"),
+    )
+    .unwrap();
+    let lock = ["--lock", "requirements.txt"];
+    let py = interp.join("python3");
+    let env = [("PYENV_ROOT", root.to_str().unwrap())];
+    p.test()
+        .ensure(&lock, &venv_install(&p))
+        .envs(env)
+        .env("PY", py.as_os_str())
+        .stderr_contains("cachegate: saved pip")
+        .installs(1)
+        .run();
+    assert!(
+        fs::read_link(p.path(".venv/bin/python3"))
+            .unwrap()
+            .starts_with(&interp)
+    );
+
+    fs::remove_dir_all(&interp).unwrap();
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    let o = p
+        .test()
+        .ensure(&lock, &venv_install(&p))
+        .envs(env)
+        .stderr_contains("does not fit this machine")
+        .stderr_contains(".venv/bin/python3 -> ")
+        .stderr_contains("dangling")
+        .stderr_contains("cachegate: saved pip")
+        .installs(2)
+        .warnings(1)
+        .run();
+    assert!(!stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    assert_eq!(imports_greet(&p).trim(), "1.0 12");
+
+    // This machine's verified entry replaced the unfit one: the next job is a hit.
+    fs::remove_dir_all(p.path(".venv")).unwrap();
+    p.test()
+        .ensure(&lock, &venv_install(&p))
+        .envs(env)
+        .stderr_contains("cachegate: hit pip")
+        .installs(2)
+        .warnings(0)
+        .run();
+    assert_eq!(imports_greet(&p).trim(), "1.0 12");
+    let manifests = p
+        .store_files()
+        .into_iter()
+        .filter(|f| f.ends_with(".json"))
+        .count();
+    let archives = p
+        .store_files()
+        .into_iter()
+        .filter(|f| f.ends_with(".tar.zst"))
+        .count();
+    assert_eq!((manifests, archives), (1, 1), "{:?}", p.store_files());
+}
+
+#[test]
+fn a_user_set_uv_project_environment_is_what_gets_cached() {
+    if !need("uv") {
+        return;
+    }
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write(
+        "pyproject.toml",
+        "[project]\nname = \"app\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"greet==1.0\"]\n\n[tool.uv]\npackage = false\n",
+    );
+    let uv_env = [
+        ("UV_PYTHON_DOWNLOADS", "never"),
+        ("UV_NO_CACHE", "1"),
+        ("HOME", p.home.to_str().unwrap()),
+    ];
+    sh(
+        &p.dir,
+        &uv_env,
+        "uv lock --offline --no-index --find-links wheels -q",
+    );
+    let venv = p.tmp.path().join("uv-envs/app");
+    let install = cmd("uv sync --offline --no-index --find-links wheels --frozen -q");
+    let lock = ["--lock", "uv.lock"];
+    let env = [
+        ("PATH", tools_path()),
+        ("UV_PYTHON_DOWNLOADS", "never".into()),
+        ("UV_NO_CACHE", "1".into()),
+        ("UV_PROJECT_ENVIRONMENT", venv.display().to_string()),
+    ];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains(&format!("caching {}", venv.display()))
+        .stderr_contains("cachegate: saved uv")
+        .installs(1)
+        .run();
+    assert!(!p.path(".venv").exists(), "uv used the user's environment");
+    fs::remove_dir_all(&venv).unwrap();
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env)
+        .stderr_contains("cachegate: hit uv")
+        .installs(1)
+        .warnings(0)
+        .run();
+    let got = sh(
+        &p.dir,
+        &[],
+        &format!(
+            "{}/bin/python -c 'import greet; print(greet.VERSION)'",
+            venv.display()
+        ),
+    );
+    assert_eq!(got.trim(), "1.0");
+}
+
+#[test]
+fn poetry_virtualenvs_outside_the_project_are_what_gets_cached() {
+    if !need("poetry") {
+        return;
+    }
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write(
+        "pyproject.toml",
+        "[tool.poetry]\npackage-mode = false\n\n[tool.poetry.dependencies]\npython = \">=3.10\"\ngreet = { path = \"wheels/greet-1.0-py3-none-any.whl\" }\n",
+    );
+    let envs = p.tmp.path().join("poetry-envs");
+    let poetry_env = [
+        ("HOME", p.home.to_str().unwrap()),
+        ("POETRY_VIRTUALENVS_IN_PROJECT", "false"),
+        ("POETRY_VIRTUALENVS_PATH", envs.to_str().unwrap()),
+    ];
+    sh(&p.dir, &poetry_env, "poetry lock -q");
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    let env = [
+        ("PATH", tools_path()),
+        ("POETRY_VIRTUALENVS_IN_PROJECT", "false".into()),
+        ("POETRY_VIRTUALENVS_PATH", envs.display().to_string()),
+    ];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains(&format!("caching {}", envs.display()))
+        .stderr_lacks("POETRY_VIRTUALENVS_IN_PROJECT=true")
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    assert!(!p.path(".venv").exists());
+    fs::remove_dir_all(&envs).unwrap();
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(1)
+        .warnings(0)
+        .run();
+    let got = sh(
+        &p.dir,
+        &poetry_env,
+        "poetry run python -c 'import greet; print(greet.VERSION)'",
+    );
+    assert_eq!(got.trim(), "1.0");
+}
+
+#[test]
+fn a_restore_never_replaces_files_the_repository_tracks() {
+    if !require(
+        crate::common::which("git").is_some(),
+        "git",
+        "apt-get install git",
+    ) {
+        return;
+    }
+    let p = Project::new();
+    p.write("app.lock", "v1")
+        .write("out/tracked.txt", "committed\n")
+        .write(".gitignore", "installs.log\nout/gen\n");
+    git(&p.dir, "init -q");
+    git(&p.dir, "add -A");
+    git(&p.dir, "commit -q -m init");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    let make = cmd("mkdir -p out && echo generated > out/gen");
+    p.test().ensure(&args, &make).installs(1).run();
+    fs::remove_file(p.path("out/gen")).unwrap();
+    // Committed since the entry was saved.
+    p.write("out/tracked.txt", "committed again\n");
+    git(&p.dir, "commit -q -am again");
+
+    // The next job: a restore would replace out/, tracked.txt included.
+    let o = p
+        .test()
+        .ensure(&args, &make)
+        .stderr_contains("out/tracked.txt")
+        .stderr_contains("tracks")
+        .stderr_lacks("cachegate: hit")
+        .warnings(1)
+        .installs(2)
+        .run();
+    assert_eq!(
+        fs::read_to_string(p.path("out/tracked.txt")).unwrap(),
+        "committed again\n",
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(git(&p.dir, "status --porcelain"), "");
+}
+
+#[test]
+fn path_globs_save_and_restore_every_match() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "packages/*/node_modules"];
+    let make = cmd(
+        "for w in a b c; do mkdir -p packages/$w/node_modules/m && echo $w > packages/$w/node_modules/m/f; done",
+    );
+    p.write("packages/d/package.json", "{}");
+    p.test()
+        .ensure(&args, &make)
+        .stderr_contains("cachegate: saved")
+        .installs(1)
+        .run();
+    for w in ["a", "b", "c"] {
+        fs::remove_dir_all(p.path(&format!("packages/{w}/node_modules"))).unwrap();
+    }
+    p.test()
+        .ensure(&args, &make)
+        .stderr_contains("cachegate: hit")
+        .installs(1)
+        .warnings(0)
+        .run();
+    for w in ["a", "b", "c"] {
+        assert_eq!(
+            fs::read_to_string(p.path(&format!("packages/{w}/node_modules/m/f"))).unwrap(),
+            format!("{w}\n")
+        );
+    }
+    assert!(!p.path("packages/d/node_modules").exists());
+
+    // A glob that matches nothing after the command: the usual warning, nothing saved.
+    let none = ["--lock", "app.lock", "--path", "nothing/*/here"];
+    p.test()
+        .ensure(&none, &cmd("true"))
+        .stderr_contains("nothing saved: nothing/*/here does not exist")
+        .warnings(1)
+        .installs(2)
+        .run();
+    assert_eq!(installs(&p), 2);
+}
