@@ -361,6 +361,12 @@ impl Job {
     pub fn save(&mut self, install_seconds: Option<f64>) -> bool {
         let (paths, missing) = crate::cached::for_save(&self.plan);
         if !missing.is_empty() || paths.is_empty() {
+            // Only optional paths were declared and none exists: name them all.
+            let missing = if missing.is_empty() {
+                self.plan.paths.iter().map(|p| p.declared.clone()).collect()
+            } else {
+                missing
+            };
             self.report.result = "skipped".into();
             self.report.warn(format!(
                 "nothing saved: {} {} not exist after the command (check --path or the preset)",

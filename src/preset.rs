@@ -268,9 +268,8 @@ impl Layout {
             Layout::Fixed => "",
             Layout::NodeWorkspaces => "plus each workspace package's node_modules",
             Layout::Yarn => {
-                "plus each workspace package's node_modules; yarn berry follows .yarnrc.yml \
-                 (nodeLinker pnp: .yarn/cache, .yarn/unplugged, .pnp.cjs, .pnp.loader.mjs, \
-                 .yarn/install-state.gz; cacheFolder, enableGlobalCache)"
+                "plus each workspace package's node_modules; yarn berry: what .yarnrc.yml's \
+                 nodeLinker, cacheFolder and enableGlobalCache say"
             }
             Layout::Poetry => {
                 "or virtualenvs.path when POETRY_VIRTUALENVS_IN_PROJECT / poetry.toml say not in-project"
@@ -403,6 +402,30 @@ mod tests {
         assert!(!looks_like_venv("node_modules"));
         for p in PRESETS {
             assert_eq!(!p.relocatable, p.runtime == Runtime::Python, "{}", p.name);
+        }
+    }
+
+    /// The README's table is this data: `CACHEGATE_BLESS=1 cargo test --lib readme`
+    /// rewrites it after a preset changes.
+    #[test]
+    fn readme_presets_table_is_generated_from_the_presets() {
+        const START: &str = "<!-- presets table: generated from src/preset.rs -->\n";
+        const END: &str = "<!-- end of presets table -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (head, rest) = readme
+            .split_once(START)
+            .expect("README has the table markers");
+        let (table, tail) = rest
+            .split_once(END)
+            .expect("README has the table end marker");
+        let want = markdown_table();
+        if table != want {
+            if std::env::var("CACHEGATE_BLESS").is_ok_and(|v| v == "1") {
+                std::fs::write(path, format!("{head}{START}{want}{END}{tail}")).unwrap();
+            } else {
+                panic!("README presets table is stale (CACHEGATE_BLESS=1 rewrites it):\n{want}");
+            }
         }
     }
 

@@ -855,3 +855,75 @@ fn path_globs_save_and_restore_every_match() {
         .run();
     assert_eq!(installs(&p), 2);
 }
+
+#[test]
+fn presets_lists_every_preset_on_stdout_and_as_json() {
+    let t = crate::common::Test::new()
+        .args(["presets"])
+        .stdout_contains("cargo\n  lock file           Cargo.lock\n  cached paths        .cargo/registry, .cargo/git")
+        .stdout_contains("runtime in the key  node: ABI")
+        .stdout_contains("consistency inputs  dependency tables of pyproject.toml")
+        .run();
+    for p in cachegate::preset::PRESETS {
+        assert!(
+            stdout(&t).contains(&format!("{}\n  lock file", p.name)),
+            "{}",
+            p.name
+        );
+    }
+    let j = crate::common::Test::new().args(["presets", "--json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&j)).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), cachegate::preset::PRESETS.len());
+    let yarn = list.iter().find(|p| p["name"] == "yarn").unwrap();
+    assert_eq!(yarn["locks"][0], "yarn.lock");
+    assert_eq!(yarn["runtime"], "node");
+    assert_eq!(yarn["inputs"], "package_json");
+}
+
+#[test]
+fn a_lock_that_matches_nothing_suggests_the_lock_files_that_exist() {
+    let p = Project::new();
+    p.write("package-lock.json", "{}").write("Cargo.lock", "");
+    p.test()
+        .ensure(&["--lock", "poetry.lock"], &cmd("true"))
+        .status(2)
+        .stderr_contains("\"poetry.lock\" matches nothing")
+        .stderr_contains("lock files there: Cargo.lock, package-lock.json")
+        .installs(0)
+        .run();
+}
+
+#[test]
+fn key_explain_shows_the_node_runtime_and_workspace_inputs() {
+    if !need("node") {
+        return;
+    }
+    let p = Project::new();
+    p.write("package-lock.json", "{}")
+        .write(
+            "package.json",
+            r#"{"workspaces":["packages/*"],"dependencies":{"x":"1"}}"#,
+        )
+        .write("packages/a/package.json", r#"{"name":"a"}"#);
+    let o = p
+        .test()
+        .args(["key", "--explain", "--lock", "package-lock.json"])
+        .stdout_contains("runtime  node abi ")
+        .stdout_contains("input    package.json blake3:")
+        .stdout_contains("input    packages/a/package.json blake3:")
+        .stdout_contains("path     packages/a/node_modules")
+        .run();
+    let off = p
+        .test()
+        .args([
+            "key",
+            "--explain",
+            "--no-runtime-key",
+            "--lock",
+            "package-lock.json",
+        ])
+        .stdout_lacks("runtime")
+        .run();
+    assert_ne!(stdout(&o).lines().next(), stdout(&off).lines().next());
+}
