@@ -182,7 +182,13 @@ def main():
 
     sh(f"cd {proj} && zip -qr -1 {zipball} node_modules --symlinks")
 
-    results = {k: [] for k in ("cg_save", "tar_save", "cg_restore", "tar_restore", "unzip", "cg_check", "true")}
+    results = {k: [] for k in ("cg_save", "tar_save", "cg_restore", "tar_restore", "unzip", "cg_check",
+                               "cg_check_noprobe", "py_key", "py_key_noprobe", "true")}
+    # A Python project for the interpreter probe (the npm tree above probes node).
+    pyproj = os.path.join(work, "pyproj")
+    os.makedirs(pyproj, exist_ok=True)
+    with open(os.path.join(pyproj, "requirements.txt"), "w") as f:
+        f.write("requests==2.32.3\n")
     rss = {k: 0 for k in results}
     for _ in range(args.rounds):
         shutil.rmtree(store, ignore_errors=True)
@@ -206,6 +212,13 @@ def main():
         for _ in range(10):
             t, _m = timed(f"{cg} check {cg_args}", proj, env)
             results["cg_check"].append(t)
+            # The runtime probe's share: the same hit check without it.
+            t, _m = timed(f"{cg} check --no-runtime-key {cg_args}", proj, env)
+            results["cg_check_noprobe"].append(t)
+            t, _m = timed(f"{cg} key --lock requirements.txt", pyproj, env)
+            results["py_key"].append(t)
+            t, _m = timed(f"{cg} key --no-runtime-key --lock requirements.txt", pyproj, env)
+            results["py_key_noprobe"].append(t)
             t, _m = timed("true", proj, env)
             results["true"].append(t)
 
@@ -238,6 +251,10 @@ def main():
         ("restore", "cachegate restore", med["cg_restore"], "tar -I zstd -xf", med["tar_restore"], rss["cg_restore"], rss["tar_restore"]),
         ("restore vs zip", "cachegate restore", med["cg_restore"], "unzip -q (deflate zip)", med["unzip"], rss["cg_restore"], rss["unzip"]),
         ("hit check", "cachegate check", med["cg_check"], "true", med["true"], 0, 0),
+        ("runtime probe (node), hit check", "cachegate check", med["cg_check"],
+         "check --no-runtime-key", med["cg_check_noprobe"], 0, 0),
+        ("runtime probe (python), key", "cachegate key", med["py_key"],
+         "key --no-runtime-key", med["py_key_noprobe"], 0, 0),
         (f"key, --lock dir ({nfiles:,} files)",
          f"cachegate key, {size / med['key_tree'] / 1e9:.2f} GB/s", med["key_tree"],
          "find -exec cat (reading only)", med["read_tree"], 0, 0),
@@ -251,7 +268,7 @@ def main():
     print("| what | cachegate | peer | ratio | peak RSS cachegate / peer |")
     print("|---|---|---|---|---|")
     for what, a, ta, b, tb, ra, rb in rows:
-        ratio = ta / tb if what != "hit check" else None
+        ratio = ta / tb if not what.startswith(("hit check", "runtime probe")) else None
         rs = f"{ra / 1024:.0f} MB / {rb / 1024:.0f} MB" if ra else "-"
         if ratio is None:
             print(f"| {what} | {a}: {ta * 1000:.1f} ms | {b}: {tb * 1000:.1f} ms | overhead {1000 * (ta - tb):.1f} ms | {rs} |")

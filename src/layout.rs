@@ -312,14 +312,16 @@ fn yarn_berry(dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
             optional,
         })
     };
+    // A directory first: runner mode keeps its marker in the first path.
     let pnp = linker == "pnp";
     if pnp {
+        add(cache, false);
         add(".pnp.cjs".into(), false);
         add(".pnp.loader.mjs".into(), true);
     } else {
         add("node_modules".into(), false);
+        add(cache, false);
     }
-    add(cache, false);
     add(
         rel(
             yarnrc(&doc, env, "YARN_PNP_UNPLUGGED_FOLDER", "pnpUnpluggedFolder")
@@ -377,6 +379,32 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         })
     };
     let in_project = setting("POETRY_VIRTUALENVS_IN_PROJECT", "in-project").map(|v| truthy(&v));
+    let cache_dir = setting("POETRY_CACHE_DIR", "cache-dir")
+        .or_else(|| {
+            files
+                .iter()
+                .flatten()
+                .find_map(|t| t.get("cache-dir")?.as_str().map(String::from))
+        })
+        .unwrap_or_else(|| "~/.cache/pypoetry".into());
+    let venvs = setting("POETRY_VIRTUALENVS_PATH", "path")
+        .unwrap_or_else(|| "{cache-dir}/virtualenvs".into())
+        .replace("{cache-dir}", cache_dir.trim_end_matches('/'));
+    // Poetry uses an environment it already made for this project (`poetry lock` makes one)
+    // before it would make `.venv`, whatever in-project says, unless `.venv` exists.
+    if in_project != Some(false)
+        && !dir.join(".venv").exists()
+        && let Some(existing) = existing_poetry_env(dir, &venvs, env)?
+    {
+        r.notes.push(format!(
+            "poetry already has an environment for this project, {existing}, and uses it"
+        ));
+        r.paths.push(PresetPath {
+            declared: existing,
+            optional: false,
+        });
+        return Ok(());
+    }
     if in_project != Some(false) {
         for d in p.paths {
             r.paths.push(PresetPath {
@@ -391,25 +419,85 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         }
         return Ok(());
     }
-    let cache_dir = setting("POETRY_CACHE_DIR", "cache-dir")
-        .or_else(|| {
-            files
-                .iter()
-                .flatten()
-                .find_map(|t| t.get("cache-dir")?.as_str().map(String::from))
-        })
-        .unwrap_or_else(|| "~/.cache/pypoetry".into());
-    let path = setting("POETRY_VIRTUALENVS_PATH", "path")
-        .unwrap_or_else(|| "{cache-dir}/virtualenvs".into())
-        .replace("{cache-dir}", cache_dir.trim_end_matches('/'));
     r.notes.push(format!(
-        "poetry keeps its virtualenvs in {path} (virtualenvs.in-project is false)"
+        "poetry keeps its virtualenvs in {venvs} (virtualenvs.in-project is false)"
     ));
     r.paths.push(PresetPath {
-        declared: path,
+        declared: venvs,
         optional: false,
     });
     Ok(())
+}
+
+/// The environment poetry made for the project in `dir` earlier, in its virtualenvs
+/// directory: `<name>-<first 8 of urlsafe base64 sha256 of the project path>-py<X.Y>`.
+/// When several Pythons have one, poetry's `envs.toml` says which is in use.
+fn existing_poetry_env(dir: &Path, venvs: &str, env: Env) -> Result<Option<String>> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let venvs_abs = match venvs.strip_prefix("~/") {
+        Some(rest) => match env("HOME") {
+            Some(h) => PathBuf::from(h).join(rest),
+            None => return Ok(None),
+        },
+        None => dir.join(venvs),
+    };
+    if !venvs_abs.is_dir() {
+        return Ok(None);
+    }
+    let pyproject = read_toml(&dir.join("pyproject.toml"))?.unwrap_or_default();
+    let name = pyproject
+        .get("project")
+        .and_then(|p| p.get("name"))
+        .or_else(|| pyproject.get("tool")?.get("poetry")?.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("non-package-mode");
+    // Poetry's canonical package name (runs of `-_.` as one `-`, lowercase), then its
+    // sanitizing of characters a directory name should not hold.
+    let mut canonical = String::new();
+    for c in name.to_lowercase().chars() {
+        if "-_.".contains(c) {
+            if !canonical.ends_with('-') {
+                canonical.push('-');
+            }
+        } else {
+            canonical.push(c);
+        }
+    }
+    let sanitized: String = canonical
+        .chars()
+        .map(|c| {
+            if " $`!*@\"\\\r\n\t".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(42)
+        .collect();
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let hash = base64::engine::general_purpose::URL_SAFE.encode(digest);
+    let base = format!("{sanitized}-{}", &hash[..8]);
+    let mut found: Vec<String> = std::fs::read_dir(&venvs_abs)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.strip_prefix(&base).is_some_and(|r| r.starts_with("-py")))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    let chosen = match found.len() {
+        0 => return Ok(None),
+        1 => found.pop(),
+        _ => read_toml(&venvs_abs.join("envs.toml"))?.and_then(|t| {
+            let minor = t.get(&base)?.get("minor")?.as_str()?.to_string();
+            found
+                .into_iter()
+                .find(|n| n.ends_with(&format!("-py{minor}")))
+        }),
+    };
+    Ok(chosen.map(|n| format!("{}/{n}", venvs.trim_end_matches('/'))))
 }
 
 #[cfg(test)]
@@ -508,9 +596,9 @@ mod tests {
         assert_eq!(
             paths(&r),
             [
+                (".yarn/cache", false),
                 (".pnp.cjs", false),
                 (".pnp.loader.mjs", true),
-                (".yarn/cache", false),
                 (".yarn/unplugged", true),
                 (".yarn/install-state.gz", true)
             ]
@@ -565,6 +653,41 @@ mod tests {
         let r = resolve(cargo, d.path(), &env).unwrap();
         assert_eq!(paths(&r), [("/ch/registry", false), ("/ch/git", true)]);
         assert!(r.env.is_empty());
+    }
+
+    #[test]
+    fn poetry_uses_the_environment_it_already_made_for_the_project() {
+        let envs = tempfile::tempdir().unwrap();
+        let venvs = envs.path().display().to_string();
+        // What poetry 2.5 named for this path (urlsafe base64 of its sha256, 8 characters).
+        let dir = Path::new("/cachegate-no-such-project");
+        assert_eq!(existing_poetry_env(dir, &venvs, &no_env).unwrap(), None);
+        for v in ["3.11", "3.12"] {
+            std::fs::create_dir(envs.path().join(format!("non-package-mode-c-1-MxJ9-py{v}")))
+                .unwrap();
+        }
+        std::fs::create_dir(envs.path().join("other-c-1-MxJ9-py3.11")).unwrap();
+        // Two Pythons: envs.toml says which one poetry uses.
+        assert_eq!(existing_poetry_env(dir, &venvs, &no_env).unwrap(), None);
+        std::fs::write(
+            envs.path().join("envs.toml"),
+            "[non-package-mode-c-1-MxJ9]\nminor = \"3.12\"\npatch = \"3.12.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            existing_poetry_env(dir, &venvs, &no_env).unwrap(),
+            Some(format!("{venvs}/non-package-mode-c-1-MxJ9-py3.12"))
+        );
+        let env = |k: &str| (k == "POETRY_VIRTUALENVS_PATH").then(|| venvs.clone());
+        let r = resolve(for_lock_file("poetry.lock").unwrap(), dir, &env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [(
+                format!("{venvs}/non-package-mode-c-1-MxJ9-py3.12").as_str(),
+                false
+            )]
+        );
+        assert!(r.env.is_empty(), "{r:?}");
     }
 
     #[test]
