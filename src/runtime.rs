@@ -25,18 +25,7 @@ pub fn probe(kind: Runtime, preset: &str, dir: &Path, env: Env) -> Option<Runtim
     let (runtime, value) = match kind {
         Runtime::None => return None,
         Runtime::Python => ("python", python(preset, dir, env)),
-        Runtime::Node => (
-            "node",
-            run_probe(
-                dir,
-                find_on_path("node", env),
-                "node",
-                &[
-                    "-e",
-                    "process.stdout.write('abi '+process.versions.modules+' node '+process.versions.node.split('.')[0])",
-                ],
-            ),
-        ),
+        Runtime::Node => ("node", node(dir, env)),
         Runtime::Ruby => (
             "ruby",
             run_probe(
@@ -56,39 +45,161 @@ pub fn probe(kind: Runtime, preset: &str, dir: &Path, env: Env) -> Option<Runtim
     })
 }
 
+/// `NODE_MODULE_VERSION` of each Node major (node's `src/node_version.h`): `node --version`
+/// answers before V8 starts, a few ms instead of tens for `process.versions.modules`,
+/// which is asked only for a major not listed here.
+const NODE_ABI: &[(u32, u32)] = &[
+    (12, 72),
+    (13, 79),
+    (14, 83),
+    (15, 88),
+    (16, 93),
+    (17, 102),
+    (18, 108),
+    (19, 111),
+    (20, 115),
+    (21, 120),
+    (22, 127),
+    (23, 131),
+    (24, 137),
+    (25, 141),
+];
+
+const NODE_FULL_PROBE: &str = "process.stdout.write('abi '+process.versions.modules+' node '+process.versions.node.split('.')[0])";
+
+fn node(dir: &Path, env: Env) -> String {
+    let Some(exe) = find_on_path("node", env) else {
+        return absent("node");
+    };
+    let major = quick_version(dir, &exe).and_then(|v| {
+        v.trim()
+            .strip_prefix('v')?
+            .split('.')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    if let Some((major, abi)) = major.and_then(|m| NODE_ABI.iter().find(|(n, _)| *n == m)) {
+        return format!("abi {abi} node {major}");
+    }
+    run_probe(dir, Some(exe), "node", &["-e", NODE_FULL_PROBE])
+}
+
+const PYTHON_FULL_PROBE: &str = "import sys, os, platform; sys.stdout.write(platform.python_implementation().lower() + '-' + platform.python_version() + ' ' + os.path.realpath(sys.executable))";
+
 /// The interpreter the tool will use: `UV_PYTHON` (uv), the project's `.python-version`
-/// (pyenv's, which uv and pyenv shims honour), then `python3` on `PATH`.
+/// (pyenv's, which uv and pyenv shims honour), then `python3` on `PATH`. A native binary
+/// answers `--version` in a few ms and its resolved path is read here; anything else (a
+/// wrapper script) is asked the long way.
 fn python(preset: &str, dir: &Path, env: Env) -> String {
     let (exe, asked) = find_python(preset, dir, env);
+    let Some(exe) = exe else {
+        return absent(&asked);
+    };
+    let real = std::fs::canonicalize(&exe).unwrap_or_else(|_| exe.clone());
+    if is_native(&real)
+        && let Some(out) = quick_version(dir, &real)
+        && let Some(v) = out.lines().next().and_then(|l| l.strip_prefix("Python "))
+    {
+        let implementation = if out.contains("PyPy") {
+            "pypy"
+        } else {
+            "cpython"
+        };
+        return format!("{implementation}-{} {}", v.trim(), real.display());
+    }
     run_probe(
         dir,
-        exe,
+        Some(exe),
         &asked,
-        &[
-            "-I",
-            "-S",
-            "-c",
-            "import sys, os, platform; sys.stdout.write(platform.python_implementation().lower() + '-' + platform.python_version() + ' ' + os.path.realpath(sys.executable))",
-        ],
+        &["-I", "-S", "-c", PYTHON_FULL_PROBE],
     )
+}
+
+/// An executable the kernel runs directly (ELF, Mach-O), not a script that picks one.
+fn is_native(p: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| {
+            magic == *b"\x7fELF"
+                || matches!(
+                    u32::from_le_bytes(magic),
+                    0xfeed_facf | 0xcefa_edfe | 0xcafe_babe | 0xbeba_feca
+                )
+        })
+}
+
+/// `exe --version`, stdout and stderr together (python2 answers on stderr).
+fn quick_version(dir: &Path, exe: &Path) -> Option<String> {
+    let out = Command::new(exe)
+        .arg("--version")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some(text)
+}
+
+fn absent(name: &str) -> String {
+    format!("absent ({name} not found; nothing probed)")
+}
+
+/// The first version line of a pyenv-style version file in `dir` or above it.
+fn version_file(dir: &Path) -> Option<String> {
+    dir.ancestors().find_map(|d| {
+        std::fs::read_to_string(d.join(".python-version"))
+            .ok()?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+    })
+}
+
+fn pyenv_root(env: Env) -> Option<PathBuf> {
+    env("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pyenv")))
+}
+
+/// What a pyenv shim would run, without running the shim (a shell script that costs more
+/// than everything else a hit does): `PYENV_VERSION`, else pyenv's global version file.
+fn through_pyenv_shim(found: &Path, env: Env) -> Option<PathBuf> {
+    let root = pyenv_root(env)?;
+    if found.parent()? != root.join("shims") {
+        return None;
+    }
+    let global = || {
+        std::fs::read_to_string(root.join("version"))
+            .ok()?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+    };
+    let v = env("PYENV_VERSION").or_else(global)?;
+    let v = v.split(':').next()?.trim().to_string();
+    let exe = root.join("versions").join(v).join("bin/python3");
+    exe.is_file().then_some(exe)
 }
 
 fn find_python(preset: &str, dir: &Path, env: Env) -> (Option<PathBuf>, String) {
     let request = if preset == "uv" {
         env("UV_PYTHON").filter(|v| !v.trim().is_empty())
     } else {
-        None
+        // pyenv's own precedence: the variable before the file.
+        env("PYENV_VERSION").filter(|v| !v.trim().is_empty() && v.trim() != "system")
     };
-    let request = request.or_else(|| {
-        std::fs::read_to_string(dir.join(".python-version"))
-            .ok()?
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-    });
+    let request = request.or_else(|| version_file(dir));
     let Some(req) = request else {
-        return (find_on_path("python3", env), "python3".into());
+        let found = find_on_path("python3", env);
+        let resolved = found.as_deref().and_then(|f| through_pyenv_shim(f, env));
+        return (resolved.or(found), "python3".into());
     };
     if req.contains('/') {
         let p = if Path::new(&req).is_absolute() {
@@ -99,10 +210,7 @@ fn find_python(preset: &str, dir: &Path, env: Env) -> (Option<PathBuf>, String) 
         return (p.is_file().then_some(p), req);
     }
     // A pyenv version name ("3.12.1", or "3.12" for the newest 3.12.x installed).
-    let root = env("PYENV_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
-    if let Some(root) = root {
+    if let Some(root) = pyenv_root(env) {
         let versions = root.join("versions");
         let exact = versions.join(&req).join("bin/python");
         if exact.is_file() {
@@ -150,7 +258,7 @@ fn is_executable(p: &Path) -> bool {
 
 fn run_probe(dir: &Path, exe: Option<PathBuf>, name: &str, args: &[&str]) -> String {
     let Some(exe) = exe else {
-        return format!("absent ({name} not found; nothing probed)");
+        return absent(name);
     };
     let out = Command::new(&exe)
         .args(args)
@@ -216,6 +324,62 @@ mod tests {
             find_python("uv", &proj, &env).0.unwrap(),
             root.join("versions/3.12.1/bin/python")
         );
+        assert_eq!(
+            find_python("pip", &proj, &env).0.unwrap(),
+            root.join("versions/3.13.0/bin/python")
+        );
+    }
+
+    /// The quick answers (`--version`, the ABI table) are what the long probe would say.
+    #[test]
+    fn quick_probes_agree_with_asking_the_runtime() {
+        let env = |k: &str| std::env::var(k).ok();
+        let d = tempfile::tempdir().unwrap();
+        if let Some(n) = find_on_path("node", &env) {
+            let full = run_probe(d.path(), Some(n), "node", &["-e", NODE_FULL_PROBE]);
+            assert_eq!(node(d.path(), &env), full);
+        }
+        let (Some(py), _) = find_python("pip", d.path(), &env) else {
+            return;
+        };
+        let full = run_probe(
+            d.path(),
+            Some(py),
+            "python3",
+            &["-I", "-S", "-c", PYTHON_FULL_PROBE],
+        );
+        assert_eq!(python("pip", d.path(), &env), full);
+    }
+
+    #[test]
+    fn pyenv_shims_are_resolved_without_running_them() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("pyenv");
+        std::fs::create_dir_all(root.join("shims")).unwrap();
+        std::fs::create_dir_all(root.join("versions/3.12.1/bin")).unwrap();
+        std::fs::write(root.join("versions/3.12.1/bin/python3"), "").unwrap();
+        std::fs::write(root.join("version"), "3.12.1\n").unwrap();
+        let shim = root.join("shims/python3");
+        std::fs::write(&shim, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let proj = d.path().join("p/sub");
+        std::fs::create_dir_all(&proj).unwrap();
+        let path = root.join("shims").display().to_string();
+        let pr = root.display().to_string();
+        let env = |k: &str| match k {
+            "PATH" => Some(path.clone()),
+            "PYENV_ROOT" => Some(pr.clone()),
+            _ => None,
+        };
+        assert_eq!(
+            find_python("pip", &proj, &env).0.unwrap(),
+            root.join("versions/3.12.1/bin/python3")
+        );
+        // A version file above the project counts, as it does for pyenv.
+        std::fs::create_dir_all(root.join("versions/3.13.0/bin")).unwrap();
+        std::fs::write(root.join("versions/3.13.0/bin/python"), "").unwrap();
+        std::fs::write(d.path().join("p/.python-version"), "3.13.0\n").unwrap();
         assert_eq!(
             find_python("pip", &proj, &env).0.unwrap(),
             root.join("versions/3.13.0/bin/python")
