@@ -927,3 +927,37 @@ fn key_explain_shows_the_node_runtime_and_workspace_inputs() {
         .run();
     assert_ne!(stdout(&o).lines().next(), stdout(&off).lines().next());
 }
+
+#[test]
+fn a_manifest_listing_a_path_the_key_does_not_declare_is_not_restored() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "packages/*/node_modules"];
+    let make = cmd("mkdir -p packages/a/node_modules && echo a > packages/a/node_modules/f");
+    p.test().ensure(&args, &make).installs(1).run();
+    // Someone who can write the store points the entry elsewhere.
+    let manifest = p
+        .store_files()
+        .into_iter()
+        .find(|f| f.ends_with(".json"))
+        .unwrap();
+    let path = p.store.join(&manifest);
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(
+        &path,
+        text.replace("\"packages/a/node_modules\"", "\"src\""),
+    )
+    .unwrap();
+    p.write("src/main.js", "keep me\n");
+    fs::remove_dir_all(p.path("packages/a/node_modules")).unwrap();
+    p.test()
+        .ensure(&args, &make)
+        .stderr_contains("it lists \"src\", which is not one of the cached paths")
+        .stderr_lacks("cachegate: hit")
+        .installs(2)
+        .run();
+    assert_eq!(
+        fs::read_to_string(p.path("src/main.js")).unwrap(),
+        "keep me\n"
+    );
+}
