@@ -73,11 +73,49 @@ pub fn collect(kind: Inputs, dir: &Path) -> Result<Vec<LockFile>> {
                     .collect();
                 out.push(digest(rel, &picked));
             }
+            if let Some(i) = pnpm_workspace(dir)? {
+                out.push(i);
+            }
         }
         Inputs::Pyproject => toml_fields(dir, "pyproject.toml", PYPROJECT_FIELDS, &mut out)?,
         Inputs::Pipfile => toml_fields(dir, "Pipfile", PIPFILE_FIELDS, &mut out)?,
     }
     Ok(out)
+}
+
+/// pnpm checks its lock against the catalogs and overrides of `pnpm-workspace.yaml` too.
+const PNPM_WORKSPACE_FIELDS: &[&str] = &[
+    "packages",
+    "catalog",
+    "catalogs",
+    "overrides",
+    "patchedDependencies",
+    "packageExtensions",
+];
+
+fn pnpm_workspace(dir: &Path) -> Result<Option<LockFile>> {
+    let rel = "pnpm-workspace.yaml";
+    let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
+        return Ok(None);
+    };
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+        .with_context(|| format!("{rel} is not valid YAML"))?;
+    let Some(doc) = docs.first() else {
+        return Ok(None);
+    };
+    let mut picked: BTreeMap<&str, String> = BTreeMap::new();
+    for f in PNPM_WORKSPACE_FIELDS {
+        let v = &doc[*f];
+        if v.is_badvalue() {
+            continue;
+        }
+        let mut emitted = String::new();
+        yaml_rust2::YamlEmitter::new(&mut emitted)
+            .dump(v)
+            .with_context(|| format!("cannot read {f} in {rel}"))?;
+        picked.insert(f, emitted);
+    }
+    Ok(Some(digest(rel.to_string(), &picked)))
 }
 
 fn toml_fields(dir: &Path, rel: &str, fields: &[&str], out: &mut Vec<LockFile>) -> Result<()> {
@@ -158,6 +196,20 @@ mod tests {
             r#"{"name":"b","dependencies":{"ms":"2.0.0","left-pad":"1"}}"#,
         )
         .unwrap();
+        assert_ne!(hashes(Inputs::PackageJson, root), base);
+    }
+
+    #[test]
+    fn pnpm_workspace_catalogs_count_and_comments_do_not() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |t: &str| std::fs::write(root.join("pnpm-workspace.yaml"), t).unwrap();
+        write("packages:\n  - 'packages/*'\ncatalog:\n  lodash: ^4.17.21\n");
+        let base = hashes(Inputs::PackageJson, root);
+        assert_eq!(base.len(), 1, "{base:?}");
+        write("# a comment\npackages:\n  - 'packages/*'\ncatalog:\n  lodash: ^4.17.21\n");
+        assert_eq!(hashes(Inputs::PackageJson, root), base);
+        write("packages:\n  - 'packages/*'\ncatalog:\n  lodash: ^4.17.20\n");
         assert_ne!(hashes(Inputs::PackageJson, root), base);
     }
 
