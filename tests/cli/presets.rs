@@ -296,11 +296,12 @@ fn yarn_berry(linker: Option<&str>) {
         ("YARN_ENABLE_TELEMETRY", "0"),
         ("YARN_ENABLE_NETWORK", "0"),
     ];
-    // The lock file, made once the way a developer would; the install artifacts go.
+    // The lock file, made once the way a developer would (CI=true makes yarn immutable by
+    // default); the install artifacts go.
     sh(
         &p.dir,
         &yarn_env,
-        "YARN_ENABLE_GLOBAL_CACHE=false yarn install >/dev/null && rm -rf .yarn .pnp.* node_modules",
+        "YARN_ENABLE_GLOBAL_CACHE=false yarn install --no-immutable && rm -rf .yarn .pnp.* node_modules",
     );
     let lock = ["--lock", "yarn.lock"];
     let install = cmd("yarn install --immutable");
