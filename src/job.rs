@@ -425,7 +425,6 @@ impl Job {
                 false
             }
             Err(e) => {
-                let object = entry::manifest_name(scope, &m.name, &m.key);
                 let replaced = matches!(e, UnpackError::Corrupt(_))
                     && self.discard(scope, &object, Some(&m.archive));
                 self.trouble(format!(
