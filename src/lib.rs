@@ -15,6 +15,7 @@ pub mod install;
 pub mod job;
 pub mod key;
 pub mod ls;
+pub mod output;
 pub mod plan;
 pub mod preset;
 pub mod prune;

@@ -88,15 +88,20 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!(
+    crate::outln!(
         "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  creator",
-        "scope", "name", "key", "files", "stored", "age"
+        "scope",
+        "name",
+        "key",
+        "files",
+        "stored",
+        "age"
     );
     for e in &entries {
-        println!(
+        crate::outln!(
             "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
             e.scope,
             e.name,
