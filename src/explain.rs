@@ -1,7 +1,7 @@
 //! `explain`: why a lookup misses, against the newest entry of the same cache name.
 
 use crate::backend::Backend;
-use crate::entry::{self, Manifest};
+use crate::entry::{EntryName, Manifest};
 use crate::exit::Ending;
 use crate::job::{Hit, Job, Lookup};
 use crate::key;
@@ -39,7 +39,7 @@ fn objects(job: &mut Job) -> Ending {
     let mut newest: Option<(u64, Scope, String)> = None;
     let mut failed = None;
     for scope in job.scopes.read.clone() {
-        match backend.list(&entry::entry_dir(scope, &name)) {
+        match backend.list(&EntryName::new(scope, &name, "").dir()) {
             Ok(objects) => {
                 for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
                     let t = o.modified.unwrap_or(0);
