@@ -16,6 +16,7 @@ pub mod job;
 pub mod key;
 pub mod ls;
 pub mod output;
+pub mod pipe;
 pub mod plan;
 pub mod preset;
 pub mod prune;
