@@ -10,6 +10,7 @@ pub mod entry;
 pub mod env_vars;
 pub mod key;
 pub mod preset;
+pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod run;
