@@ -8,6 +8,7 @@ pub mod config;
 pub mod doctor;
 pub mod entry;
 pub mod env_vars;
+pub mod generate;
 pub mod key;
 pub mod preset;
 pub mod progress;

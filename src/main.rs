@@ -8,7 +8,7 @@ use clap::Parser;
 
 use cachegate::cli::{Cli, Command};
 use cachegate::run::{self, Job};
-use cachegate::{config, doctor, redact, runner};
+use cachegate::{config, doctor, generate, redact, runner};
 
 /// Usage and configuration errors.
 const EXIT_USAGE: u8 = 2;
@@ -154,6 +154,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 print!("{}", plan.components.explain());
             } else {
                 println!("{}", plan.key);
+            }
+            0
+        }
+        Command::Completions { shell } => {
+            generate::print(&generate::completions(shell))?;
+            0
+        }
+        Command::Man { out_dir } => {
+            match out_dir {
+                Some(dir) => generate::man_pages(&dir)?,
+                None => generate::print(&generate::man_page()?)?,
             }
             0
         }
