@@ -60,6 +60,13 @@ pub const HOME: &str = "HOME";
 pub const USER: &str = "USER";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
+// The progress bar (progress.rs).
+/// Set by most CI systems; no progress bar is drawn when it (or GITLAB_CI) is set.
+pub const CI: &str = "CI";
+/// Hidden (not a flag): seconds a restore or save runs before its bar shows (default 1; the
+/// terminal tests set 0 or a large value).
+pub const CACHEGATE_PROGRESS_DELAY: &str = "CACHEGATE_PROGRESS_DELAY";
+
 // The S3 store's credential chain reads the standard AWS variables (and profiles); these are
 // the ones cachegate itself registers for redaction or checks.
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -71,9 +78,3 @@ pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
 /// A GitLab `id_tokens` token itself; cachegate writes it to a private file for the chain.
 pub const CACHEGATE_S3_WEB_IDENTITY_TOKEN: &str = "CACHEGATE_S3_WEB_IDENTITY_TOKEN";
-
-/// Set by most CI systems; no progress bar is drawn when it (or GITLAB_CI) is set.
-pub const CI: &str = "CI";
-/// Hidden: seconds a restore or save runs before its progress bar shows (default 1; the
-/// terminal tests set 0).
-pub const CACHEGATE_PROGRESS_DELAY: &str = "CACHEGATE_PROGRESS_DELAY";
