@@ -40,6 +40,21 @@ pub fn man_pages(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot write the man pages into {}", dir.display()))
 }
 
+/// `cachegate completions SHELL`.
+pub fn completions_command(shell: CompletionShell) -> Result<i32> {
+    print(&completions(shell))?;
+    Ok(0)
+}
+
+/// `cachegate man [--out-dir DIR]`.
+pub fn man_command(out_dir: Option<&Path>) -> Result<i32> {
+    match out_dir {
+        Some(dir) => man_pages(dir)?,
+        None => print(&man_page()?)?,
+    }
+    Ok(0)
+}
+
 /// Write `bytes` to stdout. A reader that stops early (`| head`) is not an error.
 pub fn print(bytes: &[u8]) -> Result<()> {
     let mut stdout = io::stdout().lock();

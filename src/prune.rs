@@ -7,6 +7,21 @@ use crate::key;
 use crate::ls::{Listed, age, list_entries};
 use crate::report;
 
+impl crate::cli::PruneArgs {
+    /// The rules, or a usage error when there are none: prune never guesses what to delete.
+    pub fn rules(&self) -> Result<PruneRules> {
+        if self.older_than.is_none() && self.keep.is_none() && self.max_size.is_none() {
+            anyhow::bail!("prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES");
+        }
+        Ok(PruneRules {
+            older_than_days: self.older_than,
+            keep: self.keep,
+            max_size: self.max_size,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
 pub struct PruneRules {
     pub older_than_days: Option<u64>,
     pub keep: Option<usize>,
