@@ -102,6 +102,25 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Print a shell completion script on stdout, e.g. `source <(cachegate completions bash)`
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `cachegate man | man -l -`
+    Man {
+        /// Write cachegate.1 and a cachegate-<command>.1 page for every command into DIR instead
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Shells `cachegate completions` writes a script for.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// What a cache job takes: the key, the store, the reports.

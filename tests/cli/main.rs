@@ -16,3 +16,4 @@ mod runner;
 mod s3;
 mod scopes;
 mod signing;
+mod terminal;
