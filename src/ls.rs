@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::backend::{Backend, ObjectMeta};
-use crate::entry::{self, Manifest};
+use crate::entry::{self, Manifest, ObjectName};
 use crate::key;
 use crate::report;
 
@@ -32,17 +32,13 @@ pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<Ob
             report::warn(&format!("{} is not a readable manifest", o.name));
             continue;
         };
-        // Where a manifest lies decides its scope and name, not what it says, and it may
-        // only name an archive beside it: a manifest planted in one scope must not steer
-        // prune into deleting another scope's entries.
-        let [_, scope, name, _] = o.name.split('/').collect::<Vec<_>>()[..] else {
+        // Where a manifest lies decides its scope, name and key, not what it says, and it
+        // may only name an archive of that entry: a manifest planted in one scope must not
+        // steer prune into deleting another scope's entries.
+        let Some(ObjectName::Manifest(at)) = ObjectName::parse(&o.name) else {
             continue;
         };
-        let dir = entry::entry_dir_raw(scope, name);
-        let own = m
-            .archive
-            .strip_prefix(&dir)
-            .is_some_and(|r| !r.contains('/') && r.ends_with(".tar.zst"));
+        let own = at.owns_archive(&m.archive);
         if !own {
             report::warn(&format!(
                 "{} names an archive outside its entry ({:?}); only the manifest is managed",
@@ -52,9 +48,9 @@ pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<Ob
         entries.push(Listed {
             manifest: o.name.clone(),
             archive: if own { m.archive } else { String::new() },
-            scope: scope.to_string(),
-            name: name.to_string(),
-            key: m.key,
+            scope: at.scope.as_str().to_string(),
+            name: at.name,
+            key: at.key,
             files: m.files,
             bytes: m.bytes,
             archive_bytes: m.archive_size,
@@ -88,15 +84,20 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!(
+    crate::outln!(
         "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  creator",
-        "scope", "name", "key", "files", "stored", "age"
+        "scope",
+        "name",
+        "key",
+        "files",
+        "stored",
+        "age"
     );
     for e in &entries {
-        println!(
+        crate::outln!(
             "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
             e.scope,
             e.name,

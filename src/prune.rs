@@ -11,10 +11,10 @@ impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
     pub fn rules(&self) -> Result<PruneRules> {
         if self.older_than.is_none() && self.keep.is_none() && self.max_size.is_none() {
-            anyhow::bail!("prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES");
+            anyhow::bail!("prune needs a rule: --older-than AGE, --keep N or --max-size SIZE");
         }
         Ok(PruneRules {
-            older_than_days: self.older_than,
+            older_than_secs: self.older_than,
             keep: self.keep,
             max_size: self.max_size,
             dry_run: self.dry_run,
@@ -23,7 +23,8 @@ impl crate::cli::PruneArgs {
 }
 
 pub struct PruneRules {
-    pub older_than_days: Option<u64>,
+    /// Seconds.
+    pub older_than_secs: Option<u64>,
     pub keep: Option<usize>,
     pub max_size: Option<u64>,
     pub dry_run: bool,
@@ -42,8 +43,8 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         let n = per_name.entry((&e.scope, &e.name)).or_default();
         *n += 1;
         let too_old = rules
-            .older_than_days
-            .is_some_and(|d| now.saturating_sub(e.created) > d * 86_400);
+            .older_than_secs
+            .is_some_and(|s| now.saturating_sub(e.created) > s);
         let too_many = rules.keep.is_some_and(|k| *n > k);
         let too_big = rules
             .max_size
@@ -76,7 +77,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             }
         }
         freed += e.archive_bytes;
-        println!(
+        crate::outln!(
             "{verb} {} {} {} ({}, {} old)",
             e.scope,
             e.name,
@@ -90,7 +91,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             backend.delete(&o.name)?;
         }
         freed += o.size;
-        println!(
+        crate::outln!(
             "{verb} abandoned upload {} ({})",
             o.name,
             report::bytes(o.size)

@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::plan::CachePath;
+use crate::progress::Progress;
 
 #[derive(Debug, Clone, Default)]
 pub struct PackStats {
@@ -71,9 +72,10 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
     let mut builder = tar::Builder::new(encoder);
     builder.follow_symlinks(false);
     let mut stats = PackStats::default();
+    let progress = Progress::save(paths.iter().map(|p| p.abs.clone()).collect());
 
     for (i, p) in paths.iter().enumerate() {
-        add_tree(&mut builder, &p.abs, i, &mut stats)
+        add_tree(&mut builder, &p.abs, i, &mut stats, &progress)
             .with_context(|| format!("cannot archive {}", p.abs.display()))?;
     }
 
@@ -92,6 +94,7 @@ fn add_tree<W: Write>(
     root: &Path,
     index: usize,
     stats: &mut PackStats,
+    progress: &Progress,
 ) -> Result<()> {
     let prefix = index.to_string();
     for entry in walkdir::WalkDir::new(root)
@@ -128,7 +131,7 @@ fn add_tree<W: Write>(
         } else if ft.is_file() {
             // Bounded by the size in the header: a file growing under us must not
             // desynchronise the archive.
-            let file = File::open(entry.path())?.take(meta.len());
+            let file = progress.reader(File::open(entry.path())?.take(meta.len()));
             stats.files += 1;
             stats.bytes += meta.len();
             stats
