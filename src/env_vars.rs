@@ -5,6 +5,9 @@ pub const GITLAB_CI: &str = "GITLAB_CI";
 pub const CI_COMMIT_REF_PROTECTED: &str = "CI_COMMIT_REF_PROTECTED";
 pub const CI_JOB_IMAGE: &str = "CI_JOB_IMAGE";
 pub const CI_JOB_URL: &str = "CI_JOB_URL";
+pub const CI_PROJECT_PATH: &str = "CI_PROJECT_PATH";
+/// Set to `true` by GitLab, GitHub and most CI systems: single-flight waits by default there.
+pub const CI: &str = "CI";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 /// The secret ed25519 key that signs manifests (a protected, masked CI variable).
 pub const CACHEGATE_SIGNING_KEY: &str = "CACHEGATE_SIGNING_KEY";
