@@ -34,6 +34,8 @@ pub enum Command {
         store: StoreArgs,
         #[command(flatten)]
         report: ReportArgs,
+        #[command(flatten)]
+        flight: FlightArgs,
         /// Save even when the command fails
         #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
         save_on_failure: bool,
@@ -61,6 +63,9 @@ pub enum Command {
         store: StoreArgs,
         #[command(flatten)]
         report: ReportArgs,
+        /// Replace an existing entry of this key atomically (as --policy push does)
+        #[arg(long, env = env_vars::CACHEGATE_REPLACE, value_parser = clap::builder::BoolishValueParser::new())]
+        replace: bool,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -108,10 +113,21 @@ pub enum Command {
         /// Delete entries saved more than DAYS days ago
         #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
         older_than: Option<u64>,
-        /// Keep only the newest N entries of each cache name and scope
+        /// Delete entries not restored for DAYS days (never restored: saved DAYS days ago)
+        #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_UNUSED_FOR)]
+        unused_for: Option<u64>,
+        /// Apply the rules to the entries of one scope only, e.g. keep protected entries
+        /// longer than feature-branch ones
+        #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
+        scope: Option<crate::scope::Scope>,
+        /// Seconds after which an archive no manifest names counts as abandoned (younger
+        /// ones may be uploads in flight)
+        #[arg(long, value_name = "SECS", default_value_t = 86_400, env = env_vars::CACHEGATE_ABANDONED_AFTER)]
+        abandoned_after: u64,
+        /// Keep only the N most recently used entries of each cache name and scope
         #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
         keep: Option<usize>,
-        /// Delete the oldest entries until the store holds at most this many bytes
+        /// Delete the least recently used entries until the store holds at most this many bytes
         #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
         max_size: Option<u64>,
         /// Say what would be deleted, delete nothing
@@ -185,6 +201,11 @@ pub struct KeyArgs {
     /// Project directory: lock files and relative paths are resolved from here
     #[arg(long = "dir", value_name = "DIR", env = env_vars::CACHEGATE_DIR)]
     pub dir: Option<PathBuf>,
+
+    /// Extra text in the key: change it (a CI variable) to start every entry of this cache
+    /// afresh without deleting anything
+    #[arg(long, value_name = "TEXT", env = env_vars::CACHEGATE_SALT)]
+    pub salt: Option<String>,
 }
 
 /// Where entries are stored and how.
@@ -197,6 +218,12 @@ pub struct StoreArgs {
     /// Restore only, save only, or both
     #[arg(long, value_enum, default_value_t = Policy::PullPush, env = env_vars::CACHEGATE_POLICY)]
     pub policy: Policy,
+
+    /// The project whose entries to use: CI_PROJECT_PATH in GitLab CI, else the git origin's
+    /// path, else the directory's name; name another project's to share its cache (a fork
+    /// reading its parent's)
+    #[arg(long, value_name = "NAME", env = env_vars::CACHEGATE_NAMESPACE)]
+    pub namespace: Option<String>,
 
     /// Fail with exit code 3 on cache trouble instead of treating it as a miss
     #[arg(long, env = env_vars::CACHEGATE_STRICT, value_parser = clap::builder::BoolishValueParser::new())]
@@ -215,6 +242,47 @@ pub struct StoreArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// What `ensure` does on a miss before installing from scratch.
+#[derive(Args, Debug, Clone)]
+pub struct FlightArgs {
+    /// On a miss, restore the newest entry of this cache whose platform and runtime match
+    /// (only lock files or command differ) and run the command on top of it (a warm start)
+    #[arg(long, env = env_vars::CACHEGATE_FALLBACK, value_parser = clap::builder::BoolishValueParser::new())]
+    pub fallback: bool,
+
+    /// Seconds to wait for another job installing the same key, then restore its entry
+    /// (single-flight); 0 turns it off. Default: 600 inside CI, 0 elsewhere
+    #[arg(long, value_name = "SECS", env = env_vars::CACHEGATE_WAIT,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub wait: Option<u64>,
+
+    /// Seconds a single-flight lease lives without renewal; a leader that dies is taken
+    /// over this long after its last renewal
+    #[arg(long, value_name = "SECS", default_value_t = 60, env = env_vars::CACHEGATE_LEASE,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease: u64,
+
+    /// Longest pause in seconds between two looks at the lease while waiting
+    #[arg(long, value_name = "SECS", default_value_t = 10, env = env_vars::CACHEGATE_POLL,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub poll: u64,
+}
+
+impl FlightArgs {
+    /// The single-flight settings, or `None` when it is off.
+    pub fn settings(&self) -> Option<crate::lease::Settings> {
+        let in_ci = ["CI", "GITLAB_CI"]
+            .iter()
+            .any(|k| std::env::var(k).is_ok_and(|v| v == "true"));
+        let wait = self.wait.unwrap_or(if in_ci { 600 } else { 0 });
+        (wait > 0).then(|| crate::lease::Settings {
+            wait: std::time::Duration::from_secs(wait),
+            ttl: std::time::Duration::from_secs(self.lease),
+            poll: std::time::Duration::from_secs(self.poll),
+        })
+    }
 }
 
 /// Which entries a job may read and write, and what it refuses to save.

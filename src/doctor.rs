@@ -23,7 +23,8 @@ fn probe_name(scope: &str) -> String {
         r = (report::unix_now() ^ u64::from(std::process::id())).to_le_bytes();
     }
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{LAYOUT_ROOT}/{scope}/.doctor/{hex}")
+    // Not a project's namespace: doctor checks the store, not a cache.
+    format!("{LAYOUT_ROOT}/doctor/{scope}/.doctor/{hex}")
 }
 
 /// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when

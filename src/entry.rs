@@ -2,9 +2,12 @@
 //! and only if absent, so it is the commit point: a reader that finds one finds a complete
 //! archive, and the first complete writer of a key wins.
 //!
-//! Object names: `v1/<scope>/<name>/<key>.json` for the manifest and
-//! `v1/<scope>/<name>/<key>-<upload id>.tar.zst` for the archive. The upload id keeps two
-//! racing writers from overwriting each other's archive before one of them commits.
+//! Object names: `v2/<namespace>/<scope>/<name>/<key>.json` for the manifest and
+//! `v2/<namespace>/<scope>/<name>/<key>-<upload id>.tar.zst` for the archive. The upload id
+//! keeps two racing writers from overwriting each other's archive before one of them
+//! commits. Beside them: `<key>.lease.<n>` (single-flight) and `<key>.used` (last use).
+//! The namespace is the project's (`Namespace::segment`); `v1` had none, and its entries
+//! are simply not found.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -12,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::key::{Components, ENTRY_FORMAT};
 use crate::scope::Scope;
 
-pub const LAYOUT_ROOT: &str = "v1";
+pub const LAYOUT_ROOT: &str = "v2";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -34,6 +37,9 @@ pub struct Manifest {
     pub install_seconds: Option<f64>,
     #[serde(default)]
     pub signature: Option<String>,
+    /// The project the entry belongs to, as people know it (the path says it as a segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A user string as exactly one path segment: bytes outside `[A-Za-z0-9_.-]`, a leading
@@ -55,24 +61,31 @@ pub fn segment(s: &str) -> String {
     out
 }
 
-pub fn entry_dir(scope: Scope, name: &str) -> String {
-    entry_dir_raw(scope.as_str(), &segment(name))
+/// Where one cache name's entries of one project and scope live. `ns` is a namespace
+/// segment (`Namespace::segment`), already safe as one path segment.
+pub fn entry_dir(ns: &str, scope: Scope, name: &str) -> String {
+    entry_dir_raw(ns, scope.as_str(), &segment(name))
 }
 
 /// An entry directory from segments already in object-name form (as listed).
-pub fn entry_dir_raw(scope: &str, name: &str) -> String {
-    format!("{LAYOUT_ROOT}/{scope}/{name}/")
+pub fn entry_dir_raw(ns: &str, scope: &str, name: &str) -> String {
+    format!("{LAYOUT_ROOT}/{ns}/{scope}/{name}/")
 }
 
-pub fn manifest_name(scope: Scope, name: &str, key: &str) -> String {
-    format!("{}{}.json", entry_dir(scope, name), segment(key))
+/// What every object of one entry starts with: the manifest is `<base>.json`, the lease
+/// `<base>.lease.<n>`, the last-use record `<base>.used`.
+pub fn entry_base(ns: &str, scope: Scope, name: &str, key: &str) -> String {
+    format!("{}{}", entry_dir(ns, scope, name), segment(key))
 }
 
-pub fn archive_name(scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
+pub fn manifest_name(ns: &str, scope: Scope, name: &str, key: &str) -> String {
+    format!("{}.json", entry_base(ns, scope, name, key))
+}
+
+pub fn archive_name(ns: &str, scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
     format!(
-        "{}{}-{}.tar.zst",
-        entry_dir(scope, name),
-        segment(key),
+        "{}-{}.tar.zst",
+        entry_base(ns, scope, name, key),
         segment(upload_id)
     )
 }
@@ -97,7 +110,7 @@ pub fn upload_id() -> String {
 impl Manifest {
     /// Parse a manifest and check that it describes this key in this place; anything else
     /// is a corrupt or planted entry.
-    pub fn parse(bytes: &[u8], scope: Scope, name: &str, key: &str) -> Result<Manifest> {
+    pub fn parse(bytes: &[u8], ns: &str, scope: Scope, name: &str, key: &str) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).context("manifest is not valid JSON")?;
         if m.format != ENTRY_FORMAT {
             bail!(
@@ -116,7 +129,7 @@ impl Manifest {
                 scope.as_str()
             );
         }
-        let dir = entry_dir(scope, name);
+        let dir = entry_dir(ns, scope, name);
         let own = m.archive.strip_prefix(&dir).is_some_and(|rest| {
             !rest.contains('/') && rest.starts_with(&segment(key)) && rest.ends_with(".tar.zst")
         });

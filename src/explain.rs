@@ -1,6 +1,6 @@
 //! `explain`: why a lookup misses, against the newest entry of the same cache name.
 
-use crate::entry::{self, Manifest};
+use crate::entry::Manifest;
 use crate::job::{EXIT_MISS, Job, Lookup};
 use crate::key;
 use crate::report;
@@ -22,7 +22,7 @@ pub fn explain(mut job: Job) -> i32 {
     }
     let mut newest: Option<(u64, Scope, String)> = None;
     for scope in job.scopes.read.clone() {
-        match job.backend.list(&entry::entry_dir(scope, &name)) {
+        match job.backend.list(&job.entry_dir(scope)) {
             Ok(objects) => {
                 for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
                     let t = o.modified.unwrap_or(0);
@@ -38,8 +38,9 @@ pub fn explain(mut job: Job) -> i32 {
         }
     }
     println!(
-        "miss: no entry for {name} {short} in {} (read scopes: {})",
+        "miss: no entry for {name} {short} in {} (project {}, read scopes: {})",
         job.backend.describe(),
+        job.namespace.name,
         job.scopes
             .read
             .iter()
@@ -49,7 +50,8 @@ pub fn explain(mut job: Job) -> i32 {
     );
     let Some((_, scope, object)) = newest else {
         println!(
-            "no entry of cache {name:?} exists at all: the cache is empty, was cleared, or was never saved"
+            "no entry of cache {name:?} exists at all in project {}: the cache is empty, was cleared, or was never saved (another project's entries are not compared; --namespace NAME reads another project's)",
+            job.namespace.name
         );
         return job.finish(EXIT_MISS);
     };

@@ -3,7 +3,8 @@
 //! own status or a usage error ends a job red. The commands that drive a job are in
 //! `ensure.rs`; `explain.rs` reads through one too.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -13,10 +14,11 @@ use crate::cli::{Policy, ReportArgs, StoreArgs};
 use crate::config;
 use crate::entry::{self, Manifest};
 use crate::key;
+use crate::namespace::Namespace;
 use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
-use crate::{redact, secrets, sign};
+use crate::{redact, secrets, sign, usage};
 
 pub const EXIT_MISS: i32 = 1;
 pub const EXIT_TROUBLE: i32 = 3;
@@ -31,7 +33,12 @@ pub enum Lookup {
 
 pub struct Job {
     pub plan: Plan,
-    pub backend: Box<dyn Backend>,
+    /// Shared with the threads that renew a lease or record a last use.
+    pub backend: Arc<dyn Backend>,
+    /// The project whose entries this job reads and writes.
+    pub namespace: Namespace,
+    /// `namespace` as the path segment the layout uses.
+    pub ns: String,
     pub scopes: Scopes,
     pub policy: Policy,
     pub strict: bool,
@@ -50,6 +57,10 @@ pub struct Job {
     /// The store failed during the lookup of the scope this job writes (down, refusing
     /// credentials, erroring): a save would only repeat the failure and its timeouts.
     pub store_failed: bool,
+    /// `--policy push` or `save --replace`: an existing entry of this key is replaced.
+    pub replace: bool,
+    /// Single-flight: how long this job waited for another's install, and for whom.
+    pub waited: Option<(Duration, String)>,
 }
 
 impl Job {
@@ -61,7 +72,8 @@ impl Job {
         verbose: u8,
     ) -> Result<Job> {
         let spec = config::backend_spec(store.backend.as_deref())?;
-        let backend = spec.open(&store.transfer.transfer())?;
+        let backend: Arc<dyn Backend> = Arc::from(spec.open(&store.transfer.transfer())?);
+        let namespace = Namespace::resolve(store.namespace.as_deref(), &plan.dir)?;
         let (scopes, widened) = Scopes::resolve(store.trust.scope);
         let signing = match redact::secret_env(sign::SIGNING_KEY_VAR) {
             Some(text) => Some(sign::parse_signing_key(&text)?),
@@ -78,6 +90,7 @@ impl Job {
             scope: scopes.write.as_str().to_string(),
             backend: backend.describe(),
             components: Some(plan.components.clone()),
+            namespace: namespace.name.clone(),
             ..Report::default()
         };
         if let Some(w) = widened {
@@ -86,6 +99,8 @@ impl Job {
         let job = Job {
             plan,
             backend,
+            ns: namespace.segment(),
+            namespace,
             scopes,
             policy: store.policy,
             strict: store.strict,
@@ -99,6 +114,8 @@ impl Job {
             trusted,
             refuse_secrets: store.trust.refuse_secrets,
             store_failed: false,
+            replace: store.policy == Policy::Push,
+            waited: None,
         };
         job.log_plan();
         Ok(job)
@@ -130,10 +147,15 @@ impl Job {
         if !set.is_empty() {
             line.push_str(&format!("; command env {}", set.join(" ")));
         }
+        line.push_str(&format!("; project {}", self.namespace.name));
         eprintln!("cachegate: {line}");
         if report::in_gitlab() || self.verbose > 0 {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
             lines.push(format!("backend  {}", self.backend.describe()));
+            lines.push(format!(
+                "project  {} (from {})",
+                self.namespace.name, self.namespace.source
+            ));
             lines.push(format!(
                 "scopes   write {}, read {}",
                 self.scopes.write.as_str(),
@@ -163,39 +185,55 @@ impl Job {
         )
     }
 
+    /// Where this job's entries of its cache name live in `scope`.
+    pub(crate) fn entry_dir(&self, scope: Scope) -> String {
+        entry::entry_dir(&self.ns, scope, &self.plan.components.name)
+    }
+
+    /// What the objects of this job's key in `scope` start with (lease, last use).
+    pub(crate) fn entry_base(&self, scope: Scope) -> String {
+        entry::entry_base(&self.ns, scope, &self.plan.components.name, &self.plan.key)
+    }
+
+    pub(crate) fn manifest_object(&self, scope: Scope, key: &str) -> String {
+        entry::manifest_name(&self.ns, scope, &self.plan.components.name, key)
+    }
+
     pub fn lookup(&mut self) -> Lookup {
         if !self.policy.pulls() {
             return Lookup::Miss;
         }
         let name = self.plan.components.name.clone();
         for scope in self.scopes.read.clone() {
-            let object = entry::manifest_name(scope, &name, &self.plan.key);
+            let object = self.manifest_object(scope, &self.plan.key);
             match self.backend.get_small(&object) {
-                Ok(bytes) => match Manifest::parse(&bytes, scope, &name, &self.plan.key) {
-                    Ok(m) => match self.untrusted(scope, &m) {
-                        None => {
-                            return Lookup::Hit {
-                                scope,
-                                manifest: Box::new(m),
-                            };
-                        }
-                        Some(why) => {
-                            self.trouble(format!(
+                Ok(bytes) => {
+                    match Manifest::parse(&bytes, &self.ns, scope, &name, &self.plan.key) {
+                        Ok(m) => match self.untrusted(scope, &m) {
+                            None => {
+                                return Lookup::Hit {
+                                    scope,
+                                    manifest: Box::new(m),
+                                };
+                            }
+                            Some(why) => {
+                                self.trouble(format!(
                                 "not restoring the {} entry {object}: {why}; treating it as a miss",
                                 scope.as_str()
                             ));
-                            // Left in place it would block this job's signed save forever.
+                                // Left in place it would block this job's signed save forever.
+                                self.discard(scope, &object, None);
+                            }
+                        },
+                        Err(e) => {
+                            self.trouble(format!(
+                                "ignoring the {} entry {object}: {e:#}",
+                                scope.as_str()
+                            ));
                             self.discard(scope, &object, None);
                         }
-                    },
-                    Err(e) => {
-                        self.trouble(format!(
-                            "ignoring the {} entry {object}: {e:#}",
-                            scope.as_str()
-                        ));
-                        self.discard(scope, &object, None);
                     }
-                },
+                }
                 Err(StoreError::NotFound) => {}
                 Err(e) => {
                     // Failing on the scope this job writes means the save would fail too; a
@@ -215,7 +253,7 @@ impl Job {
 
     /// Why an entry must not be restored when trusted keys are set: protected entries, and
     /// anything a protected job restores, need a signature by a trusted key.
-    fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
+    pub(crate) fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
         let trusted = self.trusted.as_ref()?;
         if scope != Scope::Protected && !self.scopes.protected_job {
             return None;
@@ -245,28 +283,51 @@ impl Job {
         }
     }
 
+    /// Download and unpack an entry into the cached paths (verified, swapped in whole). An
+    /// archive gone between reading the manifest and fetching it is usually a refresh that
+    /// swapped in a new one: read the manifest again and follow it, a few times at most.
+    pub(crate) fn unpack(
+        &mut self,
+        scope: Scope,
+        m: &Manifest,
+    ) -> Result<archive::UnpackStats, UnpackError> {
+        let targets = self.plan.targets();
+        let mut current = m.clone();
+        for _ in 0..3 {
+            self.limits.check_archive_size(current.archive_size)?;
+            let expected = Expected {
+                digest: current.archive_blake3.clone(),
+                size: current.archive_size,
+            };
+            match self.backend.get(&current.archive) {
+                Ok(reader) => return archive::unpack(reader, &targets, &expected, self.limits),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(UnpackError::Transfer(e.into())),
+            }
+            let object = self.manifest_object(scope, &current.key);
+            let replaced = self
+                .backend
+                .get_small(&object)
+                .ok()
+                .and_then(|b| {
+                    Manifest::parse(&b, &self.ns, scope, &current.name, &current.key).ok()
+                })
+                .filter(|n| n.archive != current.archive && self.untrusted(scope, n).is_none());
+            match replaced {
+                Some(n) => current = n,
+                None => break,
+            }
+        }
+        Err(UnpackError::Corrupt("its archive is missing".into()))
+    }
+
     /// Restore a hit. `false` means it did not work out and the job goes on as a miss.
     pub fn restore(&mut self, scope: Scope, m: &Manifest) -> bool {
         let start = Instant::now();
-        let targets = self.plan.targets();
-        let expected = Expected {
-            digest: m.archive_blake3.clone(),
-            size: m.archive_size,
-        };
-        let result = match self.limits.check_archive_size(m.archive_size) {
-            Err(e) => Err(e),
-            Ok(()) => match self.backend.get(&m.archive) {
-                Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
-                Err(StoreError::NotFound) => {
-                    Err(UnpackError::Corrupt("its archive is missing".into()))
-                }
-                Err(e) => Err(UnpackError::Transfer(e.into())),
-            },
-        };
-        match result {
+        match self.unpack(scope, m) {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
-                eprintln!(
+                let mut line = format!(
                     "{} · {} files, {} in {} from {}",
                     self.head("hit", scope),
                     report::count(stats.files),
@@ -274,6 +335,18 @@ impl Job {
                     report::secs(secs),
                     self.backend.describe()
                 );
+                if let Some(install) = m.install_seconds {
+                    line.push_str(&format!(" · {}", report::saved_phrase(install, secs)));
+                    self.report.entry_install_seconds = Some(install);
+                    self.report.saved_seconds = Some(install - secs);
+                }
+                if let Some((waited, leader)) = &self.waited {
+                    line.push_str(&format!(
+                        " · waited {} for {leader}",
+                        report::secs(waited.as_secs_f64())
+                    ));
+                }
+                eprintln!("{line}");
                 let r = &mut self.report;
                 r.result = "hit".into();
                 r.hit = true;
@@ -282,10 +355,11 @@ impl Job {
                 r.bytes = Some(stats.bytes);
                 r.archive_bytes = Some(stats.archive_bytes);
                 r.restore_seconds = Some(secs);
+                self.record_use(scope, &m.key);
                 true
             }
             Err(e) => {
-                let object = entry::manifest_name(scope, &m.name, &m.key);
+                let object = self.manifest_object(scope, &m.key);
                 let replace = matches!(e, UnpackError::Corrupt(_))
                     && scope == self.scopes.write
                     && self.policy.pushes();
@@ -305,6 +379,22 @@ impl Job {
                 false
             }
         }
+    }
+
+    /// Note that the entry was used, for `prune --unused-for` and LRU eviction: at most one
+    /// small write a day, bounded in time, never an error. Only in the scope this job may
+    /// write, and never under `--policy pull` (read-only means no writes at all).
+    fn record_use(&self, scope: Scope, key: &str) {
+        if scope != self.scopes.write || !self.policy.pushes() {
+            return;
+        }
+        let name = usage::object(&entry::entry_base(
+            &self.ns,
+            scope,
+            &self.plan.components.name,
+            key,
+        ));
+        usage::record_in_background(self.backend.clone(), name, Duration::from_secs(2));
     }
 
     /// Archive the cached paths and upload them. Returns whether an entry now exists.
@@ -344,8 +434,9 @@ impl Job {
         }
         let scope = self.scopes.write;
         let name = self.plan.components.name.clone();
-        let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
+        let manifest_object = self.manifest_object(scope, &self.plan.key);
         match self.backend.stat(&manifest_object) {
+            Ok(_) if self.replace => {}
             Ok(_) => {
                 eprintln!(
                     "{} · already saved by another job; not saving again",
@@ -365,7 +456,8 @@ impl Job {
             }
         }
         let start = Instant::now();
-        let archive_object = entry::archive_name(scope, &name, &self.plan.key, &entry::upload_id());
+        let archive_object =
+            entry::archive_name(&self.ns, scope, &name, &self.plan.key, &entry::upload_id());
         let outcome = (|| -> Result<archive::PackStats> {
             let upload = self.backend.put(&archive_object)?;
             let (upload, stats) = archive::pack(&self.plan.paths, upload, self.level)?;
@@ -408,11 +500,22 @@ impl Job {
             creator: creator(),
             install_seconds,
             signature: None,
+            namespace: Some(self.namespace.name.clone()),
         };
         if let Some(key) = &self.signing {
             manifest.signature = Some(sign::sign(key, &manifest));
         }
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        if self.replace {
+            return self.swap_in(
+                scope,
+                &manifest_object,
+                &archive_object,
+                &body,
+                &stats,
+                start,
+            );
+        }
         match self.backend.create_if_absent(&manifest_object, &body) {
             Ok(()) => {}
             Err(StoreError::Exists) => {
@@ -430,6 +533,11 @@ impl Job {
                 return false;
             }
         }
+        self.saved("saved", scope, &stats, start);
+        true
+    }
+
+    fn saved(&mut self, word: &str, scope: Scope, stats: &archive::PackStats, start: Instant) {
         let secs = start.elapsed().as_secs_f64();
         self.report.saved = true;
         self.report.files = Some(stats.files);
@@ -438,13 +546,54 @@ impl Job {
         self.report.save_seconds = Some(secs);
         eprintln!(
             "{} · {} files, {} ({} compressed) in {} to {}",
-            self.head("saved", scope),
+            self.head(word, scope),
             report::count(stats.files),
             report::bytes(stats.bytes),
             report::bytes(stats.archive_bytes),
             report::secs(secs),
             self.backend.describe()
         );
+    }
+
+    /// Refresh: the new archive is complete, now swap the manifest (a plain overwrite, which
+    /// every store makes atomic), so readers see the old entry or the new one, never a mix.
+    /// The archive the old manifest named is then removed; a racing replacer may still be
+    /// reading or swapping, so whatever is left over is an unreferenced archive for
+    /// `prune`. Readers that lose the old archive mid-lookup follow the new manifest.
+    fn swap_in(
+        &mut self,
+        scope: Scope,
+        manifest_object: &str,
+        archive_object: &str,
+        body: &[u8],
+        stats: &archive::PackStats,
+        start: Instant,
+    ) -> bool {
+        let name = self.plan.components.name.clone();
+        let previous = self.backend.get_small(manifest_object).ok().and_then(|b| {
+            Manifest::parse(&b, &self.ns, scope, &name, &self.plan.key)
+                .ok()
+                .map(|m| m.archive)
+        });
+        if let Err(e) = self.backend.put_small(manifest_object, body) {
+            let _ = self.backend.delete(archive_object);
+            self.trouble(format!("could not save {}: {e}", self.plan.short_key()));
+            return false;
+        }
+        if let Some(old) = previous.filter(|a| a != archive_object) {
+            let _ = self.backend.delete(&old);
+        }
+        // A replacer that swapped after us made our archive unreachable: nobody will name
+        // it again, so it goes now rather than waiting for prune.
+        let now_named = self.backend.get_small(manifest_object).ok().and_then(|b| {
+            Manifest::parse(&b, &self.ns, scope, &name, &self.plan.key)
+                .ok()
+                .map(|m| m.archive)
+        });
+        if now_named.as_deref().is_some_and(|a| a != archive_object) {
+            let _ = self.backend.delete(archive_object);
+        }
+        self.saved("replaced", scope, stats, start);
         true
     }
 
@@ -474,7 +623,7 @@ pub fn finish(report: &Report, args: Option<&ReportArgs>, strict_trouble: bool, 
     code
 }
 
-fn creator() -> String {
+pub(crate) fn creator() -> String {
     if let Ok(url) = std::env::var(crate::env_vars::CI_JOB_URL) {
         return url;
     }

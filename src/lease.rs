@@ -10,7 +10,6 @@
 //! and create-if-absent lets exactly one of them take over. Nothing is ever overwritten
 //! except by its owner, so no conditional delete or compare-and-swap is needed.
 
-use std::io::Write as _;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -96,13 +95,6 @@ pub struct Lease<'a> {
     /// Whom this job took over from, if anyone.
     pub takeover: Option<Takeover>,
     pub waited: Duration,
-}
-
-pub(crate) fn put_small(backend: &dyn Backend, name: &str, data: &[u8]) -> StoreResult<()> {
-    let mut up = backend.put(name)?;
-    up.write_all(data)
-        .map_err(|e| StoreError::Other(e.into()))?;
-    up.finish()
 }
 
 impl Record {
@@ -272,7 +264,7 @@ impl Lease<'_> {
                     record.expires = now() + record.ttl_seconds;
                     // A failed renewal is retried at the next tick; if it keeps failing the
                     // lease expires and a waiter installs too, which is only slower.
-                    let _ = put_small(backend, &name, &record.bytes());
+                    let _ = backend.put_small(&name, &record.bytes());
                 }
             });
             let out = work();
@@ -286,7 +278,7 @@ impl Lease<'_> {
     pub fn release(mut self, state: State) {
         self.record.state = state;
         self.record.renewal += 1;
-        let _ = put_small(self.backend, &self.name, &self.record.bytes());
+        let _ = self.backend.put_small(&self.name, &self.record.bytes());
         if state == State::Done {
             // Waiters that read the lease after this find the entry instead.
             let _ = self.backend.delete(&self.name);

@@ -26,3 +26,4 @@ pub mod scope;
 pub mod secrets;
 pub mod sign;
 pub mod usage;
+pub mod warm;

@@ -31,6 +31,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             key,
             store,
             report,
+            flight,
             save_on_failure,
             cmd,
         } => {
@@ -48,6 +49,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 Job::new("ensure", plan, &store, Some(report), v)?,
                 &cmd,
                 save_on_failure,
+                &flight,
             )
         }
         Command::Restore {
@@ -66,13 +68,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             key,
             store,
             report,
+            replace,
             cmd,
         } => {
             let plan = plan::plan(&key, &cmd)?;
             if runner::selected(&store)? {
                 return Ok(runner::save(&plan, &store, &report));
             }
-            ensure::save(Job::new("save", plan, &store, Some(report), v)?)
+            ensure::save(Job::new("save", plan, &store, Some(report), v)?, replace)
         }
         Command::Check {
             key,
@@ -105,18 +108,25 @@ fn dispatch(cli: Cli) -> Result<i32> {
             backend,
             transfer,
             older_than,
+            unused_for,
+            scope,
+            abandoned_after,
             keep,
             max_size,
             dry_run,
         } => {
-            if older_than.is_none() && keep.is_none() && max_size.is_none() {
+            if older_than.is_none() && unused_for.is_none() && keep.is_none() && max_size.is_none()
+            {
                 anyhow::bail!(
-                    "prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES"
+                    "prune needs a rule: --older-than DAYS, --unused-for DAYS, --keep N or --max-size BYTES"
                 );
             }
             let store = config::backend_spec(backend.as_deref())?.open(&transfer.transfer())?;
             let rules = prune::PruneRules {
                 older_than_days: older_than,
+                unused_for_days: unused_for,
+                scope,
+                abandoned_after,
                 keep,
                 max_size,
                 dry_run,

@@ -6,45 +6,76 @@ use crate::backend::{Backend, ObjectMeta};
 use crate::key;
 use crate::ls::{Listed, age, list_entries};
 use crate::report;
+use crate::scope::Scope;
+use crate::{lease, usage};
 
 pub struct PruneRules {
     pub older_than_days: Option<u64>,
+    /// Entries not restored (or, never restored, not saved) for this many days.
+    pub unused_for_days: Option<u64>,
+    /// Only entries of this scope are considered.
+    pub scope: Option<Scope>,
+    /// Unreferenced archives younger than this may be uploads in flight.
+    pub abandoned_after: u64,
     pub keep: Option<usize>,
     pub max_size: Option<u64>,
     pub dry_run: bool,
 }
 
-/// Delete entries by age, per-name count and total size (oldest first), plus archives
-/// that no manifest references and that are old enough to be abandoned uploads.
+/// Delete entries by age, time unused, per-name count and total size (least recently used
+/// first), plus what no entry owns any more: archives no manifest names (old enough to be
+/// abandoned uploads), leases and last-use records older than a day.
 pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
-    let (entries, objects) = list_entries(backend)?;
+    let (mut entries, objects) = list_entries(backend)?;
+    let in_scope = |name: &str| {
+        rules
+            .scope
+            .is_none_or(|s| name.split('/').nth(2) == Some(s.as_str()))
+    };
+    entries.retain(|e| in_scope(&e.manifest));
+    let objects: Vec<ObjectMeta> = objects.into_iter().filter(|o| in_scope(&o.name)).collect();
     let now = report::unix_now();
     let mut doomed: Vec<&Listed> = Vec::new();
     let mut per_name: std::collections::HashMap<(&str, &str), usize> = Default::default();
     let mut kept_size = 0u64;
-    // Newest first: an entry survives only if every rule lets it.
+    // Most recently used first: an entry survives only if every rule lets it.
     for e in &entries {
         let n = per_name.entry((&e.scope, &e.name)).or_default();
         *n += 1;
         let too_old = rules
             .older_than_days
             .is_some_and(|d| now.saturating_sub(e.created) > d * 86_400);
+        let unused = rules
+            .unused_for_days
+            .is_some_and(|d| now.saturating_sub(e.last_use()) > d * 86_400);
         let too_many = rules.keep.is_some_and(|k| *n > k);
         let too_big = rules
             .max_size
             .is_some_and(|m| kept_size + e.archive_bytes > m);
-        if too_old || too_many || too_big {
+        if too_old || unused || too_many || too_big {
             doomed.push(e);
         } else {
             kept_size += e.archive_bytes;
         }
     }
-    let referenced: std::collections::HashSet<&str> =
-        entries.iter().map(|e| e.archive.as_str()).collect();
+    let referenced: std::collections::HashSet<&str> = entries
+        .iter()
+        .flat_map(|e| [e.archive.as_str(), e.usage.as_deref().unwrap_or("")])
+        .collect();
+    let older =
+        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
     let orphans: Vec<&ObjectMeta> = objects
         .iter()
         .filter(|o| o.name.ends_with(".tar.zst") && !referenced.contains(o.name.as_str()))
-        .filter(|o| o.modified.is_some_and(|m| now.saturating_sub(m) > 86_400))
+        .filter(|o| older(o, rules.abandoned_after))
+        .collect();
+    // A lease is done with once its owner is long gone; a last-use record once its entry is.
+    let leftovers: Vec<&ObjectMeta> = objects
+        .iter()
+        .filter(|o| {
+            (lease::is_lease(&o.name) && older(o, 86_400))
+                || (usage::is_usage(&o.name) && !referenced.contains(o.name.as_str()))
+        })
         .collect();
     let verb = if rules.dry_run {
         "would delete"
@@ -59,15 +90,21 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             if !e.archive.is_empty() {
                 backend.delete(&e.archive)?;
             }
+            if let Some(u) = &e.usage {
+                backend.delete(u)?;
+            }
         }
         freed += e.archive_bytes;
         println!(
-            "{verb} {} {} {} ({}, {} old)",
+            "{verb} {} {} {} {} ({}, {} old, last used {})",
+            e.namespace,
             e.scope,
             e.name,
             key::short(&e.key),
             report::bytes(e.archive_bytes),
-            age(e.created)
+            age(e.created),
+            e.last_used
+                .map_or("never".into(), |t| format!("{} ago", age(t)))
         );
     }
     for o in &orphans {
@@ -80,6 +117,11 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             o.name,
             report::bytes(o.size)
         );
+    }
+    for o in &leftovers {
+        if !rules.dry_run {
+            backend.delete(&o.name)?;
+        }
     }
     eprintln!(
         "cachegate: {verb} {} entries and {} abandoned uploads, {} freed; {} entries, {} kept",

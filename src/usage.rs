@@ -49,7 +49,7 @@ pub fn record(backend: &dyn Backend, name: &str, now: u64) -> StoreResult<bool> 
         hit_days: prev.map_or(0, |u| u.hit_days) + 1,
     };
     let body = serde_json::to_vec(&next).expect("usage serializes");
-    crate::lease::put_small(backend, name, &body)?;
+    backend.put_small(name, &body)?;
     Ok(true)
 }
 

@@ -1,7 +1,8 @@
 //! The project's GitLab generic package registry: zero infrastructure inside GitLab CI.
-//! Object `v1/<scope>/<name>/<file>` is file `<file>` of package `cachegate-v1-<scope>`,
-//! version `<name>.<key>`: the scope is the whole package name, so no cache name can reach
-//! another scope, and each key is its own package version with a handful of files.
+//! Object `v2/<namespace>/<scope>/<name>/<file>` is file `<file>` of package
+//! `cachegate-v2-<scope>-<namespace>`, version `<name>.<key>`: the scope and the project
+//! namespace make up the package name, so no cache name can reach another scope, and each
+//! key is its own package version with a handful of files.
 //!
 //! GitLab keeps duplicate file names in a version and serves the newest, so the manifest's
 //! first-writer-wins is built from claims: each writer uploads `<key>.json.claim`, and only
@@ -61,8 +62,27 @@ struct PackageFile {
     created_at: String,
 }
 
-fn package_name(scope: &str) -> String {
-    format!("cachegate-{LAYOUT_ROOT}-{scope}")
+fn package_name(scope: &str, namespace: &str) -> String {
+    format!("{}{scope}-{namespace}", package_prefix())
+}
+
+fn package_prefix() -> String {
+    format!("cachegate-{LAYOUT_ROOT}-")
+}
+
+/// The scope and namespace a package name stands for; `None` for anyone else's package.
+fn parse_package(name: &str) -> Option<(Scope, &str)> {
+    let rest = name.strip_prefix(&package_prefix())?;
+    let (scope, ns) = rest.split_once('-')?;
+    let scope = *SCOPES.iter().find(|s| s.as_str() == scope)?;
+    namespace_ok(ns).then_some((scope, ns))
+}
+
+/// Namespace segments are `[a-z0-9-]` by construction (`Namespace::segment`).
+fn namespace_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn segment_ok(s: &str) -> bool {
@@ -88,10 +108,11 @@ fn decode_version(v: &str) -> Option<(String, String)> {
 fn locate(name: &str) -> StoreResult<Location> {
     let bad = || StoreError::Other(anyhow!("invalid object name {name:?}"));
     let parts: Vec<&str> = name.split('/').collect();
-    let [root, scope, cache, file] = parts.as_slice() else {
+    let [root, ns, scope, cache, file] = parts.as_slice() else {
         return Err(bad());
     };
     if *root != LAYOUT_ROOT
+        || !namespace_ok(ns)
         || !SCOPES.iter().any(|s| s.as_str() == *scope)
         || !segment_ok(cache)
         || !segment_ok(file)
@@ -105,7 +126,7 @@ fn locate(name: &str) -> StoreResult<Location> {
         return Err(bad());
     }
     Ok(Location {
-        package: package_name(scope),
+        package: package_name(scope, ns),
         version: encode_version(&format!("{cache}.{stem}")),
         file: file.to_string(),
     })
@@ -369,14 +390,14 @@ impl Backend for GitlabBackend {
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         let mut out: Vec<(u64, ObjectMeta)> = Vec::new();
-        for pkg in self.packages(&package_name(""), None)? {
-            let Some(scope) = SCOPES.iter().find(|s| pkg.name == package_name(s.as_str())) else {
+        for pkg in self.packages(&package_prefix(), None)? {
+            let Some((scope, ns)) = parse_package(&pkg.name) else {
                 continue;
             };
             let Some((cache, _)) = decode_version(&pkg.version) else {
                 continue;
             };
-            let dir = format!("{LAYOUT_ROOT}/{}/{cache}/", scope.as_str());
+            let dir = format!("{LAYOUT_ROOT}/{ns}/{}/{cache}/", scope.as_str());
             if !dir.starts_with(prefix) && !prefix.starts_with(&dir) {
                 continue;
             }
@@ -435,8 +456,15 @@ mod tests {
     #[test]
     fn names_map_to_valid_gitlab_names_and_back() {
         let key = "ab12".repeat(16);
-        let loc = locate(&format!("v1/protected/a..b./{key}-0011.tar.zst")).unwrap();
-        assert_eq!(loc.package, "cachegate-v1-protected");
+        let loc = locate(&format!(
+            "v2/team-app-1a2b3c4d/protected/a..b./{key}-0011.tar.zst"
+        ))
+        .unwrap();
+        assert_eq!(loc.package, "cachegate-v2-protected-team-app-1a2b3c4d");
+        assert_eq!(
+            parse_package(&loc.package),
+            Some((Scope::Protected, "team-app-1a2b3c4d"))
+        );
         assert!(!loc.version.contains(".."), "{}", loc.version);
         assert_eq!(
             decode_version(&loc.version),
@@ -449,14 +477,24 @@ mod tests {
     #[test]
     fn scopes_cannot_be_forged() {
         for bad in [
-            "v1/evil/pip/k.json",
-            "v1/protected/../k.json",
-            "v1/unprotected/pip/../../protected/pip/k.json",
-            "v1/protected/pip/k.json.claim",
-            "v1/protected%2fx/pip/k.json",
+            "v2/ns/evil/pip/k.json",
+            "v2/ns/protected/../k.json",
+            "v2/ns/unprotected/pip/../../protected/pip/k.json",
+            "v2/ns/protected/pip/k.json.claim",
+            "v2/ns/protected%2fx/pip/k.json",
+            "v2/NS/protected/pip/k.json",
+            "v1/protected/pip/k.json",
             "v2/protected/pip/k.json",
         ] {
             assert!(locate(bad).is_err(), "{bad}");
+        }
+        for foreign in [
+            "cachegate-v2-evil-ns",
+            "cachegate-v2-protected",
+            "cachegate-v2-protected-NS",
+            "cachegate-v1-protected",
+        ] {
+            assert_eq!(parse_package(foreign), None, "{foreign}");
         }
     }
 }

@@ -239,16 +239,24 @@ fn unescape(seg: &str) -> String {
 #[test]
 fn no_name_or_key_string_builds_an_object_in_another_scope() {
     let mut seen = HashSet::new();
+    // The namespace segment is built from a validated project path, never taken as given.
+    let ns = cachegate::namespace::Namespace::resolve(Some("team/app"), std::path::Path::new("/"))
+        .unwrap()
+        .segment();
     for s in hostile_strings() {
         for scope in [Scope::Unprotected, Scope::Local, Scope::Shared] {
             for object in [
-                entry::manifest_name(scope, &s, &s),
-                entry::archive_name(scope, &s, &s, &s),
-                entry::entry_dir(scope, &s) + "x",
+                entry::manifest_name(&ns, scope, &s, &s),
+                entry::archive_name(&ns, scope, &s, &s, &s),
+                entry::entry_dir(&ns, scope, &s) + "x",
             ] {
                 let parts: Vec<&str> = object.split('/').collect();
-                assert_eq!(parts.len(), 4, "{s:?} -> {object:?}");
-                assert_eq!(parts[..2], ["v1", scope.as_str()], "{s:?} -> {object:?}");
+                assert_eq!(parts.len(), 5, "{s:?} -> {object:?}");
+                assert_eq!(
+                    parts[..3],
+                    ["v2", ns.as_str(), scope.as_str()],
+                    "{s:?} -> {object:?}"
+                );
                 for p in &parts {
                     assert!(
                         !p.is_empty() && *p != "." && *p != ".." && !p.starts_with('.'),
@@ -262,8 +270,8 @@ fn no_name_or_key_string_builds_an_object_in_another_scope() {
             }
         }
         // The name's segment round-trips, so distinct names never share a directory.
-        let dir = entry::entry_dir(Scope::Unprotected, &s);
-        let seg = dir.split('/').nth(2).unwrap();
+        let dir = entry::entry_dir(&ns, Scope::Unprotected, &s);
+        let seg = dir.split('/').nth(3).unwrap();
         assert_eq!(unescape(seg), s, "{s:?} -> {dir:?}");
         seen.insert(seg.to_string());
     }

@@ -210,6 +210,13 @@ pub fn require_tool(tool: &str, install: &str) -> bool {
     require(which(tool).is_some(), tool, install)
 }
 
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// Where `tool` is on PATH.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let out = std::process::Command::new("sh")
