@@ -40,6 +40,8 @@ pub enum State {
 struct Record {
     /// The job URL in CI, else user@host: who the others are waiting for.
     owner: String,
+    /// Unique per attempt: two jobs of one owner never write the same record.
+    token: String,
     /// Tells renewals apart, so an unchanged record means an owner that stopped renewing.
     renewal: u64,
     ttl_seconds: u64,
@@ -101,6 +103,7 @@ impl Record {
     fn new(settings: &Settings, owner: &str) -> Record {
         Record {
             owner: owner.to_string(),
+            token: crate::entry::upload_id(),
             renewal: 0,
             ttl_seconds: settings.ttl.as_secs().max(1),
             expires: now() + settings.ttl.as_secs().max(1),
@@ -135,16 +138,24 @@ pub fn acquire<'a>(
         let mut record = Record::new(settings, owner);
         let name = object(base, generation);
         match backend.create_if_absent(&name, &record.bytes()) {
-            Ok(()) => {
-                record.renewal = 0;
-                return Flight::Leader(Lease {
-                    backend,
-                    name,
-                    record,
-                    takeover,
-                    waited: start.elapsed(),
-                });
-            }
+            Ok(()) => match confirm(backend, &name, &record, settings) {
+                Ok(true) => {
+                    return Flight::Leader(Lease {
+                        backend,
+                        name,
+                        record,
+                        takeover,
+                        waited: start.elapsed(),
+                    });
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    return Flight::Alone {
+                        waited: start.elapsed(),
+                        why: format!("cannot read the single-flight lease back: {e}"),
+                    };
+                }
+            },
             Err(StoreError::Exists) => {}
             Err(e) => {
                 return Flight::Alone {
@@ -246,6 +257,21 @@ pub fn acquire<'a>(
             delay = (delay * 3 / 2).min(max_delay);
         }
     }
+}
+
+/// Some S3 stores ignore `If-None-Match` (Garage 2.5 does), so their create-if-absent is a
+/// check, then a write, then a read-back, and writers racing within one request's time may
+/// all succeed. The last write is the one that stands: after a pause longer than such a
+/// race, each reads the lease again and only the one whose record is there leads.
+fn confirm(
+    backend: &dyn Backend,
+    name: &str,
+    ours: &Record,
+    settings: &Settings,
+) -> StoreResult<bool> {
+    std::thread::sleep((settings.ttl / 4).min(Duration::from_secs(1)));
+    let back = backend.get_small(name)?;
+    Ok(serde_json::from_slice::<Record>(&back).is_ok_and(|r| r.token == ours.token))
 }
 
 impl Lease<'_> {

@@ -610,3 +610,265 @@ every_store!(
     time_saved,
     last_use,
 );
+
+// ------------------------------------------------------- store-specific checks
+
+/// Three hits in a day: the registry sees one upload of the last-use record, and a hit
+/// (even with `--fallback` set) never lists packages.
+#[test]
+fn three_hits_in_a_day_write_the_last_use_once_to_the_gitlab_registry() {
+    let emu = Arc::new(GitlabEmu::start());
+    let p = Project::with_store(Box::new(GitlabStore(emu.clone())));
+    let d = job_dir(&p, "used");
+    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+    emu.clear_requests();
+    for _ in 0..3 {
+        fs::remove_dir_all(d.join("out")).unwrap();
+        let o = run(ensure_in(&p, &d, &["--fallback"], &[]));
+        assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    }
+    let reqs = emu.requests();
+    let used_puts = reqs
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with(".used"))
+        .count();
+    assert_eq!(
+        used_puts,
+        1,
+        "{:#?}",
+        reqs.iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/packages")),
+        "a hit listed the registry"
+    );
+}
+
+#[test]
+fn three_hits_in_a_day_write_the_last_use_once_to_nginx() {
+    let Some(store) = NginxStore::start() else {
+        return;
+    };
+    let log = store.nginx.dir.path().join("logs/access.log");
+    let p = Project::with_store(Box::new(store));
+    let d = job_dir(&p, "used");
+    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+    for _ in 0..3 {
+        fs::remove_dir_all(d.join("out")).unwrap();
+        let o = run(ensure_in(&p, &d, &[], &[]));
+        assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    }
+    let writes = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("PUT ") && l.contains(".used"))
+        .count();
+    assert_eq!(writes, 1);
+}
+
+/// Rewrite what a directory store holds for one entry, as time would have: `created` (in
+/// the manifest) and the last use (in its record) set `days` back.
+fn age_entry(p: &Project, manifest: &str, created_days: u64, used_days: Option<u64>) {
+    let now = crate::common::unix_now();
+    let path = p.store.join(manifest);
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    m["created"] = (now - created_days * 86_400).into();
+    fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let used = p.store.join(manifest.replace(".json", ".used"));
+    if let Some(days) = used_days {
+        let rec = serde_json::json!({"last_used": now - days * 86_400, "hit_days": 3});
+        fs::write(used, rec.to_string()).unwrap();
+    }
+}
+
+fn prune(p: &Project, args: &[&str]) -> Output {
+    let mut c = p.cmd();
+    c.arg("prune").args(args);
+    let o = p.run(&mut c);
+    assert_ok(&o);
+    o
+}
+
+fn keys(p: &Project) -> Vec<String> {
+    let mut k: Vec<String> = ls(p)
+        .iter()
+        .map(|e| e["key"].as_str().unwrap()[..8].to_string())
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn prune_unused_for_deletes_exactly_the_entries_nobody_restored_lately() {
+    let p = Project::new();
+    let d = job_dir(&p, "unused");
+    let mut made = Vec::new();
+    for v in ["a", "b", "c", "d"] {
+        fs::write(d.join("app.lock"), v).unwrap();
+        assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+        let newest = ls(&p)
+            .into_iter()
+            .find(|e| {
+                !made
+                    .iter()
+                    .any(|(_, m): &(String, String)| m == e["manifest"].as_str().unwrap())
+            })
+            .unwrap();
+        made.push((
+            newest["key"].as_str().unwrap()[..8].to_string(),
+            newest["manifest"].as_str().unwrap().to_string(),
+        ));
+    }
+    // a: saved long ago, restored today; b: saved long ago, never restored;
+    // c: saved today; d: saved and last restored long ago.
+    age_entry(&p, &made[0].1, 30, Some(0));
+    age_entry(&p, &made[1].1, 30, None);
+    age_entry(&p, &made[3].1, 30, Some(10));
+    let doomed = [made[1].0.clone(), made[3].0.clone()];
+    let before = crate::common::walk(&p.store);
+
+    let o = prune(&p, &["--unused-for", "7", "--dry-run"]);
+    let out = stdout(&o);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("would delete"))
+            .count(),
+        2,
+        "{out}"
+    );
+    for k in &doomed {
+        assert!(out.contains(k.as_str()), "{out}");
+    }
+    assert_eq!(
+        crate::common::walk(&p.store),
+        before,
+        "a dry run deleted something"
+    );
+
+    let o = prune(&p, &["--unused-for", "7"]);
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("deleted"))
+            .count(),
+        2
+    );
+    let mut kept = vec![made[0].0.clone(), made[2].0.clone()];
+    kept.sort();
+    assert_eq!(keys(&p), kept);
+    // Nothing of the deleted entries is left behind, their last-use records included.
+    let files = crate::common::walk(&p.store);
+    assert!(
+        !files
+            .iter()
+            .any(|f| doomed.iter().any(|k| f.contains(k.as_str()))),
+        "{files:#?}"
+    );
+}
+
+#[test]
+fn prune_scope_limits_the_rules_to_one_scope() {
+    let p = Project::new();
+    let d = job_dir(&p, "scoped");
+    let job = |protected: Option<&str>, lock: &str| {
+        fs::write(d.join("app.lock"), lock).unwrap();
+        let env: Vec<(&str, &str)> = match protected {
+            Some(v) => vec![("GITLAB_CI", "true"), ("CI_COMMIT_REF_PROTECTED", v)],
+            None => vec![],
+        };
+        assert_ok(&run(ensure_in(&p, &d, &[], &env)));
+    };
+    job(Some("true"), "p1");
+    job(Some("false"), "u1");
+    job(Some("false"), "u2");
+    job(None, "l1");
+    let scopes = |p: &Project| {
+        let mut s: Vec<String> = ls(p)
+            .iter()
+            .map(|e| e["scope"].as_str().unwrap().to_string())
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        scopes(&p),
+        ["local", "protected", "unprotected", "unprotected"]
+    );
+    // --older-than 0 means saved before this second.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let o = prune(
+        &p,
+        &["--scope", "unprotected", "--older-than", "0", "--dry-run"],
+    );
+    let out = stdout(&o);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("would delete"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines.iter().all(|l| l.contains(" unprotected ")), "{out}");
+    assert_eq!(scopes(&p).len(), 4);
+
+    prune(&p, &["--scope", "unprotected", "--older-than", "0"]);
+    assert_eq!(scopes(&p), ["local", "protected"]);
+    let mut c = p.cmd();
+    c.args(["prune", "--scope", "feature", "--keep", "1"]);
+    let o = p.run(&mut c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("feature"), "{}", stderr(&o));
+}
+
+/// `npm ci` deletes node_modules first, so a warm start is skipped, said once.
+#[test]
+fn warm_start_is_skipped_for_npm_ci() {
+    if !require_tool("npm", "apt-get install -y nodejs npm") {
+        return;
+    }
+    let p = Project::new();
+    p.write("dep-pkg/package.json", r#"{"name":"dep","version":"1.0.0"}"#)
+        .write(
+            "package.json",
+            r#"{"name":"app","version":"1.0.0","private":true,"dependencies":{"dep":"file:./dep-pkg"}}"#,
+        );
+    let lock = |p: &Project| {
+        let o = StdCommand::new("npm")
+            .args([
+                "install",
+                "--package-lock-only",
+                "--offline",
+                "--no-audit",
+                "--no-fund",
+            ])
+            .current_dir(&p.dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    lock(&p);
+    let ensure = |p: &Project| {
+        let mut c = p.cmd();
+        c.args(["ensure", "--fallback", "--lock", "package-lock.json", "--"])
+            .args(["npm", "ci", "--offline", "--no-audit", "--no-fund"]);
+        p.run(&mut c)
+    };
+    assert_ok(&ensure(&p));
+    p.write(
+        "dep-pkg/package.json",
+        r#"{"name":"dep","version":"1.0.1"}"#,
+    );
+    lock(&p);
+    let o = ensure(&p);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("`npm ci` deletes node_modules").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("cachegate: warm"), "{err}");
+}

@@ -8,6 +8,7 @@ use std::process::Output;
 use cachegate::entry;
 use cachegate::scope::Scope;
 
+use crate::common::project_root;
 use crate::common::scenarios::installs;
 use crate::common::{Project, stderr};
 
@@ -54,7 +55,7 @@ fn an_unprotected_entry_is_never_restored_by_a_protected_job() {
     assert!(
         p.store_files()
             .iter()
-            .all(|f| f.starts_with("v1/unprotected/"))
+            .all(|f| f.starts_with(&format!("{}/unprotected/", project_root())))
     );
     fresh_out(&p);
     let o = job(&p, true, &[]);
@@ -64,7 +65,7 @@ fn an_unprotected_entry_is_never_restored_by_a_protected_job() {
     assert!(
         p.store_files()
             .iter()
-            .any(|f| f.starts_with("v1/protected/"))
+            .any(|f| f.starts_with(&format!("{}/protected/", project_root())))
     );
 }
 
@@ -124,7 +125,11 @@ fn widening_is_deliberate_and_logged() {
         "{}",
         stderr(&o)
     );
-    assert!(p.store_files().iter().all(|f| f.starts_with("v1/shared/")));
+    assert!(
+        p.store_files()
+            .iter()
+            .all(|f| f.starts_with(&format!("{}/shared/", project_root())))
+    );
     fresh_out(&p);
     let o = job(&p, true, &[("CACHEGATE_SCOPE", "shared")]);
     let err = stderr(&o);
@@ -318,18 +323,18 @@ fn hostile_names_and_key_values_from_an_unprotected_job_stay_in_its_scope() {
     assert!(files.len() > 20, "{files:?}");
     for f in &files {
         assert!(
-            f.starts_with("v1/unprotected/"),
+            f.starts_with(&format!("{}/unprotected/", project_root())),
             "{f:?} escaped the unprotected scope"
         );
-        assert_eq!(f.split('/').count(), 4, "{f:?}");
+        assert_eq!(f.split('/').count(), 5, "{f:?}");
     }
     let top: Vec<_> = fs::read_dir(&p.store)
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert_eq!(top, ["v1"]);
-    let scopes: Vec<_> = fs::read_dir(p.store.join("v1"))
+    assert_eq!(top, ["v2"]);
+    let scopes: Vec<_> = fs::read_dir(p.store.join(project_root()))
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
@@ -352,7 +357,7 @@ fn a_planted_manifest_cannot_steer_ls_or_prune_into_another_scope() {
     .unwrap();
     // Manifests an unprotected job could write: claiming the protected scope and name,
     // pointing at the protected archive, newest or oldest, with a key that is not hex.
-    let evil_dir = p.store.join("v1/unprotected/evil");
+    let evil_dir = p.store.join(format!("{}/unprotected/evil", project_root()));
     fs::create_dir_all(&evil_dir).unwrap();
     for (i, created) in [1u64, 4_000_000_000, 4_000_000_001].iter().enumerate() {
         let mut m = real.clone();
