@@ -135,7 +135,7 @@ pub fn acquire<'a>(
         .max(Duration::from_millis(50));
     let mut leader = String::new();
     loop {
-        let mut record = Record::new(settings, owner);
+        let record = Record::new(settings, owner);
         let name = object(base, generation);
         match backend.create_if_absent(&name, &record.bytes()) {
             Ok(()) => match confirm(backend, &name, &record, settings) {
