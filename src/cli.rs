@@ -29,16 +29,7 @@ pub enum Command {
     /// Restore the cache on a hit; on a miss run CMD and save what it produced
     Ensure {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
-        #[command(flatten)]
-        flight: FlightArgs,
-        /// Save even when the command fails
-        #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
-        save_on_failure: bool,
+        job: JobArgs,
         /// The install command, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -46,11 +37,7 @@ pub enum Command {
     /// Restore the cache; exit 0 on a hit, 1 on a miss
     Restore {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -58,14 +45,7 @@ pub enum Command {
     /// Archive the cached paths and upload them under the computed key
     Save {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
-        /// Replace an existing entry of this key atomically (as --policy push does)
-        #[arg(long, env = env_vars::CACHEGATE_REPLACE, value_parser = clap::builder::BoolishValueParser::new())]
-        replace: bool,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -73,11 +53,7 @@ pub enum Command {
     /// Look the key up without downloading; exit 0 on a hit, 1 on a miss
     Check {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -85,79 +61,137 @@ pub enum Command {
     /// Explain a miss: what differs from the newest entry of the same cache name
     Explain {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
-    /// List the entries in the store (stdout), newest first
+    /// List the entries in the store (stdout), most recently used first
     Ls {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
-        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
-        backend: Option<String>,
         #[command(flatten)]
-        transfer: TransferArgs,
+        store: StoreLocation,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
-    /// Delete entries by age, count per cache name, or total size
+    /// Delete entries by age, time unused, count per cache name, or total size
     Prune {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
-        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
-        backend: Option<String>,
         #[command(flatten)]
-        transfer: TransferArgs,
-        /// Delete entries saved more than DAYS days ago
-        #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
-        older_than: Option<u64>,
-        /// Delete entries not restored for DAYS days (never restored: saved DAYS days ago)
-        #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_UNUSED_FOR)]
-        unused_for: Option<u64>,
-        /// Apply the rules to the entries of one scope only, e.g. keep protected entries
-        /// longer than feature-branch ones
-        #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
-        scope: Option<crate::scope::Scope>,
-        /// Seconds after which an archive no manifest names counts as abandoned (younger
-        /// ones may be uploads in flight)
-        #[arg(long, value_name = "SECS", default_value_t = 86_400, env = env_vars::CACHEGATE_ABANDONED_AFTER)]
-        abandoned_after: u64,
-        /// Keep only the N most recently used entries of each cache name and scope
-        #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
-        keep: Option<usize>,
-        /// Delete the least recently used entries until the store holds at most this many bytes
-        #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
-        max_size: Option<u64>,
-        /// Say what would be deleted, delete nothing
-        #[arg(long, env = env_vars::CACHEGATE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
-        dry_run: bool,
+        store: StoreLocation,
+        #[command(flatten)]
+        rules: PruneArgs,
     },
     /// Print a new signing key pair on stdout: the public key, then the secret key
     Keygen,
     /// Check the store: reachable, credentials accepted, can write, read and delete
     Doctor {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
-        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
-        backend: Option<String>,
         #[command(flatten)]
-        transfer: TransferArgs,
+        store: StoreLocation,
     },
-    /// Print the key on stdout
+    /// Print the key on stdout (takes every option ensure takes; only the key options count)
     Key {
         #[command(flatten)]
-        key: KeyArgs,
+        job: KeyJobArgs,
         /// Print every component that went into the key
         #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
-        /// Print the key and its components as JSON
-        #[arg(long)]
-        json: bool,
+        /// Print the key and its components as JSON; with FILE, write that JSON to FILE
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+        json: Option<PathBuf>,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+}
+
+/// What a cache job takes: the key, the store, the reports.
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub flight: FlightArgs,
+    /// Save even when the command fails (ensure)
+    #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
+    pub save_on_failure: bool,
+    /// Replace an existing entry of this key atomically (save; --policy push does it too)
+    #[arg(long, env = env_vars::CACHEGATE_REPLACE, value_parser = clap::builder::BoolishValueParser::new())]
+    pub replace: bool,
+}
+
+/// `key` takes the same line as `ensure`, so a job's line can be checked by swapping the
+/// command; only the key options change the key. Its own `--json` prints.
+#[derive(Args, Debug, Clone)]
+pub struct KeyJobArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Accepted so an ensure line works unchanged; key writes no dotenv file
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    /// Accepted so an ensure line works unchanged; key runs nothing
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub save_on_failure: bool,
+    #[command(flatten)]
+    pub flight: FlightArgs,
+    /// Accepted so a save line works unchanged; key saves nothing
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub replace: bool,
+}
+
+/// Which store a management command (`ls`, `prune`, `doctor`) works on.
+#[derive(Args, Debug, Clone)]
+pub struct StoreLocation {
+    /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
+    #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
+    pub backend: Option<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+impl StoreLocation {
+    pub fn spec(&self) -> anyhow::Result<crate::backend::BackendSpec> {
+        crate::config::backend_spec(self.backend.as_deref())
+    }
+
+    /// The object store, read and write (runner mode has none: an error).
+    pub fn open(&self) -> anyhow::Result<crate::store::Gated> {
+        crate::store::Store::open(&self.spec()?, &self.transfer.transfer(), Policy::PullPush)?
+            .objects()
+    }
+}
+
+/// `prune`'s rules.
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Delete entries saved more than DAYS days ago
+    #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
+    pub older_than: Option<u64>,
+    /// Delete entries not restored for DAYS days (never restored: saved DAYS days ago)
+    #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_UNUSED_FOR)]
+    pub unused_for: Option<u64>,
+    /// Apply the rules to the entries of one scope only, e.g. keep protected entries
+    /// longer than feature-branch ones
+    #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
+    pub scope: Option<crate::scope::Scope>,
+    /// Seconds after which an archive no manifest names counts as abandoned (younger
+    /// ones may be uploads in flight)
+    #[arg(long, value_name = "SECS", default_value_t = 86_400, env = env_vars::CACHEGATE_ABANDONED_AFTER)]
+    pub abandoned_after: u64,
+    /// Keep only the N most recently used entries of each cache name and scope
+    #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
+    pub keep: Option<usize>,
+    /// Delete the least recently used entries until the store holds at most this many bytes
+    #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
+    pub max_size: Option<u64>,
+    /// Say what would be deleted, delete nothing
+    #[arg(long, env = env_vars::CACHEGATE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
 }
 
 /// Everything that goes into the key.
@@ -273,7 +307,7 @@ pub struct FlightArgs {
 impl FlightArgs {
     /// The single-flight settings, or `None` when it is off.
     pub fn settings(&self) -> Option<crate::lease::Settings> {
-        let in_ci = ["CI", "GITLAB_CI"]
+        let in_ci = [env_vars::CI, env_vars::GITLAB_CI]
             .iter()
             .any(|k| std::env::var(k).is_ok_and(|v| v == "true"));
         let wait = self.wait.unwrap_or(if in_ci { 600 } else { 0 });

@@ -1,161 +1,212 @@
-//! The commands a job runs: `ensure` (restore on a hit, else run the install and save), and
-//! its parts on their own: `restore`, `check`, `save`.
+//! The ensure loop, once for every store: restore on a hit, else run the install and save
+//! what it produced. `restore`, `check` and `save` are its parts on their own.
 
-use crate::backend::StoreError;
-use crate::cli::{FlightArgs, Policy};
+use crate::backend::{Backend, StoreError};
+use crate::cli::FlightArgs;
+use crate::exit::Ending;
 use crate::install::run_install;
-use crate::job::{EXIT_MISS, EXIT_TROUBLE, Job, Lookup, creator};
+use crate::job::{Hit, Job, Lookup, Save, Skip, creator};
 use crate::key::shell_words;
 use crate::lease::{self, Flight};
-use crate::{report, warm};
+use crate::report::{self, Outcome};
+use crate::store::Gated;
+use crate::warm;
 
 pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> i32 {
     job.recover();
-    if let Lookup::Hit { scope, manifest } = job.lookup()
-        && job.restore(scope, &manifest)
+    let lookup = job.lookup();
+    let store_down = matches!(lookup, Lookup::Unavailable { writes_too: true });
+    if let Lookup::Hit(hit) = &lookup
+        && job.restore(hit)
     {
-        return job.finish(0);
+        job.report.result = Outcome::Hit;
+        return job.finish(Ending::Done);
     }
-    if job.strict && job.trouble {
-        return job.finish(EXIT_TROUBLE);
+    if job.strict && job.trouble_so_far() {
+        return job.finish(Ending::Trouble);
     }
-    job.report.result = "miss".into();
-    let scope = job.scopes.write;
-    // Single-flight only where this job would save what it installs and the store answered:
-    // a read-only job leading would make the others wait for nothing.
-    let settings = flight
-        .settings()
-        .filter(|_| job.policy == Policy::PullPush && !job.store_failed);
-    let backend = job.backend.clone();
+    job.report.result = Outcome::Miss;
+    let miss = job.head("miss", job.scopes.write);
+    // Single-flight only where this job would both restore and save, on a store that
+    // answered: a job that cannot save must not make others wait for it. Runner mode has
+    // no objects, so it never waits.
+    let backend = job
+        .objects()
+        .cloned()
+        .filter(|_| !store_down && job.store.reads() && job.store.writes());
     let mut lease = None;
-    if let Some(settings) = settings {
-        let manifest = job.manifest_object(scope, &job.plan.key);
-        let mut ready = || match backend.stat(&manifest) {
-            Ok(_) => Ok(true),
-            Err(StoreError::NotFound) => Ok(false),
-            Err(e) => Err(e),
-        };
-        let base = job.entry_base(scope);
-        match lease::acquire(backend.as_ref(), &base, &creator(), &settings, &mut ready) {
-            Flight::Ready { waited, leader } => {
-                job.report.waited_seconds = Some(waited.as_secs_f64());
-                job.report.waited_for = Some(leader.clone());
-                job.waited = Some((waited, leader));
-                if let Lookup::Hit { scope, manifest } = job.lookup()
-                    && job.restore(scope, &manifest)
-                {
-                    return job.finish(0);
-                }
-                job.report.result = "miss".into();
-            }
-            Flight::Leader(l) => {
-                if let Some(t) = &l.takeover {
-                    eprintln!(
-                        "{} · {} after waiting {}",
-                        job.head("miss", scope),
-                        t.describe(),
-                        report::secs(l.waited.as_secs_f64())
-                    );
-                    job.report.waited_seconds = Some(l.waited.as_secs_f64());
-                }
-                lease = Some(l);
-            }
-            Flight::Alone { waited, why } => {
-                eprintln!("{} · no single flight: {why}", job.head("miss", scope));
-                if !waited.is_zero() {
-                    job.report.waited_seconds = Some(waited.as_secs_f64());
-                }
-            }
+    if let (Some(backend), Some(settings)) = (&backend, flight.settings()) {
+        match single_flight(&mut job, backend, &settings) {
+            Some(Flight::Leader(l)) => lease = Some(l),
+            Some(_) => {}
+            None => return job.finish(Ending::Done),
         }
     }
-    let install = |job: &mut Job| -> (i32, bool) {
-        if flight.fallback {
+    let install = |job: &mut Job| -> (i32, Save) {
+        if flight.fallback && job.objects().is_some() {
             job.report.warm = warm::start(job, cmd);
         }
-        eprintln!("{} · running {}", job.head("miss", scope), shell_words(cmd));
+        job.before_install();
+        eprintln!("{miss} · running {}", shell_words(cmd));
         let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
         if status != 0 && !save_on_failure {
             eprintln!(
-                "{} · command exited {status} after {}; nothing saved",
-                job.head("miss", scope),
+                "{miss} · command exited {status} after {}; nothing saved",
                 report::secs(secs)
             );
-            return (status, false);
+            return (status, Save::Skipped(Skip::CommandFailed));
         }
-        if !job.policy.pushes() {
+        let saved = if store_down {
+            Save::Skipped(Skip::StoreFailed)
+        } else {
+            job.save(Some(secs))
+        };
+        if let Save::Skipped(Skip::Policy) = saved {
             eprintln!(
-                "{} · installed in {}; not saved (--policy pull)",
-                job.head("miss", scope),
+                "{miss} · installed in {}; not saved (--policy pull)",
                 report::secs(secs)
             );
-            return (status, false);
         }
-        (status, job.save(Some(secs)))
+        (status, saved)
     };
-    let status = match lease {
+    let (status, saved) = match lease {
         Some(mut l) => {
             // Held through the upload too: waiters restore only a complete entry.
             let (status, saved) = l.hold(|| install(&mut job));
-            l.release(if saved && status == 0 {
+            let done = status == 0 && matches!(saved, Save::Saved | Save::Exists);
+            l.release(if done {
                 lease::State::Done
             } else {
                 lease::State::Failed
             });
-            status
+            (status, saved)
         }
-        None => install(&mut job).0,
+        None => install(&mut job),
     };
-    job.finish(status)
+    job.report.result = match saved {
+        Save::Skipped(Skip::CommandFailed) => return job.finish(Ending::Command(status)),
+        Save::Skipped(Skip::Policy) => Outcome::Miss,
+        Save::Skipped(Skip::StoreFailed) => {
+            eprintln!("{miss} · not saved: the store failed during the lookup");
+            Outcome::Skipped
+        }
+        Save::Skipped(_) => Outcome::Skipped,
+        Save::Exists => Outcome::Exists,
+        Save::Saved | Save::Failed(_) => Outcome::Miss,
+    };
+    job.finish(Ending::Command(status))
+}
+
+/// Wait for another job installing this key, or take the lease to install it here. `None`
+/// when the other job's entry was restored (the job is done); the lease when this job leads.
+fn single_flight<'a>(
+    job: &mut Job,
+    backend: &'a Gated,
+    settings: &lease::Settings,
+) -> Option<Flight<'a>> {
+    let scope = job.scopes.write;
+    let miss = job.head("miss", scope);
+    let manifest = job.manifest_object(scope, &job.plan.key);
+    let mut ready = || match backend.stat(&manifest) {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    };
+    let base = job.entry_base(scope);
+    let flight = lease::acquire(backend, &base, &creator(), settings, &mut ready);
+    match &flight {
+        Flight::Ready { waited, leader } => {
+            job.report.waited_seconds = Some(waited.as_secs_f64());
+            job.report.waited_for = Some(leader.clone());
+            job.waited = Some((*waited, leader.clone()));
+            if let Lookup::Hit(hit) = job.lookup()
+                && job.restore(&hit)
+            {
+                job.report.result = Outcome::Hit;
+                return None;
+            }
+            job.report.result = Outcome::Miss;
+        }
+        Flight::Leader(l) => {
+            if let Some(t) = &l.takeover {
+                eprintln!(
+                    "{miss} · {} after waiting {}",
+                    t.describe(),
+                    report::secs(l.waited.as_secs_f64())
+                );
+                job.report.waited_seconds = Some(l.waited.as_secs_f64());
+            }
+        }
+        Flight::Alone { waited, why } => {
+            eprintln!("{miss} · no single flight: {why}");
+            if !waited.is_zero() {
+                job.report.waited_seconds = Some(waited.as_secs_f64());
+            }
+        }
+    }
+    Some(flight)
 }
 
 pub fn restore(mut job: Job) -> i32 {
     job.recover();
-    if let Lookup::Hit { scope, manifest } = job.lookup()
-        && job.restore(scope, &manifest)
+    if let Lookup::Hit(hit) = job.lookup()
+        && job.restore(&hit)
     {
-        return job.finish(0);
+        job.report.result = Outcome::Hit;
+        return job.finish(Ending::Done);
     }
-    job.report.result = "miss".into();
-    eprintln!(
-        "{} · nothing restored",
-        job.head("miss", job.scopes.read[0])
-    );
-    job.finish(EXIT_MISS)
+    job.report.result = Outcome::Miss;
+    eprintln!("{} · nothing restored", job.miss_head());
+    job.finish(Ending::Miss)
 }
 
+/// Look up without downloading.
 pub fn check(mut job: Job) -> i32 {
     match job.lookup() {
-        Lookup::Hit { scope, manifest } => {
-            eprintln!(
-                "{} · {} files, {} in {}",
-                job.head("hit", scope),
-                report::count(manifest.files),
-                report::bytes(manifest.bytes),
-                job.backend.describe()
-            );
-            job.report.result = "hit".into();
+        Lookup::Hit(hit) => {
+            if let Hit::Entry { scope, manifest } = &hit {
+                eprintln!(
+                    "{} · {}, {} in {}",
+                    job.head("hit", *scope),
+                    report::files(manifest.files),
+                    report::bytes(manifest.bytes),
+                    job.store.describe()
+                );
+                job.report.scope = scope.as_str().into();
+                job.report.files = Some(manifest.files);
+                job.report.bytes = Some(manifest.bytes);
+            } else {
+                eprintln!(
+                    "{} · restored by GitLab's cache",
+                    job.head("hit", job.scopes.write)
+                );
+            }
+            job.report.result = Outcome::Hit;
             job.report.hit = true;
-            job.report.scope = scope.as_str().into();
-            job.report.files = Some(manifest.files);
-            job.report.bytes = Some(manifest.bytes);
-            job.finish(0)
+            job.finish(Ending::Done)
         }
-        Lookup::Miss => {
-            eprintln!(
-                "{} · not in {}",
-                job.head("miss", job.scopes.read[0]),
-                job.backend.describe()
-            );
-            job.report.result = "miss".into();
-            job.finish(EXIT_MISS)
+        Lookup::Miss | Lookup::Unavailable { .. } => {
+            eprintln!("{} · not in {}", job.miss_head(), job.store.describe());
+            job.report.result = Outcome::Miss;
+            job.finish(Ending::Miss)
         }
     }
 }
 
 pub fn save(mut job: Job, replace: bool) -> i32 {
     job.replace |= replace;
-    if job.save(None) && job.report.result.is_empty() {
-        job.report.result = "saved".into();
-    }
-    job.finish(0)
+    job.report.result = match job.save(None) {
+        Save::Saved => Outcome::Saved,
+        Save::Exists => Outcome::Exists,
+        Save::Skipped(Skip::Policy) => {
+            eprintln!(
+                "{} · not saved (--policy pull never uploads)",
+                job.head("miss", job.scopes.write)
+            );
+            Outcome::Skipped
+        }
+        Save::Skipped(_) => Outcome::Skipped,
+        Save::Failed(_) => Outcome::None,
+    };
+    job.finish(Ending::Done)
 }

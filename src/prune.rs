@@ -9,6 +9,30 @@ use crate::report;
 use crate::scope::Scope;
 use crate::{lease, usage};
 
+impl crate::cli::PruneArgs {
+    /// The rules, or a usage error when there are none: prune never guesses what to delete.
+    pub fn rules(&self) -> Result<PruneRules> {
+        if self.older_than.is_none()
+            && self.unused_for.is_none()
+            && self.keep.is_none()
+            && self.max_size.is_none()
+        {
+            anyhow::bail!(
+                "prune needs a rule: --older-than DAYS, --unused-for DAYS, --keep N or --max-size BYTES"
+            );
+        }
+        Ok(PruneRules {
+            older_than_days: self.older_than,
+            unused_for_days: self.unused_for,
+            scope: self.scope,
+            abandoned_after: self.abandoned_after,
+            keep: self.keep,
+            max_size: self.max_size,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
 pub struct PruneRules {
     pub older_than_days: Option<u64>,
     /// Entries not restored (or, never restored, not saved) for this many days.

@@ -6,6 +6,7 @@
 
 use std::cmp::Reverse;
 
+use crate::backend::Backend;
 use crate::entry::Manifest;
 use crate::job::Job;
 use crate::key;
@@ -27,15 +28,16 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
         );
         return None;
     }
+    let backend = job.objects()?.clone();
     let mut ruled_out: Option<(String, Vec<String>)> = None;
     for scope in job.scopes.read.clone() {
         let dir = job.entry_dir(scope);
-        let mut objects = match job.backend.list(&dir) {
+        let mut objects = match backend.list(&dir) {
             Ok(objects) => objects,
             Err(e) => {
                 job.trouble(format!(
                     "no warm start: cannot list {}: {e}",
-                    job.backend.describe()
+                    backend.describe()
                 ));
                 return None;
             }
@@ -51,7 +53,7 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
             else {
                 continue;
             };
-            let Ok(bytes) = job.backend.get_small(&o.name) else {
+            let Ok(bytes) = backend.get_small(&o.name) else {
                 continue;
             };
             let Ok(m) = Manifest::parse(&bytes, &job.ns, scope, &name, their_key) else {
@@ -97,10 +99,10 @@ fn restore(
                 format!("{} differ", differs.join(" and "))
             };
             eprintln!(
-                "{} · restored {} ({what}) · {} files, {} in {}; running the command on top",
+                "{} · restored {} ({what}) · {}, {} in {}; running the command on top",
                 job.head("warm", scope),
                 key::short(&m.key),
-                report::count(stats.files),
+                report::files(stats.files),
                 report::bytes(stats.bytes),
                 report::secs(start.elapsed().as_secs_f64()),
             );
