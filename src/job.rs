@@ -196,8 +196,11 @@ impl Job {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
             lines.push(format!("backend  {}", self.store.describe()));
             lines.push(format!(
-                "project  {} (from {})",
-                self.namespace.name, self.namespace.source
+                "project  {} (from {}), stored under {}/{}/",
+                self.namespace.name,
+                self.namespace.source,
+                entry::LAYOUT_ROOT,
+                self.ns
             ));
             lines.push(format!(
                 "scopes   write {}, read {}",
