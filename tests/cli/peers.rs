@@ -330,6 +330,63 @@ pub fn single_flight_leader_killed(p: &Project) {
     assert_eq!(ls(p).len(), 1);
 }
 
+/// The leader's command fails: one waiter takes over and installs, the others restore.
+pub fn single_flight_leader_fails(p: &Project) {
+    // One command line for all, so one key; it fails only where FAIL is set.
+    let cmd = [
+        "sh",
+        "-c",
+        "echo run >> installs.log && sleep 2 && if [ -n \"$FAIL\" ]; then exit 7; fi && mkdir -p out && echo t > out/a && echo t > out/b",
+    ];
+    let job = |dir: &Path, env: &[(&str, &str)]| {
+        let mut c = in_dir(p, dir);
+        c.arg("ensure")
+            .args(TREE)
+            .args(FLIGHT)
+            .arg("--")
+            .args(cmd)
+            .envs(env.iter().copied());
+        spawn(c)
+    };
+    let lead = job_dir(p, "failing");
+    let leader = job(&lead, &[("FAIL", "1")]);
+    let start = Instant::now();
+    while installs_in(&lead) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the leader never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dirs: Vec<PathBuf> = (0..3).map(|i| job_dir(p, &format!("f{i}"))).collect();
+    let waiters: Vec<_> = dirs.iter().map(|d| job(d, &[])).collect();
+    let o = leader.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let errs: Vec<String> = waiters
+        .into_iter()
+        .map(|w| {
+            let o = w.wait_with_output().unwrap();
+            assert_ok(&o);
+            stderr(&o)
+        })
+        .collect();
+    let total: usize = dirs.iter().map(|d| installs_in(d)).sum();
+    assert_eq!(total, 1, "{errs:#?}");
+    assert_eq!(
+        errs.iter()
+            .filter(|e| e.contains("(it saved nothing)"))
+            .count(),
+        1,
+        "{errs:#?}"
+    );
+    assert_eq!(
+        errs.iter().filter(|e| e.contains("cachegate: hit")).count(),
+        2,
+        "{errs:#?}"
+    );
+    assert_eq!(ls(p).len(), 1);
+}
+
 /// 20 parallel refreshes (`--policy push`) of one key while 100 restores run: every
 /// restore gets one complete, verified entry, there is one manifest at the end, and prune
 /// leaves no archive that no manifest names.
@@ -637,6 +694,8 @@ every_store!(
     warm_start_pip,
     single_flight,
     single_flight_leader_killed,
+    single_flight_leader_fails,
+    prune_scope,
     refresh_under_load,
     salt,
     namespaces,
@@ -803,17 +862,16 @@ fn prune_unused_for_deletes_exactly_the_entries_nobody_restored_lately() {
     );
 }
 
-#[test]
-fn prune_scope_limits_the_rules_to_one_scope() {
-    let p = Project::new();
-    let d = job_dir(&p, "scoped");
+/// `prune --scope` applies the rules to one scope only; a dry run first deletes nothing.
+pub fn prune_scope(p: &Project) {
+    let d = job_dir(p, "scoped");
     let job = |protected: Option<&str>, lock: &str| {
         fs::write(d.join("app.lock"), lock).unwrap();
         let env: Vec<(&str, &str)> = match protected {
             Some(v) => vec![("GITLAB_CI", "true"), ("CI_COMMIT_REF_PROTECTED", v)],
             None => vec![],
         };
-        assert_ok(&run(ensure_in(&p, &d, &[], &env)));
+        assert_ok(&run(ensure_in(p, &d, &[], &env)));
     };
     job(Some("true"), "p1");
     job(Some("false"), "u1");
@@ -828,14 +886,14 @@ fn prune_scope_limits_the_rules_to_one_scope() {
         s
     };
     assert_eq!(
-        scopes(&p),
+        scopes(p),
         ["local", "protected", "unprotected", "unprotected"]
     );
     // --older-than 0 means saved before this second.
     std::thread::sleep(Duration::from_millis(1100));
 
     let o = prune(
-        &p,
+        p,
         &["--scope", "unprotected", "--older-than", "0", "--dry-run"],
     );
     let out = stdout(&o);
@@ -845,10 +903,10 @@ fn prune_scope_limits_the_rules_to_one_scope() {
         .collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines.iter().all(|l| l.contains(" unprotected ")), "{out}");
-    assert_eq!(scopes(&p).len(), 4);
+    assert_eq!(scopes(p).len(), 4);
 
-    prune(&p, &["--scope", "unprotected", "--older-than", "0"]);
-    assert_eq!(scopes(&p), ["local", "protected"]);
+    prune(p, &["--scope", "unprotected", "--older-than", "0"]);
+    assert_eq!(scopes(p), ["local", "protected"]);
     let mut c = p.cmd();
     c.args(["prune", "--scope", "feature", "--keep", "1"]);
     let o = p.run(&mut c);
