@@ -65,13 +65,19 @@ pub const CI_JOB_TOKEN: &str = "CI_JOB_TOKEN";
 pub const CI_JOB_URL: &str = "CI_JOB_URL";
 pub const CI_PROJECT_ID: &str = "CI_PROJECT_ID";
 pub const CI_PROJECT_PATH: &str = "CI_PROJECT_PATH";
-/// Set to `true` by GitLab, GitHub and most CI systems: single-flight waits by default there.
-pub const CI: &str = "CI";
 
 // From the shell.
 pub const HOME: &str = "HOME";
 pub const USER: &str = "USER";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+
+// The progress bar (progress.rs).
+/// Set by most CI systems: no progress bar is drawn when it (or GITLAB_CI) is set, and
+/// single-flight waits by default.
+pub const CI: &str = "CI";
+/// Hidden (not a flag): seconds a restore or save runs before its bar shows (default 1; the
+/// terminal tests set 0 or a large value).
+pub const CACHEGATE_PROGRESS_DELAY: &str = "CACHEGATE_PROGRESS_DELAY";
 
 // The S3 store's credential chain reads the standard AWS variables (and profiles); these are
 // the ones cachegate itself registers for redaction or checks.

@@ -26,7 +26,7 @@ fn objects(job: &mut Job) -> Ending {
     let short = job.plan.short_key().to_string();
     let describe = job.store.describe();
     if let Lookup::Hit(Hit::Entry { scope, manifest }) = job.lookup() {
-        println!(
+        crate::outln!(
             "hit: {name} {short} is in {describe} ({}), saved by {}",
             scope.as_str(),
             manifest.creator
@@ -58,7 +58,7 @@ fn objects(job: &mut Job) -> Ending {
         job.trouble(why);
         return Ending::Miss;
     }
-    println!(
+    crate::outln!(
         "miss: no entry for {name} {short} in {describe} (project {}, read scopes: {})",
         job.namespace.name,
         job.scopes
@@ -69,7 +69,7 @@ fn objects(job: &mut Job) -> Ending {
             .join(", ")
     );
     let Some((_, scope, object)) = newest else {
-        println!(
+        crate::outln!(
             "no entry of cache {name:?} exists at all in project {}: the cache is empty, was cleared, or was never saved (another project's entries are not compared; --namespace NAME reads another project's)",
             job.namespace.name
         );
@@ -82,7 +82,7 @@ fn objects(job: &mut Job) -> Ending {
     match other {
         Some(m) => {
             let age = report::unix_now().saturating_sub(m.created);
-            println!(
+            crate::outln!(
                 "newest entry: {name} {} ({}), saved {} ago by {}",
                 key::short(&m.key),
                 scope.as_str(),
@@ -91,15 +91,17 @@ fn objects(job: &mut Job) -> Ending {
             );
             let diff = job.plan.components.diff(&m.components);
             if diff.is_empty() {
-                println!("its components are the same; it was saved by another cachegate version");
+                crate::outln!(
+                    "its components are the same; it was saved by another cachegate version"
+                );
             } else {
-                println!("what differs (theirs -> yours):");
+                crate::outln!("what differs (theirs -> yours):");
                 for d in diff {
-                    println!("  {d}");
+                    crate::outln!("  {d}");
                 }
             }
         }
-        None => println!("newest entry {object} cannot be read"),
+        None => crate::outln!("newest entry {object} cannot be read"),
     }
     Ending::Miss
 }

@@ -118,15 +118,24 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!(
+    crate::outln!(
         "{:<20} {:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>8}  creator",
-        "project", "scope", "name", "key", "files", "stored", "age", "install", "hits", "last use"
+        "project",
+        "scope",
+        "name",
+        "key",
+        "files",
+        "stored",
+        "age",
+        "install",
+        "hits",
+        "last use"
     );
     for e in &entries {
-        println!(
+        crate::outln!(
             "{:<20} {:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>8}  {}",
             e.namespace,
             e.scope,

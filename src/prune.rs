@@ -18,12 +18,12 @@ impl crate::cli::PruneArgs {
             && self.max_size.is_none()
         {
             anyhow::bail!(
-                "prune needs a rule: --older-than DAYS, --unused-for DAYS, --keep N or --max-size BYTES"
+                "prune needs a rule: --older-than AGE, --unused-for AGE, --keep N or --max-size SIZE"
             );
         }
         Ok(PruneRules {
-            older_than_days: self.older_than,
-            unused_for_days: self.unused_for,
+            older_than_secs: self.older_than,
+            unused_for_secs: self.unused_for,
             scope: self.scope,
             abandoned_after: self.abandoned_after,
             keep: self.keep,
@@ -34,9 +34,10 @@ impl crate::cli::PruneArgs {
 }
 
 pub struct PruneRules {
-    pub older_than_days: Option<u64>,
-    /// Entries not restored (or, never restored, not saved) for this many days.
-    pub unused_for_days: Option<u64>,
+    /// Seconds.
+    pub older_than_secs: Option<u64>,
+    /// Entries not restored (or, never restored, not saved) for this many seconds.
+    pub unused_for_secs: Option<u64>,
     /// Only entries of this scope are considered.
     pub scope: Option<Scope>,
     /// Unreferenced archives younger than this may be uploads in flight.
@@ -67,11 +68,11 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         let n = per_name.entry((&e.scope, &e.name)).or_default();
         *n += 1;
         let too_old = rules
-            .older_than_days
-            .is_some_and(|d| now.saturating_sub(e.created) > d * 86_400);
+            .older_than_secs
+            .is_some_and(|s| now.saturating_sub(e.created) > s);
         let unused = rules
-            .unused_for_days
-            .is_some_and(|d| now.saturating_sub(e.last_use()) > d * 86_400);
+            .unused_for_secs
+            .is_some_and(|s| now.saturating_sub(e.last_use()) > s);
         let too_many = rules.keep.is_some_and(|k| *n > k);
         let too_big = rules
             .max_size
@@ -119,7 +120,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             }
         }
         freed += e.archive_bytes;
-        println!(
+        crate::outln!(
             "{verb} {} {} {} {} ({}, {} old, last used {})",
             e.namespace,
             e.scope,
@@ -136,7 +137,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             backend.delete(&o.name)?;
         }
         freed += o.size;
-        println!(
+        crate::outln!(
             "{verb} abandoned upload {} ({})",
             o.name,
             report::bytes(o.size)

@@ -776,6 +776,8 @@ pub fn unpack(
     limits: Limits,
 ) -> Result<UnpackStats, UnpackError> {
     limits.check_archive_size(expected.size)?;
+    let progress = crate::progress::Progress::restore(expected.size);
+    let src: Box<dyn Read + Send> = Box::new(progress.reader(src));
     let mut stages = Vec::new();
     for t in targets {
         let parent = t
