@@ -122,8 +122,7 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
         return Ok(0);
     }
     crate::outln!(
-        "{:<20} {:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>8}  creator",
-        "project",
+        "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>9}  {:<20} creator",
         "scope",
         "name",
         "key",
@@ -132,12 +131,12 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
         "age",
         "install",
         "hits",
-        "last use"
+        "last use",
+        "project"
     );
     for e in &entries {
         crate::outln!(
-            "{:<20} {:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>8}  {}",
-            e.namespace,
+            "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>9}  {:<20} {}",
             e.scope,
             e.name,
             key::short(&e.key),
@@ -148,6 +147,7 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
             e.hit_days,
             e.last_used
                 .map_or("never".into(), |t| format!("{} ago", age(t))),
+            e.namespace,
             e.creator
         );
     }
