@@ -43,7 +43,8 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
         }
     }
     let install = |job: &mut Job| -> (i32, Save) {
-        if flight.fallback && job.objects().is_some() {
+        // `--policy push` restores nothing, a warm start included; runner mode has no entries.
+        if flight.fallback && job.store.reads() && job.objects().is_some() {
             job.report.warm = warm::start(job, cmd);
         }
         job.before_install();
