@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use crate::backend::{Backend, BackendSpec, StoreError, Transfer};
 use crate::cli::Policy;
-use crate::entry::LAYOUT_ROOT;
+use crate::entry::ObjectName;
 use crate::exit::TROUBLE as EXIT_TROUBLE;
 use crate::redact;
 use crate::report;
-use crate::scope::Scopes;
+use crate::scope::{Scope, Scopes};
 use crate::store::Store;
 
 fn line(ok: bool, check: &str, detail: &str) {
@@ -20,7 +20,7 @@ fn line(ok: bool, check: &str, detail: &str) {
 
 /// A probe where this directory's jobs would save: the same project and scope, so doctor
 /// needs no more rights than a save.
-fn probe_name(scope: &str) -> String {
+fn probe_name(scope: Scope) -> String {
     let mut r = [0u8; 8];
     // A clock-derived fallback is unique enough for a probe that is removed right away.
     if getrandom::fill(&mut r).is_err() {
@@ -31,7 +31,7 @@ fn probe_name(scope: &str) -> String {
     let ns = crate::namespace::Namespace::resolve(None, &dir)
         .map(|n| n.segment())
         .unwrap_or_else(|_| "default".into());
-    format!("{LAYOUT_ROOT}/{ns}/{scope}/.doctor/{hex}")
+    ObjectName::Probe(ns, scope, hex).to_string()
 }
 
 /// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when
@@ -72,7 +72,7 @@ pub fn check(backend: &dyn Backend) -> i32 {
         backend.describe(),
         scope.as_str()
     );
-    let probe = probe_name(scope.as_str());
+    let probe = probe_name(scope);
     let failed = |check: &str, detail: String| {
         line(false, check, &detail);
         eprintln!(

@@ -113,8 +113,8 @@ fn single_flight<'a>(
         Err(StoreError::NotFound) => Ok(false),
         Err(e) => Err(e),
     };
-    let base = job.entry_base(scope);
-    let flight = lease::acquire(backend, &base, &creator(), settings, &mut ready);
+    let entry = job.entry_name(scope, &job.plan.key);
+    let flight = lease::acquire(backend, &entry, &creator(), settings, &mut ready);
     match &flight {
         Flight::Ready { waited, leader } => {
             job.report.waited_seconds = Some(waited.as_secs_f64());

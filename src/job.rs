@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::archive::{self, Expected, Limits, UnpackError};
 use crate::backend::{Backend, StoreError};
 use crate::cli::{JobArgs, ReportArgs, StoreArgs};
-use crate::entry::{self, Manifest};
+use crate::entry::{self, EntryName, Manifest};
 use crate::exit::{self, Ending};
 use crate::namespace::Namespace;
 use crate::plan::Plan;
@@ -253,18 +253,18 @@ impl Job {
         }
     }
 
-    /// Where this job's entries of its cache name live in `scope`.
-    pub(crate) fn entry_dir(&self, scope: Scope) -> String {
-        entry::entry_dir(&self.ns, scope, &self.plan.components.name)
+    /// The entry of `key` under this job's project and cache name, in `scope`.
+    pub(crate) fn entry_name(&self, scope: Scope, key: &str) -> EntryName {
+        EntryName::new(&self.ns, scope, &self.plan.components.name, key)
     }
 
-    /// What the objects of this job's key in `scope` start with (lease, last use).
-    pub(crate) fn entry_base(&self, scope: Scope) -> String {
-        entry::entry_base(&self.ns, scope, &self.plan.components.name, &self.plan.key)
+    /// Where this job's entries of its cache name live in `scope`.
+    pub(crate) fn entry_dir(&self, scope: Scope) -> String {
+        self.entry_name(scope, "").dir()
     }
 
     pub(crate) fn manifest_object(&self, scope: Scope, key: &str) -> String {
-        entry::manifest_name(&self.ns, scope, &self.plan.components.name, key)
+        self.entry_name(scope, key).manifest()
     }
 
     /// Look the key up in every scope this job may read, in order.
@@ -489,12 +489,7 @@ impl Job {
         if scope != self.scopes.write || !self.store.writes() {
             return;
         }
-        let name = usage::object(&entry::entry_base(
-            &self.ns,
-            scope,
-            &self.plan.components.name,
-            key,
-        ));
+        let name = self.entry_name(scope, key).usage();
         usage::record_in_background(
             std::sync::Arc::new(backend.clone()),
             name,
@@ -566,7 +561,8 @@ impl Job {
         let describe = backend.describe();
         let short = self.plan.short_key().to_string();
         let name = self.plan.components.name.clone();
-        let manifest_object = self.manifest_object(scope, &self.plan.key);
+        let entry = self.entry_name(scope, &self.plan.key);
+        let manifest_object = entry.manifest();
         match backend.stat(&manifest_object) {
             Ok(_) if self.replace => {}
             Ok(_) => {
@@ -580,8 +576,7 @@ impl Job {
             Err(e) => return Save::Failed(format!("could not save {short} to {describe}: {e}")),
         }
         let start = Instant::now();
-        let archive_object =
-            entry::archive_name(&self.ns, scope, &name, &self.plan.key, &entry::upload_id());
+        let archive_object = entry.archive(&entry::upload_id());
         let packed = (|| -> Result<archive::PackStats> {
             let upload = backend.put(&archive_object)?;
             let (upload, stats) = archive::pack(&self.plan.paths, upload, self.level)?;

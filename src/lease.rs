@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, StoreError, StoreResult};
+use crate::entry::EntryName;
 
 /// How long to wait, how long a lease lives unrenewed, and the longest pause between polls.
 #[derive(Debug, Clone, Copy)]
@@ -52,16 +53,6 @@ struct Record {
 
 fn now() -> u64 {
     crate::report::unix_now()
-}
-
-fn object(base: &str, generation: u32) -> String {
-    format!("{base}.lease.{generation}")
-}
-
-/// Does `name` belong to single-flight (so listings of entries skip it)?
-pub fn is_lease(name: &str) -> bool {
-    name.rsplit_once(".lease.")
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Why this job is the one installing after others had the lease.
@@ -116,11 +107,11 @@ impl Record {
     }
 }
 
-/// Take the lease for the entry whose objects start with `base`, or wait for whoever has
-/// it. `ready` says whether the entry exists now (one small request).
+/// Take the lease for `entry`, or wait for whoever has it. `ready` says whether the entry
+/// exists now (one small request).
 pub fn acquire<'a>(
     backend: &'a dyn Backend,
-    base: &str,
+    entry: &EntryName,
     owner: &str,
     settings: &Settings,
     ready: &mut dyn FnMut() -> StoreResult<bool>,
@@ -136,7 +127,7 @@ pub fn acquire<'a>(
     let mut leader = String::new();
     loop {
         let record = Record::new(settings, owner);
-        let name = object(base, generation);
+        let name = entry.lease(generation);
         match backend.create_if_absent(&name, &record.bytes()) {
             Ok(()) => match confirm(backend, &name, &record, settings) {
                 Ok(true) => {
@@ -326,12 +317,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lease_names_are_recognised() {
-        assert!(is_lease("v2/ns/local/pip/abc.lease.0"));
-        assert!(is_lease("v2/ns/local/pip/abc.lease.12"));
-        assert!(!is_lease("v2/ns/local/pip/abc.json"));
-        assert!(!is_lease("v2/ns/local/pip/abc.lease."));
+    fn entry() -> EntryName {
+        EntryName::new("ns", crate::scope::Scope::Local, "pip", "k")
     }
 
     #[test]
@@ -344,12 +331,13 @@ mod tests {
             poll: Duration::from_millis(50),
         };
         let saved = AtomicBool::new(false);
-        let Flight::Leader(mut lease) = acquire(&b, "e/k", "leader", &s, &mut || Ok(false)) else {
+        let Flight::Leader(mut lease) = acquire(&b, &entry(), "leader", &s, &mut || Ok(false))
+        else {
             panic!("the first job must lead");
         };
         std::thread::scope(|sc| {
             let waiter = sc.spawn(|| {
-                acquire(&b, "e/k", "waiter", &s, &mut || {
+                acquire(&b, &entry(), "waiter", &s, &mut || {
                     Ok(saved.load(Ordering::SeqCst))
                 })
             });
@@ -364,7 +352,10 @@ mod tests {
                 _ => panic!("the waiter must restore the leader's entry"),
             }
         });
-        assert!(matches!(b.stat("e/k.lease.0"), Err(StoreError::NotFound)));
+        assert!(matches!(
+            b.stat(&entry().lease(0)),
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[test]
@@ -372,15 +363,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = DirBackend::new(d.path().to_path_buf());
         let s = settings(10_000, 3_000);
-        let Flight::Leader(lease) = acquire(&b, "e/k", "first", &s, &mut || Ok(false)) else {
+        let Flight::Leader(lease) = acquire(&b, &entry(), "first", &s, &mut || Ok(false)) else {
             panic!()
         };
         lease.release(State::Failed);
-        let Flight::Leader(next) = acquire(&b, "e/k", "second", &s, &mut || Ok(false)) else {
+        let Flight::Leader(next) = acquire(&b, &entry(), "second", &s, &mut || Ok(false)) else {
             panic!("a waiter takes over from a failed leader")
         };
         assert_eq!(next.takeover, Some(Takeover::Failed("first".into())));
-        assert_eq!(next.name, "e/k.lease.1");
+        assert_eq!(next.name, entry().lease(1));
     }
 
     #[test]
@@ -389,11 +380,11 @@ mod tests {
         let b = DirBackend::new(d.path().to_path_buf());
         let s = settings(10_000, 1_000);
         // Taken and never renewed nor released: the owner died.
-        let Flight::Leader(_dead) = acquire(&b, "e/k", "dead", &s, &mut || Ok(false)) else {
+        let Flight::Leader(_dead) = acquire(&b, &entry(), "dead", &s, &mut || Ok(false)) else {
             panic!()
         };
         let start = Instant::now();
-        let Flight::Leader(next) = acquire(&b, "e/k", "heir", &s, &mut || Ok(false)) else {
+        let Flight::Leader(next) = acquire(&b, &entry(), "heir", &s, &mut || Ok(false)) else {
             panic!("a waiter takes over from a dead leader")
         };
         assert!(start.elapsed() >= Duration::from_secs(1));
@@ -405,11 +396,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = DirBackend::new(d.path().to_path_buf());
         let s = settings(1_500, 600);
-        let Flight::Leader(mut lease) = acquire(&b, "e/k", "alive", &s, &mut || Ok(false)) else {
+        let Flight::Leader(mut lease) = acquire(&b, &entry(), "alive", &s, &mut || Ok(false))
+        else {
             panic!()
         };
         std::thread::scope(|sc| {
-            let waiter = sc.spawn(|| acquire(&b, "e/k", "w", &s, &mut || Ok(false)));
+            let waiter = sc.spawn(|| acquire(&b, &entry(), "w", &s, &mut || Ok(false)));
             lease.hold(|| std::thread::sleep(Duration::from_millis(2_000)));
             match waiter.join().unwrap() {
                 Flight::Alone { why, .. } => assert!(why.contains("alive"), "{why}"),

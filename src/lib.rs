@@ -19,6 +19,7 @@ pub mod lease;
 pub mod ls;
 pub mod namespace;
 pub mod output;
+pub mod pipe;
 pub mod plan;
 pub mod preset;
 pub mod progress;

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::backend::{Backend, ObjectMeta};
-use crate::entry::{self, Manifest};
+use crate::entry::{self, Manifest, ObjectName};
 use crate::key;
 use crate::report;
 use crate::usage;
@@ -48,24 +48,20 @@ pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<Ob
             report::warn(&format!("{} is not a readable manifest", o.name));
             continue;
         };
-        // Where a manifest lies decides its scope and name, not what it says, and it may
-        // only name an archive beside it: a manifest planted in one scope must not steer
-        // prune into deleting another scope's entries.
-        let [_, ns, scope, name, _] = o.name.split('/').collect::<Vec<_>>()[..] else {
+        // Where a manifest lies decides its scope, name and key, not what it says, and it
+        // may only name an archive of that entry: a manifest planted in one scope must not
+        // steer prune into deleting another scope's entries.
+        let Some(ObjectName::Manifest(at)) = ObjectName::parse(&o.name) else {
             continue;
         };
-        let dir = entry::entry_dir_raw(ns, scope, name);
-        let own = m
-            .archive
-            .strip_prefix(&dir)
-            .is_some_and(|r| !r.contains('/') && r.ends_with(".tar.zst"));
+        let own = at.owns_archive(&m.archive);
         if !own {
             report::warn(&format!(
                 "{} names an archive outside its entry ({:?}); only the manifest is managed",
                 o.name, m.archive
             ));
         }
-        let used = usage::object(o.name.strip_suffix(".json").unwrap_or(&o.name));
+        let used = at.usage();
         let (usage, record) = if names.contains(used.as_str()) {
             let record = usage::read(backend, &used).ok().flatten();
             (Some(used), record)
@@ -76,13 +72,13 @@ pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<Ob
             manifest: o.name.clone(),
             archive: if own { m.archive } else { String::new() },
             usage,
-            namespace: m.namespace.unwrap_or_else(|| ns.to_string()),
+            namespace: m.namespace.unwrap_or_else(|| at.ns.clone()),
             install_seconds: m.install_seconds,
             last_used: record.map(|u| u.last_used),
             hit_days: record.map_or(0, |u| u.hit_days),
-            scope: scope.to_string(),
-            name: name.to_string(),
-            key: m.key,
+            scope: at.scope.as_str().to_string(),
+            name: at.name,
+            key: at.key,
             files: m.files,
             bytes: m.bytes,
             archive_bytes: m.archive_size,

@@ -3,11 +3,11 @@
 use anyhow::Result;
 
 use crate::backend::{Backend, ObjectMeta};
+use crate::entry::ObjectName;
 use crate::key;
 use crate::ls::{Listed, age, list_entries};
 use crate::report;
 use crate::scope::Scope;
-use crate::{lease, usage};
 
 impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
@@ -55,7 +55,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     let in_scope = |name: &str| {
         rules
             .scope
-            .is_none_or(|s| name.split('/').nth(2) == Some(s.as_str()))
+            .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
     };
     entries.retain(|e| in_scope(&e.manifest));
     let objects: Vec<ObjectMeta> = objects.into_iter().filter(|o| in_scope(&o.name)).collect();
@@ -97,9 +97,10 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     // A lease is done with once its owner is long gone; a last-use record once its entry is.
     let leftovers: Vec<&ObjectMeta> = objects
         .iter()
-        .filter(|o| {
-            (lease::is_lease(&o.name) && older(o, 86_400))
-                || (usage::is_usage(&o.name) && !referenced.contains(o.name.as_str()))
+        .filter(|o| match ObjectName::parse(&o.name) {
+            Some(ObjectName::Lease(..)) => older(o, 86_400),
+            Some(ObjectName::Usage(_)) => !referenced.contains(o.name.as_str()),
+            _ => false,
         })
         .collect();
     let verb = if rules.dry_run {

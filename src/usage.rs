@@ -21,15 +21,6 @@ pub struct Usage {
     pub hit_days: u64,
 }
 
-/// The usage object of the entry whose objects start with `base`.
-pub fn object(base: &str) -> String {
-    format!("{base}.used")
-}
-
-pub fn is_usage(name: &str) -> bool {
-    name.ends_with(".used")
-}
-
 pub fn read(backend: &dyn Backend, name: &str) -> StoreResult<Option<Usage>> {
     match backend.get_small(name) {
         Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
@@ -74,7 +65,8 @@ mod tests {
     fn at_most_one_write_a_day() {
         let d = tempfile::tempdir().unwrap();
         let b = DirBackend::new(d.path().to_path_buf());
-        let name = object("v2/ns/local/pip/k");
+        let name =
+            crate::entry::EntryName::new("ns", crate::scope::Scope::Local, "pip", "k").usage();
         let t = 1_000_000;
         assert!(record(&b, &name, t).unwrap());
         assert!(!record(&b, &name, t + 10).unwrap());

@@ -1,6 +1,6 @@
 //! The project's GitLab generic package registry: zero infrastructure inside GitLab CI.
-//! Object `v2/<namespace>/<scope>/<name>/<file>` is file `<file>` of package
-//! `cachegate-v2-<scope>-<namespace>`, version `<name>.<key>`: the scope and the project
+//! Object `v2/<project>/<scope>/<name>/<file>` is file `<file>` of package
+//! `cachegate-v2-<scope>-<project>`, version `<name>.<key>`: the scope and the project
 //! namespace make up the package name, so no cache name can reach another scope, and each
 //! key is its own package version with a handful of files.
 //!
@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::transport::{self, Transport};
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
-use crate::entry::LAYOUT_ROOT;
+use crate::entry::{LAYOUT_ROOT, ObjectName, PROBE_DIR, namespace_segment, segment};
 use crate::env_vars;
 use crate::scope::Scope;
 
@@ -75,14 +75,7 @@ fn parse_package(name: &str) -> Option<(Scope, &str)> {
     let rest = name.strip_prefix(&package_prefix())?;
     let (scope, ns) = rest.split_once('-')?;
     let scope = *SCOPES.iter().find(|s| s.as_str() == scope)?;
-    namespace_ok(ns).then_some((scope, ns))
-}
-
-/// Namespace segments are `[a-z0-9-]` by construction (`Namespace::segment`).
-fn namespace_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    namespace_segment(ns).then_some((scope, ns))
 }
 
 fn segment_ok(s: &str) -> bool {
@@ -107,26 +100,28 @@ fn decode_version(v: &str) -> Option<(String, String)> {
 
 fn locate(name: &str) -> StoreResult<Location> {
     let bad = || StoreError::Other(anyhow!("invalid object name {name:?}"));
-    let parts: Vec<&str> = name.split('/').collect();
-    let [root, ns, scope, cache, file] = parts.as_slice() else {
+    let object = ObjectName::parse(name).ok_or_else(bad)?;
+    if !SCOPES.contains(&object.scope()) {
         return Err(bad());
+    }
+    // An entry's objects share one package version: `<name>.<key>`.
+    let (ns, cache, stem) = match &object {
+        ObjectName::Probe(ns, _, id) => (ns.clone(), PROBE_DIR.to_string(), segment(id)),
+        o => {
+            let e = o.entry().expect("every other object belongs to an entry");
+            (e.ns.clone(), segment(&e.name), segment(&e.key))
+        }
     };
-    if *root != LAYOUT_ROOT
-        || !namespace_ok(ns)
-        || !SCOPES.iter().any(|s| s.as_str() == *scope)
-        || !segment_ok(cache)
-        || !segment_ok(file)
-        || file.ends_with(CLAIM)
-    {
+    // GitLab's own rule for versions is stricter than the layout's.
+    if !segment_ok(&cache) || !segment_ok(&stem) {
         return Err(bad());
     }
-    // The key part of the file name: entries are `<key>.json` and `<key>-<id>.tar.zst`.
-    let stem = file.split(['.', '-']).next().unwrap_or("");
-    if stem.is_empty() {
-        return Err(bad());
-    }
+    let (scope, file) = (
+        object.scope().as_str(),
+        name.rsplit('/').next().unwrap_or(""),
+    );
     Ok(Location {
-        package: package_name(scope, ns),
+        package: package_name(scope, &ns),
         version: encode_version(&format!("{cache}.{stem}")),
         file: file.to_string(),
     })
@@ -464,6 +459,14 @@ mod tests {
         assert_eq!(
             parse_package(&loc.package),
             Some((Scope::Protected, "team-app-1a2b3c4d"))
+        );
+        let lease = locate(&format!(
+            "v2/team-app-1a2b3c4d/protected/a..b./{key}.lease.3"
+        ))
+        .unwrap();
+        assert_eq!(
+            (lease.version, lease.file),
+            (loc.version.clone(), format!("{key}.lease.3"))
         );
         assert!(!loc.version.contains(".."), "{}", loc.version);
         assert_eq!(
