@@ -963,3 +963,48 @@ fn warm_start_is_skipped_for_npm_ci() {
     );
     assert!(!err.contains("cachegate: warm"), "{err}");
 }
+
+#[test]
+fn keep_and_max_size_evict_the_least_recently_used_first() {
+    let p = Project::new();
+    let d = job_dir(&p, "lru");
+    let mut made = Vec::new();
+    for v in ["old-but-used", "new-but-idle"] {
+        fs::write(d.join("app.lock"), v).unwrap();
+        assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+        let e = ls(&p)
+            .into_iter()
+            .find(|e| {
+                !made
+                    .iter()
+                    .any(|(_, m): &(String, String)| m == e["manifest"].as_str().unwrap())
+            })
+            .unwrap();
+        made.push((
+            e["key"].as_str().unwrap()[..8].to_string(),
+            e["manifest"].as_str().unwrap().to_string(),
+        ));
+    }
+    // The older entry was saved 20 days ago but restored today; the newer one, saved 10
+    // days ago, never since.
+    age_entry(&p, &made[0].1, 20, Some(0));
+    age_entry(&p, &made[1].1, 10, None);
+    // Room for all but one byte of the two: exactly one must go, the least recently used.
+    let total: u64 = ls(&p)
+        .iter()
+        .map(|e| e["archive_bytes"].as_u64().unwrap())
+        .sum();
+    let room = (total - 1).to_string();
+    for rule in [["--keep", "1"], ["--max-size", room.as_str()]] {
+        let o = prune(&p, &[&rule[..], &["--dry-run"]].concat());
+        let out = stdout(&o);
+        let doomed: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("would delete"))
+            .collect();
+        assert_eq!(doomed.len(), 1, "{rule:?}: {out}");
+        assert!(doomed[0].contains(made[1].0.as_str()), "{rule:?}: {out}");
+    }
+    prune(&p, &["--keep", "1"]);
+    assert_eq!(keys(&p), [made[0].0.clone()]);
+}
