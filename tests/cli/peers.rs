@@ -1008,3 +1008,74 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
     prune(&p, &["--keep", "1"]);
     assert_eq!(keys(&p), [made[0].0.clone()]);
 }
+
+/// Runner mode keeps no objects, so single-flight and warm starts are no-ops there: inside
+/// CI (where waiting is on by default) the install runs at once and nothing is written
+/// anywhere but the marker.
+#[test]
+fn runner_mode_neither_waits_nor_warm_starts() {
+    let p = Project::new();
+    let d = job_dir(&p, "runner");
+    let o = run({
+        let mut c = in_dir(&p, &d);
+        c.env("CI", "true")
+            .env("CACHEGATE_FALLBACK", "true")
+            .args(["ensure", "--backend", "runner"])
+            .args(TREE)
+            .arg("--")
+            .args(tree_cmd());
+        c
+    });
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("single flight") && !err.contains("warm"),
+        "{err}"
+    );
+    assert_eq!(installs_in(&d), 1);
+    assert!(
+        crate::common::walk(&p.store).is_empty(),
+        "runner mode wrote to a store"
+    );
+}
+
+/// A warm start looks in the job's own scope first, then in the protected one, as lookups do.
+#[test]
+fn warm_start_prefers_the_jobs_own_scope_then_protected() {
+    let p = Project::new();
+    let d = job_dir(&p, "order");
+    let report = d.join("report.json");
+    let job = |protected: &str, lock: &str, extra: &[&str]| {
+        fs::write(d.join("app.lock"), lock).unwrap();
+        let env = [
+            ("GITLAB_CI", "true"),
+            ("CI_COMMIT_REF_PROTECTED", protected),
+        ];
+        let _ = fs::remove_dir_all(d.join("out"));
+        let o = run(ensure_in(&p, &d, extra, &env));
+        assert_ok(&o);
+        o
+    };
+    let json = ["--fallback", "--json", report.to_str().unwrap()];
+    job("false", "mine", &[]);
+    std::thread::sleep(Duration::from_millis(1100));
+    job("true", "main's, newer", &[]);
+    let mine = |p: &Project| {
+        ls(p)
+            .into_iter()
+            .find(|e| e["scope"] == "unprotected")
+            .unwrap()["key"]
+            .clone()
+    };
+    let before = mine(&p);
+    let o = job("false", "changed", &json);
+    assert!(stderr(&o).contains("cachegate: warm"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["warm"]["scope"], "unprotected", "{r:#}");
+    assert_eq!(r["warm"]["key"], before, "{r:#}");
+    // A protected job reads only its own scope: main's entry, never a branch's.
+    let o = job("true", "changed again", &json);
+    assert!(stderr(&o).contains("cachegate: warm"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["warm"]["scope"], "protected", "{r:#}");
+}
