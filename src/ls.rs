@@ -1,4 +1,4 @@
-//! `ls`: the entries in a store, newest first; the listing `prune` decides on.
+//! `ls`: the entries in a store, most recently used first; the listing `prune` decides on.
 
 use anyhow::Result;
 
@@ -6,11 +6,16 @@ use crate::backend::{Backend, ObjectMeta};
 use crate::entry::{self, Manifest, ObjectName};
 use crate::key;
 use crate::report;
+use crate::usage;
 
 /// One stored entry, as `ls` and `prune` see it.
 pub(crate) struct Listed {
     pub(crate) manifest: String,
     pub(crate) archive: String,
+    /// The last-use record, when the entry has one.
+    pub(crate) usage: Option<String>,
+    /// The project, as the manifest names it (else the path segment).
+    pub(crate) namespace: String,
     pub(crate) scope: String,
     pub(crate) name: String,
     pub(crate) key: String,
@@ -19,10 +24,21 @@ pub(crate) struct Listed {
     pub(crate) archive_bytes: u64,
     pub(crate) created: u64,
     pub(crate) creator: String,
+    pub(crate) install_seconds: Option<f64>,
+    pub(crate) last_used: Option<u64>,
+    pub(crate) hit_days: u64,
+}
+
+impl Listed {
+    /// When the entry was last of use: its last restore, else its creation.
+    pub(crate) fn last_use(&self) -> u64 {
+        self.last_used.unwrap_or(0).max(self.created)
+    }
 }
 
 pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<ObjectMeta>)> {
     let objects = backend.list(&format!("{}/", entry::LAYOUT_ROOT))?;
+    let names: std::collections::HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     let mut entries = Vec::new();
     for o in objects.iter().filter(|o| o.name.ends_with(".json")) {
         let Ok(bytes) = backend.get_small(&o.name) else {
@@ -45,9 +61,21 @@ pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<Ob
                 o.name, m.archive
             ));
         }
+        let used = at.usage();
+        let (usage, record) = if names.contains(used.as_str()) {
+            let record = usage::read(backend, &used).ok().flatten();
+            (Some(used), record)
+        } else {
+            (None, None)
+        };
         entries.push(Listed {
             manifest: o.name.clone(),
             archive: if own { m.archive } else { String::new() },
+            usage,
+            namespace: m.namespace.unwrap_or_else(|| at.ns.clone()),
+            install_seconds: m.install_seconds,
+            last_used: record.map(|u| u.last_used),
+            hit_days: record.map_or(0, |u| u.hit_days),
             scope: at.scope.as_str().to_string(),
             name: at.name,
             key: at.key,
@@ -58,7 +86,7 @@ pub(crate) fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<Ob
             creator: m.creator,
         });
     }
-    entries.sort_by_key(|e| std::cmp::Reverse(e.created));
+    entries.sort_by_key(|e| std::cmp::Reverse((e.last_use(), e.created)));
     Ok((entries, objects))
 }
 
@@ -78,9 +106,11 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
             .iter()
             .map(|e| {
                 serde_json::json!({
-                    "scope": e.scope, "name": e.name, "key": e.key, "files": e.files,
-                    "bytes": e.bytes, "archive_bytes": e.archive_bytes, "created": e.created,
-                    "creator": e.creator, "manifest": e.manifest, "archive": e.archive,
+                    "namespace": e.namespace, "scope": e.scope, "name": e.name, "key": e.key,
+                    "files": e.files, "bytes": e.bytes, "archive_bytes": e.archive_bytes,
+                    "created": e.created, "creator": e.creator, "manifest": e.manifest,
+                    "archive": e.archive, "install_seconds": e.install_seconds,
+                    "last_used": e.last_used, "hit_days": e.hit_days,
                 })
             })
             .collect();
@@ -88,23 +118,32 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
         return Ok(0);
     }
     crate::outln!(
-        "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  creator",
+        "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>9}  {:<20} creator",
         "scope",
         "name",
         "key",
         "files",
         "stored",
-        "age"
+        "age",
+        "install",
+        "hits",
+        "last use",
+        "project"
     );
     for e in &entries {
         crate::outln!(
-            "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
+            "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>9}  {:<20} {}",
             e.scope,
             e.name,
             key::short(&e.key),
             report::count(e.files),
             report::bytes(e.archive_bytes),
             age(e.created),
+            e.install_seconds.map_or("-".into(), report::secs),
+            e.hit_days,
+            e.last_used
+                .map_or("never".into(), |t| format!("{} ago", age(t))),
+            e.namespace,
             e.creator
         );
     }

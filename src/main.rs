@@ -27,15 +27,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let v = cli.verbose;
     match cli.command {
         Command::Ensure { job, cmd } => {
-            let save_on_failure = job.save_on_failure;
+            let (save_on_failure, flight) = (job.save_on_failure, job.flight.clone());
             Ok(ensure::ensure(
                 Job::open("ensure", job, &cmd, v)?,
                 &cmd,
                 save_on_failure,
+                &flight,
             ))
         }
         Command::Restore { job, cmd } => Ok(ensure::restore(Job::open("restore", job, &cmd, v)?)),
-        Command::Save { job, cmd } => Ok(ensure::save(Job::open("save", job, &cmd, v)?)),
+        Command::Save { job, cmd } => {
+            let replace = job.replace;
+            Ok(ensure::save(Job::open("save", job, &cmd, v)?, replace))
+        }
         Command::Check { job, cmd } => Ok(ensure::check(Job::open("check", job, &cmd, v)?)),
         Command::Explain { job, cmd } => Ok(explain::explain(Job::open("explain", job, &cmd, v)?)),
         Command::Presets { json } => {

@@ -258,6 +258,8 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         commands,
         runtime,
         inputs,
+        // An empty variable (a CI variable defined but blank) is no salt.
+        salt: args.salt.clone().filter(|s| !s.is_empty()),
     };
     let key = components.key();
     Ok(Plan {

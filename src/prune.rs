@@ -3,18 +3,29 @@
 use anyhow::Result;
 
 use crate::backend::{Backend, ObjectMeta};
+use crate::entry::ObjectName;
 use crate::key;
 use crate::ls::{Listed, age, list_entries};
 use crate::report;
+use crate::scope::Scope;
 
 impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
     pub fn rules(&self) -> Result<PruneRules> {
-        if self.older_than.is_none() && self.keep.is_none() && self.max_size.is_none() {
-            anyhow::bail!("prune needs a rule: --older-than AGE, --keep N or --max-size SIZE");
+        if self.older_than.is_none()
+            && self.unused_for.is_none()
+            && self.keep.is_none()
+            && self.max_size.is_none()
+        {
+            anyhow::bail!(
+                "prune needs a rule: --older-than AGE, --unused-for AGE, --keep N or --max-size SIZE"
+            );
         }
         Ok(PruneRules {
             older_than_secs: self.older_than,
+            unused_for_secs: self.unused_for,
+            scope: self.scope,
+            abandoned_after: self.abandoned_after,
             keep: self.keep,
             max_size: self.max_size,
             dry_run: self.dry_run,
@@ -25,42 +36,72 @@ impl crate::cli::PruneArgs {
 pub struct PruneRules {
     /// Seconds.
     pub older_than_secs: Option<u64>,
+    /// Entries not restored (or, never restored, not saved) for this many seconds.
+    pub unused_for_secs: Option<u64>,
+    /// Only entries of this scope are considered.
+    pub scope: Option<Scope>,
+    /// Unreferenced archives younger than this may be uploads in flight.
+    pub abandoned_after: u64,
     pub keep: Option<usize>,
     pub max_size: Option<u64>,
     pub dry_run: bool,
 }
 
-/// Delete entries by age, per-name count and total size (oldest first), plus archives
-/// that no manifest references and that are old enough to be abandoned uploads.
+/// Delete entries by age, time unused, per-name count and total size (least recently used
+/// first), plus what no entry owns any more: archives no manifest names (old enough to be
+/// abandoned uploads), leases and last-use records older than a day.
 pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
-    let (entries, objects) = list_entries(backend)?;
+    let (mut entries, objects) = list_entries(backend)?;
+    let in_scope = |name: &str| {
+        rules
+            .scope
+            .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
+    };
+    entries.retain(|e| in_scope(&e.manifest));
+    let objects: Vec<ObjectMeta> = objects.into_iter().filter(|o| in_scope(&o.name)).collect();
     let now = report::unix_now();
     let mut doomed: Vec<&Listed> = Vec::new();
     let mut per_name: std::collections::HashMap<(&str, &str), usize> = Default::default();
     let mut kept_size = 0u64;
-    // Newest first: an entry survives only if every rule lets it.
+    // Most recently used first: an entry survives only if every rule lets it.
     for e in &entries {
         let n = per_name.entry((&e.scope, &e.name)).or_default();
         *n += 1;
         let too_old = rules
             .older_than_secs
             .is_some_and(|s| now.saturating_sub(e.created) > s);
+        let unused = rules
+            .unused_for_secs
+            .is_some_and(|s| now.saturating_sub(e.last_use()) > s);
         let too_many = rules.keep.is_some_and(|k| *n > k);
         let too_big = rules
             .max_size
             .is_some_and(|m| kept_size + e.archive_bytes > m);
-        if too_old || too_many || too_big {
+        if too_old || unused || too_many || too_big {
             doomed.push(e);
         } else {
             kept_size += e.archive_bytes;
         }
     }
-    let referenced: std::collections::HashSet<&str> =
-        entries.iter().map(|e| e.archive.as_str()).collect();
+    let referenced: std::collections::HashSet<&str> = entries
+        .iter()
+        .flat_map(|e| [e.archive.as_str(), e.usage.as_deref().unwrap_or("")])
+        .collect();
+    let older =
+        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
     let orphans: Vec<&ObjectMeta> = objects
         .iter()
         .filter(|o| o.name.ends_with(".tar.zst") && !referenced.contains(o.name.as_str()))
-        .filter(|o| o.modified.is_some_and(|m| now.saturating_sub(m) > 86_400))
+        .filter(|o| older(o, rules.abandoned_after))
+        .collect();
+    // A lease is done with once its owner is long gone; a last-use record once its entry is.
+    let leftovers: Vec<&ObjectMeta> = objects
+        .iter()
+        .filter(|o| match ObjectName::parse(&o.name) {
+            Some(ObjectName::Lease(..)) => older(o, 86_400),
+            Some(ObjectName::Usage(_)) => !referenced.contains(o.name.as_str()),
+            _ => false,
+        })
         .collect();
     let verb = if rules.dry_run {
         "would delete"
@@ -75,15 +116,21 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             if !e.archive.is_empty() {
                 backend.delete(&e.archive)?;
             }
+            if let Some(u) = &e.usage {
+                backend.delete(u)?;
+            }
         }
         freed += e.archive_bytes;
         crate::outln!(
-            "{verb} {} {} {} ({}, {} old)",
+            "{verb} {} {} {} {} ({}, {} old, last used {})",
+            e.namespace,
             e.scope,
             e.name,
             key::short(&e.key),
             report::bytes(e.archive_bytes),
-            age(e.created)
+            age(e.created),
+            e.last_used
+                .map_or("never".into(), |t| format!("{} ago", age(t)))
         );
     }
     for o in &orphans {
@@ -96,6 +143,11 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             o.name,
             report::bytes(o.size)
         );
+    }
+    for o in &leftovers {
+        if !rules.dry_run {
+            backend.delete(&o.name)?;
+        }
     }
     eprintln!(
         "cachegate: {verb} {} entries and {} abandoned uploads, {} freed; {} entries, {} kept",

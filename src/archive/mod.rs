@@ -5,5 +5,6 @@ mod unpack;
 
 pub use pack::{PackStats, pack};
 pub use unpack::{
-    Expected, FitCheck, Limits, UnpackError, recover_interrupted, unpack, unpack_checked,
+    Expected, FitCheck, Limits, UnpackError, UnpackStats, recover_interrupted, unpack,
+    unpack_checked,
 };

@@ -102,6 +102,8 @@ pub enum UnpackError {
     /// The entry is sound but does not fit this machine or project (a dangling interpreter
     /// link, a tracked file in the way): it stays for the machines it fits.
     Unfit(String),
+    /// The target holds files the repository tracks, which the swap would replace.
+    Tracked(String),
 }
 
 impl std::fmt::Display for UnpackError {
@@ -111,6 +113,7 @@ impl std::fmt::Display for UnpackError {
             UnpackError::Transfer(e) => write!(f, "download failed: {e:#}"),
             UnpackError::Local(e) => write!(f, "cannot write the restored files: {e:#}"),
             UnpackError::Unfit(m) => write!(f, "it does not fit here: {m}"),
+            UnpackError::Tracked(m) => write!(f, "the repository tracks files there: {m}"),
         }
     }
 }

@@ -464,7 +464,7 @@ fn gitlab_runs_get_collapsible_sections_and_scopes() {
     assert!(
         p.store_files()
             .iter()
-            .all(|f| f.starts_with("v1/unprotected/")),
+            .all(|f| f.starts_with(&format!("{}/unprotected/", common::project_root()))),
         "{:?}",
         p.store_files()
     );
@@ -609,13 +609,16 @@ fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
     assert_eq!(
         files
             .iter()
-            .filter(|f| f.starts_with("v1/protected/"))
+            .filter(|f| f.starts_with(&format!("{}/protected/", common::project_root())))
             .count(),
         2,
         "{files:?}"
     );
     assert_eq!(
-        files.iter().filter(|f| f.starts_with("v1/local/")).count(),
+        files
+            .iter()
+            .filter(|f| f.starts_with(&format!("{}/local/", common::project_root())))
+            .count(),
         2,
         "{files:?}"
     );
@@ -753,6 +756,8 @@ fn a_full_disk_is_a_miss_or_a_skipped_save_and_never_fails_the_job() {
     fs::write(small.0.join("app.lock"), "v1").unwrap();
     p.test()
         .dir(&small.0)
+        // Another directory is another project unless told otherwise.
+        .env("CACHEGATE_NAMESPACE", "project")
         .arg("ensure")
         .args(args)
         .args(install)
