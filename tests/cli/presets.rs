@@ -446,9 +446,12 @@ fn cargo_keeps_a_committed_cargo_config_and_builds_offline_after_a_hit() {
     git(&p.dir, "commit -q -m init");
     let fetch = cmd("cargo fetch --offline");
     let lock = ["--lock", "Cargo.lock"];
+    // One project for both jobs, as CI_PROJECT_PATH says in GitLab (the clone's origin
+    // would name another).
     p.test()
         .ensure(&lock, &fetch)
         .env("RUSTUP_HOME", &rustup)
+        .env("CACHEGATE_NAMESPACE", "group/app")
         .stderr_contains("caching .cargo/registry, .cargo/git")
         .stderr_contains("cachegate: saved cargo")
         .installs(1)
@@ -465,6 +468,7 @@ fn cargo_keeps_a_committed_cargo_config_and_builds_offline_after_a_hit() {
     q.test()
         .ensure(&lock, &fetch)
         .env("RUSTUP_HOME", &rustup)
+        .env("CACHEGATE_NAMESPACE", "group/app")
         .stderr_contains("cachegate: hit cargo")
         .installs(0)
         .warnings(0)
