@@ -324,6 +324,28 @@ pub struct TransferArgs {
     #[arg(long, value_name = "N", default_value_t = 3, env = "CACHEGATE_RETRIES",
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
+
+    /// Ranged requests in flight for one large download, and multipart parts for one upload
+    #[arg(long, value_name = "N", default_value_t = 8, env = "CACHEGATE_CONCURRENCY",
+          value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
+    pub concurrency: u16,
+
+    /// Bytes per ranged request or multipart part (1M to 256M); memory is about this times --concurrency
+    #[arg(long, value_name = "SIZE", default_value = "8M", env = "CACHEGATE_CHUNK_SIZE",
+          value_parser = parse_chunk_size)]
+    pub chunk_size: u64,
+}
+
+/// A `--chunk-size`: a size within the bounds that keep memory and request counts sane.
+pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    use crate::backend::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    let n = parse_size(s)?;
+    if !(MIN_CHUNK_SIZE as u64..=MAX_CHUNK_SIZE as u64).contains(&n) {
+        return Err(format!(
+            "{s:?} is out of range; a chunk is 1M to 256M (e.g. 8M)"
+        ));
+    }
+    Ok(n)
 }
 
 impl TransferArgs {
@@ -334,6 +356,8 @@ impl TransferArgs {
             stall: Duration::from_secs(self.stall_timeout),
             overall: Duration::from_secs(self.timeout),
             retries: self.retries,
+            concurrency: usize::from(self.concurrency),
+            chunk_size: self.chunk_size as usize,
         }
     }
 }
@@ -377,6 +401,19 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn chunk_sizes_are_bounded_naming_the_bad_value() {
+        assert_eq!(parse_chunk_size("16M"), Ok(16 << 20));
+        for bad in ["512K", "1G", "lots"] {
+            assert!(
+                parse_chunk_size(bad)
+                    .unwrap_err()
+                    .contains(&format!("{bad:?}")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl Job {
         };
         let result = match self.limits.check_archive_size(m.archive_size) {
             Err(e) => Err(e),
-            Ok(()) => match self.backend.get(&m.archive) {
+            Ok(()) => match self.backend.get_archive(&m.archive, m.archive_size) {
                 Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
                 Err(StoreError::NotFound) => {
                     Err(UnpackError::Corrupt("its archive is missing".into()))

@@ -10,6 +10,8 @@ mod gitlab;
 mod hostile;
 #[path = "cli/http.rs"]
 mod http;
+#[path = "cli/ranged.rs"]
+mod ranged;
 #[path = "cli/scopes.rs"]
 mod scopes;
 #[path = "cli/signing.rs"]

@@ -9,6 +9,7 @@
 pub mod dir;
 pub mod gitlab;
 pub mod http;
+pub mod ranged;
 pub mod s3;
 pub mod transport;
 
@@ -82,6 +83,13 @@ pub trait Backend: Send + Sync {
     /// Stream an object's bytes.
     fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>>;
 
+    /// Stream an archive the manifest says is `size` bytes: large ones in parallel ranges
+    /// where the store can, small ones (and stores that cannot) as one `get`.
+    fn get_archive(&self, name: &str, size: u64) -> StoreResult<Box<dyn Read + Send>> {
+        let _ = size;
+        self.get(name)
+    }
+
     /// Read a small object whole (manifests).
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
         let mut buf = Vec::new();
@@ -116,7 +124,18 @@ pub struct Transfer {
     pub overall: std::time::Duration,
     /// Retries after the first attempt, for connection errors, 5xx and 429 only.
     pub retries: u32,
+    /// Ranged requests (and multipart parts) in flight for one large archive.
+    pub concurrency: usize,
+    /// Bytes per ranged request or multipart part; an archive no larger is one request.
+    pub chunk_size: usize,
 }
+
+/// Upper bounds for `--concurrency` and `--chunk-size`: a job variable must not open
+/// thousands of connections or hold gigabytes in memory.
+pub const MAX_CONCURRENCY: usize = 32;
+pub const MAX_CHUNK_SIZE: usize = 256 << 20;
+/// Below this a chunk costs more in request overhead than it gains in parallelism.
+pub const MIN_CHUNK_SIZE: usize = 1 << 20;
 
 impl Default for Transfer {
     fn default() -> Self {
@@ -125,6 +144,8 @@ impl Default for Transfer {
             stall: std::time::Duration::from_secs(60),
             overall: std::time::Duration::from_secs(1800),
             retries: 3,
+            concurrency: 8,
+            chunk_size: 8 << 20,
         }
     }
 }

@@ -19,9 +19,8 @@ use reqsign_core::{Context as SignContext, ProvideCredential, ProvideCredentialC
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
 use crate::{env_vars, redact};
 
-/// Multipart part size and parts in flight: bounded memory (about chunk × concurrent).
-const PART_SIZE: usize = 8 << 20;
-const PARTS_IN_FLIGHT: usize = 4;
+/// S3 refuses multipart parts under 5 MiB (all but the last).
+const MIN_PART_SIZE: usize = 5 << 20;
 
 /// A parsed `s3://bucket/prefix?endpoint=…&region=…&path_style=true`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +248,8 @@ pub struct S3Backend {
     spec: S3Spec,
     op: Operator,
     overall: Duration,
+    concurrency: usize,
+    chunk: usize,
 }
 
 impl S3Backend {
@@ -317,6 +318,8 @@ impl S3Backend {
             spec: spec.clone(),
             op,
             overall: transfer.overall,
+            concurrency: transfer.concurrency,
+            chunk: transfer.chunk_size,
         })
     }
 }
@@ -429,9 +432,19 @@ impl Read for S3Reader {
             ));
         }
         let _g = runtime().enter();
-        self.inner
-            .read(buf)
-            .map_err(|e| io::Error::other(unwrap_io(e).to_string()))
+        self.inner.read(buf).map_err(|e| {
+            let replaced = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<opendal::Error>())
+                .is_some_and(|oe| oe.kind() == ErrorKind::ConditionNotMatch);
+            if replaced {
+                io::Error::other(
+                    "the archive was replaced during the download (HTTP 412 on If-Match), so its parts cannot be joined",
+                )
+            } else {
+                io::Error::other(unwrap_io(e).to_string())
+            }
+        })
     }
 }
 
@@ -525,15 +538,46 @@ impl Backend for S3Backend {
         }))
     }
 
+    /// A large archive through OpenDAL's concurrent reader: `--concurrency` ranged GETs of
+    /// `--chunk-size` in flight, delivered in order, each retried on its own by the retry
+    /// layer, and each bound to the ETag seen by the HEAD that sized it (`If-Match`), so an
+    /// object replaced midway fails with 412 instead of splicing two versions.
+    fn get_archive(&self, name: &str, size: u64) -> StoreResult<Box<dyn Read + Send>> {
+        if self.concurrency <= 1 || size <= self.chunk as u64 {
+            return self.get(name);
+        }
+        let meta = block(self.op.stat(name)).map_err(store_error)?;
+        let len = meta.content_length();
+        let opts = opendal::options::ReaderOptions {
+            if_match: meta.etag().map(str::to_string),
+            concurrent: self.concurrency,
+            chunk: Some(self.chunk),
+            content_length_hint: Some(len),
+            ..Default::default()
+        };
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        let inner = blocking
+            .reader_options(name, opts)
+            .and_then(|r| r.into_std_read(0..len))
+            .map_err(store_error)?;
+        Ok(Box::new(S3Reader {
+            inner,
+            head: io::Cursor::new(Vec::new()),
+            deadline: Instant::now() + self.overall,
+        }))
+    }
+
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
         let buf = block(self.op.read(name)).map_err(store_error)?;
         Ok(buf.to_vec())
     }
 
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+        // Memory: about concurrency × part size queued ahead of the network.
         let opts = WriteOptions {
-            concurrent: PARTS_IN_FLIGHT,
-            chunk: Some(PART_SIZE),
+            concurrent: self.concurrency,
+            chunk: Some(self.chunk.max(MIN_PART_SIZE)),
             ..Default::default()
         };
         let writer = block(self.op.writer_options(name, opts)).map_err(store_error)?;

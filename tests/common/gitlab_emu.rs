@@ -184,10 +184,15 @@ fn handle(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        resp.body.len()
-    ));
+    // A HEAD answer may carry the length of the body it stands for.
+    if !resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     out.write_all(head.as_bytes())?;
     if method != "HEAD" {
         out.write_all(&resp.body)?;

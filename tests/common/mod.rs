@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dist;
+pub mod faults;
 pub mod garage;
 pub mod gitlab_emu;
 pub mod nginx;
