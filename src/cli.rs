@@ -111,6 +111,12 @@ pub enum Command {
         /// Delete the oldest entries until the store holds at most this many bytes
         #[arg(long, value_name = "BYTES", env = "CACHEGATE_MAX_SIZE")]
         max_size: Option<u64>,
+        /// Hours after which an unfinished upload (an archive no manifest names, an
+        /// incomplete S3 multipart upload) counts as abandoned and is removed; 0 removes
+        /// uploads still in progress too
+        #[arg(long, value_name = "HOURS", default_value_t = 24, env = "CACHEGATE_ABANDONED_AFTER",
+              value_parser = clap::value_parser!(u64).range(0..=87_600))]
+        abandoned_after: u64,
         /// Say what would be deleted, delete nothing
         #[arg(long, env = "CACHEGATE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
         dry_run: bool,

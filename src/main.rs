@@ -107,6 +107,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             older_than,
             keep,
             max_size,
+            abandoned_after,
             dry_run,
         } => {
             if older_than.is_none() && keep.is_none() && max_size.is_none() {
@@ -119,6 +120,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 older_than_days: older_than,
                 keep,
                 max_size,
+                abandoned_after_secs: abandoned_after * 3600,
                 dry_run,
             };
             run::prune(store.as_ref(), &rules)?

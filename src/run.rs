@@ -799,6 +799,8 @@ pub struct PruneRules {
     pub older_than_days: Option<u64>,
     pub keep: Option<usize>,
     pub max_size: Option<u64>,
+    /// An unfinished upload older than this is abandoned (`--abandoned-after`).
+    pub abandoned_after_secs: u64,
     pub dry_run: bool,
 }
 
@@ -832,7 +834,19 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     let orphans: Vec<&crate::backend::ObjectMeta> = objects
         .iter()
         .filter(|o| o.name.ends_with(".tar.zst") && !referenced.contains(o.name.as_str()))
-        .filter(|o| o.modified.is_some_and(|m| now.saturating_sub(m) > 86_400))
+        .filter(|o| {
+            o.modified
+                .is_some_and(|m| now.saturating_sub(m) > rules.abandoned_after_secs)
+        })
+        .collect();
+    // An upload still running is younger than the bound, so only dead ones are aborted.
+    let incomplete: Vec<crate::backend::IncompleteUpload> = backend
+        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
+        .into_iter()
+        .filter(|u| {
+            u.initiated
+                .is_some_and(|t| now.saturating_sub(t) > rules.abandoned_after_secs)
+        })
         .collect();
     let verb = if rules.dry_run {
         "would delete"
@@ -869,10 +883,26 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             report::bytes(o.size)
         );
     }
+    let aborted = if rules.dry_run {
+        "would abort"
+    } else {
+        "aborted"
+    };
+    for u in &incomplete {
+        if !rules.dry_run {
+            backend.abort_upload(u)?;
+        }
+        println!(
+            "{aborted} incomplete upload {} ({} old)",
+            u.name,
+            age(u.initiated.unwrap_or(now))
+        );
+    }
     eprintln!(
-        "cachegate: {verb} {} entries and {} abandoned uploads, {} freed; {} entries, {} kept",
+        "cachegate: {verb} {} entries and {} abandoned uploads ({} incomplete), {} freed; {} entries, {} kept",
         doomed.len(),
-        orphans.len(),
+        orphans.len() + incomplete.len(),
+        incomplete.len(),
         report::bytes(freed),
         entries.len() - doomed.len(),
         report::bytes(kept_size)

@@ -11,6 +11,7 @@ pub mod gitlab;
 pub mod http;
 pub mod ranged;
 pub mod s3;
+mod s3_multipart;
 pub mod transport;
 
 use std::fmt;
@@ -67,6 +68,17 @@ pub struct ObjectMeta {
     pub modified: Option<u64>,
 }
 
+/// A multipart upload that was started and never completed or aborted (an upload killed
+/// midway): invisible to listings, but its parts are stored and billed.
+#[derive(Debug, Clone)]
+pub struct IncompleteUpload {
+    /// The object name it would have had.
+    pub name: String,
+    pub upload_id: String,
+    /// Seconds since the Unix epoch, when the store says.
+    pub initiated: Option<u64>,
+}
+
 /// A streaming upload. Bytes written are invisible to readers until `finish` succeeds;
 /// dropping it without `finish` abandons the upload.
 pub trait Upload: Write + Send {
@@ -111,6 +123,19 @@ pub trait Backend: Send + Sync {
 
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> StoreResult<()>;
+
+    /// Multipart uploads under `prefix` that never finished. Only S3 has them: the other
+    /// stores write to a temporary object the server or the filesystem discards.
+    fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
+    /// Abort an incomplete upload, freeing its parts.
+    fn abort_upload(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        let _ = upload;
+        Ok(())
+    }
 }
 
 /// Time and retry bounds for remote stores (`--connect-timeout`, `--stall-timeout`,

@@ -250,6 +250,7 @@ pub struct S3Backend {
     overall: Duration,
     concurrency: usize,
     chunk: usize,
+    multipart: super::s3_multipart::Multipart,
 }
 
 impl S3Backend {
@@ -267,7 +268,7 @@ impl S3Backend {
             .or_else(|_| builder().tls_certs_only(Vec::new()).build())
             .context("cannot set up the HTTP client")?;
         let transport = HttpTransporter::new(
-            opendal_http_transport_reqwest::ReqwestTransport::new(client),
+            opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()),
         );
         let mut builder = opendal::services::S3::default()
             .bucket(&spec.bucket)
@@ -288,6 +289,13 @@ impl S3Backend {
         if !spec.path_style {
             builder = builder.enable_virtual_host_style();
         }
+        let multipart = super::s3_multipart::Multipart::new(
+            client,
+            transport.clone(),
+            ProvideCredentialChain::new().push(credential_chain()?),
+            spec,
+            &region,
+        )?;
         let retries = transfer.retries as usize;
         let op = Operator::new(builder)
             .map_err(|e| anyhow!("backend {}: {}", spec.describe(), short(&e)))?
@@ -320,6 +328,7 @@ impl S3Backend {
             overall: transfer.overall,
             concurrency: transfer.concurrency,
             chunk: transfer.chunk_size,
+            multipart,
         })
     }
 }
@@ -643,6 +652,14 @@ impl Backend for S3Backend {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<super::IncompleteUpload>> {
+        block(self.multipart.list(prefix))
+    }
+
+    fn abort_upload(&self, upload: &super::IncompleteUpload) -> StoreResult<()> {
+        block(self.multipart.abort(upload))
     }
 }
 

@@ -48,9 +48,30 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Forward to `127.0.0.1:upstream`; `root` is the upstream's document root (for
-    /// `ReplaceAfterFirst`).
+    /// Forward to an nginx on `127.0.0.1:upstream` serving `root`.
     pub fn start(upstream: u16, root: PathBuf) -> FaultProxy {
+        Self::start_with(
+            upstream,
+            Arc::new(move |path: &str| {
+                let file = root.join(path.trim_start_matches('/'));
+                let mut bytes = std::fs::read(&file).unwrap();
+                flip_middle(&mut bytes);
+                std::fs::write(&file, &bytes).unwrap();
+                // nginx's ETag is mtime and size: move the mtime so the ETag changes.
+                let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&file)
+                    .unwrap()
+                    .set_modified(later)
+                    .unwrap();
+            }),
+        )
+    }
+
+    /// Forward to `127.0.0.1:upstream`; `replace(path)` rewrites the object at that request
+    /// path (for `ReplaceAfterFirst`).
+    pub fn start_with(upstream: u16, replace: Arc<dyn Fn(&str) + Send + Sync>) -> FaultProxy {
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
         let server = Server::start(Arc::new(move |req: Request| {
@@ -96,21 +117,7 @@ impl FaultProxy {
                     if req.header("range").is_some() && !s.fired && resp.status == 206 =>
                 {
                     s.fired = true;
-                    let file = root.join(req.path.trim_start_matches('/'));
-                    let mut bytes = std::fs::read(&file).unwrap();
-                    let mid = bytes.len() / 2;
-                    for b in bytes.iter_mut().skip(mid).take(64) {
-                        *b ^= 0xff;
-                    }
-                    // nginx's ETag is mtime and size: move the mtime so the ETag changes.
-                    std::fs::write(&file, &bytes).unwrap();
-                    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-                    std::fs::File::options()
-                        .write(true)
-                        .open(&file)
-                        .unwrap()
-                        .set_modified(later)
-                        .unwrap();
+                    replace(&req.path);
                 }
                 _ => {}
             }
@@ -143,6 +150,14 @@ impl FaultProxy {
             .into_iter()
             .filter(|s| s.method == "GET" && s.path.ends_with(".tar.zst"))
             .collect()
+    }
+}
+
+/// Other bytes of the same length.
+pub fn flip_middle(bytes: &mut [u8]) {
+    let mid = bytes.len() / 2;
+    for b in bytes.iter_mut().skip(mid).take(64) {
+        *b ^= 0xff;
     }
 }
 
