@@ -1,9 +1,12 @@
 //! Command-line definitions. Doc comments are the help text; every option can also be set
-//! through a `CACHEGATE_<OPTION>` variable, and a flag wins over the variable.
+//! through a `CACHEGATE_<OPTION>` variable (named in `env_vars.rs`), and a flag wins over the
+//! variable.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::env_vars;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -14,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// More detail on stderr (repeat for more)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "CACHEGATE_VERBOSE")]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = env_vars::CACHEGATE_VERBOSE)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -32,7 +35,7 @@ pub enum Command {
         #[command(flatten)]
         report: ReportArgs,
         /// Save even when the command fails
-        #[arg(long, env = "CACHEGATE_SAVE_ON_FAILURE", value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
         save_on_failure: bool,
         /// The install command, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
@@ -87,7 +90,7 @@ pub enum Command {
     /// List the entries in the store (stdout), newest first
     Ls {
         /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
-        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
         backend: Option<String>,
         #[command(flatten)]
         transfer: TransferArgs,
@@ -98,18 +101,18 @@ pub enum Command {
     /// Delete entries by age, count per cache name, or total size
     Prune {
         /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
-        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
         backend: Option<String>,
         #[command(flatten)]
         transfer: TransferArgs,
         /// Delete entries saved more than DAYS days ago
-        #[arg(long, value_name = "DAYS", env = "CACHEGATE_OLDER_THAN")]
+        #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
         older_than: Option<u64>,
         /// Keep only the newest N entries of each cache name and scope
-        #[arg(long, value_name = "N", env = "CACHEGATE_KEEP")]
+        #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
         keep: Option<usize>,
         /// Delete the oldest entries until the store holds at most this many bytes
-        #[arg(long, value_name = "BYTES", env = "CACHEGATE_MAX_SIZE")]
+        #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
         max_size: Option<u64>,
         /// Hours after which an unfinished upload (an archive no manifest names, an
         /// incomplete S3 multipart upload) counts as abandoned and is removed; 0 removes
@@ -118,7 +121,7 @@ pub enum Command {
               value_parser = clap::value_parser!(u64).range(0..=87_600))]
         abandoned_after: u64,
         /// Say what would be deleted, delete nothing
-        #[arg(long, env = "CACHEGATE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, env = env_vars::CACHEGATE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
         dry_run: bool,
     },
     /// Print a new signing key pair on stdout: the public key, then the secret key
@@ -126,7 +129,7 @@ pub enum Command {
     /// Check the store: reachable, credentials accepted, can write, read and delete
     Doctor {
         /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
-        #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
         backend: Option<String>,
         #[command(flatten)]
         transfer: TransferArgs,
@@ -136,7 +139,7 @@ pub enum Command {
         #[command(flatten)]
         key: KeyArgs,
         /// Print every component that went into the key
-        #[arg(long, env = "CACHEGATE_EXPLAIN", value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
         /// Print the key and its components as JSON
         #[arg(long)]
@@ -154,7 +157,7 @@ pub struct KeyArgs {
     #[arg(
         long = "lock",
         value_name = "PATTERN",
-        env = "CACHEGATE_LOCK",
+        env = env_vars::CACHEGATE_LOCK,
         value_delimiter = ','
     )]
     pub locks: Vec<String>,
@@ -163,30 +166,30 @@ pub struct KeyArgs {
     #[arg(
         long = "path",
         value_name = "PATH",
-        env = "CACHEGATE_PATH",
+        env = env_vars::CACHEGATE_PATH,
         value_delimiter = ','
     )]
     pub paths: Vec<String>,
 
     /// Cache name; defaults to the preset's name (poetry, npm, ...)
-    #[arg(long, env = "CACHEGATE_NAME")]
+    #[arg(long, env = env_vars::CACHEGATE_NAME)]
     pub name: Option<String>,
 
     /// Environment variable whose value is part of the key (repeatable)
     #[arg(
         long = "key-env",
         value_name = "VAR",
-        env = "CACHEGATE_KEY_ENV",
+        env = env_vars::CACHEGATE_KEY_ENV,
         value_delimiter = ','
     )]
     pub key_env: Vec<String>,
 
     /// Shell command whose output is part of the key, e.g. 'python3 --version' (repeatable)
-    #[arg(long = "key-cmd", value_name = "CMD", env = "CACHEGATE_KEY_CMD")]
+    #[arg(long = "key-cmd", value_name = "CMD", env = env_vars::CACHEGATE_KEY_CMD)]
     pub key_cmd: Vec<String>,
 
     /// Project directory: lock files and relative paths are resolved from here
-    #[arg(long = "dir", value_name = "DIR", env = "CACHEGATE_DIR")]
+    #[arg(long = "dir", value_name = "DIR", env = env_vars::CACHEGATE_DIR)]
     pub dir: Option<PathBuf>,
 }
 
@@ -194,19 +197,19 @@ pub struct KeyArgs {
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
-    #[arg(long, value_name = "URL", env = "CACHEGATE_BACKEND")]
+    #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
     pub backend: Option<String>,
 
     /// Restore only, save only, or both
-    #[arg(long, value_enum, default_value_t = Policy::PullPush, env = "CACHEGATE_POLICY")]
+    #[arg(long, value_enum, default_value_t = Policy::PullPush, env = env_vars::CACHEGATE_POLICY)]
     pub policy: Policy,
 
     /// Fail with exit code 3 on cache trouble instead of treating it as a miss
-    #[arg(long, env = "CACHEGATE_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = env_vars::CACHEGATE_STRICT, value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
 
     /// zstd level for new entries (1-19)
-    #[arg(long, value_name = "N", default_value_t = 3, env = "CACHEGATE_COMPRESSION_LEVEL",
+    #[arg(long, value_name = "N", default_value_t = 3, env = env_vars::CACHEGATE_COMPRESSION_LEVEL,
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
 
@@ -225,11 +228,11 @@ pub struct StoreArgs {
 pub struct TrustArgs {
     /// Widen the trust scopes deliberately (the log says so): auto, read-unprotected, shared
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::scope::ScopeMode::Auto,
-          env = "CACHEGATE_SCOPE")]
+          env = env_vars::CACHEGATE_SCOPE)]
     pub scope: crate::scope::ScopeMode,
 
     /// Do not save when a cached path holds credential files (.npmrc tokens, .netrc, ...)
-    #[arg(long, env = "CACHEGATE_REFUSE_SECRETS", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = env_vars::CACHEGATE_REFUSE_SECRETS, value_parser = clap::builder::BoolishValueParser::new())]
     pub refuse_secrets: bool,
 }
 
@@ -237,32 +240,32 @@ pub struct TrustArgs {
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
     /// Largest archive to download (bytes, or with K, M, G, T)
-    #[arg(long, value_name = "SIZE", default_value = "32G", env = "CACHEGATE_MAX_ARCHIVE_SIZE",
+    #[arg(long, value_name = "SIZE", default_value = "32G", env = env_vars::CACHEGATE_MAX_ARCHIVE_SIZE,
           value_parser = parse_size)]
     pub max_archive_size: u64,
 
     /// Largest unpacked size of an archive (bytes, or with K, M, G, T)
-    #[arg(long, value_name = "SIZE", default_value = "64G", env = "CACHEGATE_MAX_UNPACKED_SIZE",
+    #[arg(long, value_name = "SIZE", default_value = "64G", env = env_vars::CACHEGATE_MAX_UNPACKED_SIZE,
           value_parser = parse_size)]
     pub max_unpacked_size: u64,
 
     /// Most files, directories and links one archive may hold
-    #[arg(long, value_name = "N", default_value_t = 5_000_000, env = "CACHEGATE_MAX_ENTRIES",
+    #[arg(long, value_name = "N", default_value_t = 5_000_000, env = env_vars::CACHEGATE_MAX_ENTRIES,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_entries: u64,
 
     /// Longest path inside an archive, in bytes
-    #[arg(long, value_name = "BYTES", default_value_t = 4096, env = "CACHEGATE_MAX_PATH_LENGTH",
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, env = env_vars::CACHEGATE_MAX_PATH_LENGTH,
           value_parser = clap::value_parser!(u64).range(16..=65536))]
     pub max_path_length: u64,
 
     /// Most an archive over 1 MiB may expand, as unpacked bytes per archive byte
-    #[arg(long, value_name = "N", default_value_t = 1000, env = "CACHEGATE_MAX_RATIO",
+    #[arg(long, value_name = "N", default_value_t = 1000, env = env_vars::CACHEGATE_MAX_RATIO,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_ratio: u64,
 
     /// Largest zstd window an archive may need, as a power of two (27 = 128 MiB of memory)
-    #[arg(long, value_name = "LOG", default_value_t = 27, env = "CACHEGATE_ZSTD_WINDOW_LOG",
+    #[arg(long, value_name = "LOG", default_value_t = 27, env = env_vars::CACHEGATE_ZSTD_WINDOW_LOG,
           value_parser = clap::value_parser!(u32).range(10..=31))]
     pub zstd_window_log: u32,
 }
@@ -312,22 +315,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Args, Debug, Clone)]
 pub struct TransferArgs {
     /// Seconds to wait for a connection to the store
-    #[arg(long, value_name = "SECS", default_value_t = 10, env = "CACHEGATE_CONNECT_TIMEOUT",
+    #[arg(long, value_name = "SECS", default_value_t = 10, env = env_vars::CACHEGATE_CONNECT_TIMEOUT,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub connect_timeout: u64,
 
     /// Seconds a transfer may go without moving a byte before it is cut
-    #[arg(long, value_name = "SECS", default_value_t = 60, env = "CACHEGATE_STALL_TIMEOUT",
+    #[arg(long, value_name = "SECS", default_value_t = 60, env = env_vars::CACHEGATE_STALL_TIMEOUT,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub stall_timeout: u64,
 
     /// Seconds one whole upload or download may take
-    #[arg(long, value_name = "SECS", default_value_t = 1800, env = "CACHEGATE_TIMEOUT",
+    #[arg(long, value_name = "SECS", default_value_t = 1800, env = env_vars::CACHEGATE_TIMEOUT,
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub timeout: u64,
 
     /// Retries of a failed request (connection errors, 5xx, 429), with jittered backoff
-    #[arg(long, value_name = "N", default_value_t = 3, env = "CACHEGATE_RETRIES",
+    #[arg(long, value_name = "N", default_value_t = 3, env = env_vars::CACHEGATE_RETRIES,
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 
@@ -372,11 +375,11 @@ impl TransferArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
     /// Write a JSON report of this run to FILE
-    #[arg(long, value_name = "FILE", env = "CACHEGATE_JSON")]
+    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_JSON)]
     pub json: Option<PathBuf>,
 
     /// Write CACHEGATE_HIT=true|false and friends to FILE (for `artifacts: reports: dotenv`)
-    #[arg(long, value_name = "FILE", env = "CACHEGATE_DOTENV")]
+    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_DOTENV)]
     pub dotenv: Option<PathBuf>,
 }
 

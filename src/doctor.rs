@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use crate::backend::{Backend, BackendSpec, StoreError, Transfer};
 use crate::entry::LAYOUT_ROOT;
+use crate::job::EXIT_TROUBLE;
 use crate::redact;
 use crate::report;
-use crate::run::EXIT_TROUBLE;
 use crate::scope::Scopes;
 
 fn line(ok: bool, check: &str, detail: &str) {

@@ -86,7 +86,11 @@ pub fn upload_id() -> String {
     let mut h = blake3::Hasher::new();
     h.update(&nanos.to_le_bytes());
     h.update(&std::process::id().to_le_bytes());
-    h.update(&std::env::var("CI_JOB_ID").unwrap_or_default().into_bytes());
+    h.update(
+        &std::env::var(crate::env_vars::CI_JOB_ID)
+            .unwrap_or_default()
+            .into_bytes(),
+    );
     h.finalize().to_hex()[..16].to_string()
 }
 

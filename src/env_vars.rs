@@ -1,11 +1,41 @@
-//! Every environment variable cachegate reads that is not a `CACHEGATE_<OPTION>` twin of a
-//! flag (those live next to their flags in `cli.rs`).
+//! Every environment variable cachegate reads, in one place: the `CACHEGATE_<OPTION>` twins
+//! of the flags (`cli.rs` names them with `env =`), cachegate's own secrets, and what it reads
+//! from CI, the shell and AWS.
 
-pub const GITLAB_CI: &str = "GITLAB_CI";
-pub const CI_COMMIT_REF_PROTECTED: &str = "CI_COMMIT_REF_PROTECTED";
-pub const CI_JOB_IMAGE: &str = "CI_JOB_IMAGE";
-pub const CI_JOB_URL: &str = "CI_JOB_URL";
-pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+// Twins of flags: a flag wins over its variable.
+pub const CACHEGATE_BACKEND: &str = "CACHEGATE_BACKEND";
+pub const CACHEGATE_COMPRESSION_LEVEL: &str = "CACHEGATE_COMPRESSION_LEVEL";
+pub const CACHEGATE_CONNECT_TIMEOUT: &str = "CACHEGATE_CONNECT_TIMEOUT";
+pub const CACHEGATE_DIR: &str = "CACHEGATE_DIR";
+pub const CACHEGATE_DOTENV: &str = "CACHEGATE_DOTENV";
+pub const CACHEGATE_DRY_RUN: &str = "CACHEGATE_DRY_RUN";
+pub const CACHEGATE_EXPLAIN: &str = "CACHEGATE_EXPLAIN";
+pub const CACHEGATE_JSON: &str = "CACHEGATE_JSON";
+pub const CACHEGATE_KEEP: &str = "CACHEGATE_KEEP";
+pub const CACHEGATE_KEY_CMD: &str = "CACHEGATE_KEY_CMD";
+pub const CACHEGATE_KEY_ENV: &str = "CACHEGATE_KEY_ENV";
+pub const CACHEGATE_LOCK: &str = "CACHEGATE_LOCK";
+pub const CACHEGATE_MAX_ARCHIVE_SIZE: &str = "CACHEGATE_MAX_ARCHIVE_SIZE";
+pub const CACHEGATE_MAX_ENTRIES: &str = "CACHEGATE_MAX_ENTRIES";
+pub const CACHEGATE_MAX_PATH_LENGTH: &str = "CACHEGATE_MAX_PATH_LENGTH";
+pub const CACHEGATE_MAX_RATIO: &str = "CACHEGATE_MAX_RATIO";
+pub const CACHEGATE_MAX_SIZE: &str = "CACHEGATE_MAX_SIZE";
+pub const CACHEGATE_MAX_UNPACKED_SIZE: &str = "CACHEGATE_MAX_UNPACKED_SIZE";
+pub const CACHEGATE_NAME: &str = "CACHEGATE_NAME";
+pub const CACHEGATE_OLDER_THAN: &str = "CACHEGATE_OLDER_THAN";
+pub const CACHEGATE_PATH: &str = "CACHEGATE_PATH";
+pub const CACHEGATE_POLICY: &str = "CACHEGATE_POLICY";
+pub const CACHEGATE_REFUSE_SECRETS: &str = "CACHEGATE_REFUSE_SECRETS";
+pub const CACHEGATE_RETRIES: &str = "CACHEGATE_RETRIES";
+pub const CACHEGATE_SAVE_ON_FAILURE: &str = "CACHEGATE_SAVE_ON_FAILURE";
+pub const CACHEGATE_SCOPE: &str = "CACHEGATE_SCOPE";
+pub const CACHEGATE_STALL_TIMEOUT: &str = "CACHEGATE_STALL_TIMEOUT";
+pub const CACHEGATE_STRICT: &str = "CACHEGATE_STRICT";
+pub const CACHEGATE_TIMEOUT: &str = "CACHEGATE_TIMEOUT";
+pub const CACHEGATE_VERBOSE: &str = "CACHEGATE_VERBOSE";
+pub const CACHEGATE_ZSTD_WINDOW_LOG: &str = "CACHEGATE_ZSTD_WINDOW_LOG";
+
+// cachegate's own secrets and the credentials of its stores.
 /// The secret ed25519 key that signs manifests (a protected, masked CI variable).
 pub const CACHEGATE_SIGNING_KEY: &str = "CACHEGATE_SIGNING_KEY";
 /// Public keys whose signatures protected entries need.
@@ -14,9 +44,21 @@ pub const CACHEGATE_HTTP_TOKEN: &str = "CACHEGATE_HTTP_TOKEN";
 pub const CACHEGATE_HTTP_USER: &str = "CACHEGATE_HTTP_USER";
 pub const CACHEGATE_HTTP_PASSWORD: &str = "CACHEGATE_HTTP_PASSWORD";
 pub const CACHEGATE_GITLAB_TOKEN: &str = "CACHEGATE_GITLAB_TOKEN";
+
+// From GitLab CI.
+pub const GITLAB_CI: &str = "GITLAB_CI";
 pub const CI_API_V4_URL: &str = "CI_API_V4_URL";
-pub const CI_PROJECT_ID: &str = "CI_PROJECT_ID";
+pub const CI_COMMIT_REF_PROTECTED: &str = "CI_COMMIT_REF_PROTECTED";
+pub const CI_JOB_ID: &str = "CI_JOB_ID";
+pub const CI_JOB_IMAGE: &str = "CI_JOB_IMAGE";
 pub const CI_JOB_TOKEN: &str = "CI_JOB_TOKEN";
+pub const CI_JOB_URL: &str = "CI_JOB_URL";
+pub const CI_PROJECT_ID: &str = "CI_PROJECT_ID";
+
+// From the shell.
+pub const HOME: &str = "HOME";
+pub const USER: &str = "USER";
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
 // The S3 store's credential chain reads the standard AWS variables (and profiles); these are
 // the ones cachegate itself registers for redaction or checks.

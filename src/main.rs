@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Parser;
 
 use cachegate::cli::{Cli, Command};
-use cachegate::run::{self, Job};
-use cachegate::{config, doctor, redact, runner};
+use cachegate::job::Job;
+use cachegate::{config, doctor, ensure, explain, ls, plan, prune, redact, runner};
 
 /// Usage and configuration errors.
 const EXIT_USAGE: u8 = 2;
@@ -34,7 +34,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             save_on_failure,
             cmd,
         } => {
-            let plan = config::plan(&key, &cmd)?;
+            let plan = plan::plan(&key, &cmd)?;
             if runner::selected(&store)? {
                 return Ok(runner::ensure(
                     &plan,
@@ -44,7 +44,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     save_on_failure,
                 ));
             }
-            run::ensure(
+            ensure::ensure(
                 Job::new("ensure", plan, &store, Some(report), v)?,
                 &cmd,
                 save_on_failure,
@@ -56,11 +56,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             report,
             cmd,
         } => {
-            let plan = config::plan(&key, &cmd)?;
+            let plan = plan::plan(&key, &cmd)?;
             if runner::selected(&store)? {
                 return Ok(runner::check("restore", &plan, &store, &report));
             }
-            run::restore(Job::new("restore", plan, &store, Some(report), v)?)
+            ensure::restore(Job::new("restore", plan, &store, Some(report), v)?)
         }
         Command::Save {
             key,
@@ -68,11 +68,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             report,
             cmd,
         } => {
-            let plan = config::plan(&key, &cmd)?;
+            let plan = plan::plan(&key, &cmd)?;
             if runner::selected(&store)? {
                 return Ok(runner::save(&plan, &store, &report));
             }
-            run::save(Job::new("save", plan, &store, Some(report), v)?)
+            ensure::save(Job::new("save", plan, &store, Some(report), v)?)
         }
         Command::Check {
             key,
@@ -80,18 +80,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             report,
             cmd,
         } => {
-            let plan = config::plan(&key, &cmd)?;
+            let plan = plan::plan(&key, &cmd)?;
             if runner::selected(&store)? {
                 return Ok(runner::check("check", &plan, &store, &report));
             }
-            run::check(Job::new("check", plan, &store, Some(report), v)?)
+            ensure::check(Job::new("check", plan, &store, Some(report), v)?)
         }
         Command::Explain { key, store, cmd } => {
-            let plan = config::plan(&key, &cmd)?;
+            let plan = plan::plan(&key, &cmd)?;
             if runner::selected(&store)? {
                 return Ok(runner::explain(&plan));
             }
-            run::explain(Job::new("explain", plan, &store, None, v)?)
+            explain::explain(Job::new("explain", plan, &store, None, v)?)
         }
         Command::Ls {
             backend,
@@ -99,7 +99,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         } => {
             let store = config::backend_spec(backend.as_deref())?.open(&transfer.transfer())?;
-            run::ls(store.as_ref(), json)?
+            ls::ls(store.as_ref(), json)?
         }
         Command::Prune {
             backend,
@@ -116,14 +116,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 );
             }
             let store = config::backend_spec(backend.as_deref())?.open(&transfer.transfer())?;
-            let rules = run::PruneRules {
+            let rules = prune::PruneRules {
                 older_than_days: older_than,
                 keep,
                 max_size,
                 abandoned_after_secs: abandoned_after * 3600,
                 dry_run,
             };
-            run::prune(store.as_ref(), &rules)?
+            prune::prune(store.as_ref(), &rules)?
         }
         Command::Keygen => {
             let (public, secret) = cachegate::sign::keygen()?;
@@ -145,7 +145,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
             cmd,
         } => {
-            let plan = config::plan(&key, &cmd)?;
+            let plan = plan::plan(&key, &cmd)?;
             if json {
                 let value = serde_json::json!({
                     "key": plan.key,

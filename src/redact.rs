@@ -66,7 +66,7 @@ pub fn secret_env(name: &str) -> Option<String> {
 }
 
 /// How a secret looks inside a URL: everything but RFC 3986's unreserved characters escaped.
-fn percent_encode(s: &str) -> String {
+pub fn percent_encode(s: &str) -> String {
     const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')

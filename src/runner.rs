@@ -6,10 +6,11 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::cli::{ReportArgs, StoreArgs};
-use crate::config::{self, Plan};
+use crate::config;
+use crate::job::EXIT_MISS;
 use crate::key::shell_words;
+use crate::plan::Plan;
 use crate::report::{self, Report};
-use crate::run::EXIT_MISS;
 
 /// The marker's file name inside the first cached path.
 pub const MARKER: &str = ".cachegate-runner";
@@ -144,7 +145,7 @@ impl<'a> Runner<'a> {
     }
 
     fn finish(&mut self, code: i32) -> i32 {
-        crate::run::finish(
+        crate::job::finish(
             &self.report,
             Some(self.report_args),
             self.strict && self.trouble,
@@ -184,7 +185,7 @@ pub fn ensure(
     // A stale marker must not survive an install that fails halfway.
     let _ = fs::remove_file(marker(plan));
     eprintln!("{} · running {}", r.head("miss"), shell_words(cmd));
-    let (status, secs) = crate::run::run_install(plan, cmd, &mut r.report);
+    let (status, secs) = crate::install::run_install(plan, cmd, &mut r.report);
     if status != 0 && !save_on_failure {
         eprintln!(
             "{} · command exited {status} after {}; not marked",

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::CachePath;
+use crate::plan::CachePath;
 
 #[derive(Debug, Clone, Default)]
 pub struct PackStats {

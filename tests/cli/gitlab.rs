@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::ARGS;
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
 use crate::common::scenarios::{ensure, installs, parallel_saves};
 use crate::common::{Project, stderr, warnings};
-use crate::http::{ARGS, ensure_with, explain_names_the_changed_lock, tree_cmd};
+use crate::http::{ensure_with, explain_names_the_changed_lock, small_tree};
 
 fn project() -> (Project, Arc<GitlabEmu>) {
     let emu = Arc::new(GitlabEmu::start());
@@ -20,7 +21,7 @@ fn project() -> (Project, Arc<GitlabEmu>) {
 fn run_ensure(p: &Project, extra: &[&str]) -> std::process::Output {
     let mut args: Vec<&str> = ARGS.to_vec();
     args.extend_from_slice(extra);
-    ensure(p, &args, &tree_cmd())
+    ensure(p, &args, &small_tree())
 }
 
 #[test]
@@ -47,7 +48,7 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
         .arg("ensure")
         .args(ARGS)
         .arg("--")
-        .args(tree_cmd());
+        .args(small_tree());
     let o = p.run(&mut c);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -82,7 +83,7 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
             .arg("ensure")
             .args(ARGS)
             .arg("--")
-            .args(tree_cmd());
+            .args(small_tree());
         c
     });
     assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
@@ -129,7 +130,13 @@ fn parallel_saves_leave_one_manifest_and_no_claims() {
 
 /// Another writer's claim on this project's key, `secs_ago` seconds old.
 fn foreign_claim(p: &Project, emu: &GitlabEmu, secs_ago: u64) {
-    let o = p.run(p.cmd().args(["key"]).args(ARGS).arg("--").args(tree_cmd()));
+    let o = p.run(
+        p.cmd()
+            .args(["key"])
+            .args(ARGS)
+            .arg("--")
+            .args(small_tree()),
+    );
     let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
     emu.put_file_aged(
         "cachegate-v1-local",
@@ -187,7 +194,7 @@ fn missing_job_variables_are_a_usage_error_naming_them() {
         .arg("ensure")
         .args(ARGS)
         .arg("--")
-        .args(tree_cmd())
+        .args(small_tree())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -246,7 +253,7 @@ fn a_private_token_replaces_the_job_token() {
             .arg("ensure")
             .args(ARGS)
             .arg("--")
-            .args(tree_cmd()),
+            .args(small_tree()),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(warnings(&o), 0, "{}", stderr(&o));
@@ -317,7 +324,7 @@ fn downloads_redirected_to_object_storage_carry_no_token() {
                 .arg("ensure")
                 .args(ARGS)
                 .arg("--")
-                .args(tree_cmd()),
+                .args(small_tree()),
         );
         assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
         assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
@@ -406,7 +413,7 @@ fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
             .arg("ensure")
             .args(ARGS)
             .arg("--")
-            .args(tree_cmd());
+            .args(small_tree());
         p.run(&mut c)
     };
     let o = in_mr(&p);

@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::common::scenarios::{ensure, installs};
 use crate::common::tarbytes::{self, Header, Tar};
-use crate::common::{Project, stderr};
-
-const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
+use crate::common::{ARGS, Project, stderr};
 
 /// The install leaves an existing `out` alone, so after a rejected restore the target is
 /// exactly what it was before.
@@ -67,8 +65,7 @@ impl Site {
     pub fn new() -> Site {
         let p = Project::new();
         p.write("app.lock", "v1");
-        let o = ensure(&p, &ARGS, &install());
-        assert!(o.status.success(), "{}", stderr(&o));
+        p.test().ensure(&ARGS, &install()).run();
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(981_173_106);
         for v in [
             p.path("victim"),
@@ -508,8 +505,11 @@ fn a_workspace_symlink_as_the_target_is_never_followed() {
     });
     s.plant(&tarbytes::zst(&good), true);
     let before = snapshot(&elsewhere, &[]);
-    let o = ensure(&s.p, &ARGS, &install());
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    s.p.test()
+        .ensure(&ARGS, &install())
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
     assert!(
         !fs::symlink_metadata(s.p.path("out"))
             .unwrap()
@@ -541,8 +541,11 @@ fn setuid_setgid_sticky_and_world_writable_bits_are_stripped() {
         t.finish()
     };
     s.plant(&tarbytes::zst(&archive), true);
-    let o = ensure(&s.p, &ARGS, &install());
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    s.p.test()
+        .ensure(&ARGS, &install())
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
     let mode = |rel: &str| fs::symlink_metadata(s.p.path(rel)).unwrap().mode() & 0o7777;
     assert_eq!(mode("out"), 0o775);
     assert_eq!(mode("out/sgid"), 0o775);
@@ -651,28 +654,24 @@ fn limits_take_env_twins_and_bad_values_are_usage_errors() {
         }
     });
     s.plant(&tarbytes::zst(&flood), true);
-    let mut c = s.p.cmd();
-    c.env("CACHEGATE_MAX_ENTRIES", "10")
-        .arg("ensure")
-        .args(ARGS)
-        .arg("--")
-        .args(install());
-    let o = s.p.run(&mut c);
-    assert!(
-        stderr(&o).contains("more than 10 entries"),
-        "{}",
-        stderr(&o)
-    );
+    s.p.test()
+        .env("CACHEGATE_MAX_ENTRIES", "10")
+        .ensure(&ARGS, &install())
+        .any_status()
+        .stderr_contains("more than 10 entries")
+        .run();
     for (flag, bad) in [
         ("--max-unpacked-size", "12X"),
         ("--max-entries", "0"),
         ("--zstd-window-log", "40"),
     ] {
-        let mut c = s.p.cmd();
-        c.arg("restore").args(ARGS).args([flag, bad]);
-        let o = s.p.run(&mut c);
-        assert_eq!(o.status.code(), Some(2), "{flag} {bad}");
-        assert!(stderr(&o).contains(bad), "{flag}: {}", stderr(&o));
+        s.p.test()
+            .arg("restore")
+            .args(ARGS)
+            .args([flag, bad])
+            .status(2)
+            .stderr_contains(bad)
+            .run();
     }
 }
 
@@ -735,13 +734,10 @@ fn a_name_a_restore_would_reject_is_never_saved() {
         "-c".to_string(),
         "mkdir -p out && echo x > 'out/line\nbreak'".to_string(),
     ];
-    let o = ensure(&p, &ARGS, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("line break in its name"),
-        "{}",
-        stderr(&o)
-    );
+    p.test()
+        .ensure(&ARGS, &cmd)
+        .stderr_contains("line break in its name")
+        .run();
     assert!(
         p.store_files().iter().all(|f| !f.ends_with(".json")),
         "{:?}",

@@ -6,19 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{Response, Server};
 use crate::common::nginx::{Nginx, NginxStore, Options};
-use crate::common::scenarios::{ensure, installs, parallel_saves};
-use crate::common::{Project, assert_no_secrets, stderr, stdout, walk, warnings};
+use crate::common::scenarios::{installs, parallel_saves};
+use crate::common::{ARGS, Project, assert_no_secrets, stderr, stdout, tree_cmd, walk, warnings};
 
-pub(crate) fn tree_cmd() -> Vec<String> {
-    vec![
-        "sh".into(),
-        "-c".into(),
-        "echo run >> installs.log && rm -rf out && mkdir -p out/sub && echo data > out/sub/f"
-            .into(),
-    ]
+/// The install the store tests cache: a small fresh tree.
+pub(crate) fn small_tree() -> Vec<String> {
+    tree_cmd("rm -rf out && mkdir -p out/sub && echo data > out/sub/f")
 }
-
-pub(crate) const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
 
 /// A project without a Store: the fault tests point cachegate at broken places on purpose.
 fn project() -> Project {
@@ -41,7 +35,7 @@ pub(crate) fn ensure_with(
         .args(ARGS)
         .args(extra)
         .arg("--")
-        .args(tree_cmd());
+        .args(small_tree());
     let o = c.output().unwrap();
     assert_no_secrets(&o, secrets);
     o
@@ -81,8 +75,7 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     let requests = || fs::read_to_string(&log).unwrap_or_default().lines().count();
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
-    let o = ensure(&p, &ARGS, &tree_cmd());
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().ensure(&ARGS, &small_tree()).run();
     let files = walk(&root);
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(
@@ -98,8 +91,11 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
 
     fs::remove_dir_all(p.path("out")).unwrap();
     let before = requests();
-    let o = ensure(&p, &ARGS, &tree_cmd());
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    p.test()
+        .ensure(&ARGS, &small_tree())
+        .any_status()
+        .stderr_contains("cachegate: hit out")
+        .run();
     assert_eq!(installs(&p), 1);
     assert_eq!(
         requests() - before,
@@ -110,7 +106,7 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     // A second entry, then ls lists both through nginx's JSON listing, prune keeps one.
     p.write("app.lock", "v2");
     std::thread::sleep(Duration::from_millis(1100));
-    assert!(ensure(&p, &ARGS, &tree_cmd()).status.success());
+    p.test().ensure(&ARGS, &small_tree()).run();
     let o = p.run(p.cmd().args(["ls", "--json"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -124,7 +120,13 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
 /// `explain` lists the store to find the newest entry and names the lock that changed.
 pub(crate) fn explain_names_the_changed_lock(p: &Project) {
     p.write("app.lock", "changed");
-    let o = p.run(p.cmd().arg("explain").args(ARGS).arg("--").args(tree_cmd()));
+    let o = p.run(
+        p.cmd()
+            .arg("explain")
+            .args(ARGS)
+            .arg("--")
+            .args(small_tree()),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -148,16 +150,7 @@ fn parallel_saves_of_one_key_leave_exactly_one_manifest() {
     ];
     parallel_saves(&p, 8, &env);
     let files = walk(&root);
-    assert_eq!(
-        files.iter().filter(|f| f.ends_with(".json")).count(),
-        1,
-        "{files:?}"
-    );
-    assert_eq!(
-        files.iter().filter(|f| f.ends_with(".tar.zst")).count(),
-        1,
-        "{files:?}"
-    );
+    crate::common::scenarios::assert_one_entry(&files);
     assert!(!files.iter().any(|f| f.contains(".tmp-")), "{files:?}");
     fs::remove_dir_all(p.path("out")).unwrap();
     let o = p.run(p.cmd().args(["restore"]).args(ARGS));
@@ -228,7 +221,7 @@ fn wrong_credentials_are_one_request_one_warning_and_no_secret() {
         .arg("ensure")
         .args(ARGS)
         .arg("--")
-        .args(tree_cmd());
+        .args(small_tree());
     let o = c.output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_no_secrets(
@@ -275,21 +268,23 @@ fn an_archive_gone_after_the_lookup_is_a_miss_and_the_entry_is_replaced() {
     let root = store.nginx.root.clone();
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
-    assert!(ensure(&p, &ARGS, &tree_cmd()).status.success());
+    p.test().ensure(&ARGS, &small_tree()).run();
     let archive = walk(&root)
         .into_iter()
         .find(|f| f.ends_with(".tar.zst"))
         .unwrap();
     fs::remove_file(root.join(&archive)).unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &ARGS, &tree_cmd());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = p.test().ensure(&ARGS, &small_tree()).status(0).run();
     assert_eq!(installs(&p), 2);
     assert_eq!(warnings(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("could not restore"), "{}", stderr(&o));
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &ARGS, &tree_cmd());
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    p.test()
+        .ensure(&ARGS, &small_tree())
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
     assert_eq!(installs(&p), 2);
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::garage::{self, GarageStore};
 use crate::common::scenarios::{ensure, installs};
-use crate::common::{Project, Store, assert_no_secrets, stderr, stdout, warnings};
+use crate::common::{ARGS, Project, Store, assert_no_secrets, stderr, stdout, tree_cmd, warnings};
 
 /// A project on a fresh prefix of the shared Garage, and a handle on that prefix.
 pub fn garage_project() -> Option<(Project, GarageStore)> {
@@ -19,14 +19,6 @@ pub fn garage_project() -> Option<(Project, GarageStore)> {
         Project::with_store(Box::new(GarageStore::on_prefix(&store))),
         store,
     ))
-}
-
-fn tree_cmd(body: &str) -> Vec<String> {
-    vec![
-        "sh".into(),
-        "-c".into(),
-        format!("echo run >> installs.log && {body}"),
-    ]
 }
 
 #[test]
@@ -52,9 +44,8 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
     // 20 MB of incompressible bytes: more than two 8 MiB parts.
     let cmd =
         tree_cmd("mkdir -p out && head -c 20000000 /dev/urandom > out/big && echo hi > out/small");
-    let args = ["--lock", "app.lock", "--path", "out"];
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let args = ARGS;
+    p.test().ensure(&args, &cmd).run();
     let before = std::fs::read(p.path("out/big")).unwrap();
     // v1/<scope>/<name>/<key>.json and v1/<scope>/<name>/<key>-<upload id>.tar.zst
     let objects = store.objects();
@@ -72,8 +63,7 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
     );
 
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = p.test().ensure(&args, &cmd).run();
     assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!("from s3://{}/{}", garage::BUCKET, store.prefix)),
@@ -149,7 +139,7 @@ fn s3_server_stopped_is_a_quick_miss_with_one_warning() {
         "--connect-timeout",
         "2",
     ];
-    assert!(ensure(&p, &args, &cmd).status.success());
+    p.test().ensure(&args, &cmd).run();
     server.stop();
     std::fs::remove_dir_all(p.path("out")).unwrap();
     let start = Instant::now();
@@ -165,8 +155,7 @@ fn s3_server_stopped_is_a_quick_miss_with_one_warning() {
     // --strict turns the trouble into exit 3.
     let mut strict = args.to_vec();
     strict.push("--strict");
-    let o = ensure(&p, &strict, &cmd);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    p.test().ensure(&strict, &cmd).status(3).run();
 }
 
 #[test]
@@ -176,7 +165,7 @@ fn s3_wrong_credentials_are_refused_once_without_printing_them() {
     };
     p.write("app.lock", "v1");
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let wrong = "0000000000000000000000000000000000000000000000000000000000wrong1";
     let mut c = p.cmd();
     c.env("AWS_SECRET_ACCESS_KEY", wrong)
@@ -248,8 +237,8 @@ fn s3_an_archive_deleted_between_lookup_and_download_is_a_miss_then_replaced() {
     };
     p.write("app.lock", "v1");
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let args = ["--lock", "app.lock", "--path", "out"];
-    assert!(ensure(&p, &args, &cmd).status.success());
+    let args = ARGS;
+    p.test().ensure(&args, &cmd).run();
     let mut c = p.cmd();
     c.arg("check").args(args).arg("--").args(&cmd);
     assert_eq!(p.run(&mut c).status.code(), Some(0), "the lookup finds it");
@@ -263,8 +252,7 @@ fn s3_an_archive_deleted_between_lookup_and_download_is_a_miss_then_replaced() {
     store.op().delete(&archive).unwrap();
 
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = p.test().ensure(&args, &cmd).run();
     assert_eq!(installs(&p), 2, "{}", stderr(&o));
     assert_eq!(warnings(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("could not restore"), "{}", stderr(&o));
@@ -277,8 +265,11 @@ fn s3_an_archive_deleted_between_lookup_and_download_is_a_miss_then_replaced() {
 
     // The broken entry was replaced: the next job hits.
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    p.test()
+        .ensure(&args, &cmd)
+        .any_status()
+        .stderr_contains("cachegate: hit out")
+        .run();
     assert_eq!(installs(&p), 2);
 }
 
@@ -360,7 +351,7 @@ fn s3_503_and_429_are_retried_with_backoff_and_bounded() {
     };
     p.write("app.lock", "v1");
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
 
     // Two failures, three retries: the job sees no trouble at all.
     for status in [503, 429] {

@@ -9,9 +9,7 @@ use cachegate::entry;
 use cachegate::scope::Scope;
 
 use crate::common::scenarios::installs;
-use crate::common::{Project, stderr};
-
-pub const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
+use crate::common::{ARGS, Project, stderr};
 
 pub fn install() -> Vec<String> {
     vec![
@@ -23,18 +21,16 @@ pub fn install() -> Vec<String> {
 
 /// `ensure` as a GitLab job on a protected or unprotected ref, with extra env.
 pub fn job(p: &Project, protected: bool, env: &[(&str, &str)]) -> Output {
-    let mut c = p.cmd();
-    c.env("GITLAB_CI", "true")
+    p.test()
+        .env("GITLAB_CI", "true")
         .env(
             "CI_COMMIT_REF_PROTECTED",
             if protected { "true" } else { "false" },
         )
         .envs(env.iter().copied())
-        .arg("ensure")
-        .args(ARGS)
-        .arg("--")
-        .args(install());
-    p.run(&mut c)
+        .ensure(&ARGS, &install())
+        .any_status()
+        .run()
 }
 
 pub fn project() -> Project {
@@ -111,19 +107,13 @@ fn widening_is_deliberate_and_logged() {
 
     // One shared scope: what an unprotected job saves, a protected job restores.
     let p = project();
-    let mut c = p.cmd();
-    c.env("GITLAB_CI", "true")
+    p.test()
+        .env("GITLAB_CI", "true")
         .env("CI_COMMIT_REF_PROTECTED", "false")
-        .args(["ensure", "--scope", "shared"])
-        .args(ARGS)
-        .arg("--")
-        .args(install());
-    let o = p.run(&mut c);
-    assert!(
-        stderr(&o).contains("scope widened (--scope shared)"),
-        "{}",
-        stderr(&o)
-    );
+        .ensure(&[&["--scope", "shared"][..], &ARGS].concat(), &install())
+        .any_status()
+        .stderr_contains("scope widened (--scope shared)")
+        .run();
     assert!(p.store_files().iter().all(|f| f.starts_with("v1/shared/")));
     fresh_out(&p);
     let o = job(&p, true, &[("CACHEGATE_SCOPE", "shared")]);
@@ -143,11 +133,12 @@ fn widening_is_deliberate_and_logged() {
     assert!(stderr(&o).contains("cachegate: miss"), "{}", stderr(&o));
 
     // Writing the protected scope cannot be chosen.
-    let mut c = p.cmd();
-    c.args(["restore", "--scope", "protected"]).args(ARGS);
-    let o = p.run(&mut c);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("protected"), "{}", stderr(&o));
+    p.test()
+        .args(["restore", "--scope", "protected"])
+        .args(ARGS)
+        .status(2)
+        .stderr_contains("protected")
+        .run();
 }
 
 /// Hostile cache names and key strings: the fixed ones from security.md and a
@@ -292,14 +283,14 @@ fn hostile_names_and_key_values_from_an_unprotected_job_stay_in_its_scope() {
             other => panic!("{s:?}: exit {other:?}: {}", stderr(&o)),
         }
         // As the value of a key variable: always saved, always in scope.
-        let mut c = p.cmd();
-        c.env("GITLAB_CI", "true")
+        let o = p
+            .test()
+            .env("GITLAB_CI", "true")
             .env("CI_COMMIT_REF_PROTECTED", "false")
             .env("HOSTILE", s)
             .args(["save", "--key-env", "HOSTILE"])
-            .args(ARGS);
-        let o = p.run(&mut c);
-        assert_eq!(o.status.code(), Some(0), "{s:?}: {}", stderr(&o));
+            .args(ARGS)
+            .run();
         assert!(
             stderr(&o).contains("saved") || stderr(&o).contains("exists"),
             "{s:?}"
@@ -358,19 +349,16 @@ fn a_planted_manifest_cannot_steer_ls_or_prune_into_another_scope() {
         )
         .unwrap();
     }
-    let mut c = p.cmd();
-    c.arg("ls");
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = p.test().arg("ls").run();
     let listing = crate::common::stdout(&o);
     assert_eq!(listing.matches("unprotected").count(), 3, "{listing}");
 
     for rule in [["--keep", "1"], ["--older-than", "1"]] {
-        let mut c = p.cmd();
-        c.arg("prune").args(rule);
-        let o = p.run(&mut c);
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert!(stderr(&o).contains("outside its entry"), "{}", stderr(&o));
+        p.test()
+            .arg("prune")
+            .args(rule)
+            .stderr_contains("outside its entry")
+            .run();
         for f in &files {
             assert!(
                 p.store.join(f).exists(),

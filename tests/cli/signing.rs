@@ -4,9 +4,10 @@
 use std::fs;
 use std::process::Output;
 
+use crate::common::ARGS;
 use crate::common::scenarios::installs;
 use crate::common::{Project, assert_no_secrets, stderr, stdout};
-use crate::scopes::{ARGS, project};
+use crate::scopes::project;
 
 struct Keys {
     public: String,

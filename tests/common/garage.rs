@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{Store, stdout};
+use super::{Store, free_port, stdout};
 
 pub const BUCKET: &str = "cachegate-test";
 pub const REGION: &str = "garage";
@@ -22,14 +22,6 @@ pub struct Garage {
     child: Mutex<Option<Child>>,
     config: std::path::PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn hex(n: usize) -> String {

@@ -2,6 +2,7 @@
 //! environment, so tests never see the developer's or CI's CACHEGATE_* or GitLab variables.
 #![allow(dead_code)]
 
+pub mod builder;
 pub mod dist;
 pub mod faults;
 pub mod garage;
@@ -14,6 +15,30 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
+
+pub use builder::Test;
+
+/// The arguments most tests cache with: one lock file, one output directory.
+pub const ARGS: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
+
+/// An install `sh -c` that logs each run to installs.log (see `scenarios::installs`), then
+/// runs `body`.
+pub fn tree_cmd(body: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!("echo run >> installs.log && {body}"),
+    ]
+}
+
+/// A loopback port nothing listens on right now, for a test server to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// A cache store under test: how cachegate is pointed at it, and how a test clears it.
 pub trait Store {
@@ -172,7 +197,7 @@ pub fn assert_no_secrets(out: &Output, secrets: &[String]) {
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         let forms = [
             s.clone(),
-            percent_encode(s),
+            cachegate::redact::percent_encode(s),
             base64::engine::general_purpose::STANDARD.encode(s),
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s),
         ];
@@ -183,18 +208,6 @@ pub fn assert_no_secrets(out: &Output, secrets: &[String]) {
             );
         }
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -57,10 +57,9 @@ pub fn pip_install_cmd(p: &Project) -> Vec<String> {
     ]
 }
 
+/// `cachegate ensure`, for a caller that checks the status itself.
 pub fn ensure(p: &Project, args: &[&str], cmd: &[String]) -> std::process::Output {
-    let mut c = p.cmd();
-    c.arg("ensure").args(args).arg("--").args(cmd);
-    p.run(&mut c)
+    p.test().ensure(args, cmd).any_status().run()
 }
 
 pub fn run_greet(p: &Project) -> String {
@@ -187,6 +186,14 @@ pub fn npm_file_dependency(p: &Project) {
 
 /// `n` jobs saving the same key of `out` at once (`env` on top of the project's store
 /// settings): each must succeed without a warning, whoever wins.
+/// Racing saves of one key leave exactly one manifest and one archive.
+pub fn assert_one_entry(files: &[String]) {
+    for suffix in [".json", ".tar.zst"] {
+        let n = files.iter().filter(|f| f.ends_with(suffix)).count();
+        assert_eq!(n, 1, "{suffix}: {files:?}");
+    }
+}
+
 pub fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
     StdCommand::new("sh")
         .args([

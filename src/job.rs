@@ -1,8 +1,8 @@
-//! The commands: look the key up, restore on a hit, run and save on a miss. Cache trouble
-//! becomes a warning and a miss (exit 3 under `--strict`); only the wrapped command's own
-//! status or a usage error ends a job red.
+//! One cache job: the store, the scopes and the plan, looked up, restored and saved. Cache
+//! trouble becomes a warning and a miss (exit 3 under `--strict`); only the wrapped command's
+//! own status or a usage error ends a job red. The commands that drive a job are in
+//! `ensure.rs`; `explain.rs` reads through one too.
 
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -10,9 +10,10 @@ use anyhow::Result;
 use crate::archive::{self, Expected, Limits, UnpackError};
 use crate::backend::{Backend, StoreError};
 use crate::cli::{Policy, ReportArgs, StoreArgs};
-use crate::config::{self, Plan};
+use crate::config;
 use crate::entry::{self, Manifest};
-use crate::key::{self, shell_words};
+use crate::key;
+use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
 use crate::{redact, secrets, sign};
@@ -148,12 +149,12 @@ impl Job {
     }
 
     /// Cache trouble: a warning, remembered for `--strict`.
-    fn trouble(&mut self, msg: String) {
+    pub(crate) fn trouble(&mut self, msg: String) {
         self.trouble = true;
         self.report.warn(msg);
     }
 
-    fn head(&self, word: &str, scope: Scope) -> String {
+    pub(crate) fn head(&self, word: &str, scope: Scope) -> String {
         format!(
             "cachegate: {word} {} {} ({})",
             self.plan.components.name,
@@ -235,7 +236,7 @@ impl Job {
     }
 
     /// Undo what an interrupted restore left beside the cached paths, before looking at them.
-    fn recover(&mut self) {
+    pub(crate) fn recover(&mut self) {
         for t in archive::recover_interrupted(&self.plan.targets()) {
             self.report.warn(format!(
                 "an earlier restore was interrupted midway; put {} back as it was",
@@ -477,435 +478,9 @@ fn creator() -> String {
     if let Ok(url) = std::env::var(crate::env_vars::CI_JOB_URL) {
         return url;
     }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var(crate::env_vars::USER).unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
-}
-
-pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
-    job.recover();
-    if let Lookup::Hit { scope, manifest } = job.lookup()
-        && job.restore(scope, &manifest)
-    {
-        return job.finish(0);
-    }
-    if job.strict && job.trouble {
-        return job.finish(EXIT_TROUBLE);
-    }
-    job.report.result = "miss".into();
-    let scope = job.scopes.write;
-    eprintln!("{} · running {}", job.head("miss", scope), shell_words(cmd));
-    let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
-    if status != 0 && !save_on_failure {
-        eprintln!(
-            "{} · command exited {status} after {}; nothing saved",
-            job.head("miss", scope),
-            report::secs(secs)
-        );
-        return job.finish(status);
-    }
-    if !job.policy.pushes() {
-        eprintln!(
-            "{} · installed in {}; not saved (--policy pull)",
-            job.head("miss", scope),
-            report::secs(secs)
-        );
-        return job.finish(status);
-    }
-    job.save(Some(secs));
-    job.finish(status)
-}
-
-pub fn restore(mut job: Job) -> i32 {
-    job.recover();
-    if let Lookup::Hit { scope, manifest } = job.lookup()
-        && job.restore(scope, &manifest)
-    {
-        return job.finish(0);
-    }
-    job.report.result = "miss".into();
-    eprintln!(
-        "{} · nothing restored",
-        job.head("miss", job.scopes.read[0])
-    );
-    job.finish(EXIT_MISS)
-}
-
-pub fn check(mut job: Job) -> i32 {
-    match job.lookup() {
-        Lookup::Hit { scope, manifest } => {
-            eprintln!(
-                "{} · {} files, {} in {}",
-                job.head("hit", scope),
-                report::count(manifest.files),
-                report::bytes(manifest.bytes),
-                job.backend.describe()
-            );
-            job.report.result = "hit".into();
-            job.report.hit = true;
-            job.report.scope = scope.as_str().into();
-            job.report.files = Some(manifest.files);
-            job.report.bytes = Some(manifest.bytes);
-            job.finish(0)
-        }
-        Lookup::Miss => {
-            eprintln!(
-                "{} · not in {}",
-                job.head("miss", job.scopes.read[0]),
-                job.backend.describe()
-            );
-            job.report.result = "miss".into();
-            job.finish(EXIT_MISS)
-        }
-    }
-}
-
-pub fn save(mut job: Job) -> i32 {
-    if job.save(None) && job.report.result.is_empty() {
-        job.report.result = "saved".into();
-    }
-    job.finish(0)
-}
-
-/// Run the install and record its status and duration in the report.
-pub(crate) fn run_install(plan: &Plan, cmd: &[String], report: &mut Report) -> (i32, f64) {
-    let start = Instant::now();
-    let status = run_command(plan, cmd);
-    let secs = start.elapsed().as_secs_f64();
-    report.command_status = Some(status);
-    report.install_seconds = Some(secs);
-    (status, secs)
-}
-
-/// Run the install with inherited stdio and the preset's variables; its exit status as a
-/// shell would report it.
-fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
-    let mut c = Command::new(&cmd[0]);
-    c.args(&cmd[1..]).current_dir(&plan.dir);
-    for (k, v, ours) in &plan.command_env {
-        if *ours {
-            c.env(k, v);
-        }
-    }
-    match c.status() {
-        Ok(status) => {
-            use std::os::unix::process::ExitStatusExt;
-            status
-                .code()
-                .or_else(|| status.signal().map(|s| 128 + s))
-                .unwrap_or(1)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("cachegate: command not found: {}", cmd[0]);
-            127
-        }
-        Err(e) => {
-            eprintln!("cachegate: cannot run {}: {e}", cmd[0]);
-            126
-        }
-    }
-}
-
-/// Why a lookup misses: compare this key's components with the newest entry of the same
-/// cache name. Prints on stdout (it is the answer asked for); exit 0 on a hit, 1 on a miss.
-pub fn explain(mut job: Job) -> i32 {
-    let name = job.plan.components.name.clone();
-    let short = job.plan.short_key().to_string();
-    if let Lookup::Hit { scope, manifest } = job.lookup() {
-        println!(
-            "hit: {name} {short} is in {} ({}), saved by {}",
-            job.backend.describe(),
-            scope.as_str(),
-            manifest.creator
-        );
-        return job.finish(0);
-    }
-    let mut newest: Option<(u64, Scope, String)> = None;
-    for scope in job.scopes.read.clone() {
-        match job.backend.list(&entry::entry_dir(scope, &name)) {
-            Ok(objects) => {
-                for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
-                    let t = o.modified.unwrap_or(0);
-                    if newest.as_ref().is_none_or(|(nt, _, _)| t > *nt) {
-                        newest = Some((t, scope, o.name));
-                    }
-                }
-            }
-            Err(e) => {
-                job.trouble(format!("cannot list {}: {e}", job.backend.describe()));
-                return job.finish(EXIT_MISS);
-            }
-        }
-    }
-    println!(
-        "miss: no entry for {name} {short} in {} (read scopes: {})",
-        job.backend.describe(),
-        job.scopes
-            .read
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let Some((_, scope, object)) = newest else {
-        println!(
-            "no entry of cache {name:?} exists at all: the cache is empty, was cleared, or was never saved"
-        );
-        return job.finish(EXIT_MISS);
-    };
-    let other = job
-        .backend
-        .get_small(&object)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
-    match other {
-        Some(m) => {
-            let age = report::unix_now().saturating_sub(m.created);
-            println!(
-                "newest entry: {name} {} ({}), saved {} ago by {}",
-                key::short(&m.key),
-                scope.as_str(),
-                report::secs(age as f64),
-                m.creator
-            );
-            let diff = job.plan.components.diff(&m.components);
-            if diff.is_empty() {
-                println!("its components are the same; it was saved by another cachegate version");
-            } else {
-                println!("what differs (theirs -> yours):");
-                for d in diff {
-                    println!("  {d}");
-                }
-            }
-        }
-        None => println!("newest entry {object} cannot be read"),
-    }
-    job.finish(EXIT_MISS)
-}
-
-/// One stored entry, as `ls` and `prune` see it.
-struct Listed {
-    manifest: String,
-    archive: String,
-    scope: String,
-    name: String,
-    key: String,
-    files: u64,
-    bytes: u64,
-    archive_bytes: u64,
-    created: u64,
-    creator: String,
-}
-
-fn list_entries(backend: &dyn Backend) -> Result<(Vec<Listed>, Vec<crate::backend::ObjectMeta>)> {
-    let objects = backend.list(&format!("{}/", entry::LAYOUT_ROOT))?;
-    let mut entries = Vec::new();
-    for o in objects.iter().filter(|o| o.name.ends_with(".json")) {
-        let Ok(bytes) = backend.get_small(&o.name) else {
-            continue;
-        };
-        let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
-            report::warn(&format!("{} is not a readable manifest", o.name));
-            continue;
-        };
-        // Where a manifest lies decides its scope and name, not what it says, and it may
-        // only name an archive beside it: a manifest planted in one scope must not steer
-        // prune into deleting another scope's entries.
-        let [_, scope, name, _] = o.name.split('/').collect::<Vec<_>>()[..] else {
-            continue;
-        };
-        let dir = entry::entry_dir_raw(scope, name);
-        let own = m
-            .archive
-            .strip_prefix(&dir)
-            .is_some_and(|r| !r.contains('/') && r.ends_with(".tar.zst"));
-        if !own {
-            report::warn(&format!(
-                "{} names an archive outside its entry ({:?}); only the manifest is managed",
-                o.name, m.archive
-            ));
-        }
-        entries.push(Listed {
-            manifest: o.name.clone(),
-            archive: if own { m.archive } else { String::new() },
-            scope: scope.to_string(),
-            name: name.to_string(),
-            key: m.key,
-            files: m.files,
-            bytes: m.bytes,
-            archive_bytes: m.archive_size,
-            created: m.created,
-            creator: m.creator,
-        });
-    }
-    entries.sort_by_key(|e| std::cmp::Reverse(e.created));
-    Ok((entries, objects))
-}
-
-fn age(created: u64) -> String {
-    let s = report::unix_now().saturating_sub(created);
-    match s {
-        0..3600 => format!("{}m", s / 60),
-        3600..172_800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
-}
-
-pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
-    let (entries, _) = list_entries(backend)?;
-    if json {
-        let rows: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "scope": e.scope, "name": e.name, "key": e.key, "files": e.files,
-                    "bytes": e.bytes, "archive_bytes": e.archive_bytes, "created": e.created,
-                    "creator": e.creator, "manifest": e.manifest, "archive": e.archive,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
-    }
-    println!(
-        "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  creator",
-        "scope", "name", "key", "files", "stored", "age"
-    );
-    for e in &entries {
-        println!(
-            "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
-            e.scope,
-            e.name,
-            key::short(&e.key),
-            report::count(e.files),
-            report::bytes(e.archive_bytes),
-            age(e.created),
-            e.creator
-        );
-    }
-    let total: u64 = entries.iter().map(|e| e.archive_bytes).sum();
-    eprintln!(
-        "cachegate: {} entries, {} in {}",
-        entries.len(),
-        report::bytes(total),
-        backend.describe()
-    );
-    Ok(0)
-}
-
-pub struct PruneRules {
-    pub older_than_days: Option<u64>,
-    pub keep: Option<usize>,
-    pub max_size: Option<u64>,
-    /// An unfinished upload older than this is abandoned (`--abandoned-after`).
-    pub abandoned_after_secs: u64,
-    pub dry_run: bool,
-}
-
-/// Delete entries by age, per-name count and total size (oldest first), plus archives
-/// that no manifest references and that are old enough to be abandoned uploads.
-pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
-    let (entries, objects) = list_entries(backend)?;
-    let now = report::unix_now();
-    let mut doomed: Vec<&Listed> = Vec::new();
-    let mut per_name: std::collections::HashMap<(&str, &str), usize> = Default::default();
-    let mut kept_size = 0u64;
-    // Newest first: an entry survives only if every rule lets it.
-    for e in &entries {
-        let n = per_name.entry((&e.scope, &e.name)).or_default();
-        *n += 1;
-        let too_old = rules
-            .older_than_days
-            .is_some_and(|d| now.saturating_sub(e.created) > d * 86_400);
-        let too_many = rules.keep.is_some_and(|k| *n > k);
-        let too_big = rules
-            .max_size
-            .is_some_and(|m| kept_size + e.archive_bytes > m);
-        if too_old || too_many || too_big {
-            doomed.push(e);
-        } else {
-            kept_size += e.archive_bytes;
-        }
-    }
-    let referenced: std::collections::HashSet<&str> =
-        entries.iter().map(|e| e.archive.as_str()).collect();
-    let orphans: Vec<&crate::backend::ObjectMeta> = objects
-        .iter()
-        .filter(|o| o.name.ends_with(".tar.zst") && !referenced.contains(o.name.as_str()))
-        .filter(|o| {
-            o.modified
-                .is_some_and(|m| now.saturating_sub(m) > rules.abandoned_after_secs)
-        })
-        .collect();
-    // An upload still running is younger than the bound, so only dead ones are aborted.
-    let incomplete: Vec<crate::backend::IncompleteUpload> = backend
-        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
-        .into_iter()
-        .filter(|u| {
-            u.initiated
-                .is_some_and(|t| now.saturating_sub(t) > rules.abandoned_after_secs)
-        })
-        .collect();
-    let verb = if rules.dry_run {
-        "would delete"
-    } else {
-        "deleted"
-    };
-    let mut freed = 0;
-    for e in &doomed {
-        if !rules.dry_run {
-            // Manifest first: the entry disappears atomically for readers.
-            backend.delete(&e.manifest)?;
-            if !e.archive.is_empty() {
-                backend.delete(&e.archive)?;
-            }
-        }
-        freed += e.archive_bytes;
-        println!(
-            "{verb} {} {} {} ({}, {} old)",
-            e.scope,
-            e.name,
-            key::short(&e.key),
-            report::bytes(e.archive_bytes),
-            age(e.created)
-        );
-    }
-    for o in &orphans {
-        if !rules.dry_run {
-            backend.delete(&o.name)?;
-        }
-        freed += o.size;
-        println!(
-            "{verb} abandoned upload {} ({})",
-            o.name,
-            report::bytes(o.size)
-        );
-    }
-    let aborted = if rules.dry_run {
-        "would abort"
-    } else {
-        "aborted"
-    };
-    for u in &incomplete {
-        if !rules.dry_run {
-            backend.abort_upload(u)?;
-        }
-        println!(
-            "{aborted} incomplete upload {} ({} old)",
-            u.name,
-            age(u.initiated.unwrap_or(now))
-        );
-    }
-    eprintln!(
-        "cachegate: {verb} {} entries and {} abandoned uploads ({} incomplete), {} freed; {} entries, {} kept",
-        doomed.len(),
-        orphans.len() + incomplete.len(),
-        incomplete.len(),
-        report::bytes(freed),
-        entries.len() - doomed.len(),
-        report::bytes(kept_size)
-    );
-    Ok(0)
 }

@@ -1,36 +1,12 @@
 //! End-to-end tests of the core loop on the directory backend: the real binary, real
 //! package managers (pip into a venv, npm), offline.
 
-mod common;
-#[path = "cli/dist.rs"]
-mod dist;
-#[path = "cli/gitlab.rs"]
-mod gitlab;
-#[path = "cli/hostile.rs"]
-mod hostile;
-#[path = "cli/http.rs"]
-mod http;
-#[path = "cli/ranged.rs"]
-mod ranged;
-#[path = "cli/scopes.rs"]
-mod scopes;
-#[path = "cli/signing.rs"]
-mod signing;
-
-#[path = "cli/doctor.rs"]
-mod doctor;
-#[path = "cli/runner.rs"]
-mod runner;
-#[path = "cli/s3.rs"]
-mod s3;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command as StdCommand;
 
-use common::{Project, stderr, stdout};
-
-use common::scenarios::{ensure, installs};
+use crate::common::scenarios::installs;
+use crate::common::{self as common, ARGS, Project, Test, stderr, stdout, tree_cmd};
 
 #[test]
 fn python_venv_installs_once_restores_and_reinstalls_on_change_or_cleared_cache() {
@@ -42,14 +18,6 @@ fn npm_ci_with_a_file_dependency_restores_the_link() {
     common::scenarios::npm_file_dependency(&Project::new());
 }
 
-fn tree_cmd(body: &str) -> Vec<String> {
-    vec![
-        "sh".into(),
-        "-c".into(),
-        format!("echo run >> installs.log && {body}"),
-    ]
-}
-
 const MAKE_OUT: &str = "rm -rf out && mkdir -p out/sub && echo data > out/sub/f && chmod 750 out/sub/f && ln -s /usr/bin/env out/env-link && ln -s sub/f out/rel-link";
 
 #[test]
@@ -59,13 +27,10 @@ fn modes_mtimes_and_links_round_trip() {
     let cmd = tree_cmd(&format!(
         "{MAKE_OUT} && touch -d 2001-02-03T04:05:06 out/sub/f"
     ));
-    let args = ["--lock", "app.lock", "--path", "out"];
-    assert!(ensure(&p, &args, &cmd).status.success());
+    p.test().ensure(&ARGS, &cmd).run();
     let before = fs::metadata(p.path("out/sub/f")).unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
+    p.test().ensure(&ARGS, &cmd).installs(1).run();
     let after = fs::metadata(p.path("out/sub/f")).unwrap();
     assert_eq!(after.permissions().mode() & 0o7777, 0o750);
     assert_eq!(after.modified().unwrap(), before.modified().unwrap());
@@ -88,13 +53,11 @@ fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
     let p = Project::new();
     p.write("app.lock", "v1");
     let cmd = tree_cmd(MAKE_OUT);
-    let args = ["--lock", "app.lock", "--path", "out"];
-    assert!(ensure(&p, &args, &cmd).status.success());
+    p.test().ensure(&ARGS, &cmd).run();
 
     // A stale tree with an extra file: replaced whole.
     p.write("out/stale", "old");
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().ensure(&ARGS, &cmd).run();
     assert!(!p.path("out/stale").exists());
 
     // The target is a link to a directory elsewhere: the link is replaced, the directory
@@ -104,8 +67,7 @@ fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
     fs::write(elsewhere.join("keep"), "mine").unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().ensure(&ARGS, &cmd).installs(1).run();
     assert!(
         !fs::symlink_metadata(p.path("out"))
             .unwrap()
@@ -114,7 +76,6 @@ fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
     );
     assert_eq!(common::walk(&elsewhere), ["keep"]);
     assert_eq!(fs::read_to_string(elsewhere.join("keep")).unwrap(), "mine");
-    assert_eq!(installs(&p), 1);
     let leftovers: Vec<_> = fs::read_dir(&p.dir)
         .unwrap()
         .flatten()
@@ -126,65 +87,58 @@ fn a_stale_target_is_replaced_and_a_symlinked_target_is_not_followed() {
 #[test]
 fn a_lock_that_matches_nothing_is_a_usage_error_naming_pattern_and_dir() {
     let p = Project::new();
-    let o = ensure(&p, &["--lock", "poetry.lock"], &tree_cmd("true"));
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("\"poetry.lock\""), "{err}");
-    assert!(err.contains(&p.dir.display().to_string()), "{err}");
-    assert_eq!(installs(&p), 0);
-    let o = ensure(&p, &["--lock", "sub/*.lock"], &tree_cmd("true"));
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("\"sub/*.lock\""));
+    p.test()
+        .ensure(&["--lock", "poetry.lock"], &tree_cmd("true"))
+        .status(2)
+        .stderr_contains("\"poetry.lock\"")
+        .stderr_contains(&p.dir.display().to_string())
+        .installs(0)
+        .run();
+    p.test()
+        .ensure(&["--lock", "sub/*.lock"], &tree_cmd("true"))
+        .status(2)
+        .stderr_contains("\"sub/*.lock\"")
+        .run();
 }
 
 #[test]
 fn an_unknown_backend_is_a_usage_error_listing_accepted_forms() {
-    let p = Project::new();
-    p.write("app.lock", "v1");
-    let o = ensure(
-        &p,
-        &[
-            "--lock",
-            "app.lock",
-            "--path",
-            "out",
-            "--backend",
-            "ftp://cache.example/x",
-        ],
-        &tree_cmd("true"),
-    );
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(
-        err.contains("\"ftp://cache.example/x\"") && err.contains("/abs/path"),
-        "{err}"
-    );
-    assert_eq!(installs(&p), 0);
+    Test::new()
+        .write("app.lock", "v1")
+        .ensure(
+            &[&ARGS[..], &["--backend", "ftp://cache.example/x"]].concat(),
+            &tree_cmd("true"),
+        )
+        .status(2)
+        .stderr_contains("\"ftp://cache.example/x\"")
+        .stderr_contains("/abs/path")
+        .installs(0)
+        .run();
 }
 
 #[test]
 fn missing_and_failing_commands_keep_their_status_and_save_nothing() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
-    let o = ensure(&p, &args, &["no-such-command-cachegate".to_string()]);
-    assert_eq!(o.status.code(), Some(127));
-    assert!(
-        stderr(&o).contains("no-such-command-cachegate"),
-        "{}",
-        stderr(&o)
-    );
-    let o = ensure(&p, &args, &tree_cmd("mkdir -p out && exit 3"));
-    assert_eq!(o.status.code(), Some(3));
+    p.test()
+        .ensure(&ARGS, &["no-such-command-cachegate"])
+        .status(127)
+        .stderr_contains("no-such-command-cachegate")
+        .run();
+    p.test()
+        .ensure(&ARGS, &tree_cmd("mkdir -p out && exit 3"))
+        .status(3)
+        .run();
     assert!(p.store_files().is_empty(), "{:?}", p.store_files());
 
     // --save-on-failure saves what the failed command left.
-    let o = ensure(
-        &p,
-        &["--lock", "app.lock", "--path", "out", "--save-on-failure"],
-        &tree_cmd("mkdir -p out && exit 3"),
-    );
-    assert_eq!(o.status.code(), Some(3));
+    p.test()
+        .ensure(
+            &[&ARGS[..], &["--save-on-failure"]].concat(),
+            &tree_cmd("mkdir -p out && exit 3"),
+        )
+        .status(3)
+        .run();
     assert_eq!(p.store_files().len(), 2, "{:?}", p.store_files());
 }
 
@@ -196,30 +150,24 @@ fn an_unwritable_store_warns_and_the_job_succeeds_unless_strict() {
     let blocker = p.tmp.path().join("blocker");
     fs::write(&blocker, "").unwrap();
     let store = blocker.join("cache");
-    let args = [
-        "--lock",
-        "app.lock",
-        "--path",
-        "out",
-        "--backend",
-        store.to_str().unwrap(),
-    ];
-    let o = ensure(&p, &args, &tree_cmd(MAKE_OUT));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let err = stderr(&o);
+    let args = [&ARGS[..], &["--backend", store.to_str().unwrap()]].concat();
+    let o = p
+        .test()
+        .ensure(&args, &tree_cmd(MAKE_OUT))
+        .stderr_contains("warning")
+        .stderr_contains("cannot look up")
+        .stderr_contains("not saved")
+        .installs(1)
+        .run();
     // One warning: the lookup already failed, so the save is not tried again.
-    assert!(
-        err.contains("warning") && err.contains("cannot look up") && err.contains("not saved"),
-        "{err}"
-    );
+    let err = stderr(&o);
     assert_eq!(err.matches("warning:").count(), 1, "{err}");
-    assert_eq!(installs(&p), 1);
     assert!(p.path("out/sub/f").exists());
 
-    let mut strict = args.to_vec();
-    strict.push("--strict");
-    let o = ensure(&p, &strict, &tree_cmd(MAKE_OUT));
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    p.test()
+        .ensure(&[&args[..], &["--strict"]].concat(), &tree_cmd(MAKE_OUT))
+        .status(3)
+        .run();
 }
 
 fn archive_file(p: &Project) -> std::path::PathBuf {
@@ -236,11 +184,10 @@ fn a_corrupted_or_truncated_entry_is_a_miss_and_gets_replaced() {
     for damage in ["flip", "truncate", "trailing"] {
         let p = Project::new();
         p.write("app.lock", "v1");
-        let args = ["--lock", "app.lock", "--path", "out"];
         let cmd = tree_cmd(&format!(
             "{MAKE_OUT} && head -c 200000 /dev/urandom > out/blob"
         ));
-        assert!(ensure(&p, &args, &cmd).status.success());
+        p.test().ensure(&ARGS, &cmd).run();
         let archive = archive_file(&p);
         let mut bytes = fs::read(&archive).unwrap();
         match damage {
@@ -253,14 +200,13 @@ fn a_corrupted_or_truncated_entry_is_a_miss_and_gets_replaced() {
         }
         fs::write(&archive, bytes).unwrap();
 
-        let o = ensure(&p, &args, &cmd);
-        assert!(o.status.success(), "{damage}: {}", stderr(&o));
-        let err = stderr(&o);
-        assert!(
-            err.contains("warning") && err.contains("could not restore"),
-            "{damage}: {err}"
-        );
-        assert_eq!(installs(&p), 2, "{damage}: the install must run");
+        // The install must run.
+        p.test()
+            .ensure(&ARGS, &cmd)
+            .stderr_contains("warning")
+            .stderr_contains("could not restore")
+            .installs(2)
+            .run();
         assert!(
             !fs::read_dir(&p.dir)
                 .unwrap()
@@ -271,13 +217,12 @@ fn a_corrupted_or_truncated_entry_is_a_miss_and_gets_replaced() {
         // The bad entry was replaced by a good one: the next job hits.
         assert!(archive_file(&p) != archive, "{damage}: entry not replaced");
         fs::remove_dir_all(p.path("out")).unwrap();
-        let o = ensure(&p, &args, &cmd);
-        assert!(
-            stderr(&o).contains("cachegate: hit"),
-            "{damage}: {}",
-            stderr(&o)
-        );
-        assert_eq!(installs(&p), 2);
+        p.test()
+            .ensure(&ARGS, &cmd)
+            .any_status()
+            .stderr_contains("cachegate: hit")
+            .installs(2)
+            .run();
     }
 }
 
@@ -285,14 +230,14 @@ fn a_corrupted_or_truncated_entry_is_a_miss_and_gets_replaced() {
 fn a_path_the_command_did_not_create_warns_and_saves_nothing() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let o = ensure(
-        &p,
-        &["--lock", "app.lock", "--path", "build"],
-        &tree_cmd("true"),
-    );
-    assert!(o.status.success());
-    let err = stderr(&o);
-    assert!(err.contains("warning") && err.contains("build"), "{err}");
+    p.test()
+        .ensure(
+            &["--lock", "app.lock", "--path", "build"],
+            &tree_cmd("true"),
+        )
+        .stderr_contains("warning")
+        .stderr_contains("build")
+        .run();
     assert!(p.store_files().is_empty());
 }
 
@@ -300,70 +245,53 @@ fn a_path_the_command_did_not_create_warns_and_saves_nothing() {
 fn check_answers_without_downloading() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
     let cmd = tree_cmd(MAKE_OUT);
-    let check = |p: &Project| {
-        p.cmd()
-            .arg("check")
-            .args(args)
-            .arg("--")
-            .args(&cmd)
-            .output()
-            .unwrap()
-    };
-    assert_eq!(check(&p).status.code(), Some(1));
-    assert!(ensure(&p, &args, &cmd).status.success());
-    assert_eq!(check(&p).status.code(), Some(0));
-    // With the archive gone, check still answers from the manifest alone.
+    p.test().verb("check", &ARGS, &cmd).status(1).run();
+    p.test().ensure(&ARGS, &cmd).run();
+    p.test().verb("check", &ARGS, &cmd).status(0).run();
+    // With the archive gone, check still answers from the manifest alone; stdout is for
+    // data only.
     fs::remove_file(archive_file(&p)).unwrap();
-    let o = check(&p);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).is_empty(), "stdout is for data only");
+    p.test()
+        .verb("check", &ARGS, &cmd)
+        .status(0)
+        .stdout("")
+        .run();
 }
 
 #[test]
 fn restore_and_save_use_the_key_ensure_uses() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
     let cmd = tree_cmd(MAKE_OUT);
-    let run = |verb: &str| {
-        p.cmd()
-            .arg(verb)
-            .args(args)
-            .arg("--")
-            .args(&cmd)
-            .output()
-            .unwrap()
-    };
-    assert_eq!(run("restore").status.code(), Some(1));
+    p.test().verb("restore", &ARGS, &cmd).status(1).run();
     StdCommand::new("sh")
         .args(["-c", MAKE_OUT])
         .current_dir(&p.dir)
         .status()
         .unwrap();
-    assert_eq!(run("save").status.code(), Some(0));
+    p.test().verb("save", &ARGS, &cmd).status(0).run();
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = run("restore");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    p.test().verb("restore", &ARGS, &cmd).status(0).run();
     assert!(p.path("out/sub/f").exists());
     // ensure with the same arguments hits what save wrote.
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
-    assert_eq!(installs(&p), 0);
+    p.test()
+        .ensure(&ARGS, &cmd)
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .installs(0)
+        .run();
 }
 
 fn key_of(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> String {
-    let mut c = p.cmd();
-    c.arg("key")
-        .args(["--lock", "app.lock", "--path", "out"])
-        .args(extra);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = p
+        .test()
+        .arg("key")
+        .args(ARGS)
+        .args(extra)
+        .envs(env.iter().copied())
+        .run();
     let key = stdout(&o).trim().to_string();
     assert_eq!(key.len(), 64, "{key}");
     key
@@ -376,13 +304,13 @@ fn the_key_is_stable_and_every_component_changes_it() {
     let base = key_of(&p, &[], &[]);
     assert_eq!(base, key_of(&p, &[], &[]));
     // Flags and their CACHEGATE_ variables are the same input.
-    let mut c = p.cmd();
-    let o = c
+    let o = p
+        .test()
         .arg("key")
         .env("CACHEGATE_LOCK", "app.lock")
         .env("CACHEGATE_PATH", "out")
-        .output()
-        .unwrap();
+        .any_status()
+        .run();
     assert_eq!(stdout(&o).trim(), base);
 
     type Variant<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
@@ -417,8 +345,8 @@ fn the_key_is_stable_and_every_component_changes_it() {
 fn key_explain_and_json_show_every_component() {
     let p = Project::new();
     p.write("requirements.txt", "greet==1.0\n");
-    let o = p
-        .cmd()
+    let mut explain = p
+        .test()
         .args([
             "key",
             "--explain",
@@ -431,11 +359,7 @@ fn key_explain_and_json_show_every_component() {
         ])
         .args(["--", "pip", "install"])
         .env("PYV", "3.12")
-        .env("CI_JOB_IMAGE", "python:3.12")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
+        .env("CI_JOB_IMAGE", "python:3.12");
     for needle in [
         "key ",
         "schema",
@@ -449,13 +373,14 @@ fn key_explain_and_json_show_every_component() {
         "env      PYV=3.12",
         "key-cmd  echo tool 1.2 => tool 1.2",
     ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        explain = explain.stdout_contains(needle);
     }
+    explain.run();
     let o = p
-        .cmd()
+        .test()
         .args(["key", "--json", "--lock", "requirements.txt"])
-        .output()
-        .unwrap();
+        .any_status()
+        .run();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["key"].as_str().unwrap().len(), 64);
     assert_eq!(v["components"]["name"], "pip");
@@ -482,7 +407,7 @@ fn reports_and_policies() {
     // pull: runs on a miss, never saves.
     let mut pull = args.to_vec();
     pull.extend(["--policy", "pull"]);
-    assert!(ensure(&p, &pull, &cmd).status.success());
+    p.test().ensure(&pull, &cmd).run();
     assert!(p.store_files().is_empty());
     assert!(
         fs::read_to_string(&dotenv)
@@ -490,14 +415,14 @@ fn reports_and_policies() {
             .contains("CACHEGATE_HIT=false")
     );
 
-    assert!(ensure(&p, &args, &cmd).status.success());
+    p.test().ensure(&args, &cmd).run();
     let r: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["result"], "miss");
     assert_eq!(r["saved"], true);
     assert_eq!(r["command_status"], 0);
 
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
+    let o = p.test().ensure(&args, &cmd).any_status().run();
     let line = stderr(&o);
     let summary = line
         .lines()
@@ -521,7 +446,7 @@ fn reports_and_policies() {
     // push: never restores, always runs.
     let mut push = args.to_vec();
     push.extend(["--policy", "push"]);
-    assert!(ensure(&p, &push, &cmd).status.success());
+    p.test().ensure(&push, &cmd).run();
     assert_eq!(installs(&p), 3);
 }
 
@@ -529,20 +454,13 @@ fn reports_and_policies() {
 fn gitlab_runs_get_collapsible_sections_and_scopes() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let o = p
-        .cmd()
-        .args(["ensure", "--lock", "app.lock", "--path", "out", "--"])
-        .args(tree_cmd(MAKE_OUT))
+    p.test()
+        .ensure(&ARGS, &tree_cmd(MAKE_OUT))
         .env("GITLAB_CI", "true")
         .env("CI_COMMIT_REF_PROTECTED", "false")
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let err = stderr(&o);
-    assert!(
-        err.contains("section_start:") && err.contains("section_end:"),
-        "{err}"
-    );
+        .stderr_contains("section_start:")
+        .stderr_contains("section_end:")
+        .run();
     assert!(
         p.store_files()
             .iter()
@@ -558,23 +476,9 @@ fn parallel_saves_of_one_key_leave_exactly_one_entry() {
     p.write("app.lock", "v1");
     common::scenarios::parallel_saves(&p, 12, &[]);
     let files = p.store_files();
-    assert_eq!(
-        files.iter().filter(|f| f.ends_with(".json")).count(),
-        1,
-        "{files:?}"
-    );
-    assert_eq!(
-        files.iter().filter(|f| f.ends_with(".tar.zst")).count(),
-        1,
-        "{files:?}"
-    );
+    common::scenarios::assert_one_entry(&files);
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = p
-        .cmd()
-        .args(["restore", "--lock", "app.lock", "--path", "out"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    p.test().arg("restore").args(ARGS).run();
 }
 
 #[test]
@@ -589,57 +493,38 @@ fn bad_option_values_name_the_value() {
         (vec!["--compression-level", "40", "--path", "out"], "40"),
         (vec!["--key-cmd", "exit 4", "--path", "out"], "\"exit 4\""),
     ] {
-        let o = p
-            .cmd()
-            .args(["ensure", "--lock", "app.lock"])
-            .args(&args)
-            .args(["--", "true"])
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        p.test()
+            .ensure(&[&["--lock", "app.lock"][..], &args].concat(), &["true"])
+            .status(2)
+            .stderr_contains(needle)
+            .run();
     }
-    let o = p
-        .cmd()
-        .args(["ensure", "--lock", "app.lock"])
-        .args(["--", "true"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--path"), "{}", stderr(&o));
+    p.test()
+        .ensure(&["--lock", "app.lock"], &["true"])
+        .status(2)
+        .stderr_contains("--path")
+        .run();
 }
 
 #[test]
 fn explain_names_what_changed_since_the_newest_entry() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
-    let explain = |p: &Project| {
-        p.cmd()
-            .arg("explain")
-            .args(args)
-            .arg("--")
-            .args(tree_cmd(MAKE_OUT))
-            .output()
-            .unwrap()
-    };
-    let o = explain(&p);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stdout(&o).contains("no entry of cache \"out\" exists"),
-        "{}",
-        stdout(&o)
-    );
-    assert!(ensure(&p, &args, &tree_cmd(MAKE_OUT)).status.success());
-    assert_eq!(explain(&p).status.code(), Some(0));
+    let cmd = tree_cmd(MAKE_OUT);
+    p.test()
+        .verb("explain", &ARGS, &cmd)
+        .status(1)
+        .stdout_contains("no entry of cache \"out\" exists")
+        .run();
+    p.test().ensure(&ARGS, &cmd).run();
+    p.test().verb("explain", &ARGS, &cmd).status(0).run();
     p.write("app.lock", "v2");
-    let o = explain(&p);
-    assert_eq!(o.status.code(), Some(1));
-    let text = stdout(&o);
-    assert!(
-        text.contains("locks: app.lock@") && text.contains("newest entry"),
-        "{text}"
-    );
+    p.test()
+        .verb("explain", &ARGS, &cmd)
+        .status(1)
+        .stdout_contains("locks: app.lock@")
+        .stdout_contains("newest entry")
+        .run();
 }
 
 #[test]
@@ -649,27 +534,14 @@ fn ls_and_prune_manage_the_store() {
         // Entries are ordered by their creation second.
         std::thread::sleep(std::time::Duration::from_millis(1100));
         p.write("app.lock", v);
-        assert!(
-            ensure(
-                &p,
-                &["--lock", "app.lock", "--path", "out"],
-                &tree_cmd(MAKE_OUT)
-            )
-            .status
-            .success()
-        );
+        p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
     }
-    let o = p.cmd().args(["ls", "--json"]).output().unwrap();
+    let o = p.test().args(["ls", "--json"]).any_status().run();
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3);
     assert_eq!(rows[0]["name"], "out");
 
-    let o = p
-        .cmd()
-        .args(["prune", "--keep", "1", "--dry-run"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let o = p.test().args(["prune", "--keep", "1", "--dry-run"]).run();
     assert_eq!(
         stdout(&o)
             .lines()
@@ -678,70 +550,61 @@ fn ls_and_prune_manage_the_store() {
         2
     );
     assert_eq!(p.store_files().len(), 6);
-    let o = p.cmd().args(["prune", "--keep", "1"]).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().args(["prune", "--keep", "1"]).run();
     assert_eq!(p.store_files().len(), 2, "{:?}", p.store_files());
     // The newest one is the one kept: v3 still hits.
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(
-        &p,
-        &["--lock", "app.lock", "--path", "out"],
-        &tree_cmd(MAKE_OUT),
-    );
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    p.test()
+        .ensure(&ARGS, &tree_cmd(MAKE_OUT))
+        .any_status()
+        .stderr_contains("cachegate: hit")
+        .run();
 
-    let o = p.cmd().arg("prune").output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    p.test().arg("prune").status(2).run();
 }
 
 #[test]
 fn preset_variables_follow_the_preset_paths_only() {
     let p = Project::new();
     p.write("Cargo.lock", "# empty\n");
-    let o = p.run(p.cmd().args(["check", "--lock", "Cargo.lock"]));
-    assert!(
-        stderr(&o).contains("command env CARGO_HOME="),
-        "{}",
-        stderr(&o)
-    );
+    p.test()
+        .args(["check", "--lock", "Cargo.lock"])
+        .any_status()
+        .stderr_contains("command env CARGO_HOME=")
+        .run();
     // With another --path, CARGO_HOME would send downloads somewhere not cached.
-    let o = p.run(
-        p.cmd()
-            .args(["check", "--lock", "Cargo.lock", "--path", "target"]),
-    );
-    assert!(!stderr(&o).contains("CARGO_HOME"), "{}", stderr(&o));
+    p.test()
+        .args(["check", "--lock", "Cargo.lock", "--path", "target"])
+        .any_status()
+        .stderr_lacks("CARGO_HOME")
+        .run();
 }
 
 #[test]
 fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let args = ["--lock", "app.lock", "--path", "out"];
     let cmd = tree_cmd(MAKE_OUT);
-    let o = p.run(
-        p.cmd()
-            .env("GITLAB_CI", "true")
-            .env("CI_COMMIT_REF_PROTECTED", "true")
-            .arg("ensure")
-            .args(args)
-            .arg("--")
-            .args(&cmd),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
+    p.test()
+        .env("GITLAB_CI", "true")
+        .env("CI_COMMIT_REF_PROTECTED", "true")
+        .ensure(&ARGS, &cmd)
+        .installs(1)
+        .run();
 
+    // The install does not run on a hit.
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &[&args[..], &["--policy", "pull"]].concat(), &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("hit out"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("(protected)"), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1, "the install ran on a hit");
+    p.test()
+        .ensure(&[&ARGS[..], &["--policy", "pull"]].concat(), &cmd)
+        .stderr_contains("hit out")
+        .stderr_contains("(protected)")
+        .installs(1)
+        .run();
 
     // A miss on the laptop saves into its own scope, never into protected.
     p.write("app.lock", "v2");
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure(&p, &args, &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().ensure(&ARGS, &cmd).run();
     let files = p.store_files();
     assert_eq!(
         files
@@ -792,9 +655,8 @@ fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() 
     let p = Project::new();
     p.write("app.lock", "v1");
     write_noise(&p.path("out"), 160, 1 << 20);
-    let args = ["--lock", "app.lock", "--path", "out"];
-    let o = p.run(p.cmd().arg("save").args(args));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let args = ARGS;
+    p.test().arg("save").args(args).run();
     let saved = common::walk(&p.path("out"));
 
     fs::remove_dir_all(p.path("out")).unwrap();
@@ -829,23 +691,18 @@ fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() 
     fs::rename(p.path("out"), left[0].join("old")).unwrap();
     let empty = p.tmp.path().join("empty-store");
     fs::create_dir(&empty).unwrap();
-    let o = p.run(
-        p.cmd()
-            .arg("restore")
-            .args(args)
-            .env("CACHEGATE_BACKEND", &empty),
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("interrupted") && stderr(&o).contains("out back"),
-        "{}",
-        stderr(&o)
-    );
+    p.test()
+        .arg("restore")
+        .args(args)
+        .env("CACHEGATE_BACKEND", &empty)
+        .status(1)
+        .stderr_contains("interrupted")
+        .stderr_contains("out back")
+        .run();
     assert_eq!(fs::read_to_string(p.path("out/stale")).unwrap(), "previous");
     assert!(staging_dirs(&p.dir).is_empty());
 
-    let o = p.run(p.cmd().arg("restore").args(args));
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().arg("restore").args(args).run();
     assert_eq!(common::walk(&p.path("out")), saved);
     assert!(staging_dirs(&p.dir).is_empty());
 }
@@ -886,25 +743,21 @@ fn a_full_disk_is_a_miss_or_a_skipped_save_and_never_fails_the_job() {
     let p = Project::new();
     p.write("app.lock", "v1");
     write_noise(&p.path("out"), 12, 1 << 20);
-    let args = ["--lock", "app.lock", "--path", "out"];
+    let args = ARGS;
     let install = ["--", "sh", "-c", "mkdir -p out && echo installed > out/f"];
-    let o = p.run(p.cmd().arg("save").args(args).args(install));
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().arg("save").args(args).args(install).run();
     let saved = p.store_files();
 
     // Restoring 12 MB into a 4 MB workspace: the extraction runs out of space.
     let small = SmallDisk::mount(p.tmp.path().join("small"), "4m");
     fs::write(small.0.join("app.lock"), "v1").unwrap();
-    let o = p.run(
-        p.cmd()
-            .current_dir(&small.0)
-            .arg("ensure")
-            .args(args)
-            .args(install),
-    );
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(err.contains("No space left"), "{err}");
+    p.test()
+        .dir(&small.0)
+        .arg("ensure")
+        .args(args)
+        .args(install)
+        .stderr_contains("No space left")
+        .run();
     assert_eq!(
         fs::read_to_string(small.0.join("out/f")).unwrap(),
         "installed\n"
@@ -915,27 +768,19 @@ fn a_full_disk_is_a_miss_or_a_skipped_save_and_never_fails_the_job() {
 
     // Saving 12 MB into a 2 MB store: skipped with a warning, nothing half-written left.
     let disk = SmallDisk::mount(p.tmp.path().join("tiny-store"), "2m");
-    let o = p.run(
-        p.cmd()
-            .arg("ensure")
-            .args(args)
-            .env("CACHEGATE_BACKEND", &disk.0)
-            .args(["--", "true"]),
-    );
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains("could not save") && err.contains("No space left"),
-        "{err}"
-    );
+    p.test()
+        .ensure(&args, &["true"])
+        .env("CACHEGATE_BACKEND", &disk.0)
+        .stderr_contains("could not save")
+        .stderr_contains("No space left")
+        .run();
     assert_eq!(common::walk(&disk.0), Vec::<String>::new());
-    let o = p.run(
-        p.cmd()
-            .arg("ensure")
-            .args(args)
-            .args(["--strict", "--backend"])
-            .arg(&disk.0)
-            .args(["--", "true"]),
-    );
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    p.test()
+        .arg("ensure")
+        .args(args)
+        .args(["--strict", "--backend"])
+        .arg(&disk.0)
+        .args(["--", "true"])
+        .status(3)
+        .run();
 }

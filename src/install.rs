@@ -1,0 +1,47 @@
+//! Running the wrapped install command: inherited stdio, the preset's variables, and its
+//! exit status as a shell would report it.
+
+use std::process::Command;
+use std::time::Instant;
+
+use crate::plan::Plan;
+use crate::report::Report;
+
+/// Run the install and record its status and duration in the report.
+pub(crate) fn run_install(plan: &Plan, cmd: &[String], report: &mut Report) -> (i32, f64) {
+    let start = Instant::now();
+    let status = run_command(plan, cmd);
+    let secs = start.elapsed().as_secs_f64();
+    report.command_status = Some(status);
+    report.install_seconds = Some(secs);
+    (status, secs)
+}
+
+/// Run the install with inherited stdio and the preset's variables; its exit status as a
+/// shell would report it.
+fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]).current_dir(&plan.dir);
+    for (k, v, ours) in &plan.command_env {
+        if *ours {
+            c.env(k, v);
+        }
+    }
+    match c.status() {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(1)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("cachegate: command not found: {}", cmd[0]);
+            127
+        }
+        Err(e) => {
+            eprintln!("cachegate: cannot run {}: {e}", cmd[0]);
+            126
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! Arguments and environment turned into a validated plan: which files are fingerprinted,
+//! which paths are cached and what the command gets in its environment. Every rejection here
+//! is a usage error (exit 2) that names the bad value.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use globset::GlobBuilder;
+
+use crate::cli::KeyArgs;
+use crate::config::home;
+use crate::env_vars;
+use crate::key::{self, CmdInput, Components, EnvInput, LockFile};
+use crate::preset::{self, EnvValue};
+
+/// A cached path: how it is declared (and keyed) and where it is on this machine.
+#[derive(Debug, Clone)]
+pub struct CachePath {
+    pub declared: String,
+    pub abs: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub dir: PathBuf,
+    pub components: Components,
+    pub key: String,
+    pub paths: Vec<CachePath>,
+    /// Preset names used, for the log.
+    pub presets: Vec<&'static str>,
+    /// Variables set for the command, as (name, value, whether cachegate set it).
+    pub command_env: Vec<(String, String, bool)>,
+}
+
+impl Plan {
+    pub fn short_key(&self) -> &str {
+        &self.key[..8]
+    }
+
+    /// Where the cached paths lie on this machine, in manifest order.
+    pub fn targets(&self) -> Vec<PathBuf> {
+        self.paths.iter().map(|p| p.abs.clone()).collect()
+    }
+
+    /// The cached paths (as declared) that do not exist, not even as a dangling link.
+    pub fn missing_paths(&self) -> Vec<&str> {
+        self.paths
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(&p.abs).is_err())
+            .map(|p| p.declared.as_str())
+            .collect()
+    }
+}
+
+pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let dir = match &args.dir {
+        Some(d) => std::path::absolute(cwd.join(d))?,
+        None => cwd,
+    };
+    if !dir.is_dir() {
+        bail!("--dir {:?} is not a directory", dir.display().to_string());
+    }
+    if args.locks.is_empty() {
+        bail!(
+            "no lock file given: pass --lock FILE (for example --lock poetry.lock), or set CACHEGATE_LOCK"
+        );
+    }
+
+    let mut locks = BTreeSet::new();
+    let mut presets: Vec<&'static preset::Preset> = Vec::new();
+    for pattern in &args.locks {
+        let files = resolve_lock(&dir, pattern)?;
+        let hashes = hash_files(&files)?;
+        for (file, hash) in files.into_iter().zip(hashes) {
+            let base = file.file_name().map(|n| n.to_string_lossy().to_string());
+            if let Some(p) = base.as_deref().and_then(preset::for_lock_file)
+                && !presets.iter().any(|q| q.name == p.name)
+            {
+                presets.push(p);
+            }
+            locks.insert(LockFile {
+                path: display_rel(&dir, &file),
+                blake3: hash,
+            });
+        }
+    }
+
+    let mut declared: Vec<String> = Vec::new();
+    let mut fixed = Vec::new();
+    if args.paths.is_empty() {
+        if presets.is_empty() {
+            bail!(
+                "no --path given and no preset knows the lock file(s) {}; pass --path DIR (presets exist for {})",
+                args.locks.join(", "),
+                preset::known_names().join(", ")
+            );
+        }
+        for p in &presets {
+            for path in p.paths {
+                if !declared.iter().any(|d| d == path) {
+                    declared.push(path.to_string());
+                }
+            }
+        }
+    } else {
+        for p in &args.paths {
+            let p = normalize_declared(p)?;
+            if !declared.contains(&p) {
+                declared.push(p);
+            }
+        }
+    }
+
+    let mut paths = Vec::new();
+    for d in &declared {
+        let abs = resolve_path(&dir, d);
+        if abs == dir || dir.starts_with(&abs) {
+            bail!(
+                "--path {d:?} is the project directory or contains it; cache a directory inside it, such as .venv"
+            );
+        }
+        let python = presets
+            .iter()
+            .any(|p| !p.relocatable && p.paths.contains(&d.as_str()));
+        if python || preset::looks_like_venv(d) {
+            fixed.push(abs.display().to_string());
+        }
+        paths.push(CachePath {
+            declared: d.clone(),
+            abs,
+        });
+    }
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[i + 1..] {
+            if a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs) {
+                bail!(
+                    "--path {:?} and --path {:?} overlap; cache one or the other",
+                    a.declared,
+                    b.declared
+                );
+            }
+        }
+    }
+
+    let name = match &args.name {
+        Some(n) => validate_name(n)?,
+        None if !presets.is_empty() => presets.iter().map(|p| p.name).collect::<Vec<_>>().join("-"),
+        None => default_name(&declared[0]),
+    };
+
+    let mut command_env = Vec::new();
+    for p in &presets {
+        // The preset's variables point the tool at the preset's paths; with other --path
+        // values they would send the install somewhere that is not cached.
+        if !p.paths.iter().all(|pp| declared.iter().any(|d| d == pp)) {
+            continue;
+        }
+        for (var, value) in p.env {
+            if command_env
+                .iter()
+                .any(|(n, _, _): &(String, String, bool)| n == var)
+            {
+                continue;
+            }
+            let value = match value {
+                EnvValue::Literal(v) => v.to_string(),
+                EnvValue::AbsPath => resolve_path(&dir, p.paths[0]).display().to_string(),
+            };
+            match std::env::var(var) {
+                // A value the user set wins; the log says so.
+                Ok(existing) => command_env.push((var.to_string(), existing, false)),
+                Err(_) => command_env.push((var.to_string(), value, true)),
+            }
+        }
+    }
+
+    let env = args
+        .key_env
+        .iter()
+        .map(|name| {
+            if name.is_empty() || name.contains('=') {
+                bail!("--key-env {name:?} is not a variable name; pass the name only, e.g. --key-env PYTHON_VERSION");
+            }
+            Ok(EnvInput {
+                name: name.clone(),
+                value: std::env::var(name).ok(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let commands = args
+        .key_cmd
+        .iter()
+        .map(|c| run_key_cmd(&dir, c))
+        .collect::<Result<Vec<_>>>()?;
+
+    let components = Components {
+        format: key::ENTRY_FORMAT,
+        name,
+        paths: declared,
+        fixed_paths: fixed,
+        locks: locks.into_iter().collect(),
+        command: command.to_vec(),
+        platform: key::platform(),
+        image: std::env::var(env_vars::CI_JOB_IMAGE)
+            .ok()
+            .filter(|s| !s.is_empty()),
+        env,
+        commands,
+    };
+    let key = components.key();
+    Ok(Plan {
+        dir,
+        key,
+        components,
+        paths,
+        presets: presets.iter().map(|p| p.name).collect(),
+        command_env,
+    })
+}
+
+fn has_glob_meta(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// Files a `--lock` pattern names: a file, a directory (walked with .gitignore honoured),
+/// or a glob. Matching nothing is an error: a typo must not silently key on nothing.
+fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
+    let nothing = || {
+        anyhow::anyhow!(
+            "--lock {pattern:?} matches nothing in {}; name a lock file that exists there (for example --lock poetry.lock)",
+            dir.display()
+        )
+    };
+    if pattern.trim().is_empty() {
+        bail!("--lock \"\" is empty; name a lock file, glob or directory");
+    }
+    if !has_glob_meta(pattern) {
+        let path = dir.join(pattern);
+        let meta = std::fs::metadata(&path).map_err(|_| nothing())?;
+        if meta.is_file() {
+            return Ok(vec![path]);
+        }
+        let files = walk_files(&path, None)?;
+        if files.is_empty() {
+            return Err(nothing());
+        }
+        return Ok(files);
+    }
+    // Walk from the longest literal prefix so `sub/**/*.lock` does not walk the whole tree.
+    let mut base = PathBuf::new();
+    let mut rest = Vec::new();
+    for (i, part) in pattern.split('/').enumerate() {
+        if rest.is_empty() && !has_glob_meta(part) {
+            if i == 0 && part.is_empty() {
+                base.push("/");
+            } else {
+                base.push(part);
+            }
+        } else {
+            rest.push(part);
+        }
+    }
+    let root = dir.join(&base);
+    let glob = GlobBuilder::new(&rest.join("/"))
+        .literal_separator(true)
+        .build()
+        .with_context(|| format!("--lock {pattern:?} is not a valid glob"))?
+        .compile_matcher();
+    let files = walk_files(&root, Some(&|rel: &Path| glob.is_match(rel)))?;
+    if files.is_empty() {
+        return Err(nothing());
+    }
+    Ok(files)
+}
+
+type Filter<'a> = &'a dyn Fn(&Path) -> bool;
+
+fn walk_files(root: &Path, filter: Option<Filter>) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build();
+    for entry in walker {
+        let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        if filter.is_none_or(|f| f(rel)) {
+            out.push(entry.into_path());
+        }
+    }
+    Ok(out)
+}
+
+/// A `--lock` directory can hold thousands of small files, where opening and reading, not
+/// hashing, is the cost: several threads keep several reads in flight.
+fn hash_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get() * 2)
+        .min(8)
+        .min(files.len() / 64 + 1);
+    if threads <= 1 {
+        return files.iter().map(|f| hash_file(f)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut hashed: Vec<(usize, Result<String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { break };
+                        mine.push((i, hash_file(f)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("hashing thread panicked"))
+            .collect()
+    });
+    hashed.sort_unstable_by_key(|(i, _)| *i);
+    hashed.into_iter().map(|(_, h)| h).collect()
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    // Large inputs hash on every core; small ones are not worth the thread pool.
+    let len = std::fs::metadata(path)?.len();
+    if len > 1 << 20 {
+        hasher
+            .update_mmap_rayon(path)
+            .with_context(|| format!("cannot read lock file {}", path.display()))?;
+    } else {
+        let data = std::fs::read(path)
+            .with_context(|| format!("cannot read lock file {}", path.display()))?;
+        hasher.update(&data);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn display_rel(dir: &Path, file: &Path) -> String {
+    match file.strip_prefix(dir) {
+        Ok(rel) => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        Err(_) => file.display().to_string(),
+    }
+}
+
+fn resolve_path(dir: &Path, declared: &str) -> PathBuf {
+    if let Some(rest) = declared.strip_prefix("~/")
+        && let Some(h) = home()
+    {
+        return h.join(rest);
+    }
+    dir.join(declared)
+}
+
+/// Paths are keyed as written, so `./.venv/` and `.venv` must be one path; `..` is refused
+/// because the declared paths are the only places a restore may write.
+fn normalize_declared(p: &str) -> Result<String> {
+    let trimmed = p.trim();
+    if trimmed.is_empty() {
+        bail!("--path \"\" is empty; name a directory to cache, such as .venv");
+    }
+    let (prefix, body) = match trimmed.strip_prefix("~/") {
+        Some(rest) => ("~/", rest),
+        None => ("", trimmed),
+    };
+    let path = Path::new(body);
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().to_string()),
+            Component::CurDir => {}
+            Component::RootDir => parts.insert(0, String::new()),
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!(
+                    "--path {p:?} contains '..'; name the directory directly (absolute paths are fine)"
+                )
+            }
+        }
+    }
+    if parts.is_empty() || parts == [""] {
+        bail!(
+            "--path {p:?} names the project or the root directory; name a directory inside it, such as .venv"
+        );
+    }
+    if prefix.is_empty() && parts[0].is_empty() {
+        return Ok(format!("/{}", parts[1..].join("/")));
+    }
+    Ok(format!("{prefix}{}", parts.join("/")))
+}
+
+fn validate_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!(
+            "--name {name:?} is not a valid cache name; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        );
+    }
+    Ok(name.to_string())
+}
+
+fn default_name(path: &str) -> String {
+    let base = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches(['.', '_', '-']);
+    if cleaned.is_empty() {
+        "cache".to_string()
+    } else {
+        cleaned.chars().take(64).collect()
+    }
+}
+
+fn run_key_cmd(dir: &Path, cmd: &str) -> Result<CmdInput> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("--key-cmd {cmd:?} could not be started"))?;
+    if !out.status.success() {
+        bail!(
+            "--key-cmd {cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // Some tools print their version on stderr (python2, java), so both count.
+    let mut text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !err.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&err);
+    }
+    Ok(CmdInput {
+        command: cmd.to_string(),
+        output: text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_paths_normalize() {
+        assert_eq!(normalize_declared("./.venv/").unwrap(), ".venv");
+        assert_eq!(normalize_declared("~/.cache/pip").unwrap(), "~/.cache/pip");
+        assert_eq!(normalize_declared("/opt/x/").unwrap(), "/opt/x");
+        for bad in ["", ".", "./", "../x", "a/../../b", "/"] {
+            assert!(normalize_declared(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_strict() {
+        assert!(validate_name("poetry-3.12_x").is_ok());
+        for bad in ["", "../p", "k/", "k/./", "%2e%2e%2f", "k ", "ké", ".hidden"] {
+            let e = validate_name(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert_eq!(default_name("~/.cache/pip"), "pip");
+        assert_eq!(default_name(".venv"), "venv");
+    }
+
+    #[test]
+    fn lock_globs_and_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/req.txt"), "x").unwrap();
+        std::fs::write(root.join("a/b/req.txt"), "y").unwrap();
+        std::fs::write(root.join("a/b/ignored.txt"), "z").unwrap();
+        std::fs::write(root.join("a/.gitignore"), "ignored.txt\n").unwrap();
+        let rel = |v: Vec<PathBuf>| v.iter().map(|p| display_rel(root, p)).collect::<Vec<_>>();
+        assert_eq!(rel(resolve_lock(root, "a/*.txt").unwrap()), ["a/req.txt"]);
+        assert_eq!(
+            rel(resolve_lock(root, "a/**/req.txt").unwrap()),
+            ["a/b/req.txt", "a/req.txt"]
+        );
+        assert_eq!(
+            rel(resolve_lock(root, "a").unwrap()),
+            ["a/.gitignore", "a/b/req.txt", "a/req.txt"]
+        );
+        let e = resolve_lock(root, "nope/*.lock").unwrap_err().to_string();
+        assert!(
+            e.contains("\"nope/*.lock\"") && e.contains(&root.display().to_string()),
+            "{e}"
+        );
+    }
+}

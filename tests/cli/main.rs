@@ -1,0 +1,19 @@
+//! The one integration test binary: the real cachegate against real package managers and
+//! real stores on loopback, offline. Each module holds one concern; `regression` pins the
+//! defects found, one test per defect, named after it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod core_loop;
+mod dist;
+mod doctor;
+mod gitlab;
+mod hostile;
+mod http;
+mod ranged;
+mod regression;
+mod runner;
+mod s3;
+mod scopes;
+mod signing;
