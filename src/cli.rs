@@ -213,6 +213,16 @@ pub struct StoreArgs {
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
 
+    /// Directory on this machine in front of the remote store: hits come from it when it
+    /// has the entry, remote hits and saves are copied into it
+    #[arg(long, value_name = "DIR", env = "CACHEGATE_LOCAL_TIER", value_parser = parse_local_tier)]
+    pub local_tier: Option<PathBuf>,
+
+    /// Largest the local tier may grow; least recently used files go first (bytes, or with K, M, G, T)
+    #[arg(long, value_name = "SIZE", env = "CACHEGATE_LOCAL_TIER_MAX_SIZE", value_parser = parse_size,
+          requires = "local_tier")]
+    pub local_tier_max_size: Option<u64>,
+
     #[command(flatten)]
     pub transfer: TransferArgs,
 
@@ -343,6 +353,17 @@ pub struct TransferArgs {
     #[arg(long, value_name = "SIZE", default_value = "8M", env = "CACHEGATE_CHUNK_SIZE",
           value_parser = parse_chunk_size)]
     pub chunk_size: u64,
+}
+
+/// A `--local-tier`: an absolute directory, so it means the same from every job directory.
+pub fn parse_local_tier(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s.trim());
+    if !p.is_absolute() {
+        return Err(format!(
+            "{s:?} is not an absolute path; give the tier's directory as /abs/path, e.g. /var/cache/cachegate"
+        ));
+    }
+    Ok(p)
 }
 
 /// A `--chunk-size`: a size within the bounds that keep memory and request counts sane.

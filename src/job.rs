@@ -61,7 +61,10 @@ impl Job {
         verbose: u8,
     ) -> Result<Job> {
         let spec = config::backend_spec(store.backend.as_deref())?;
-        let backend = spec.open(&store.transfer.transfer())?;
+        let mut backend = spec.open(&store.transfer.transfer())?;
+        if let Some(dir) = &store.local_tier {
+            backend = crate::backend::tier::open(dir.clone(), backend, store.local_tier_max_size);
+        }
         let (scopes, widened) = Scopes::resolve(store.trust.scope);
         let signing = match redact::secret_env(sign::SIGNING_KEY_VAR) {
             Some(text) => Some(sign::parse_signing_key(&text)?),
@@ -255,7 +258,10 @@ impl Job {
         };
         let result = match self.limits.check_archive_size(m.archive_size) {
             Err(e) => Err(e),
-            Ok(()) => match self.backend.get_archive(&m.archive, m.archive_size) {
+            Ok(()) => match self
+                .backend
+                .get_archive(&m.archive, m.archive_size, &m.archive_blake3)
+            {
                 Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
                 Err(StoreError::NotFound) => {
                     Err(UnpackError::Corrupt("its archive is missing".into()))

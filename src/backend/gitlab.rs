@@ -318,7 +318,12 @@ impl Backend for GitlabBackend {
 
     /// GitLab serves package files with `Range` support (from its own disk or object
     /// storage behind a redirect); where it does not, the download is one stream.
-    fn get_archive(&self, name: &str, size: u64) -> StoreResult<Box<dyn Read + Send>> {
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        _blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
         let loc = locate(name)?;
         self.transport
             .download(&self.file_url(&loc, &loc.file)?, size)

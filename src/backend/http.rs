@@ -209,7 +209,12 @@ impl Backend for HttpBackend {
         Ok(self.transport.bounded(resp))
     }
 
-    fn get_archive(&self, name: &str, size: u64) -> StoreResult<Box<dyn Read + Send>> {
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        _blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
         self.transport.download(&self.url(name)?, size)
     }
 

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ranged;
 pub mod s3;
 mod s3_multipart;
+pub mod tier;
 pub mod transport;
 
 use std::fmt;
@@ -95,10 +96,16 @@ pub trait Backend: Send + Sync {
     /// Stream an object's bytes.
     fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>>;
 
-    /// Stream an archive the manifest says is `size` bytes: large ones in parallel ranges
-    /// where the store can, small ones (and stores that cannot) as one `get`.
-    fn get_archive(&self, name: &str, size: u64) -> StoreResult<Box<dyn Read + Send>> {
-        let _ = size;
+    /// Stream an archive the manifest says is `size` bytes with this blake3: large ones in
+    /// parallel ranges where the store can, small ones (and stores that cannot) as one
+    /// `get`. The digest is checked by the caller; a tier uses it to vet its own copy.
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        let _ = (size, blake3);
         self.get(name)
     }
 

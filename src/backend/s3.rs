@@ -551,7 +551,12 @@ impl Backend for S3Backend {
     /// `--chunk-size` in flight, delivered in order, each retried on its own by the retry
     /// layer, and each bound to the ETag seen by the HEAD that sized it (`If-Match`), so an
     /// object replaced midway fails with 412 instead of splicing two versions.
-    fn get_archive(&self, name: &str, size: u64) -> StoreResult<Box<dyn Read + Send>> {
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        _blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
         if self.concurrency <= 1 || size <= self.chunk as u64 {
             return self.get(name);
         }

@@ -513,6 +513,7 @@ fn gitlab_ci_local_runs_the_component_install_restore_and_lock_change() {
         t.join("wheels"),
         t.join("home"),
     );
+    let tier = t.join("tier");
     for d in [&proj, &store, &home] {
         fs::create_dir_all(d).unwrap();
     }
@@ -541,6 +542,7 @@ fn gitlab_ci_local_runs_the_component_install_restore_and_lock_change() {
       download_url: {url}
       backend: {store}
       install_dir: {bin}
+      local_tier: {tier}
 
 deps:
   extends: .cachegate
@@ -552,6 +554,7 @@ deps:
             url = server.url,
             store = store.display(),
             bin = bin.display(),
+            tier = tier.display(),
         ),
     )
     .unwrap();
@@ -573,6 +576,12 @@ deps:
         walk_has(&store, "v1/protected/pip/"),
         "{:?}",
         crate::common::walk(&store)
+    );
+    // The component's local_tier input: the save went into the tier too.
+    assert!(
+        walk_has(&tier, "v1/protected/pip/"),
+        "{:?}",
+        crate::common::walk(&tier)
     );
 
     // A laptop computes the key the job printed, in the same checkout, outside CI.

@@ -17,3 +17,4 @@ mod runner;
 mod s3;
 mod scopes;
 mod signing;
+mod tier;

@@ -9,9 +9,18 @@ use crate::common::nginx::{Nginx, Options};
 use crate::common::{Project, Store, stderr};
 
 /// nginx behind the fault proxy, as a cachegate store.
-struct Proxied {
-    nginx: Nginx,
-    proxy: Arc<FaultProxy>,
+pub(crate) struct Proxied {
+    pub nginx: Nginx,
+    pub proxy: Arc<FaultProxy>,
+}
+
+impl Proxied {
+    /// `None` (after a loud message) when nginx is missing outside CI.
+    pub fn start() -> Option<Proxied> {
+        let nginx = Nginx::start(Options::default())?;
+        let proxy = Arc::new(FaultProxy::start(nginx.port, nginx.root.clone()));
+        Some(Proxied { nginx, proxy })
+    }
 }
 
 impl Store for Proxied {
@@ -47,12 +56,9 @@ fn ensure(p: &Project, extra: &[&str]) -> std::process::Output {
 
 /// A project whose entry is saved; the proxy's log starts empty.
 fn saved() -> Option<(Project, Arc<FaultProxy>, Vec<u8>)> {
-    let nginx = Nginx::start(Options::default())?;
-    let proxy = Arc::new(FaultProxy::start(nginx.port, nginx.root.clone()));
-    let p = Project::with_store(Box::new(Proxied {
-        nginx,
-        proxy: proxy.clone(),
-    }));
+    let store = Proxied::start()?;
+    let proxy = store.proxy.clone();
+    let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
     let o = ensure(&p, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
