@@ -99,7 +99,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         } => {
             let store = config::backend_spec(backend.as_deref())?.open(&transfer.transfer())?;
-            ls::ls(store.as_ref(), json)?
+            ls::ls(store.as_ref(), json, transfer.transfer().concurrency)?
         }
         Command::Prune {
             backend,
@@ -122,6 +122,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 max_size,
                 abandoned_after_secs: abandoned_after * 3600,
                 dry_run,
+                concurrency: transfer.transfer().concurrency,
             };
             prune::prune(store.as_ref(), &rules)?
         }

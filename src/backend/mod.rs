@@ -128,6 +128,19 @@ pub trait Backend: Send + Sync {
     /// Every object whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
 
+    /// The same objects one at a time, in name order, without holding the whole listing
+    /// (S3 and directory stores stream it page by page; the others list then hand out).
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        for o in self.list(prefix)? {
+            each(o)?;
+        }
+        Ok(())
+    }
+
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> StoreResult<()>;
 

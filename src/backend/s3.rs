@@ -628,27 +628,45 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        self.list_each(prefix, &mut |o| {
+            out.push(o);
+            Ok(())
+        })?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// OpenDAL's lister fetches a page (1,000 keys) at a time as the iteration needs it, in
+    /// S3's key order.
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
         // OpenDAL lists "directories": list from the deepest one the prefix names.
         let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
         let opts = opendal::options::ListOptions {
             recursive: true,
             ..Default::default()
         };
-        let entries = block(self.op.list_options(dir, opts)).map_err(store_error)?;
-        let mut out: Vec<ObjectMeta> = entries
-            .into_iter()
-            .filter(|e| e.metadata().is_file() && e.path().starts_with(prefix))
-            .map(|e| ObjectMeta {
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        for entry in blocking.lister_options(dir, opts).map_err(store_error)? {
+            let e = entry.map_err(store_error)?;
+            if !e.metadata().is_file() || !e.path().starts_with(prefix) {
+                continue;
+            }
+            each(ObjectMeta {
                 name: e.path().to_string(),
                 size: e.metadata().content_length(),
                 modified: e
                     .metadata()
                     .last_modified()
                     .map(|t| t.into_inner().as_second().max(0) as u64),
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+            })?;
+        }
+        Ok(())
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {

@@ -269,6 +269,14 @@ impl Backend for TierRef {
         self.0.remote.list(prefix)
     }
 
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.0.remote.list_each(prefix, each)
+    }
+
     fn delete(&self, name: &str) -> StoreResult<()> {
         let _ = self.0.tier.delete(name);
         self.0.remote.delete(name)

@@ -492,7 +492,7 @@ fn s3_an_upload_killed_midway_leaves_no_entry_and_prune_aborts_its_multipart_upl
 }
 
 /// An entry of 12 MB that does not compress, saved straight to Garage; then `ensure` runs
-/// again through the request-counting proxy, restoring in 4 MiB ranges.
+/// again through the request-counting proxy, restoring in 4 MiB ranges, two at a time.
 fn s3_saved_then_through_proxy(
     fault: crate::common::faults::Fault,
 ) -> Option<(
@@ -542,7 +542,8 @@ fn s3_saved_then_through_proxy(
     c.env("CACHEGATE_BACKEND", backend)
         .arg("ensure")
         .args(&args[..6])
-        .args(["--policy", "pull", "--"])
+        // Two in flight: the third range goes out after the replacement.
+        .args(["--concurrency", "2", "--policy", "pull", "--"])
         .args(&cmd);
     let o = p.run(&mut c);
     assert!(o.status.success(), "{}", stderr(&o));
