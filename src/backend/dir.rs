@@ -112,12 +112,7 @@ impl Backend for DirBackend {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        let mut out = Vec::new();
-        self.list_each(prefix, &mut |o| {
-            out.push(o);
-            Ok(())
-        })?;
-        Ok(out)
+        super::collect_list(self, prefix)
     }
 
     fn list_each(

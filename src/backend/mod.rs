@@ -158,6 +158,17 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// `list` for a store whose `list_each` streams: the same objects, collected in name order.
+pub(crate) fn collect_list(b: &dyn Backend, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    let mut out = Vec::new();
+    b.list_each(prefix, &mut |o| {
+        out.push(o);
+        Ok(())
+    })?;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Time and retry bounds for remote stores (`--connect-timeout`, `--stall-timeout`,
 /// `--timeout`, `--retries`). The directory store ignores them.
 #[derive(Debug, Clone)]

@@ -628,13 +628,7 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        let mut out = Vec::new();
-        self.list_each(prefix, &mut |o| {
-            out.push(o);
-            Ok(())
-        })?;
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        super::collect_list(self, prefix)
     }
 
     /// OpenDAL's lister fetches a page (1,000 keys) at a time as the iteration needs it, in
