@@ -29,14 +29,7 @@ pub enum Command {
     /// Restore the cache on a hit; on a miss run CMD and save what it produced
     Ensure {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
-        /// Save even when the command fails
-        #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
-        save_on_failure: bool,
+        job: JobArgs,
         /// The install command, after `--`
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -44,11 +37,7 @@ pub enum Command {
     /// Restore the cache; exit 0 on a hit, 1 on a miss
     Restore {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -56,11 +45,7 @@ pub enum Command {
     /// Archive the cached paths and upload them under the computed key
     Save {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -68,11 +53,7 @@ pub enum Command {
     /// Look the key up without downloading; exit 0 on a hit, 1 on a miss
     Check {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
-        #[command(flatten)]
-        report: ReportArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -80,74 +61,122 @@ pub enum Command {
     /// Explain a miss: what differs from the newest entry of the same cache name
     Explain {
         #[command(flatten)]
-        key: KeyArgs,
-        #[command(flatten)]
-        store: StoreArgs,
+        job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
     /// List the entries in the store (stdout), newest first
     Ls {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
-        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
-        backend: Option<String>,
         #[command(flatten)]
-        transfer: TransferArgs,
+        store: StoreLocation,
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
     /// Delete entries by age, count per cache name, or total size
     Prune {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab
-        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
-        backend: Option<String>,
         #[command(flatten)]
-        transfer: TransferArgs,
-        /// Delete entries saved more than DAYS days ago
-        #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
-        older_than: Option<u64>,
-        /// Keep only the newest N entries of each cache name and scope
-        #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
-        keep: Option<usize>,
-        /// Delete the oldest entries until the store holds at most this many bytes
-        #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
-        max_size: Option<u64>,
-        /// Hours after which an unfinished upload (an archive no manifest names, an
-        /// incomplete S3 multipart upload) counts as abandoned and is removed; 0 removes
-        /// uploads still in progress too
-        #[arg(long, value_name = "HOURS", default_value_t = 24, env = "CACHEGATE_ABANDONED_AFTER",
-              value_parser = clap::value_parser!(u64).range(0..=87_600))]
-        abandoned_after: u64,
-        /// Say what would be deleted, delete nothing
-        #[arg(long, env = env_vars::CACHEGATE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
-        dry_run: bool,
+        store: StoreLocation,
+        #[command(flatten)]
+        rules: PruneArgs,
     },
     /// Print a new signing key pair on stdout: the public key, then the secret key
     Keygen,
     /// Check the store: reachable, credentials accepted, can write, read and delete
     Doctor {
-        /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
-        #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
-        backend: Option<String>,
         #[command(flatten)]
-        transfer: TransferArgs,
+        store: StoreLocation,
     },
-    /// Print the key on stdout
+    /// Print the key on stdout (takes every option ensure takes; only the key options count)
     Key {
         #[command(flatten)]
-        key: KeyArgs,
+        job: KeyJobArgs,
         /// Print every component that went into the key
         #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
-        /// Print the key and its components as JSON
-        #[arg(long)]
-        json: bool,
+        /// Print the key and its components as JSON; with FILE, write that JSON to FILE
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+        json: Option<PathBuf>,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+}
+
+/// What a cache job takes: the key, the store, the reports.
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Save even when the command fails (ensure)
+    #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
+    pub save_on_failure: bool,
+}
+
+/// `key` takes the same line as `ensure`, so a job's line can be checked by swapping the
+/// command; only the key options change the key. Its own `--json` prints.
+#[derive(Args, Debug, Clone)]
+pub struct KeyJobArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Accepted so an ensure line works unchanged; key writes no dotenv file
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    /// Accepted so an ensure line works unchanged; key runs nothing
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub save_on_failure: bool,
+}
+
+/// Which store a management command (`ls`, `prune`, `doctor`) works on.
+#[derive(Args, Debug, Clone)]
+pub struct StoreLocation {
+    /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
+    #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
+    pub backend: Option<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+impl StoreLocation {
+    pub fn spec(&self) -> anyhow::Result<crate::backend::BackendSpec> {
+        crate::config::backend_spec(self.backend.as_deref())
+    }
+
+    /// The object store, read and write (runner mode has none: an error).
+    pub fn open(&self) -> anyhow::Result<crate::store::Gated> {
+        crate::store::Store::open(&self.spec()?, &self.transfer.transfer(), Policy::PullPush)?
+            .objects()
+    }
+}
+
+/// `prune`'s rules.
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Delete entries saved more than DAYS days ago
+    #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
+    pub older_than: Option<u64>,
+    /// Keep only the newest N entries of each cache name and scope
+    #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
+    pub keep: Option<usize>,
+    /// Delete the oldest entries until the store holds at most this many bytes
+    #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
+    pub max_size: Option<u64>,
+    /// Hours after which an unfinished upload (an archive no manifest names, an
+    /// incomplete S3 multipart upload) counts as abandoned and is removed; 0 removes
+    /// uploads still in progress too
+    #[arg(long, value_name = "HOURS", default_value_t = 24, env = env_vars::CACHEGATE_ABANDONED_AFTER,
+          value_parser = clap::value_parser!(u64).range(0..=87_600))]
+    pub abandoned_after: u64,
+    /// Say what would be deleted, delete nothing
+    #[arg(long, env = env_vars::CACHEGATE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
 }
 
 /// Everything that goes into the key.
@@ -215,11 +244,11 @@ pub struct StoreArgs {
 
     /// Directory on this machine in front of the remote store: hits come from it when it
     /// has the entry, remote hits and saves are copied into it
-    #[arg(long, value_name = "DIR", env = "CACHEGATE_LOCAL_TIER", value_parser = parse_local_tier)]
+    #[arg(long, value_name = "DIR", env = env_vars::CACHEGATE_LOCAL_TIER, value_parser = parse_local_tier)]
     pub local_tier: Option<PathBuf>,
 
     /// Largest the local tier may grow; least recently used files go first (bytes, or with K, M, G, T)
-    #[arg(long, value_name = "SIZE", env = "CACHEGATE_LOCAL_TIER_MAX_SIZE", value_parser = parse_size,
+    #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_LOCAL_TIER_MAX_SIZE, value_parser = parse_size,
           requires = "local_tier")]
     pub local_tier_max_size: Option<u64>,
 
@@ -345,12 +374,12 @@ pub struct TransferArgs {
     pub retries: u32,
 
     /// Ranged requests in flight for one large download, and multipart parts for one upload
-    #[arg(long, value_name = "N", default_value_t = 8, env = "CACHEGATE_CONCURRENCY",
+    #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
 
     /// Bytes per ranged request or multipart part (1M to 256M); memory is about this times --concurrency
-    #[arg(long, value_name = "SIZE", default_value = "8M", env = "CACHEGATE_CHUNK_SIZE",
+    #[arg(long, value_name = "SIZE", default_value = "8M", env = env_vars::CACHEGATE_CHUNK_SIZE,
           value_parser = parse_chunk_size)]
     pub chunk_size: u64,
 }

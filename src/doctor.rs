@@ -5,11 +5,13 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendSpec, StoreError, Transfer};
+use crate::cli::Policy;
 use crate::entry::LAYOUT_ROOT;
-use crate::job::EXIT_TROUBLE;
+use crate::exit::TROUBLE as EXIT_TROUBLE;
 use crate::redact;
 use crate::report;
 use crate::scope::Scopes;
+use crate::store::Store;
 
 fn line(ok: bool, check: &str, detail: &str) {
     let mark = if ok { "ok  " } else { "FAIL" };
@@ -29,15 +31,31 @@ fn probe_name(scope: &str) -> String {
 /// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when
 /// all pass, 3 when the store has trouble.
 pub fn run(spec: &BackendSpec, transfer: &Transfer) -> anyhow::Result<i32> {
-    if *spec == BackendSpec::Runner {
-        eprintln!(
-            "cachegate: ok   {:<12} runner mode stores nothing: GitLab's cache: carries the paths, so there is no store to check",
-            "backend"
+    // Doctor checks, it does not create: a directory store that is not there is reported,
+    // where a job would make it on its first save.
+    if let BackendSpec::Dir(path) = spec
+        && !path.is_dir()
+    {
+        line(
+            false,
+            "reachable",
+            &format!(
+                "{} does not exist (or is not a directory); create it (mkdir -p) or point --backend at the cache directory",
+                path.display()
+            ),
         );
-        return Ok(0);
+        return Ok(EXIT_TROUBLE);
     }
-    let backend = spec.open(transfer)?;
-    Ok(check(backend.as_ref()))
+    match Store::open(spec, transfer, Policy::PullPush)? {
+        Store::Marker(_) => {
+            eprintln!(
+                "cachegate: ok   {:<12} runner mode stores nothing: GitLab's cache: carries the paths, so there is no store to check",
+                "backend"
+            );
+            Ok(0)
+        }
+        Store::Objects(backend) => Ok(check(&backend)),
+    }
 }
 
 /// The checks, for any backend.
@@ -84,8 +102,8 @@ pub fn check(backend: &dyn Backend) -> i32 {
             );
         }
         // Credentials that could not even be loaded fail before any request is sent.
-        Err(e) if e.to_string().contains("no AWS credentials") => {
-            return failed("credentials", format!("{e}"));
+        Err(StoreError::NoCredentials(e)) => {
+            return failed("credentials", format!("{e:#}"));
         }
         Err(e) => return failed("reachable", format!("no: {e}")),
     }

@@ -1,28 +1,45 @@
 //! `explain`: why a lookup misses, against the newest entry of the same cache name.
 
+use crate::backend::Backend;
 use crate::entry::{self, Manifest};
-use crate::job::{EXIT_MISS, Job, Lookup};
+use crate::exit::Ending;
+use crate::job::{Hit, Job, Lookup};
 use crate::key;
 use crate::report;
+use crate::runner;
 use crate::scope::Scope;
+use crate::store::Store;
 
 /// Why a lookup misses: compare this key's components with the newest entry of the same
 /// cache name. Prints on stdout (it is the answer asked for); exit 0 on a hit, 1 on a miss.
 pub fn explain(mut job: Job) -> i32 {
+    let ending = if let Store::Marker(_) = job.store {
+        runner::explain(&job.plan)
+    } else {
+        objects(&mut job)
+    };
+    job.finish(ending)
+}
+
+fn objects(job: &mut Job) -> Ending {
     let name = job.plan.components.name.clone();
     let short = job.plan.short_key().to_string();
-    if let Lookup::Hit { scope, manifest } = job.lookup() {
+    let describe = job.store.describe();
+    if let Lookup::Hit(Hit::Entry { scope, manifest }) = job.lookup() {
         println!(
-            "hit: {name} {short} is in {} ({}), saved by {}",
-            job.backend.describe(),
+            "hit: {name} {short} is in {describe} ({}), saved by {}",
             scope.as_str(),
             manifest.creator
         );
-        return job.finish(0);
+        return Ending::Done;
     }
+    let Store::Objects(backend) = &job.store else {
+        unreachable!("runner mode is explained by its marker")
+    };
     let mut newest: Option<(u64, Scope, String)> = None;
+    let mut failed = None;
     for scope in job.scopes.read.clone() {
-        match job.backend.list(&entry::entry_dir(scope, &name)) {
+        match backend.list(&entry::entry_dir(scope, &name)) {
             Ok(objects) => {
                 for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
                     let t = o.modified.unwrap_or(0);
@@ -32,14 +49,17 @@ pub fn explain(mut job: Job) -> i32 {
                 }
             }
             Err(e) => {
-                job.trouble(format!("cannot list {}: {e}", job.backend.describe()));
-                return job.finish(EXIT_MISS);
+                failed = Some(format!("cannot list {describe}: {e}"));
+                break;
             }
         }
     }
+    if let Some(why) = failed {
+        job.trouble(why);
+        return Ending::Miss;
+    }
     println!(
-        "miss: no entry for {name} {short} in {} (read scopes: {})",
-        job.backend.describe(),
+        "miss: no entry for {name} {short} in {describe} (read scopes: {})",
         job.scopes
             .read
             .iter()
@@ -51,10 +71,9 @@ pub fn explain(mut job: Job) -> i32 {
         println!(
             "no entry of cache {name:?} exists at all: the cache is empty, was cleared, or was never saved"
         );
-        return job.finish(EXIT_MISS);
+        return Ending::Miss;
     };
-    let other = job
-        .backend
+    let other = backend
         .get_small(&object)
         .ok()
         .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
@@ -80,5 +99,5 @@ pub fn explain(mut job: Job) -> i32 {
         }
         None => println!("newest entry {object} cannot be read"),
     }
-    job.finish(EXIT_MISS)
+    Ending::Miss
 }

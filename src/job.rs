@@ -9,108 +9,149 @@ use anyhow::Result;
 
 use crate::archive::{self, Expected, Limits, UnpackError};
 use crate::backend::{Backend, StoreError};
-use crate::cli::{Policy, ReportArgs, StoreArgs};
-use crate::config;
+use crate::cli::{JobArgs, ReportArgs, StoreArgs};
 use crate::entry::{self, Manifest};
-use crate::key;
+use crate::exit::{self, Ending};
 use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
-use crate::{redact, secrets, sign};
+use crate::store::Store;
+use crate::{config, env_vars, key, redact, runner, secrets, sign};
 
-pub const EXIT_MISS: i32 = 1;
-pub const EXIT_TROUBLE: i32 = 3;
-
+/// What a lookup found (just's `CacheStatus`).
 pub enum Lookup {
-    Hit {
+    Hit(Hit),
+    Miss,
+    /// The store failed: a miss, and cache trouble. `writes_too` when it failed on the scope
+    /// this job writes, where a save would only repeat the failure and its timeouts.
+    Unavailable {
+        writes_too: bool,
+    },
+}
+
+pub enum Hit {
+    /// An entry to download and unpack.
+    Entry {
         scope: Scope,
         manifest: Box<Manifest>,
     },
-    Miss,
+    /// Runner mode: GitLab's `cache:` already put the paths in place, and the marker says
+    /// they were built for this key.
+    InPlace,
+}
+
+/// What a save came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Save {
+    Saved,
+    /// Another job saved this key first; theirs is kept.
+    Exists,
+    Skipped(Skip),
+    /// Cache trouble (already reported as a warning).
+    Failed(String),
+}
+
+/// Why nothing was saved, when that is no trouble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// `--policy pull`.
+    Policy,
+    /// Cached paths the command did not produce.
+    MissingPaths(Vec<String>),
+    /// The store failed during the lookup of the scope this job writes.
+    StoreFailed,
+    /// `--refuse-secrets` found credential files.
+    Secrets(Vec<String>),
 }
 
 pub struct Job {
     pub plan: Plan,
-    pub backend: Box<dyn Backend>,
+    pub store: Store,
     pub scopes: Scopes,
-    pub policy: Policy,
     pub strict: bool,
     pub level: i32,
     pub verbose: u8,
     pub report: Report,
     pub report_args: Option<ReportArgs>,
-    /// Set when cache trouble happened, for `--strict`.
-    pub trouble: bool,
+    /// Cache trouble so far, for `--strict`: set only by `trouble`, read only by `finish`.
+    trouble: bool,
     pub limits: Limits,
     /// Signs the manifests this job writes (`CACHEGATE_SIGNING_KEY`).
     pub signing: Option<ed25519_dalek::SigningKey>,
     /// When set, entries this job must trust need a signature by one of these.
     pub trusted: Option<Vec<ed25519_dalek::VerifyingKey>>,
     pub refuse_secrets: bool,
-    /// The store failed during the lookup of the scope this job writes (down, refusing
-    /// credentials, erroring): a save would only repeat the failure and its timeouts.
-    pub store_failed: bool,
 }
 
 impl Job {
+    /// The plan from the key options, then the job: what every job command starts with.
+    pub fn open(command: &'static str, args: JobArgs, cmd: &[String], verbose: u8) -> Result<Job> {
+        let plan = crate::plan::plan(&args.key, cmd)?;
+        Job::new(command, plan, &args.store, Some(args.report), verbose)
+    }
+
     pub fn new(
         command: &'static str,
         plan: Plan,
-        store: &StoreArgs,
+        args: &StoreArgs,
         report_args: Option<ReportArgs>,
         verbose: u8,
     ) -> Result<Job> {
-        let spec = config::backend_spec(store.backend.as_deref())?;
-        let mut backend = spec.open(&store.transfer.transfer())?;
-        if let Some(dir) = &store.local_tier {
-            backend = crate::backend::tier::open(dir.clone(), backend, store.local_tier_max_size);
-        }
-        let (scopes, widened) = Scopes::resolve(store.trust.scope);
-        let signing = match redact::secret_env(sign::SIGNING_KEY_VAR) {
-            Some(text) => Some(sign::parse_signing_key(&text)?),
-            None => None,
-        };
-        let trusted = match std::env::var(sign::TRUSTED_KEYS_VAR) {
-            Ok(text) if !text.trim().is_empty() => Some(sign::parse_trusted_keys(&text)?),
-            _ => None,
+        let spec = config::backend_spec(args.backend.as_deref())?;
+        let store = Store::open(&spec, &args.transfer.transfer(), args.policy)?
+            .with_local_tier(args.local_tier.clone(), args.local_tier_max_size);
+        let runner = matches!(store, Store::Marker(_));
+        let (scopes, widened) = Scopes::resolve(args.trust.scope);
+        // Runner mode stores no entries, so it neither signs nor verifies any.
+        let (signing, trusted) = if runner {
+            (None, None)
+        } else {
+            (signing_key()?, trusted_keys()?)
         };
         let mut report = Report {
             command,
             key: plan.key.clone(),
             name: plan.components.name.clone(),
-            scope: scopes.write.as_str().to_string(),
-            backend: backend.describe(),
+            scope: if runner {
+                "runner".into()
+            } else {
+                scopes.write.as_str().to_string()
+            },
+            backend: store.describe(),
             components: Some(plan.components.clone()),
             ..Report::default()
         };
-        if let Some(w) = widened {
+        if let Some(w) = widened.filter(|_| !runner) {
             report.warn(w);
         }
         let job = Job {
             plan,
-            backend,
+            store,
             scopes,
-            policy: store.policy,
-            strict: store.strict,
-            level: store.compression_level,
+            strict: args.strict,
+            level: args.compression_level,
             verbose,
             report,
             report_args,
             trouble: false,
-            limits: store.limits.limits(),
+            limits: args.limits.limits(),
             signing,
             trusted,
-            refuse_secrets: store.trust.refuse_secrets,
-            store_failed: false,
+            refuse_secrets: args.trust.refuse_secrets,
         };
-        job.log_plan();
+        if runner {
+            runner::log_plan(&job.plan);
+        } else {
+            job.log_plan();
+        }
         Ok(job)
     }
 
     fn log_plan(&self) {
         let p = &self.plan;
         let paths: Vec<&str> = p.paths.iter().map(|c| c.declared.as_str()).collect();
-        let mut line = if p.presets.is_empty() {
+        // Name a preset only when its paths are the ones cached: with --path it chose nothing.
+        let mut line = if p.presets.is_empty() || !p.preset_paths {
             format!("caching {}", paths.join(", "))
         } else {
             format!(
@@ -136,7 +177,7 @@ impl Job {
         eprintln!("cachegate: {line}");
         if report::in_gitlab() || self.verbose > 0 {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
-            lines.push(format!("backend  {}", self.backend.describe()));
+            lines.push(format!("backend  {}", self.store.describe()));
             lines.push(format!(
                 "scopes   write {}, read {}",
                 self.scopes.write.as_str(),
@@ -151,67 +192,88 @@ impl Job {
         }
     }
 
+    /// Whether cache trouble happened so far (`--strict` stops before the install).
+    pub(crate) fn trouble_so_far(&self) -> bool {
+        self.trouble
+    }
+
     /// Cache trouble: a warning, remembered for `--strict`.
     pub(crate) fn trouble(&mut self, msg: String) {
         self.trouble = true;
         self.report.warn(msg);
     }
 
+    /// The start of a summary line: `cachegate: hit pip 1a2b3c4d (protected)`.
     pub(crate) fn head(&self, word: &str, scope: Scope) -> String {
+        let place = match self.store {
+            Store::Marker(_) => "runner",
+            Store::Objects(_) => scope.as_str(),
+        };
         format!(
-            "cachegate: {word} {} {} ({})",
+            "cachegate: {word} {} {} ({place})",
             self.plan.components.name,
             self.plan.short_key(),
-            scope.as_str()
         )
     }
 
+    /// The scope a miss is reported in: the first one looked in.
+    pub(crate) fn miss_head(&self) -> String {
+        self.head("miss", self.scopes.read[0])
+    }
+
+    /// Look the key up in every scope this job may read, in order.
     pub fn lookup(&mut self) -> Lookup {
-        if !self.policy.pulls() {
+        if !self.store.reads() {
             return Lookup::Miss;
+        }
+        if let Store::Marker(_) = self.store {
+            return match runner::state(&self.plan) {
+                runner::State::Current => Lookup::Hit(Hit::InPlace),
+                runner::State::Not(why) => {
+                    eprintln!("{} · {why}", self.miss_head());
+                    Lookup::Miss
+                }
+            };
         }
         let name = self.plan.components.name.clone();
         for scope in self.scopes.read.clone() {
             let object = entry::manifest_name(scope, &name, &self.plan.key);
-            match self.backend.get_small(&object) {
+            let Store::Objects(backend) = &self.store else {
+                break;
+            };
+            let why = match backend.get_small(&object) {
                 Ok(bytes) => match Manifest::parse(&bytes, scope, &name, &self.plan.key) {
                     Ok(m) => match self.untrusted(scope, &m) {
                         None => {
-                            return Lookup::Hit {
+                            return Lookup::Hit(Hit::Entry {
                                 scope,
                                 manifest: Box::new(m),
-                            };
+                            });
                         }
-                        Some(why) => {
-                            self.trouble(format!(
-                                "not restoring the {} entry {object}: {why}; treating it as a miss",
-                                scope.as_str()
-                            ));
-                            // Left in place it would block this job's signed save forever.
-                            self.discard(scope, &object, None);
-                        }
-                    },
-                    Err(e) => {
-                        self.trouble(format!(
-                            "ignoring the {} entry {object}: {e:#}",
+                        Some(why) => format!(
+                            "not restoring the {} entry {object}: {why}; treating it as a miss",
                             scope.as_str()
-                        ));
-                        self.discard(scope, &object, None);
-                    }
+                        ),
+                    },
+                    Err(e) => format!("ignoring the {} entry {object}: {e:#}", scope.as_str()),
                 },
-                Err(StoreError::NotFound) => {}
+                Err(StoreError::NotFound) => continue,
                 Err(e) => {
+                    let describe = backend.describe();
+                    self.trouble(format!(
+                        "cannot look up {} in {describe}: {e}; treating it as a miss",
+                        self.plan.short_key(),
+                    ));
                     // Failing on the scope this job writes means the save would fail too; a
                     // scope it may only read says nothing about writing.
-                    self.store_failed = scope == self.scopes.write;
-                    self.trouble(format!(
-                        "cannot look up {} in {}: {e}; treating it as a miss",
-                        self.plan.short_key(),
-                        self.backend.describe()
-                    ));
-                    return Lookup::Miss;
+                    return Lookup::Unavailable {
+                        writes_too: scope == self.scopes.write,
+                    };
                 }
-            }
+            };
+            self.trouble(why);
+            // Left in place it would block this job's save (a signed one too) forever.
+            self.discard(scope, &object, None);
         }
         Lookup::Miss
     }
@@ -227,19 +289,25 @@ impl Job {
     }
 
     /// Remove a broken entry so the next save can replace it, but only in the scope this
-    /// job may write.
-    fn discard(&mut self, scope: Scope, manifest: &str, archive: Option<&str>) {
-        if scope != self.scopes.write || !self.policy.pushes() {
-            return;
+    /// job writes (the store refuses under `--policy pull`). Whether it is gone.
+    fn discard(&self, scope: Scope, manifest: &str, archive: Option<&str>) -> bool {
+        let Store::Objects(backend) = &self.store else {
+            return false;
+        };
+        if scope != self.scopes.write || backend.delete(manifest).is_err() {
+            return false;
         }
-        let _ = self.backend.delete(manifest);
         if let Some(a) = archive {
-            let _ = self.backend.delete(a);
+            let _ = backend.delete(a);
         }
+        true
     }
 
     /// Undo what an interrupted restore left beside the cached paths, before looking at them.
     pub(crate) fn recover(&mut self) {
+        if matches!(self.store, Store::Marker(_)) {
+            return;
+        }
         for t in archive::recover_interrupted(&self.plan.targets()) {
             self.report.warn(format!(
                 "an earlier restore was interrupted midway; put {} back as it was",
@@ -248,8 +316,28 @@ impl Job {
         }
     }
 
-    /// Restore a hit. `false` means it did not work out and the job goes on as a miss.
-    pub fn restore(&mut self, scope: Scope, m: &Manifest) -> bool {
+    /// Before the install runs on a miss.
+    pub(crate) fn before_install(&self) {
+        if let Store::Marker(_) = self.store {
+            // A stale marker must not survive an install that fails halfway.
+            runner::remove_marker(&self.plan);
+        }
+    }
+
+    /// Put a hit in place. `false` means it did not work out (cache trouble, reported) and
+    /// the job goes on as a miss.
+    pub fn restore(&mut self, hit: &Hit) -> bool {
+        let (scope, m, backend) = match (hit, &self.store) {
+            (Hit::Entry { scope, manifest }, Store::Objects(b)) => (*scope, manifest, b),
+            _ => {
+                eprintln!(
+                    "{} · restored by GitLab's cache",
+                    self.head("hit", self.scopes.write)
+                );
+                self.report.hit = true;
+                return true;
+            }
+        };
         let start = Instant::now();
         let targets = self.plan.targets();
         let expected = Expected {
@@ -258,10 +346,7 @@ impl Job {
         };
         let result = match self.limits.check_archive_size(m.archive_size) {
             Err(e) => Err(e),
-            Ok(()) => match self
-                .backend
-                .get_archive(&m.archive, m.archive_size, &m.archive_blake3)
-            {
+            Ok(()) => match backend.get_archive(&m.archive, m.archive_size, &m.archive_blake3) {
                 Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
                 Err(StoreError::NotFound) => {
                     Err(UnpackError::Corrupt("its archive is missing".into()))
@@ -269,19 +354,18 @@ impl Job {
                 Err(e) => Err(UnpackError::Transfer(e.into())),
             },
         };
+        let describe = backend.describe();
         match result {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
                 eprintln!(
-                    "{} · {} files, {} in {} from {}",
+                    "{} · {}, {} in {} from {describe}",
                     self.head("hit", scope),
-                    report::count(stats.files),
+                    report::files(stats.files),
                     report::bytes(stats.bytes),
                     report::secs(secs),
-                    self.backend.describe()
                 );
                 let r = &mut self.report;
-                r.result = "hit".into();
                 r.hit = true;
                 r.scope = scope.as_str().into();
                 r.files = Some(stats.files);
@@ -292,112 +376,110 @@ impl Job {
             }
             Err(e) => {
                 let object = entry::manifest_name(scope, &m.name, &m.key);
-                let replace = matches!(e, UnpackError::Corrupt(_))
-                    && scope == self.scopes.write
-                    && self.policy.pushes();
+                let replaced = matches!(e, UnpackError::Corrupt(_))
+                    && self.discard(scope, &object, Some(&m.archive));
                 self.trouble(format!(
-                    "could not restore {} from {}: {e}; {}",
+                    "could not restore {} from {describe}: {e}; {}",
                     self.plan.short_key(),
-                    self.backend.describe(),
-                    if replace {
+                    if replaced {
                         "the entry is removed and will be replaced"
                     } else {
                         "treating it as a miss"
                     }
                 ));
-                if replace {
-                    self.discard(scope, &object, Some(&m.archive));
-                }
                 false
             }
         }
     }
 
-    /// Archive the cached paths and upload them. Returns whether an entry now exists.
-    pub fn save(&mut self, install_seconds: Option<f64>) -> bool {
-        let missing = self.plan.missing_paths();
+    /// Save the cached paths under this job's key (runner mode: mark them).
+    pub fn save(&mut self, install_seconds: Option<f64>) -> Save {
+        if !self.store.writes() {
+            return Save::Skipped(Skip::Policy);
+        }
+        let missing: Vec<String> = self
+            .plan
+            .missing_paths()
+            .into_iter()
+            .map(String::from)
+            .collect();
         if !missing.is_empty() {
-            self.report.result = "skipped".into();
             self.report.warn(format!(
                 "nothing saved: {} {} not exist after the command (check --path or the preset)",
                 missing.join(", "),
                 if missing.len() == 1 { "does" } else { "do" }
             ));
-            return false;
+            return Save::Skipped(Skip::MissingPaths(missing));
         }
-        if self.store_failed {
-            self.report.result = "skipped".into();
-            eprintln!(
-                "{} · not saved: the store failed during the lookup",
-                self.head("miss", self.scopes.write)
-            );
-            return false;
+        if let Store::Marker(_) = self.store {
+            return match runner::write_marker(&self.plan) {
+                Ok(()) => {
+                    self.report.saved = true;
+                    eprintln!(
+                        "{} · marked; GitLab's cache: uploads the paths after the job",
+                        self.head("saved", self.scopes.write)
+                    );
+                    Save::Saved
+                }
+                Err(msg) => {
+                    self.trouble(msg.clone());
+                    Save::Failed(msg)
+                }
+            };
         }
         if self.refuse_secrets {
-            let found = secrets::scan(&self.plan.targets());
+            let found: Vec<String> = secrets::scan(&self.plan.targets())
+                .iter()
+                .map(|f| f.to_string())
+                .collect();
             if !found.is_empty() {
-                self.report.result = "skipped".into();
                 self.report.warn(format!(
                     "nothing saved (--refuse-secrets): the cached paths hold credential files: {}",
-                    found
-                        .iter()
-                        .map(|f| f.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    found.join(", ")
                 ));
-                return false;
+                return Save::Skipped(Skip::Secrets(found));
             }
         }
+        let outcome = self.upload(install_seconds);
+        if let Save::Failed(why) = &outcome {
+            self.trouble(why.clone());
+        }
+        outcome
+    }
+
+    /// Pack and upload the archive, then commit the manifest (first writer wins).
+    fn upload(&mut self, install_seconds: Option<f64>) -> Save {
+        let Store::Objects(backend) = &self.store else {
+            unreachable!("runner mode saves a marker")
+        };
         let scope = self.scopes.write;
+        let describe = backend.describe();
+        let short = self.plan.short_key().to_string();
         let name = self.plan.components.name.clone();
         let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
-        match self.backend.stat(&manifest_object) {
+        match backend.stat(&manifest_object) {
             Ok(_) => {
                 eprintln!(
                     "{} · already saved by another job; not saving again",
                     self.head("exists", scope)
                 );
-                self.report.result = "exists".into();
-                return true;
+                return Save::Exists;
             }
             Err(StoreError::NotFound) => {}
-            Err(e) => {
-                self.trouble(format!(
-                    "could not save {} to {}: {e}",
-                    self.plan.short_key(),
-                    self.backend.describe()
-                ));
-                return false;
-            }
+            Err(e) => return Save::Failed(format!("could not save {short} to {describe}: {e}")),
         }
         let start = Instant::now();
         let archive_object = entry::archive_name(scope, &name, &self.plan.key, &entry::upload_id());
-        let outcome = (|| -> Result<archive::PackStats> {
-            let upload = self.backend.put(&archive_object)?;
+        let packed = (|| -> Result<archive::PackStats> {
+            let upload = backend.put(&archive_object)?;
             let (upload, stats) = archive::pack(&self.plan.paths, upload, self.level)?;
             upload.finish()?;
             Ok(stats)
         })();
-        let stats = match outcome {
+        let stats = match packed {
             Ok(s) => s,
-            Err(e) => {
-                self.trouble(format!(
-                    "could not save {} to {}: {e:#}",
-                    self.plan.short_key(),
-                    self.backend.describe()
-                ));
-                return false;
-            }
+            Err(e) => return Save::Failed(format!("could not save {short} to {describe}: {e:#}")),
         };
-        for s in &stats.skipped {
-            self.report
-                .warn(format!("not cached (not a file, directory or link): {s}"));
-        }
-        for f in &stats.credentials {
-            self.report.warn(format!(
-                "cached a credential file: {f}; anyone who can read the cache can read it (remove it from the cached path, or pass --refuse-secrets)"
-            ));
-        }
         let mut manifest = Manifest {
             format: key::ENTRY_FORMAT,
             key: self.plan.key.clone(),
@@ -419,22 +501,29 @@ impl Job {
             manifest.signature = Some(sign::sign(key, &manifest));
         }
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-        match self.backend.create_if_absent(&manifest_object, &body) {
+        match backend.create_if_absent(&manifest_object, &body) {
             Ok(()) => {}
             Err(StoreError::Exists) => {
-                let _ = self.backend.delete(&archive_object);
+                let _ = backend.delete(&archive_object);
                 eprintln!(
                     "{} · another job saved it first; keeping theirs",
                     self.head("exists", scope)
                 );
-                self.report.result = "exists".into();
-                return true;
+                return Save::Exists;
             }
             Err(e) => {
-                let _ = self.backend.delete(&archive_object);
-                self.trouble(format!("could not save {}: {e}", self.plan.short_key()));
-                return false;
+                let _ = backend.delete(&archive_object);
+                return Save::Failed(format!("could not save {short}: {e}"));
             }
+        }
+        for s in &stats.skipped {
+            self.report
+                .warn(format!("not cached (not a file, directory or link): {s}"));
+        }
+        for f in &stats.credentials {
+            self.report.warn(format!(
+                "cached a credential file: {f}; anyone who can read the cache can read it (remove it from the cached path, or pass --refuse-secrets)"
+            ));
         }
         let secs = start.elapsed().as_secs_f64();
         self.report.saved = true;
@@ -443,50 +532,97 @@ impl Job {
         self.report.archive_bytes = Some(stats.archive_bytes);
         self.report.save_seconds = Some(secs);
         eprintln!(
-            "{} · {} files, {} ({} compressed) in {} to {}",
+            "{} · {}, {} ({} compressed) in {} to {describe}",
             self.head("saved", scope),
-            report::count(stats.files),
+            report::files(stats.files),
             report::bytes(stats.bytes),
             report::bytes(stats.archive_bytes),
             report::secs(secs),
-            self.backend.describe()
         );
-        true
+        Save::Saved
     }
 
-    /// Write the report files and pick the exit code: `code` unless `--strict` and trouble.
-    pub fn finish(&mut self, code: i32) -> i32 {
-        finish(
-            &self.report,
-            self.report_args.as_ref(),
-            self.strict && self.trouble,
-            code,
-        )
+    /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
+    pub fn finish(&mut self, ending: Ending) -> i32 {
+        if let Some(args) = &self.report_args
+            && let Err(e) = self
+                .report
+                .write_files(args.json.as_deref(), args.dotenv.as_deref())
+        {
+            report::warn(&format!("{e:#}"));
+        }
+        exit::code(ending, self.strict && self.trouble)
     }
 }
 
-/// Write the report files and pick the exit code: `code`, unless `strict_trouble` (cache
-/// trouble under `--strict`) and `code` would hide it.
-pub fn finish(report: &Report, args: Option<&ReportArgs>, strict_trouble: bool, code: i32) -> i32 {
-    if let Some(args) = args
-        && let Err(e) = report.write_files(args.json.as_deref(), args.dotenv.as_deref())
-    {
-        report::warn(&format!("{e:#}"));
-    }
-    let masked = code == 0 || (code == EXIT_MISS && report.command != "ensure");
-    if strict_trouble && masked {
-        return EXIT_TROUBLE;
-    }
-    code
+fn signing_key() -> Result<Option<ed25519_dalek::SigningKey>> {
+    redact::secret_env(sign::SIGNING_KEY_VAR)
+        .map(|text| sign::parse_signing_key(&text))
+        .transpose()
 }
 
+fn trusted_keys() -> Result<Option<Vec<ed25519_dalek::VerifyingKey>>> {
+    match std::env::var(sign::TRUSTED_KEYS_VAR) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(sign::parse_trusted_keys(&text)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Who saved an entry: the CI job's URL, else `user@host`.
 fn creator() -> String {
-    if let Ok(url) = std::env::var(crate::env_vars::CI_JOB_URL) {
+    if let Ok(url) = std::env::var(env_vars::CI_JOB_URL) {
         return url;
     }
-    let user = std::env::var(crate::env_vars::USER).unwrap_or_else(|_| "unknown".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    format!("{user}@{host}")
+    format!("{}@{host}", user_name())
+}
+
+/// `USER`, else the name the password database gives this process's uid (a container's
+/// shell often sets no `USER`), else the uid itself.
+fn user_name() -> String {
+    if let Ok(u) = std::env::var(env_vars::USER)
+        && !u.is_empty()
+    {
+        return u;
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0u8; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, and buf outlives the use of pwd's
+    // strings, which point into it.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string inside buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        if let Ok(n) = name.to_str()
+            && !n.is_empty()
+        {
+            return n.to_string();
+        }
+    }
+    format!("uid{uid}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_name_comes_from_the_uid_without_user() {
+        // The test process's own uid has a name in any usable passwd (root in CI images).
+        let name = user_name();
+        assert!(!name.is_empty() && name != "unknown", "{name}");
+    }
 }

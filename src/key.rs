@@ -223,6 +223,33 @@ fn detect_libc() -> String {
     "unknown".to_string()
 }
 
+/// `cachegate key`: the key on stdout, or every component (`--explain`), or both as JSON
+/// (`--json`; `--json FILE` writes the JSON there and prints the key).
+pub fn print(
+    plan: &crate::plan::Plan,
+    explain: bool,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    let value = || {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "key": plan.key,
+            "components": plan.components,
+        }))
+    };
+    match json {
+        Some(p) if p.as_os_str() == "-" => println!("{}", value()?),
+        Some(p) => {
+            std::fs::write(p, value()? + "\n")
+                .with_context(|| format!("cannot write --json {}", p.display()))?;
+            println!("{}", plan.key);
+        }
+        None if explain => print!("{}", plan.components.explain()),
+        None => println!("{}", plan.key),
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub struct Plan {
     pub paths: Vec<CachePath>,
     /// Preset names used, for the log.
     pub presets: Vec<&'static str>,
+    /// Whether the cached paths are the presets' (no `--path` replaced them).
+    pub preset_paths: bool,
     /// Variables set for the command, as (name, value, whether cachegate set it).
     pub command_env: Vec<(String, String, bool)>,
 }
@@ -217,6 +219,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         components,
         paths,
         presets: presets.iter().map(|p| p.name).collect(),
+        preset_paths: args.paths.is_empty(),
         command_env,
     })
 }

@@ -13,6 +13,23 @@ use crate::ls::{Listed, age, for_each_group, parallel};
 use crate::report;
 use crate::{entry, key};
 
+impl crate::cli::PruneArgs {
+    /// The rules, or a usage error when there are none: prune never guesses what to delete.
+    pub fn rules(&self, concurrency: usize) -> Result<PruneRules> {
+        if self.older_than.is_none() && self.keep.is_none() && self.max_size.is_none() {
+            anyhow::bail!("prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES");
+        }
+        Ok(PruneRules {
+            older_than_days: self.older_than,
+            keep: self.keep,
+            max_size: self.max_size,
+            abandoned_after_secs: self.abandoned_after * 3600,
+            dry_run: self.dry_run,
+            concurrency,
+        })
+    }
+}
+
 pub struct PruneRules {
     pub older_than_days: Option<u64>,
     pub keep: Option<usize>,

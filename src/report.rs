@@ -64,6 +64,11 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// 1 -> "1 file", 31204 -> "31,204 files".
+pub fn files(n: u64) -> String {
+    format!("{} {}", count(n), if n == 1 { "file" } else { "files" })
+}
+
 /// Decimal units, as `du --si` and most dashboards show them.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -90,12 +95,39 @@ pub fn secs(s: f64) -> String {
     }
 }
 
+/// What a run came to, as the report's `result` (and `CACHEGATE_RESULT`) spell it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Nothing to report yet, or a save that failed: an empty string, as before.
+    #[default]
+    #[serde(rename = "")]
+    None,
+    Hit,
+    Miss,
+    Saved,
+    Exists,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::None => "",
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Saved => "saved",
+            Outcome::Exists => "exists",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
 /// Everything a run reports, serialized as the `--json` file.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub command: &'static str,
-    /// hit, miss, saved, exists, skipped, error
-    pub result: String,
+    pub result: Outcome,
     pub hit: bool,
     pub key: String,
     pub name: String,
@@ -128,7 +160,7 @@ impl Report {
         if let Some(path) = dotenv {
             let lines = [
                 format!("CACHEGATE_HIT={}", self.hit),
-                format!("CACHEGATE_RESULT={}", self.result),
+                format!("CACHEGATE_RESULT={}", self.result.as_str()),
                 format!("CACHEGATE_KEY={}", self.key),
                 format!("CACHEGATE_NAME={}", self.name),
                 format!("CACHEGATE_SCOPE={}", self.scope),
@@ -149,9 +181,29 @@ mod tests {
         assert_eq!(count(31204), "31,204");
         assert_eq!(count(999), "999");
         assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(files(1), "1 file");
+        assert_eq!(files(0), "0 files");
+        assert_eq!(files(1234), "1,234 files");
         assert_eq!(bytes(412_000_000), "412 MB");
         assert_eq!(bytes(1_500), "1.5 kB");
         assert_eq!(bytes(12), "12 B");
         assert_eq!(secs(3.21), "3.2 s");
+    }
+
+    #[test]
+    fn outcomes_serialize_to_the_strings_reports_always_had() {
+        for o in [
+            Outcome::None,
+            Outcome::Hit,
+            Outcome::Miss,
+            Outcome::Saved,
+            Outcome::Exists,
+            Outcome::Skipped,
+        ] {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::from(o.as_str())
+            );
+        }
     }
 }

@@ -26,6 +26,18 @@ fn b64() -> base64::engine::GeneralPurpose {
 }
 
 /// A new key pair as text: (public, secret).
+/// `cachegate keygen`: the pair on stdout, what to do with each line on stderr.
+pub fn keygen_command() -> Result<i32> {
+    let (public, secret) = keygen()?;
+    println!("{public}");
+    println!("{secret}");
+    eprintln!(
+        "cachegate: line 1 is the public key: set it as CACHEGATE_TRUSTED_KEYS (a normal variable)\n\
+         cachegate: line 2 is the secret key: set it as CACHEGATE_SIGNING_KEY (protected and masked), nowhere else"
+    );
+    Ok(0)
+}
+
 pub fn keygen() -> Result<(String, String)> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;

@@ -30,6 +30,12 @@ pub enum StoreError {
     Exists,
     /// Credentials were refused; retrying will not help.
     Auth(anyhow::Error),
+    /// No credentials were found to sign requests with: nothing was sent.
+    NoCredentials(anyhow::Error),
+    /// The store did not answer or stopped moving bytes within the transfer bounds.
+    Timeout(anyhow::Error),
+    /// This job may not write (`--policy pull`); nothing was sent.
+    ReadOnly,
     /// Anything else: network, disk, server errors. Treated as cache trouble.
     Other(anyhow::Error),
 }
@@ -40,6 +46,8 @@ impl fmt::Display for StoreError {
             StoreError::NotFound => write!(f, "not found"),
             StoreError::Exists => write!(f, "already exists"),
             StoreError::Auth(e) => write!(f, "access denied: {e:#}"),
+            StoreError::NoCredentials(e) | StoreError::Timeout(e) => write!(f, "{e:#}"),
+            StoreError::ReadOnly => write!(f, "not written: --policy pull never uploads"),
             StoreError::Other(e) => write!(f, "{e:#}"),
         }
     }
@@ -53,6 +61,7 @@ impl From<std::io::Error> for StoreError {
             std::io::ErrorKind::NotFound => StoreError::NotFound,
             std::io::ErrorKind::AlreadyExists => StoreError::Exists,
             std::io::ErrorKind::PermissionDenied => StoreError::Auth(e.into()),
+            std::io::ErrorKind::TimedOut => StoreError::Timeout(e.into()),
             _ => StoreError::Other(e.into()),
         }
     }

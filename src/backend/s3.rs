@@ -156,6 +156,14 @@ fn block<F: Future>(f: F) -> F::Output {
     runtime().block_on(f)
 }
 
+/// Set when the credential chain found nothing, so every signed request fails before it is
+/// sent: those failures are `StoreError::NoCredentials`, whatever OpenDAL calls them.
+static NO_CREDENTIALS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn no_credentials() -> bool {
+    NO_CREDENTIALS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The AWS chain, with every credential it yields registered for redaction.
 #[derive(Debug)]
 struct Registering(ProvideCredentialChain<Credential>);
@@ -168,6 +176,7 @@ impl ProvideCredential for Registering {
         ctx: &SignContext,
     ) -> reqsign_core::Result<Option<Credential>> {
         let cred = self.0.provide_credential(ctx).await?;
+        NO_CREDENTIALS.store(cred.is_none(), std::sync::atomic::Ordering::Relaxed);
         if let Some(c) = &cred {
             redact::register(&c.access_key_id);
             redact::register(&c.secret_access_key);
@@ -373,7 +382,7 @@ fn detail(e: &opendal::Error) -> String {
     if let Some(last) = causes.last() {
         out.push_str(&format!(": {last}"));
     }
-    if out.contains("failed to load signing credential") {
+    if no_credentials() {
         out.push_str(
             " (no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity with AWS_ROLE_ARN and CACHEGATE_S3_WEB_IDENTITY_TOKEN)",
         );
@@ -398,6 +407,7 @@ fn store_error(e: opendal::Error) -> StoreError {
     match e.kind() {
         ErrorKind::NotFound => StoreError::NotFound,
         ErrorKind::AlreadyExists | ErrorKind::ConditionNotMatch => StoreError::Exists,
+        _ if no_credentials() => StoreError::NoCredentials(anyhow!(detail(&e))),
         // StoreError::Auth says "access denied" itself.
         ErrorKind::PermissionDenied => StoreError::Auth(anyhow!(detail(&e))),
         _ if detail(&e).starts_with("HTTP 401") => StoreError::Auth(anyhow!(detail(&e))),

@@ -141,10 +141,18 @@ impl Transport {
                     } else {
                         format!(" (after {} attempts)", attempt + 1)
                     };
-                    return Err(StoreError::Other(anyhow!(
+                    let timed_out = e
+                        .downcast_ref::<io::Error>()
+                        .is_some_and(|i| i.kind() == io::ErrorKind::TimedOut);
+                    let msg = anyhow!(
                         "{}{tries}",
                         redact::redact(&format!("{method} {}: {e:#}", display_url(url)))
-                    )));
+                    );
+                    return Err(if timed_out {
+                        StoreError::Timeout(msg)
+                    } else {
+                        StoreError::Other(msg)
+                    });
                 }
             }
         }
@@ -430,16 +438,18 @@ fn failure(e: reqwest::Error, transfer: &Transfer) -> Failure {
             "TLS failed: {root} (a private CA can be given with SSL_CERT_FILE)"
         ));
     }
+    // Timeouts carry an io::Error of kind TimedOut, so the final error can say which it was.
+    let timeout = |why: String| anyhow::Error::from(io::Error::new(io::ErrorKind::TimedOut, why));
     let reason = if e.is_connect() && e.is_timeout() {
-        anyhow!(
+        timeout(format!(
             "no connection within {} s (--connect-timeout)",
             transfer.connect.as_secs()
-        )
+        ))
     } else if e.is_timeout() {
-        anyhow!(
+        timeout(format!(
             "no answer within {} s (--stall-timeout)",
             transfer.stall.as_secs()
-        )
+        ))
     } else if e.is_connect() {
         anyhow!("cannot connect: {root}")
     } else {

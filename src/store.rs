@@ -1,0 +1,218 @@
+//! The store a job uses, chosen once (sccache's `storage_from_config`): the `--backend` value
+//! is parsed and opened in one place, and runner mode is one kind of store rather than a
+//! check in every command. The `--policy` is applied here too, as a gate around the store,
+//! so no command can forget it: under `pull` nothing is written, under `push` nothing read.
+
+use std::io::Read;
+
+use anyhow::{Result, bail};
+
+use crate::backend::{
+    Backend, BackendSpec, IncompleteUpload, ObjectMeta, StoreError, StoreResult, Transfer, Upload,
+};
+use crate::cli::Policy;
+
+pub enum Store {
+    /// Entries as objects: a directory, S3, an HTTP server, the GitLab package registry.
+    Objects(Gated),
+    /// Runner mode: GitLab's own `cache:` carries the paths; a marker records the key.
+    Marker(Marker),
+}
+
+/// Runner mode's store: the marker file inside the first cached path.
+#[derive(Debug, Clone, Copy)]
+pub struct Marker {
+    pub reads: bool,
+    pub writes: bool,
+}
+
+impl Store {
+    /// The one factory: every command that touches entries opens its store here.
+    pub fn open(spec: &BackendSpec, transfer: &Transfer, policy: Policy) -> Result<Store> {
+        let (reads, writes) = (policy.pulls(), policy.pushes());
+        Ok(match spec {
+            BackendSpec::Runner => Store::Marker(Marker { reads, writes }),
+            _ => Store::Objects(Gated {
+                inner: spec.open(transfer)?,
+                reads,
+                writes,
+            }),
+        })
+    }
+
+    /// Put a local tier (`--local-tier`) in front of an object store, under the policy gate.
+    pub fn with_local_tier(self, dir: Option<std::path::PathBuf>, max_size: Option<u64>) -> Store {
+        match (self, dir) {
+            (Store::Objects(g), Some(dir)) => Store::Objects(Gated {
+                inner: crate::backend::tier::open(dir, g.inner, max_size),
+                ..g
+            }),
+            (store, _) => store,
+        }
+    }
+
+    /// Where the cache lives, for people: never contains credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Objects(b) => b.describe(),
+            Store::Marker(_) => "runner".into(),
+        }
+    }
+
+    /// Whether this job may restore entries (not `--policy push`).
+    pub fn reads(&self) -> bool {
+        match self {
+            Store::Objects(g) => g.reads,
+            Store::Marker(m) => m.reads,
+        }
+    }
+
+    /// Whether this job may save entries (not `--policy pull`).
+    pub fn writes(&self) -> bool {
+        match self {
+            Store::Objects(g) => g.writes,
+            Store::Marker(m) => m.writes,
+        }
+    }
+
+    /// The object store, for the commands that manage entries (`ls`, `prune`).
+    pub fn objects(self) -> Result<Gated> {
+        match self {
+            Store::Objects(g) => Ok(g),
+            Store::Marker(_) => bail!(
+                "--backend runner stores nothing (GitLab's own cache: carries the paths); this command needs a store such as s3://bucket/prefix or a directory"
+            ),
+        }
+    }
+}
+
+/// An object store behind the policy: reads of entries answer "not found" when the job may
+/// not restore, and writes are refused (`StoreError::ReadOnly`, nothing sent) when it may not
+/// save. Existence checks and listings pass: they restore nothing.
+pub struct Gated {
+    inner: Box<dyn Backend>,
+    reads: bool,
+    writes: bool,
+}
+
+impl Gated {
+    fn write(&self) -> StoreResult<()> {
+        if self.writes {
+            Ok(())
+        } else {
+            Err(StoreError::ReadOnly)
+        }
+    }
+
+    fn read(&self) -> StoreResult<()> {
+        if self.reads {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+}
+
+impl Backend for Gated {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn stat(&self, name: &str) -> StoreResult<u64> {
+        self.inner.stat(name)
+    }
+    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+        self.read()?;
+        self.inner.get(name)
+    }
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        self.read()?;
+        self.inner.get_archive(name, size, blake3)
+    }
+    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
+        self.read()?;
+        self.inner.get_small(name)
+    }
+    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+        self.write()?;
+        self.inner.put(name)
+    }
+    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+        self.write()?;
+        self.inner.create_if_absent(name, data)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.inner.list_each(prefix, each)
+    }
+    fn delete(&self, name: &str) -> StoreResult<()> {
+        self.write()?;
+        self.inner.delete(name)
+    }
+    fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
+        self.inner.incomplete_uploads(prefix)
+    }
+    fn abort_upload(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        self.write()?;
+        self.inner.abort_upload(upload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_store(policy: Policy) -> (tempfile::TempDir, Gated) {
+        let d = tempfile::tempdir().unwrap();
+        let spec = BackendSpec::Dir(d.path().to_path_buf());
+        let store = Store::open(&spec, &Transfer::default(), policy).unwrap();
+        (d, store.objects().unwrap())
+    }
+
+    #[test]
+    fn pull_writes_nothing() {
+        let (d, g) = dir_store(Policy::Pull);
+        assert!(matches!(g.put("v1/x"), Err(StoreError::ReadOnly)));
+        assert!(matches!(
+            g.create_if_absent("v1/x.json", b"{}"),
+            Err(StoreError::ReadOnly)
+        ));
+        assert!(matches!(g.delete("v1/x.json"), Err(StoreError::ReadOnly)));
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn push_reads_nothing_but_sees_what_exists() {
+        let (_d, rw) = dir_store(Policy::PullPush);
+        rw.create_if_absent("v1/x.json", b"{}").unwrap();
+        let (d, _) = (_d, ());
+        let spec = BackendSpec::Dir(d.path().to_path_buf());
+        let push = Store::open(&spec, &Transfer::default(), Policy::Push)
+            .unwrap()
+            .objects()
+            .unwrap();
+        assert!(matches!(
+            push.get_small("v1/x.json"),
+            Err(StoreError::NotFound)
+        ));
+        assert!(push.stat("v1/x.json").is_ok());
+    }
+
+    #[test]
+    fn runner_mode_is_a_store_without_objects() {
+        let s = Store::open(&BackendSpec::Runner, &Transfer::default(), Policy::Push).unwrap();
+        assert!(!s.reads() && s.writes());
+        let e = s.objects().err().unwrap().to_string();
+        assert!(e.contains("stores nothing"), "{e}");
+    }
+}
