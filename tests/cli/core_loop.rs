@@ -564,6 +564,48 @@ fn ls_and_prune_manage_the_store() {
 }
 
 #[test]
+fn prune_max_size_removes_the_oldest_hours_until_the_store_fits() {
+    let p = Project::new();
+    for v in ["v1", "v2", "v3"] {
+        p.write("app.lock", v);
+        p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
+    }
+    // Age the entries by rewriting their manifests: v1 three hours old, v2 two, v3 one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut sizes = Vec::new();
+    for f in p.store_files().into_iter().filter(|f| f.ends_with(".json")) {
+        let path = p.store.join(&f);
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let hours = match m["components"]["locks"].to_string() {
+            l if l.contains(&blake3_of("v1")) => 3,
+            l if l.contains(&blake3_of("v2")) => 2,
+            _ => 1,
+        };
+        m["created"] = (now - hours * 3600 - 60).into();
+        sizes.push(m["archive_size"].as_u64().unwrap());
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+    let two_newest = sizes.iter().sum::<u64>() - sizes.iter().min().unwrap() + 1;
+    let o = p
+        .test()
+        .args(["prune", "--max-size", &two_newest.to_string()])
+        .run();
+    let out = stdout(&o);
+    let deleted: Vec<&str> = out.lines().filter(|l| l.starts_with("deleted")).collect();
+    assert_eq!(deleted.len(), 1, "{out}");
+    assert!(deleted[0].contains("3h old"), "{deleted:?}");
+    assert_eq!(p.store_files().len(), 4);
+}
+
+fn blake3_of(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+}
+
+#[test]
 fn preset_variables_follow_the_preset_paths_only() {
     let p = Project::new();
     p.write("Cargo.lock", "# empty\n");
