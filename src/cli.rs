@@ -66,7 +66,7 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
-    /// List the entries in the store (stdout), newest first
+    /// List the entries in the store (stdout) by cache name, newest first within each
     Ls {
         #[command(flatten)]
         store: StoreLocation,
