@@ -315,7 +315,14 @@ fn shell_scripts_are_shellcheck_clean() {
         script += line.strip_prefix("      ").unwrap_or(line);
         script += "\n";
     }
-    for input in ["version", "download_url", "backend", "install_dir"] {
+    for input in [
+        "version",
+        "download_url",
+        "backend",
+        "install_dir",
+        "local_tier",
+        "local_tier_max_size",
+    ] {
         script = script.replace(&format!("$[[ inputs.{input} ]]"), "value");
     }
     assert!(!script.contains("$[["), "{script}");
