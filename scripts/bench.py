@@ -38,7 +38,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-MAKE_TREE = os.path.join(ROOT, "..", "shared", "bench", "make-tree.py")
+# shared/bench beside the checkout (or beside a worktree's parent directory).
+MAKE_TREE = next((p for p in (os.path.join(ROOT, *up, "shared", "bench", "make-tree.py")
+                              for up in ((".."), ("..", ".."))) if os.path.exists(p)),
+                 os.path.join(ROOT, "..", "shared", "bench", "make-tree.py"))
 
 
 def sh(cmd, cwd=None, env=None):

@@ -89,14 +89,13 @@ def mb(x):
     return f"{x / 1e6:,.0f} MB"
 
 
-def link_figures(args, cg, work, env, stores, timed, sh, make_tree):
+def link_figures(args, cg, work, env, stores, timed, sh, du, make_tree):
     """One stream vs parallel vs whole-then-extract, and a local-tier hit vs a remote hit."""
     rows = []
     tier_rows = []
     links = []
     saves = []
-    workloads = [("1 GB tree", args.net_files), (f"{args.blob_mb} MB incompressible file", None)]
-    for label, files in workloads:
+    for files in (args.net_files, None):
         proj = project(work, "net-" + ("tree" if files else "blob"))
         tree = os.path.join(proj, "node_modules")
         if not os.path.isdir(tree):
@@ -104,6 +103,8 @@ def link_figures(args, cg, work, env, stores, timed, sh, make_tree):
                 sh(f"python3 {make_tree} {tree} --files {files}")
             else:
                 write_blob(os.path.join(tree, "blob.bin"), args.blob_mb)
+        label = (f"{du(tree) / 1e9:.2f} GB tree, {files:,} files" if files
+                 else f"{args.blob_mb} MB incompressible file")
         base = "--lock package-lock.json"
         for name, s in stores.items():
             t, r = timed(f"{cg} save {base} --backend '{s['direct']}'", proj, env)
@@ -227,6 +228,7 @@ def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tr
         t0 = time.time()
         # curl's own SigV4; 32 uploads in flight.
         sh(f"curl -sf --parallel --parallel-max 32 --aws-sigv4 aws:amz:garage:s3 "
+           f"-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "
            f"--user {keys['AWS_ACCESS_KEY_ID']}:{keys['AWS_SECRET_ACCESS_KEY']} -K {cfg} -o /dev/null",
            cwd=up, env=env)
         upload = time.time() - t0
@@ -293,7 +295,7 @@ def run(args, cg, start_garage, timed, sh, du, make_tree):
     }
     try:
         started = time.time()
-        rows, tier_rows, links, saves = link_figures(args, cg, work, env, stores, timed, sh, make_tree)
+        rows, tier_rows, links, saves = link_figures(args, cg, work, env, stores, timed, sh, du, make_tree)
         scale = scale_figures(args, cg, work, env, endpoint, keys, timed, sh, make_tree)
         p50, p99, worst, fails = load_figures(args, cg, work, env, stores["Garage"]["direct"], sh, make_tree)
         took = time.time() - started
