@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the fully static release binary and write dist/: cachegate-linux-<arch>, its .sha256
-# (sha256sum format), install.sh and the CI/CD component, ready to attach to a GitLab release.
+# (sha256sum format), the man pages in man/ (cachegate.1 and one per command), install.sh and
+# the CI/CD component, ready to attach to a GitLab release.
 # Usage: scripts/release.sh [DIST_DIR]   (default: dist)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,13 @@ dist=${1:-dist}
 # relocation-model=static makes a classic static executable (ldd: "not a dynamic executable")
 # rather than static-pie, which some loaders and scanners still report as dynamic.
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static"
+
+# Where cargo puts the build: CARGO_TARGET_DIR or build.target-dir when set, else target/.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[[ -n $target_dir ]] || {
+  echo "release.sh: cargo metadata did not name a target directory" >&2
+  exit 1
+}
 
 declare -A arch_of=([x86_64-unknown-linux-gnu]=x86_64 [aarch64-unknown-linux-gnu]=aarch64)
 installed_targets=$(rustup target list --installed 2>/dev/null || rustc -vV | sed -n 's/^host: //p')
@@ -38,7 +46,7 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
   fi
   cargo build --release --locked --target "$target"
-  bin="target/$target/release/cachegate"
+  bin="$target_dir/$target/release/cachegate"
 
   # Refuse to ship anything that loads a shared library at run time.
   ldd_out=$(ldd "$bin" 2>&1 || true)
@@ -57,9 +65,17 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
   (cd "$dist" && sha256sum "$asset" >"$asset.sha256")
   echo "release.sh: $dist/$asset: $(stat -c %s "$dist/$asset") bytes; ldd: $(echo "$ldd_out" | xargs)" >&2
   built=$((built + 1))
+  # The man pages come from the clap definitions, so any binary this machine runs can write them.
+  if [[ ! -e $dist/man && $arch == $(uname -m) ]]; then
+    "$dist/$asset" man --out-dir "$dist/man"
+  fi
 done
 ((built > 0)) || {
   echo "release.sh: no target could be built" >&2
+  exit 1
+}
+[[ -s $dist/man/cachegate.1 ]] || {
+  echo "release.sh: no binary built for $(uname -m), so no man page was written" >&2
   exit 1
 }
 

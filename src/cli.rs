@@ -102,6 +102,25 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Print a shell completion script on stdout, e.g. `source <(cachegate completions bash)`
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `cachegate man | man -l -`
+    Man {
+        /// Write cachegate.1 and a cachegate-<command>.1 page for every command into DIR instead
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Shells `cachegate completions` writes a script for.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// What a cache job takes: the key, the store, the reports.
@@ -159,14 +178,14 @@ impl StoreLocation {
 /// `prune`'s rules.
 #[derive(Args, Debug, Clone)]
 pub struct PruneArgs {
-    /// Delete entries saved more than DAYS days ago
-    #[arg(long, value_name = "DAYS", env = env_vars::CACHEGATE_OLDER_THAN)]
+    /// Delete entries saved longer ago than AGE: days (30), or a duration such as 36h or 2w
+    #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_OLDER_THAN, value_parser = parse_age)]
     pub older_than: Option<u64>,
     /// Keep only the newest N entries of each cache name and scope
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
     pub keep: Option<usize>,
-    /// Delete the oldest entries until the store holds at most this many bytes
-    #[arg(long, value_name = "BYTES", env = env_vars::CACHEGATE_MAX_SIZE)]
+    /// Delete the oldest entries until the store holds at most SIZE (bytes, or 100MB, 100M, 2GiB)
+    #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_MAX_SIZE, value_parser = parse_size)]
     pub max_size: Option<u64>,
     /// Hours after which an unfinished upload (an archive no manifest names, an
     /// incomplete S3 multipart upload) counts as abandoned and is removed; 0 removes
@@ -278,12 +297,12 @@ pub struct TrustArgs {
 /// Bounds on what a restore may unpack; an archive past any of them is rejected whole.
 #[derive(Args, Debug, Clone)]
 pub struct LimitArgs {
-    /// Largest archive to download (bytes, or with K, M, G, T)
+    /// Largest archive to download (bytes, or with a unit: 32GB, 32G, 30GiB)
     #[arg(long, value_name = "SIZE", default_value = "32G", env = env_vars::CACHEGATE_MAX_ARCHIVE_SIZE,
           value_parser = parse_size)]
     pub max_archive_size: u64,
 
-    /// Largest unpacked size of an archive (bytes, or with K, M, G, T)
+    /// Largest unpacked size of an archive (bytes, or with a unit: 64GB, 64G, 60GiB)
     #[arg(long, value_name = "SIZE", default_value = "64G", env = env_vars::CACHEGATE_MAX_UNPACKED_SIZE,
           value_parser = parse_size)]
     pub max_unpacked_size: u64,
@@ -322,32 +341,44 @@ impl LimitArgs {
     }
 }
 
-/// `123`, `512K`, `64M`, `32G`, `1T` (powers of 1024; `KiB`, `MB` and the like work too).
+/// A size, as every size option takes it: bytes, or a number with a unit, `100MB` or `100M`
+/// (powers of 1000, as sizes are shown) or `100MiB` (powers of 1024), parsed by `bytesize`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let (num, unit) = t.split_at(digits);
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => Some(0),
-        "K" => Some(10),
-        "M" => Some(20),
-        "G" => Some(30),
-        "T" => Some(40),
-        _ => None,
+    let bad = || {
+        format!(
+            "{s:?} is not a size; use bytes or a number with a unit: kB, MB, GB, TB (powers of 1000; K, M, G, T too) or KiB, MiB, GiB, TiB, e.g. 512MB"
+        )
     };
-    num.parse::<u64>()
-        .ok()
-        .zip(shift)
-        .and_then(|(n, sh)| n.checked_mul(1u64 << sh))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            format!("{s:?} is not a size; use bytes or a number with K, M, G or T, e.g. 512M")
-        })
+    match s.trim().parse::<bytesize::ByteSize>() {
+        // bytesize saturates on overflow: a size that does not fit is no size.
+        Ok(b) if b.as_u64() > 0 && b.as_u64() < u64::MAX => Ok(b.as_u64()),
+        _ => Err(bad()),
+    }
+}
+
+/// An age, as `--older-than` takes it: days as a plain number (`30`), or a duration in
+/// jiff's friendly form (`36h`, `2w`, `1d 12h`). Seconds.
+pub fn parse_age(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if let Ok(days) = t.parse::<u64>() {
+        return days
+            .checked_mul(86_400)
+            .ok_or_else(|| format!("{s:?} is too many days"));
+    }
+    let bad = |why: String| {
+        format!("{s:?} is not an age ({why}); use days (30) or a duration such as 36h, 2w, 1d 12h")
+    };
+    let span: jiff::Span = t.parse().map_err(|e: jiff::Error| bad(e.to_string()))?;
+    let secs = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(|e| bad(e.to_string()))?;
+    if secs <= 0.0 {
+        return Err(bad("it must be positive".into()));
+    }
+    Ok(secs as u64)
 }
 
 /// How long a remote store may take before cachegate gives up and treats it as a miss.
@@ -378,8 +409,8 @@ pub struct TransferArgs {
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
 
-    /// Bytes per ranged request or multipart part (1M to 256M); memory is about this times --concurrency
-    #[arg(long, value_name = "SIZE", default_value = "8M", env = env_vars::CACHEGATE_CHUNK_SIZE,
+    /// Bytes per ranged request or multipart part (1MB to 256MiB); memory is about this times --concurrency
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", env = env_vars::CACHEGATE_CHUNK_SIZE,
           value_parser = parse_chunk_size)]
     pub chunk_size: u64,
 }
@@ -401,7 +432,7 @@ pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     if !(MIN_CHUNK_SIZE as u64..=MAX_CHUNK_SIZE as u64).contains(&n) {
         return Err(format!(
-            "{s:?} is out of range; a chunk is 1M to 256M (e.g. 8M)"
+            "{s:?} is out of range; a chunk is 1MB to 256MiB (e.g. 8MiB)"
         ));
     }
     Ok(n)
@@ -464,7 +495,8 @@ mod tests {
 
     #[test]
     fn chunk_sizes_are_bounded_naming_the_bad_value() {
-        assert_eq!(parse_chunk_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_chunk_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_chunk_size("1M"), Ok(1_000_000));
         for bad in ["512K", "1G", "lots"] {
             assert!(
                 parse_chunk_size(bad)
@@ -476,14 +508,32 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
+    fn sizes_parse_in_the_units_they_are_shown_in() {
         assert_eq!(parse_size("123"), Ok(123));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        // M and MB are what `report::bytes` shows (powers of 1000); MiB is 2^20.
+        assert_eq!(parse_size("64M"), Ok(64_000_000));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("1kb"), Ok(1024));
+        assert_eq!(parse_size("1kb"), Ok(1000));
+        assert_eq!(parse_size("100 MB"), Ok(100_000_000));
+        assert_eq!(crate::report::bytes(parse_size("412MB").unwrap()), "412 MB");
         for bad in ["", "M", "12X", "0", "-1", "99999999999T"] {
             assert!(
                 parse_size(bad).unwrap_err().contains(&format!("{bad:?}")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ages_are_days_or_durations() {
+        assert_eq!(parse_age("30"), Ok(30 * 86_400));
+        assert_eq!(parse_age("36h"), Ok(36 * 3600));
+        assert_eq!(parse_age("2w"), Ok(14 * 86_400));
+        assert_eq!(parse_age("1d 12h"), Ok(36 * 3600));
+        for bad in ["", "soon", "-3d", "0h"] {
+            assert!(
+                parse_age(bad).unwrap_err().contains(&format!("{bad:?}")),
                 "{bad}"
             );
         }

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use crate::backend::{Backend, BackendSpec, StoreError, Transfer};
 use crate::cli::Policy;
-use crate::entry::LAYOUT_ROOT;
+use crate::entry::ObjectName;
 use crate::exit::TROUBLE as EXIT_TROUBLE;
 use crate::redact;
 use crate::report;
-use crate::scope::Scopes;
+use crate::scope::{Scope, Scopes};
 use crate::store::Store;
 
 fn line(ok: bool, check: &str, detail: &str) {
@@ -18,14 +18,14 @@ fn line(ok: bool, check: &str, detail: &str) {
     eprintln!("cachegate: {mark} {check:<12} {}", redact::redact(detail));
 }
 
-fn probe_name(scope: &str) -> String {
+fn probe_name(scope: Scope) -> String {
     let mut r = [0u8; 8];
     // A clock-derived fallback is unique enough for a probe that is removed right away.
     if getrandom::fill(&mut r).is_err() {
         r = (report::unix_now() ^ u64::from(std::process::id())).to_le_bytes();
     }
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{LAYOUT_ROOT}/{scope}/.doctor/{hex}")
+    ObjectName::Probe(scope, hex).to_string()
 }
 
 /// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when
@@ -66,7 +66,7 @@ pub fn check(backend: &dyn Backend) -> i32 {
         backend.describe(),
         scope.as_str()
     );
-    let probe = probe_name(scope.as_str());
+    let probe = probe_name(scope);
     let failed = |check: &str, detail: String| {
         line(false, check, &detail);
         eprintln!(

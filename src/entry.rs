@@ -55,26 +55,156 @@ pub fn segment(s: &str) -> String {
     out
 }
 
-pub fn entry_dir(scope: Scope, name: &str) -> String {
-    entry_dir_raw(scope.as_str(), &segment(name))
+/// Where an entry lives (uv's `CacheEntry`): scope, cache name and key. The one formatter of
+/// object names is here, and `ObjectName::parse` the one parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryName {
+    pub scope: Scope,
+    pub name: String,
+    pub key: String,
 }
 
-/// An entry directory from segments already in object-name form (as listed).
-pub fn entry_dir_raw(scope: &str, name: &str) -> String {
-    format!("{LAYOUT_ROOT}/{scope}/{name}/")
+/// One object of the layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectName {
+    /// `v1/<scope>/<name>/<key>.json`: the entry's commit point.
+    Manifest(EntryName),
+    /// `v1/<scope>/<name>/<key>-<upload id>.tar.zst`: one upload of its archive.
+    Archive(EntryName, String),
+    /// `v1/<scope>/.doctor/<id>`: `doctor`'s probe, removed right away.
+    Probe(Scope, String),
+}
+
+pub const PROBE_DIR: &str = ".doctor";
+const MANIFEST_EXT: &str = ".json";
+const ARCHIVE_EXT: &str = ".tar.zst";
+
+impl EntryName {
+    pub fn new(scope: Scope, name: &str, key: &str) -> EntryName {
+        EntryName {
+            scope,
+            name: name.to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    /// `v1/<scope>/<name>/`: every object of every key of this cache name.
+    pub fn dir(&self) -> String {
+        format!(
+            "{LAYOUT_ROOT}/{}/{}/",
+            self.scope.as_str(),
+            segment(&self.name)
+        )
+    }
+
+    pub fn manifest(&self) -> String {
+        format!("{}{}{MANIFEST_EXT}", self.dir(), segment(&self.key))
+    }
+
+    pub fn archive(&self, upload_id: &str) -> String {
+        format!(
+            "{}{}-{}{ARCHIVE_EXT}",
+            self.dir(),
+            segment(&self.key),
+            segment(upload_id)
+        )
+    }
+
+    /// Whether `object` is an upload of this entry's archive: a manifest may only name an
+    /// archive beside it, so a planted one cannot steer a restore or a prune elsewhere.
+    pub fn owns_archive(&self, object: &str) -> bool {
+        matches!(ObjectName::parse(object), Some(ObjectName::Archive(e, _)) if e == *self)
+    }
+}
+
+impl ObjectName {
+    /// Parse an object name as listed; `None` for anything that is not one of the layout's
+    /// (another root, an unknown scope, a segment that is not as the formatter writes it).
+    pub fn parse(object: &str) -> Option<ObjectName> {
+        let [root, scope, dir, file] = object.split('/').collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        if root != LAYOUT_ROOT || !safe_segment(dir) || !safe_segment(file) {
+            return None;
+        }
+        let scope = Scope::parse(scope)?;
+        if dir == PROBE_DIR {
+            return Some(ObjectName::Probe(scope, unsegment(file)?));
+        }
+        let name = unsegment(dir)?;
+        if let Some(key) = file.strip_suffix(MANIFEST_EXT) {
+            return Some(ObjectName::Manifest(EntryName {
+                scope,
+                name,
+                key: unsegment(key)?,
+            }));
+        }
+        let (key, id) = file.strip_suffix(ARCHIVE_EXT)?.split_once('-')?;
+        Some(ObjectName::Archive(
+            EntryName {
+                scope,
+                name,
+                key: unsegment(key)?,
+            },
+            unsegment(id)?,
+        ))
+    }
+
+    pub fn scope(&self) -> Scope {
+        match self {
+            ObjectName::Manifest(e) | ObjectName::Archive(e, _) => e.scope,
+            ObjectName::Probe(scope, _) => *scope,
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectName::Manifest(e) => f.write_str(&e.manifest()),
+            ObjectName::Archive(e, id) => f.write_str(&e.archive(id)),
+            ObjectName::Probe(scope, id) => write!(
+                f,
+                "{LAYOUT_ROOT}/{}/{PROBE_DIR}/{}",
+                scope.as_str(),
+                segment(id)
+            ),
+        }
+    }
+}
+
+/// A segment as the formatter writes it: not empty, not `.` or `..`, and only bytes that
+/// need no escaping in a path or a URL. Backends check every name against this too, as the
+/// last line of defence for nothing landing outside their root.
+pub fn safe_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-%".contains(&b))
+}
+
+/// Whether every segment of an object name is safe (`safe_segment`).
+pub fn safe_object_name(name: &str) -> bool {
+    !name.is_empty() && name.split('/').all(safe_segment)
+}
+
+/// The inverse of `segment`.
+fn unsegment(s: &str) -> Option<String> {
+    let text = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+    (segment(&text) == s).then(|| text.into_owned())
+}
+
+pub fn entry_dir(scope: Scope, name: &str) -> String {
+    EntryName::new(scope, name, "").dir()
 }
 
 pub fn manifest_name(scope: Scope, name: &str, key: &str) -> String {
-    format!("{}{}.json", entry_dir(scope, name), segment(key))
+    EntryName::new(scope, name, key).manifest()
 }
 
 pub fn archive_name(scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
-    format!(
-        "{}{}-{}.tar.zst",
-        entry_dir(scope, name),
-        segment(key),
-        segment(upload_id)
-    )
+    EntryName::new(scope, name, key).archive(upload_id)
 }
 
 /// A fresh id for an upload: unique enough that two jobs never pick the same one.
@@ -116,11 +246,7 @@ impl Manifest {
                 scope.as_str()
             );
         }
-        let dir = entry_dir(scope, name);
-        let own = m.archive.strip_prefix(&dir).is_some_and(|rest| {
-            !rest.contains('/') && rest.starts_with(&segment(key)) && rest.ends_with(".tar.zst")
-        });
-        if !own {
+        if !EntryName::new(scope, name, key).owns_archive(&m.archive) {
             bail!(
                 "manifest points at an archive outside its entry ({:?})",
                 m.archive
@@ -134,5 +260,47 @@ impl Manifest {
             );
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_parse_back_to_what_formatted_them() {
+        let e = EntryName::new(Scope::Protected, "poetry", &"ab".repeat(32));
+        let m = ObjectName::Manifest(e.clone());
+        let a = ObjectName::Archive(e.clone(), "00ff".into());
+        let p = ObjectName::Probe(Scope::Local, "9f3c".into());
+        for o in [m, a, p] {
+            assert_eq!(ObjectName::parse(&o.to_string()), Some(o.clone()), "{o}");
+        }
+        assert!(e.owns_archive(&e.archive("1234")));
+        let other = EntryName::new(Scope::Unprotected, "poetry", &e.key);
+        assert!(!e.owns_archive(&other.archive("1234")));
+        assert!(!e.owns_archive(&e.manifest()));
+        // An escaped segment round-trips.
+        let odd = EntryName::new(Scope::Local, ".hidden name", "k");
+        assert_eq!(
+            ObjectName::parse(&odd.manifest()),
+            Some(ObjectName::Manifest(odd))
+        );
+    }
+
+    #[test]
+    fn names_outside_the_layout_do_not_parse() {
+        for bad in [
+            "v2/local/pip/k.json",
+            "v1/evil/pip/k.json",
+            "v1/local/../k.json",
+            "v1/local/pip/k.json.claim",
+            "v1/local/pip/k.tar.zst",
+            "v1/local/pip/sub/k.json",
+            "v1/local/p%2fx/k.json",
+            "v1/local/pip/%6B.json",
+        ] {
+            assert_eq!(ObjectName::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -65,6 +65,13 @@ pub const HOME: &str = "HOME";
 pub const USER: &str = "USER";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
+// The progress bar (progress.rs).
+/// Set by most CI systems; no progress bar is drawn when it (or GITLAB_CI) is set.
+pub const CI: &str = "CI";
+/// Hidden (not a flag): seconds a restore or save runs before its bar shows (default 1; the
+/// terminal tests set 0 or a large value).
+pub const CACHEGATE_PROGRESS_DELAY: &str = "CACHEGATE_PROGRESS_DELAY";
+
 // The S3 store's credential chain reads the standard AWS variables (and profiles); these are
 // the ones cachegate itself registers for redaction or checks.
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";

@@ -1,7 +1,7 @@
 //! `explain`: why a lookup misses, against the newest entry of the same cache name.
 
 use crate::backend::Backend;
-use crate::entry::{self, Manifest};
+use crate::entry::{EntryName, Manifest};
 use crate::exit::Ending;
 use crate::job::{Hit, Job, Lookup};
 use crate::key;
@@ -26,7 +26,7 @@ fn objects(job: &mut Job) -> Ending {
     let short = job.plan.short_key().to_string();
     let describe = job.store.describe();
     if let Lookup::Hit(Hit::Entry { scope, manifest }) = job.lookup() {
-        println!(
+        crate::outln!(
             "hit: {name} {short} is in {describe} ({}), saved by {}",
             scope.as_str(),
             manifest.creator
@@ -39,7 +39,7 @@ fn objects(job: &mut Job) -> Ending {
     let mut newest: Option<(u64, Scope, String)> = None;
     let mut failed = None;
     for scope in job.scopes.read.clone() {
-        match backend.list(&entry::entry_dir(scope, &name)) {
+        match backend.list(&EntryName::new(scope, &name, "").dir()) {
             Ok(objects) => {
                 for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
                     let t = o.modified.unwrap_or(0);
@@ -58,7 +58,7 @@ fn objects(job: &mut Job) -> Ending {
         job.trouble(why);
         return Ending::Miss;
     }
-    println!(
+    crate::outln!(
         "miss: no entry for {name} {short} in {describe} (read scopes: {})",
         job.scopes
             .read
@@ -68,7 +68,7 @@ fn objects(job: &mut Job) -> Ending {
             .join(", ")
     );
     let Some((_, scope, object)) = newest else {
-        println!(
+        crate::outln!(
             "no entry of cache {name:?} exists at all: the cache is empty, was cleared, or was never saved"
         );
         return Ending::Miss;
@@ -80,7 +80,7 @@ fn objects(job: &mut Job) -> Ending {
     match other {
         Some(m) => {
             let age = report::unix_now().saturating_sub(m.created);
-            println!(
+            crate::outln!(
                 "newest entry: {name} {} ({}), saved {} ago by {}",
                 key::short(&m.key),
                 scope.as_str(),
@@ -89,15 +89,17 @@ fn objects(job: &mut Job) -> Ending {
             );
             let diff = job.plan.components.diff(&m.components);
             if diff.is_empty() {
-                println!("its components are the same; it was saved by another cachegate version");
+                crate::outln!(
+                    "its components are the same; it was saved by another cachegate version"
+                );
             } else {
-                println!("what differs (theirs -> yours):");
+                crate::outln!("what differs (theirs -> yours):");
                 for d in diff {
-                    println!("  {d}");
+                    crate::outln!("  {d}");
                 }
             }
         }
-        None => println!("newest entry {object} cannot be read"),
+        None => crate::outln!("newest entry {object} cannot be read"),
     }
     Ending::Miss
 }

@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::archive::{self, Expected, Limits, UnpackError};
 use crate::backend::{Backend, StoreError};
 use crate::cli::{JobArgs, ReportArgs, StoreArgs};
-use crate::entry::{self, Manifest};
+use crate::entry::{self, EntryName, Manifest};
 use crate::exit::{self, Ending};
 use crate::plan::Plan;
 use crate::report::{self, Report};
@@ -237,7 +237,7 @@ impl Job {
         }
         let name = self.plan.components.name.clone();
         for scope in self.scopes.read.clone() {
-            let object = entry::manifest_name(scope, &name, &self.plan.key);
+            let object = EntryName::new(scope, &name, &self.plan.key).manifest();
             let Store::Objects(backend) = &self.store else {
                 break;
             };
@@ -375,7 +375,7 @@ impl Job {
                 true
             }
             Err(e) => {
-                let object = entry::manifest_name(scope, &m.name, &m.key);
+                let object = EntryName::new(scope, &m.name, &m.key).manifest();
                 let replaced = matches!(e, UnpackError::Corrupt(_))
                     && self.discard(scope, &object, Some(&m.archive));
                 self.trouble(format!(
@@ -456,7 +456,8 @@ impl Job {
         let describe = backend.describe();
         let short = self.plan.short_key().to_string();
         let name = self.plan.components.name.clone();
-        let manifest_object = entry::manifest_name(scope, &name, &self.plan.key);
+        let entry = EntryName::new(scope, &name, &self.plan.key);
+        let manifest_object = entry.manifest();
         match backend.stat(&manifest_object) {
             Ok(_) => {
                 eprintln!(
@@ -469,7 +470,7 @@ impl Job {
             Err(e) => return Save::Failed(format!("could not save {short} to {describe}: {e}")),
         }
         let start = Instant::now();
-        let archive_object = entry::archive_name(scope, &name, &self.plan.key, &entry::upload_id());
+        let archive_object = entry.archive(&entry::upload_id());
         let packed = (|| -> Result<archive::PackStats> {
             let upload = backend.put(&archive_object)?;
             let (upload, stats) = archive::pack(&self.plan.paths, upload, self.level)?;

@@ -224,7 +224,7 @@ fn detect_libc() -> String {
 }
 
 /// `cachegate key`: the key on stdout, or every component (`--explain`), or both as JSON
-/// (`--json`; `--json FILE` writes the JSON there and prints the key).
+/// (`--json`; `--json FILE` writes the JSON there and prints as without it).
 pub fn print(
     plan: &crate::plan::Plan,
     explain: bool,
@@ -237,15 +237,18 @@ pub fn print(
             "components": plan.components,
         }))
     };
-    match json {
-        Some(p) if p.as_os_str() == "-" => println!("{}", value()?),
-        Some(p) => {
-            std::fs::write(p, value()? + "\n")
-                .with_context(|| format!("cannot write --json {}", p.display()))?;
-            println!("{}", plan.key);
+    if let Some(p) = json {
+        if p.as_os_str() == "-" {
+            crate::outln!("{}", value()?);
+            return Ok(0);
         }
-        None if explain => print!("{}", plan.components.explain()),
-        None => println!("{}", plan.key),
+        std::fs::write(p, value()? + "\n")
+            .with_context(|| format!("cannot write --json {}", p.display()))?;
+    }
+    if explain {
+        crate::out!("{}", plan.components.explain());
+    } else {
+        crate::outln!("{}", plan.key);
     }
     Ok(0)
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Result;
 
 use crate::backend::{Backend, ObjectMeta, StoreError};
-use crate::entry::{self, Manifest};
+use crate::entry::{self, Manifest, ObjectName};
 use crate::key;
 use crate::report;
 
@@ -67,22 +67,18 @@ pub(crate) fn parallel<T: Sync, R: Send>(
 
 /// The entry a manifest object describes, or `None` (with a warning) when it cannot be read.
 fn listed(backend: &dyn Backend, o: &ObjectMeta) -> Option<Listed> {
+    // Where a manifest lies decides its scope, name and key, not what it says, and it may
+    // only name an archive of that entry: a manifest planted in one scope must not steer
+    // prune into deleting another scope's entries.
+    let Some(ObjectName::Manifest(at)) = ObjectName::parse(&o.name) else {
+        return None;
+    };
     let bytes = backend.get_small(&o.name).ok()?;
     let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
         report::warn(&format!("{} is not a readable manifest", o.name));
         return None;
     };
-    // Where a manifest lies decides its scope and name, not what it says, and it may
-    // only name an archive beside it: a manifest planted in one scope must not steer
-    // prune into deleting another scope's entries.
-    let [_, scope, name, _] = o.name.split('/').collect::<Vec<_>>()[..] else {
-        return None;
-    };
-    let dir = entry::entry_dir_raw(scope, name);
-    let own = m
-        .archive
-        .strip_prefix(&dir)
-        .is_some_and(|r| !r.contains('/') && r.ends_with(".tar.zst"));
+    let own = at.owns_archive(&m.archive);
     if !own {
         report::warn(&format!(
             "{} names an archive outside its entry ({:?}); only the manifest is managed",
@@ -92,9 +88,9 @@ fn listed(backend: &dyn Backend, o: &ObjectMeta) -> Option<Listed> {
     Some(Listed {
         manifest: o.name.clone(),
         archive: if own { m.archive } else { String::new() },
-        scope: scope.to_string(),
-        name: name.to_string(),
-        key: m.key,
+        scope: at.scope.as_str().to_string(),
+        name: at.name,
+        key: at.key,
         files: m.files,
         bytes: m.bytes,
         archive_bytes: m.archive_size,
@@ -178,11 +174,16 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
     let (mut count, mut total) = (0u64, 0u64);
     let mut first = true;
     if json {
-        println!("[");
+        crate::outln!("[");
     } else {
-        println!(
+        crate::outln!(
             "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  creator",
-            "scope", "name", "key", "files", "stored", "age"
+            "scope",
+            "name",
+            "key",
+            "files",
+            "stored",
+            "age"
         );
     }
     for_each_group(backend, threads, &mut |g| {
@@ -196,10 +197,10 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
                     "creator": e.creator, "manifest": e.manifest, "archive": e.archive,
                 });
                 let sep = if first { "" } else { ",\n" };
-                print!("{sep}  {}", serde_json::to_string(&row)?);
+                crate::out!("{sep}  {}", serde_json::to_string(&row)?);
                 first = false;
             } else {
-                println!(
+                crate::outln!(
                     "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6}  {}",
                     e.scope,
                     e.name,
@@ -214,7 +215,7 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
         Ok(())
     })?;
     if json {
-        println!("{}]", if first { "" } else { "\n" });
+        crate::outln!("{}]", if first { "" } else { "\n" });
     }
     eprintln!(
         "cachegate: {} entries, {} in {}",

@@ -9,7 +9,7 @@ use clap::Parser;
 
 use cachegate::cli::{Cli, Command};
 use cachegate::job::Job;
-use cachegate::{doctor, ensure, exit, explain, key, ls, plan, prune, redact, sign};
+use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, redact, sign};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,5 +53,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         ),
         Command::Doctor { store } => doctor::run(&store.spec()?, &store.transfer.transfer()),
         Command::Keygen => sign::keygen_command(),
+        Command::Completions { shell } => generate::completions_command(shell),
+        Command::Man { out_dir } => generate::man_command(out_dir.as_deref()),
     }
 }

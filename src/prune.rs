@@ -17,10 +17,10 @@ impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
     pub fn rules(&self, concurrency: usize) -> Result<PruneRules> {
         if self.older_than.is_none() && self.keep.is_none() && self.max_size.is_none() {
-            anyhow::bail!("prune needs a rule: --older-than DAYS, --keep N or --max-size BYTES");
+            anyhow::bail!("prune needs a rule: --older-than AGE, --keep N or --max-size SIZE");
         }
         Ok(PruneRules {
-            older_than_days: self.older_than,
+            older_than_secs: self.older_than,
             keep: self.keep,
             max_size: self.max_size,
             abandoned_after_secs: self.abandoned_after * 3600,
@@ -31,7 +31,8 @@ impl crate::cli::PruneArgs {
 }
 
 pub struct PruneRules {
-    pub older_than_days: Option<u64>,
+    /// Seconds.
+    pub older_than_secs: Option<u64>,
     pub keep: Option<usize>,
     pub max_size: Option<u64>,
     /// An unfinished upload older than this is abandoned (`--abandoned-after`).
@@ -45,8 +46,8 @@ impl PruneRules {
     /// Whether the age and count rules delete the `nth` newest entry of its group.
     fn by_age_or_count(&self, e: &Listed, nth: usize, now: u64) -> bool {
         let too_old = self
-            .older_than_days
-            .is_some_and(|d| now.saturating_sub(e.created) > d * 86_400);
+            .older_than_secs
+            .is_some_and(|s| now.saturating_sub(e.created) > s);
         let too_many = self.keep.is_some_and(|k| nth >= k);
         too_old || too_many
     }
@@ -142,7 +143,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             r?;
             t.deleted += 1;
             t.freed += e.archive_bytes;
-            println!(
+            crate::outln!(
                 "{verb} {} {} {} ({}, {} old)",
                 e.scope,
                 e.name,
@@ -162,7 +163,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             r?;
             t.abandoned += 1;
             t.freed += o.size;
-            println!(
+            crate::outln!(
                 "{verb} abandoned upload {} ({})",
                 o.name,
                 report::bytes(o.size)
@@ -193,7 +194,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     });
     for (u, r) in incomplete.iter().zip(done) {
         r?;
-        println!(
+        crate::outln!(
             "{aborted} incomplete upload {} ({} old)",
             u.name,
             age(u.initiated.unwrap_or(now))

@@ -69,21 +69,20 @@ pub fn files(n: u64) -> String {
     format!("{} {}", count(n), if n == 1 { "file" } else { "files" })
 }
 
-/// Decimal units, as `du --si` and most dashboards show them.
+/// Decimal units, as `du --si` and most dashboards show them, and as sizes are accepted
+/// (`parse_size`): one decimal below 10, none above.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else if v < 10.0 {
-        format!("{v:.1} {}", UNITS[unit])
+    let shown = bytesize::ByteSize(n).display().si();
+    let one = format!("{shown:.1}");
+    let ten_or_more = one
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .is_some_and(|v| v >= 10.0);
+    if ten_or_more {
+        format!("{shown:.0}")
     } else {
-        format!("{v:.0} {}", UNITS[unit])
+        one
     }
 }
 

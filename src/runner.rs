@@ -91,7 +91,7 @@ pub fn log_plan(plan: &Plan) {
 pub fn explain(plan: &Plan) -> Ending {
     match state(plan) {
         State::Current => {
-            println!(
+            crate::outln!(
                 "hit: {} {} is current in {} (runner mode)",
                 plan.components.name,
                 plan.short_key(),
@@ -100,7 +100,7 @@ pub fn explain(plan: &Plan) -> Ending {
             Ending::Done
         }
         State::Not(why) => {
-            println!(
+            crate::outln!(
                 "miss: {} {}: {why} (runner mode; GitLab's cache: decides what is restored)",
                 plan.components.name,
                 plan.short_key()

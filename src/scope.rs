@@ -14,6 +14,18 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope an object name's segment names.
+    pub fn parse(s: &str) -> Option<Scope> {
+        [
+            Scope::Local,
+            Scope::Protected,
+            Scope::Unprotected,
+            Scope::Shared,
+        ]
+        .into_iter()
+        .find(|scope| scope.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Local => "local",

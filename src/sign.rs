@@ -29,8 +29,8 @@ fn b64() -> base64::engine::GeneralPurpose {
 /// `cachegate keygen`: the pair on stdout, what to do with each line on stderr.
 pub fn keygen_command() -> Result<i32> {
     let (public, secret) = keygen()?;
-    println!("{public}");
-    println!("{secret}");
+    crate::outln!("{public}");
+    crate::outln!("{secret}");
     eprintln!(
         "cachegate: line 1 is the public key: set it as CACHEGATE_TRUSTED_KEYS (a normal variable)\n\
          cachegate: line 2 is the secret key: set it as CACHEGATE_SIGNING_KEY (protected and masked), nowhere else"

@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::plan::CachePath;
+use crate::progress::Progress;
 
 #[derive(Debug, Clone, Default)]
 pub struct PackStats {
@@ -68,9 +69,10 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
     let mut builder = tar::Builder::new(encoder);
     builder.follow_symlinks(false);
     let mut stats = PackStats::default();
+    let progress = Progress::save(paths.iter().map(|p| p.abs.clone()).collect());
 
     for (i, p) in paths.iter().enumerate() {
-        add_tree(&mut builder, &p.abs, &i.to_string(), &mut stats)
+        add_tree(&mut builder, &p.abs, &i.to_string(), &mut stats, &progress)
             .with_context(|| format!("cannot archive {}", p.abs.display()))?;
     }
 
@@ -89,6 +91,7 @@ fn add_tree<W: Write>(
     root: &Path,
     prefix: &str,
     stats: &mut PackStats,
+    progress: &Progress,
 ) -> Result<()> {
     for entry in walkdir::WalkDir::new(root)
         .follow_links(false)
@@ -124,7 +127,7 @@ fn add_tree<W: Write>(
         } else if ft.is_file() {
             // Bounded by the size in the header: a file growing under us must not
             // desynchronise the archive.
-            let file = File::open(entry.path())?.take(meta.len());
+            let file = progress.reader(File::open(entry.path())?.take(meta.len()));
             stats.files += 1;
             stats.bytes += meta.len();
             stats

@@ -19,10 +19,12 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
+
+use crate::pipe::{self, PipeWriter};
 
 /// Bounds that stop decompression bombs and entry floods before they fill the disk.
 #[derive(Debug, Clone, Copy)]
@@ -147,39 +149,8 @@ impl<R: Read> Read for HashReader<R> {
     }
 }
 
-enum Chunk {
-    Data(Vec<u8>),
-    Fail(String),
-}
-
-struct ChannelReader {
-    rx: Receiver<Chunk>,
-    buf: Vec<u8>,
-    pos: usize,
-    failed: Option<String>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(Chunk::Data(d)) => {
-                    self.buf = d;
-                    self.pos = 0;
-                }
-                Ok(Chunk::Fail(m)) => {
-                    self.failed = Some(m.clone());
-                    return Err(io::Error::other(m));
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
+/// Bytes the decoder hands the extractor at a time.
+const DECODED_CHUNK: usize = 256 << 10;
 
 struct Decoded {
     digest: String,
@@ -195,7 +166,7 @@ fn spawn_decoder(
     src: Box<dyn Read + Send>,
     expected_size: u64,
     limits: Limits,
-    tx: SyncSender<Chunk>,
+    tx: PipeWriter,
 ) -> std::thread::JoinHandle<Decoded> {
     std::thread::spawn(move || {
         let mut hr = HashReader {
@@ -207,10 +178,10 @@ fn spawn_decoder(
         };
         let result = decode(&mut hr, limits, &tx);
         let error = result.err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            let _ = tx.send(Chunk::Fail(e.clone()));
+        match &error {
+            Some(e) => tx.fail(e.clone()),
+            None => tx.close(),
         }
-        drop(tx);
         let drained = io::copy(&mut hr, &mut io::sink());
         let error = match (error, drained) {
             (Some(e), _) => Some(e),
@@ -226,16 +197,12 @@ fn spawn_decoder(
     })
 }
 
-fn decode<R: Read>(
-    hr: &mut HashReader<R>,
-    limits: Limits,
-    tx: &SyncSender<Chunk>,
-) -> io::Result<()> {
+fn decode<R: Read>(hr: &mut HashReader<R>, limits: Limits, tx: &PipeWriter) -> io::Result<()> {
     let mut dec = zstd::stream::read::Decoder::new(hr)?;
     dec.window_log_max(limits.window_log_max)?;
     let mut decoded: u64 = 0;
     loop {
-        let mut chunk = vec![0u8; 256 << 10];
+        let mut chunk = vec![0u8; DECODED_CHUNK];
         let mut filled = 0;
         while filled < chunk.len() {
             let n = dec.read(&mut chunk[filled..])?;
@@ -262,7 +229,7 @@ fn decode<R: Read>(
             )));
         }
         chunk.truncate(filled);
-        if tx.send(Chunk::Data(chunk)).is_err() {
+        if tx.send(chunk).is_err() {
             // The extractor stopped early (it found something wrong).
             return Ok(());
         }
@@ -776,6 +743,8 @@ pub fn unpack(
     limits: Limits,
 ) -> Result<UnpackStats, UnpackError> {
     limits.check_archive_size(expected.size)?;
+    let progress = crate::progress::Progress::restore(expected.size);
+    let src: Box<dyn Read + Send> = Box::new(progress.reader(src));
     let mut stages = Vec::new();
     for t in targets {
         let parent = t
@@ -795,14 +764,9 @@ pub fn unpack(
         });
     }
 
-    let (tx, rx) = sync_channel(16);
+    // Sixteen decoded chunks ahead of the extractor.
+    let (tx, mut reader) = pipe::pipe(16 * DECODED_CHUNK);
     let decoder = spawn_decoder(src, expected.size, limits, tx);
-    let mut reader = ChannelReader {
-        rx,
-        buf: Vec::new(),
-        pos: 0,
-        failed: None,
-    };
     let mut ex = Extractor {
         stages: &stages,
         limits,

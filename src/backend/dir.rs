@@ -23,12 +23,7 @@ impl DirBackend {
     fn path(&self, name: &str) -> StoreResult<PathBuf> {
         // Names come from `layout`, but a backend is the last line of defence for the
         // invariant that nothing lands outside its root.
-        if name.is_empty()
-            || name.starts_with('/')
-            || name
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-        {
+        if !crate::entry::safe_object_name(name) {
             return Err(StoreError::Other(anyhow!("invalid object name {name:?}")));
         }
         Ok(self.root.join(name))

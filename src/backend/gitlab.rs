@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::transport::{self, Transport};
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
-use crate::entry::LAYOUT_ROOT;
+use crate::entry::{LAYOUT_ROOT, ObjectName, PROBE_DIR, segment};
 use crate::env_vars;
 use crate::scope::Scope;
 
@@ -87,23 +87,23 @@ fn decode_version(v: &str) -> Option<(String, String)> {
 
 fn locate(name: &str) -> StoreResult<Location> {
     let bad = || StoreError::Other(anyhow!("invalid object name {name:?}"));
-    let parts: Vec<&str> = name.split('/').collect();
-    let [root, scope, cache, file] = parts.as_slice() else {
+    let object = ObjectName::parse(name).ok_or_else(bad)?;
+    if !SCOPES.contains(&object.scope()) {
         return Err(bad());
+    }
+    // An entry's objects share one package version: `<name>.<key>`.
+    let (cache, stem) = match &object {
+        ObjectName::Manifest(e) | ObjectName::Archive(e, _) => (segment(&e.name), segment(&e.key)),
+        ObjectName::Probe(_, id) => (PROBE_DIR.to_string(), segment(id)),
     };
-    if *root != LAYOUT_ROOT
-        || !SCOPES.iter().any(|s| s.as_str() == *scope)
-        || !segment_ok(cache)
-        || !segment_ok(file)
-        || file.ends_with(CLAIM)
-    {
+    // GitLab's own rule for versions is stricter than the layout's.
+    if !segment_ok(&cache) || !segment_ok(&stem) {
         return Err(bad());
     }
-    // The key part of the file name: entries are `<key>.json` and `<key>-<id>.tar.zst`.
-    let stem = file.split(['.', '-']).next().unwrap_or("");
-    if stem.is_empty() {
-        return Err(bad());
-    }
+    let (scope, file) = (
+        object.scope().as_str(),
+        name.rsplit('/').next().unwrap_or(""),
+    );
     Ok(Location {
         package: package_name(scope),
         version: encode_version(&format!("{cache}.{stem}")),

@@ -73,15 +73,8 @@ impl HttpBackend {
     }
 
     fn url(&self, name: &str) -> StoreResult<Url> {
-        let ok = !name.is_empty()
-            && name.split('/').all(|c| {
-                !c.is_empty()
-                    && c != "."
-                    && c != ".."
-                    && c.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            });
-        if !ok {
+        // `%` is the layout's escape; in a URL it would be one too, so it stays out.
+        if !crate::entry::safe_object_name(name) || name.contains('%') {
             return Err(StoreError::Other(anyhow!("invalid object name {name:?}")));
         }
         self.base

@@ -200,7 +200,7 @@ pub struct Transfer {
 pub const MAX_CONCURRENCY: usize = 32;
 pub const MAX_CHUNK_SIZE: usize = 256 << 20;
 /// Below this a chunk costs more in request overhead than it gains in parallelism.
-pub const MIN_CHUNK_SIZE: usize = 1 << 20;
+pub const MIN_CHUNK_SIZE: usize = 1_000_000;
 
 impl Default for Transfer {
     fn default() -> Self {

@@ -3,9 +3,8 @@
 //! redirects followed by hand so credentials only ever go to the origin they were given for,
 //! and streaming uploads through a bounded pipe so an archive is never held in memory.
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode, Url};
 
 use super::{StoreError, StoreResult, Transfer, Upload};
+use crate::pipe::{self, PipeWriter, SendError};
 use crate::redact;
 
 /// Redirect hops followed before giving up.
@@ -227,8 +227,7 @@ impl Transport {
     /// Start a streaming request (PUT or POST) whose body is written through the returned
     /// upload. Not retried and redirects are not followed: the stream cannot be replayed.
     pub fn upload(&self, method: Method, url: &Url, headers: &HeaderMap) -> Box<dyn Upload> {
-        let pipe = Arc::new(Pipe::default());
-        let reader = PipeReader(pipe.clone());
+        let (writer, reader) = pipe::pipe(PIPE_CAPACITY);
         let mut req = self
             .client
             .request(method.clone(), url.clone())
@@ -256,9 +255,8 @@ impl Transport {
             }
         });
         Box::new(StreamUpload {
-            pipe,
+            writer: Some(writer.with_stall(self.transfer.stall)),
             thread: Some(thread),
-            stall: self.transfer.stall,
         })
     }
 
@@ -607,71 +605,10 @@ impl Read for Deadline {
     }
 }
 
-/// A bounded in-memory pipe between the archive writer and the request body.
-#[derive(Default)]
-struct Pipe {
-    state: Mutex<PipeState>,
-    cond: Condvar,
-}
-
-#[derive(Default)]
-struct PipeState {
-    /// Queued chunks, and how far the reader got into the first one.
-    chunks: VecDeque<Vec<u8>>,
-    offset: usize,
-    queued: usize,
-    /// The writer finished: EOF after the queue drains.
-    closed: bool,
-    /// The writer gave up: the request must fail, not end cleanly.
-    abandoned: bool,
-    /// The request ended (the server answered or the connection broke).
-    reader_gone: bool,
-}
-
-struct PipeReader(Arc<Pipe>);
-
-impl Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let pipe = &self.0;
-        let mut st = pipe.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if st.abandoned {
-                return Err(io::Error::other("upload abandoned"));
-            }
-            if let Some(front) = st.chunks.front() {
-                let rest = &front[st.offset..];
-                let n = buf.len().min(rest.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                if n == rest.len() {
-                    st.chunks.pop_front();
-                    st.offset = 0;
-                } else {
-                    st.offset += n;
-                }
-                st.queued -= n;
-                pipe.cond.notify_all();
-                return Ok(n);
-            }
-            if st.closed {
-                return Ok(0);
-            }
-            st = pipe.cond.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl Drop for PipeReader {
-    fn drop(&mut self) {
-        let mut st = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.reader_gone = true;
-        self.0.cond.notify_all();
-    }
-}
-
+/// An upload: the archive is written into the pipe the request body reads from.
 struct StreamUpload {
-    pipe: Arc<Pipe>,
+    writer: Option<PipeWriter>,
     thread: Option<JoinHandle<StoreResult<()>>>,
-    stall: Duration,
 }
 
 impl StreamUpload {
@@ -687,45 +624,30 @@ impl StreamUpload {
 
 impl Write for StreamUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            // An empty chunk would read as end of body.
-            return Ok(0);
-        }
-        let pipe = self.pipe.clone();
-        let mut st = pipe.state.lock().unwrap_or_else(|e| e.into_inner());
-        let started = Instant::now();
-        while st.queued >= PIPE_CAPACITY && !st.reader_gone {
-            let left = self.stall.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "the upload stalled: no progress for {} s (--stall-timeout)",
-                        self.stall.as_secs()
-                    ),
-                ));
-            }
-            st = pipe
-                .cond
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        if st.reader_gone {
-            drop(st);
-            // The server answered before the body was complete: say what it answered.
-            let why = match self.outcome() {
-                Err(e) => format!("{e}"),
-                Ok(()) => "the server ended the upload early".to_string(),
-            };
-            return Err(io::Error::other(why));
-        }
+        let Some(writer) = &self.writer else {
+            return Err(io::Error::other("the upload already ended"));
+        };
         // At most the pipe's capacity per call, so one huge write cannot defeat the bound.
         let n = buf.len().min(PIPE_CAPACITY);
-        st.chunks.push_back(buf[..n].to_vec());
-        st.queued += n;
-        pipe.cond.notify_all();
-        Ok(n)
+        match writer.send(buf[..n].to_vec()) {
+            Ok(()) => Ok(n),
+            Err(SendError::Stalled(stall)) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the upload stalled: no progress for {} s (--stall-timeout)",
+                    stall.as_secs()
+                ),
+            )),
+            // The server answered before the body was complete: say what it answered.
+            Err(SendError::ReaderGone) => {
+                self.writer = None;
+                let why = match self.outcome() {
+                    Err(e) => format!("{e}"),
+                    Ok(()) => "the server ended the upload early".to_string(),
+                };
+                Err(io::Error::other(why))
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -735,10 +657,8 @@ impl Write for StreamUpload {
 
 impl Upload for StreamUpload {
     fn finish(mut self: Box<Self>) -> StoreResult<()> {
-        {
-            let mut st = self.pipe.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.closed = true;
-            self.pipe.cond.notify_all();
+        if let Some(w) = self.writer.take() {
+            w.close();
         }
         self.outcome()
     }
@@ -750,9 +670,9 @@ impl Drop for StreamUpload {
             // The body errors out at its next read, so the server discards the partial
             // object. The thread is not joined: a server that stopped reading would hold
             // the job until the overall timeout, and process exit ends the request anyway.
-            let mut st = self.pipe.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.abandoned = true;
-            self.pipe.cond.notify_all();
+            if let Some(w) = self.writer.take() {
+                w.fail("upload abandoned".into());
+            }
         }
     }
 }

@@ -17,4 +17,5 @@ mod runner;
 mod s3;
 mod scopes;
 mod signing;
+mod terminal;
 mod tier;
