@@ -66,7 +66,7 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
-    /// List the entries in the store (stdout) by cache name, newest first within each
+    /// List the entries in the store (stdout), most recently used first
     Ls {
         #[command(flatten)]
         store: StoreLocation,
@@ -74,7 +74,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete entries by age, count per cache name, or total size
+    /// Delete entries by age, time unused, count per cache name, or total size
     Prune {
         #[command(flatten)]
         store: StoreLocation,
@@ -132,9 +132,14 @@ pub struct JobArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    #[command(flatten)]
+    pub flight: FlightArgs,
     /// Save even when the command fails (ensure)
     #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
     pub save_on_failure: bool,
+    /// Replace an existing entry of this key atomically (save; --policy push does it too)
+    #[arg(long, env = env_vars::CACHEGATE_REPLACE, value_parser = clap::builder::BoolishValueParser::new())]
+    pub replace: bool,
 }
 
 /// `key` takes the same line as `ensure`, so a job's line can be checked by swapping the
@@ -151,6 +156,11 @@ pub struct KeyJobArgs {
     /// Accepted so an ensure line works unchanged; key runs nothing
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     pub save_on_failure: bool,
+    #[command(flatten)]
+    pub flight: FlightArgs,
+    /// Accepted so a save line works unchanged; key saves nothing
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub replace: bool,
 }
 
 /// Which store a management command (`ls`, `prune`, `doctor`) works on.
@@ -181,18 +191,25 @@ pub struct PruneArgs {
     /// Delete entries saved longer ago than AGE: days (30), or a duration such as 36h or 2w
     #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_OLDER_THAN, value_parser = parse_age)]
     pub older_than: Option<u64>,
-    /// Keep only the newest N entries of each cache name and scope
+    /// Delete entries not restored for AGE (never restored: saved AGE ago): days (7), or a
+    /// duration such as 36h or 2w
+    #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_UNUSED_FOR, value_parser = parse_age)]
+    pub unused_for: Option<u64>,
+    /// Apply the rules to the entries of one scope only, e.g. keep protected entries
+    /// longer than feature-branch ones
+    #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
+    pub scope: Option<crate::scope::Scope>,
+    /// Seconds after which an unfinished upload (an archive no manifest names, an
+    /// incomplete S3 multipart upload) counts as abandoned and is removed (younger ones may
+    /// be uploads in flight; 0 removes those too)
+    #[arg(long, value_name = "SECS", default_value_t = 86_400, env = env_vars::CACHEGATE_ABANDONED_AFTER)]
+    pub abandoned_after: u64,
+    /// Keep only the N most recently used entries of each cache name and scope
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
     pub keep: Option<usize>,
-    /// Delete the oldest entries until the store holds at most SIZE (bytes, or 100MB, 100M, 2GiB)
+    /// Delete the least recently used entries until the store holds at most SIZE (bytes, or 100MB, 100M, 2GiB)
     #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_MAX_SIZE, value_parser = parse_size)]
     pub max_size: Option<u64>,
-    /// Hours after which an unfinished upload (an archive no manifest names, an
-    /// incomplete S3 multipart upload) counts as abandoned and is removed; 0 removes
-    /// uploads still in progress too
-    #[arg(long, value_name = "HOURS", default_value_t = 24, env = env_vars::CACHEGATE_ABANDONED_AFTER,
-          value_parser = clap::value_parser!(u64).range(0..=87_600))]
-    pub abandoned_after: u64,
     /// Say what would be deleted, delete nothing
     #[arg(long, env = env_vars::CACHEGATE_DRY_RUN, value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
@@ -239,6 +256,11 @@ pub struct KeyArgs {
     /// Project directory: lock files and relative paths are resolved from here
     #[arg(long = "dir", value_name = "DIR", env = env_vars::CACHEGATE_DIR)]
     pub dir: Option<PathBuf>,
+
+    /// Extra text in the key: change it (a CI variable) to start every entry of this cache
+    /// afresh without deleting anything
+    #[arg(long, value_name = "TEXT", env = env_vars::CACHEGATE_SALT)]
+    pub salt: Option<String>,
 }
 
 /// Where entries are stored and how.
@@ -251,6 +273,12 @@ pub struct StoreArgs {
     /// Restore only, save only, or both
     #[arg(long, value_enum, default_value_t = Policy::PullPush, env = env_vars::CACHEGATE_POLICY)]
     pub policy: Policy,
+
+    /// The project whose entries to use: CI_PROJECT_PATH in GitLab CI, else the git origin's
+    /// path, else the directory's name; name another project's to share its cache (a fork
+    /// reading its parent's)
+    #[arg(long, value_name = "NAME", env = env_vars::CACHEGATE_NAMESPACE)]
+    pub namespace: Option<String>,
 
     /// Fail with exit code 3 on cache trouble instead of treating it as a miss
     #[arg(long, env = env_vars::CACHEGATE_STRICT, value_parser = clap::builder::BoolishValueParser::new())]
@@ -279,6 +307,47 @@ pub struct StoreArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// What `ensure` does on a miss before installing from scratch.
+#[derive(Args, Debug, Clone)]
+pub struct FlightArgs {
+    /// On a miss, restore the newest entry of this cache whose platform and runtime match
+    /// (only lock files or command differ) and run the command on top of it (a warm start)
+    #[arg(long, env = env_vars::CACHEGATE_FALLBACK, value_parser = clap::builder::BoolishValueParser::new())]
+    pub fallback: bool,
+
+    /// Seconds to wait for another job installing the same key, then restore its entry
+    /// (single-flight); 0 turns it off. Default: 600 inside CI, 0 elsewhere
+    #[arg(long, value_name = "SECS", env = env_vars::CACHEGATE_WAIT,
+          value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub wait: Option<u64>,
+
+    /// Seconds a single-flight lease lives without renewal; a leader that dies is taken
+    /// over this long after its last renewal
+    #[arg(long, value_name = "SECS", default_value_t = 60, env = env_vars::CACHEGATE_LEASE,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease: u64,
+
+    /// Longest pause in seconds between two looks at the lease while waiting
+    #[arg(long, value_name = "SECS", default_value_t = 10, env = env_vars::CACHEGATE_POLL,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub poll: u64,
+}
+
+impl FlightArgs {
+    /// The single-flight settings, or `None` when it is off.
+    pub fn settings(&self) -> Option<crate::lease::Settings> {
+        let in_ci = [env_vars::CI, env_vars::GITLAB_CI]
+            .iter()
+            .any(|k| std::env::var(k).is_ok_and(|v| v == "true"));
+        let wait = self.wait.unwrap_or(if in_ci { 600 } else { 0 });
+        (wait > 0).then(|| crate::lease::Settings {
+            wait: std::time::Duration::from_secs(wait),
+            ttl: std::time::Duration::from_secs(self.lease),
+            poll: std::time::Duration::from_secs(self.poll),
+        })
+    }
 }
 
 /// Which entries a job may read and write, and what it refuses to save.

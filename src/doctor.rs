@@ -18,6 +18,8 @@ fn line(ok: bool, check: &str, detail: &str) {
     eprintln!("cachegate: {mark} {check:<12} {}", redact::redact(detail));
 }
 
+/// A probe where this directory's jobs would save: the same project and scope, so doctor
+/// needs no more rights than a save.
 fn probe_name(scope: Scope) -> String {
     let mut r = [0u8; 8];
     // A clock-derived fallback is unique enough for a probe that is removed right away.
@@ -25,7 +27,11 @@ fn probe_name(scope: Scope) -> String {
         r = (report::unix_now() ^ u64::from(std::process::id())).to_le_bytes();
     }
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    ObjectName::Probe(scope, hex).to_string()
+    let dir = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let ns = crate::namespace::Namespace::resolve(None, &dir)
+        .map(|n| n.segment())
+        .unwrap_or_else(|_| "default".into());
+    ObjectName::Probe(ns, scope, hex).to_string()
 }
 
 /// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when

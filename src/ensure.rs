@@ -1,13 +1,18 @@
 //! The ensure loop, once for every store: restore on a hit, else run the install and save
 //! what it produced. `restore`, `check` and `save` are its parts on their own.
 
+use crate::backend::{Backend, StoreError};
+use crate::cli::FlightArgs;
 use crate::exit::Ending;
 use crate::install::run_install;
-use crate::job::{Hit, Job, Lookup, Save, Skip};
+use crate::job::{Hit, Job, Lookup, Save, Skip, creator};
 use crate::key::shell_words;
+use crate::lease::{self, Flight};
 use crate::report::{self, Outcome};
+use crate::store::Gated;
+use crate::warm;
 
-pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
+pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> i32 {
     job.recover();
     let lookup = job.lookup();
     let store_down = matches!(lookup, Lookup::Unavailable { writes_too: true });
@@ -22,29 +27,66 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
     }
     job.report.result = Outcome::Miss;
     let miss = job.head("miss", job.scopes.write);
-    job.before_install();
-    eprintln!("{miss} · running {}", shell_words(cmd));
-    let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
-    if status != 0 && !save_on_failure {
-        eprintln!(
-            "{miss} · command exited {status} after {}; nothing saved",
-            report::secs(secs)
-        );
-        return job.finish(Ending::Command(status));
+    // Single-flight only where this job would both restore and save, on a store that
+    // answered: a job that cannot save must not make others wait for it. Runner mode has
+    // no objects, so it never waits.
+    let backend = job
+        .objects()
+        .cloned()
+        .filter(|_| !store_down && job.store.reads() && job.store.writes());
+    let mut lease = None;
+    if let (Some(backend), Some(settings)) = (&backend, flight.settings()) {
+        match single_flight(&mut job, backend, &settings) {
+            Some(Flight::Leader(l)) => lease = Some(l),
+            Some(_) => {}
+            None => return job.finish(Ending::Done),
+        }
     }
-    let saved = if store_down {
-        Save::Skipped(Skip::StoreFailed)
-    } else {
-        job.save(Some(secs))
-    };
-    job.report.result = match saved {
-        Save::Skipped(Skip::Policy) => {
+    let install = |job: &mut Job| -> (i32, Save) {
+        // `--policy push` restores nothing, a warm start included; runner mode has no entries.
+        if flight.fallback && job.store.reads() && job.objects().is_some() {
+            job.report.warm = warm::start(job, cmd);
+        }
+        job.before_install();
+        eprintln!("{miss} · running {}", shell_words(cmd));
+        let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
+        if status != 0 && !save_on_failure {
+            eprintln!(
+                "{miss} · command exited {status} after {}; nothing saved",
+                report::secs(secs)
+            );
+            return (status, Save::Skipped(Skip::CommandFailed));
+        }
+        let saved = if store_down {
+            Save::Skipped(Skip::StoreFailed)
+        } else {
+            job.save(Some(secs))
+        };
+        if let Save::Skipped(Skip::Policy) = saved {
             eprintln!(
                 "{miss} · installed in {}; not saved (--policy pull)",
                 report::secs(secs)
             );
-            Outcome::Miss
         }
+        (status, saved)
+    };
+    let (status, saved) = match lease {
+        Some(mut l) => {
+            // Held through the upload too: waiters restore only a complete entry.
+            let (status, saved) = l.hold(|| install(&mut job));
+            let done = status == 0 && matches!(saved, Save::Saved | Save::Exists);
+            l.release(if done {
+                lease::State::Done
+            } else {
+                lease::State::Failed
+            });
+            (status, saved)
+        }
+        None => install(&mut job),
+    };
+    job.report.result = match saved {
+        Save::Skipped(Skip::CommandFailed) => return job.finish(Ending::Command(status)),
+        Save::Skipped(Skip::Policy) => Outcome::Miss,
         Save::Skipped(Skip::StoreFailed) => {
             eprintln!("{miss} · not saved: the store failed during the lookup");
             Outcome::Skipped
@@ -54,6 +96,56 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool) -> i32 {
         Save::Saved | Save::Failed(_) => Outcome::Miss,
     };
     job.finish(Ending::Command(status))
+}
+
+/// Wait for another job installing this key, or take the lease to install it here. `None`
+/// when the other job's entry was restored (the job is done); the lease when this job leads.
+fn single_flight<'a>(
+    job: &mut Job,
+    backend: &'a Gated,
+    settings: &lease::Settings,
+) -> Option<Flight<'a>> {
+    let scope = job.scopes.write;
+    let miss = job.head("miss", scope);
+    let manifest = job.manifest_object(scope, &job.plan.key);
+    let mut ready = || match backend.stat(&manifest) {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    };
+    let entry = job.entry_name(scope, &job.plan.key);
+    let flight = lease::acquire(backend, &entry, &creator(), settings, &mut ready);
+    match &flight {
+        Flight::Ready { waited, leader } => {
+            job.report.waited_seconds = Some(waited.as_secs_f64());
+            job.report.waited_for = Some(leader.clone());
+            job.waited = Some((*waited, leader.clone()));
+            if let Lookup::Hit(hit) = job.lookup()
+                && job.restore(&hit)
+            {
+                job.report.result = Outcome::Hit;
+                return None;
+            }
+            job.report.result = Outcome::Miss;
+        }
+        Flight::Leader(l) => {
+            if let Some(t) = &l.takeover {
+                eprintln!(
+                    "{miss} · {} after waiting {}",
+                    t.describe(),
+                    report::secs(l.waited.as_secs_f64())
+                );
+                job.report.waited_seconds = Some(l.waited.as_secs_f64());
+            }
+        }
+        Flight::Alone { waited, why } => {
+            eprintln!("{miss} · no single flight: {why}");
+            if !waited.is_zero() {
+                job.report.waited_seconds = Some(waited.as_secs_f64());
+            }
+        }
+    }
+    Some(flight)
 }
 
 pub fn restore(mut job: Job) -> i32 {
@@ -102,7 +194,8 @@ pub fn check(mut job: Job) -> i32 {
     }
 }
 
-pub fn save(mut job: Job) -> i32 {
+pub fn save(mut job: Job, replace: bool) -> i32 {
+    job.replace |= replace;
     job.report.result = match job.save(None) {
         Save::Saved => Outcome::Saved,
         Save::Exists => Outcome::Exists,

@@ -2,9 +2,12 @@
 //! and only if absent, so it is the commit point: a reader that finds one finds a complete
 //! archive, and the first complete writer of a key wins.
 //!
-//! Object names: `v1/<scope>/<name>/<key>.json` for the manifest and
-//! `v1/<scope>/<name>/<key>-<upload id>.tar.zst` for the archive. The upload id keeps two
-//! racing writers from overwriting each other's archive before one of them commits.
+//! Object names: `v2/<project>/<scope>/<name>/<key>.json` for the manifest and
+//! `v2/<project>/<scope>/<name>/<key>-<upload id>.tar.zst` for the archive. The upload id
+//! keeps two racing writers from overwriting each other's archive before one of them
+//! commits. Beside them: `<key>.lease.<n>` (single-flight) and `<key>.used` (last use).
+//! `<project>` is the project namespace (`Namespace::segment`); `v1` had none, and its
+//! entries are simply not found.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -12,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::key::{Components, ENTRY_FORMAT};
 use crate::scope::Scope;
 
-pub const LAYOUT_ROOT: &str = "v1";
+pub const LAYOUT_ROOT: &str = "v2";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -34,6 +37,9 @@ pub struct Manifest {
     pub install_seconds: Option<f64>,
     #[serde(default)]
     pub signature: Option<String>,
+    /// The project the entry belongs to, as people know it (the path says it as a segment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A user string as exactly one path segment: bytes outside `[A-Za-z0-9_.-]`, a leading
@@ -55,10 +61,12 @@ pub fn segment(s: &str) -> String {
     out
 }
 
-/// Where an entry lives (uv's `CacheEntry`): scope, cache name and key. The one formatter of
-/// object names is here, and `ObjectName::parse` the one parser.
+/// Where an entry lives (uv's `CacheEntry`): project, scope, cache name and key. The one
+/// formatter of object names is here, and `ObjectName::parse` the one parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryName {
+    /// The project namespace as its segment (`Namespace::segment`: `[a-z0-9-]`).
+    pub ns: String,
     pub scope: Scope,
     pub name: String,
     pub key: String,
@@ -67,38 +75,59 @@ pub struct EntryName {
 /// One object of the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectName {
-    /// `v1/<scope>/<name>/<key>.json`: the entry's commit point.
+    /// `v2/<project>/<scope>/<name>/<key>.json`: the entry's commit point.
     Manifest(EntryName),
-    /// `v1/<scope>/<name>/<key>-<upload id>.tar.zst`: one upload of its archive.
+    /// `v2/<project>/<scope>/<name>/<key>-<upload id>.tar.zst`: one upload of its archive.
     Archive(EntryName, String),
-    /// `v1/<scope>/.doctor/<id>`: `doctor`'s probe, removed right away.
-    Probe(Scope, String),
+    /// `…/<key>.used`: when the entry was last restored.
+    Usage(EntryName),
+    /// `…/<key>.lease.<n>`: generation `n` of the single-flight lease.
+    Lease(EntryName, u32),
+    /// `v2/<project>/<scope>/.doctor/<id>`: `doctor`'s probe, removed right away.
+    Probe(String, Scope, String),
 }
 
 pub const PROBE_DIR: &str = ".doctor";
 const MANIFEST_EXT: &str = ".json";
 const ARCHIVE_EXT: &str = ".tar.zst";
+const USAGE_EXT: &str = ".used";
+const LEASE_EXT: &str = ".lease.";
 
 impl EntryName {
-    pub fn new(scope: Scope, name: &str, key: &str) -> EntryName {
+    pub fn new(ns: &str, scope: Scope, name: &str, key: &str) -> EntryName {
         EntryName {
+            ns: ns.to_string(),
             scope,
             name: name.to_string(),
             key: key.to_string(),
         }
     }
 
-    /// `v1/<scope>/<name>/`: every object of every key of this cache name.
+    /// `v2/<project>/<scope>/<name>/`: every object of every key of this cache name.
     pub fn dir(&self) -> String {
         format!(
-            "{LAYOUT_ROOT}/{}/{}/",
+            "{LAYOUT_ROOT}/{}/{}/{}/",
+            self.ns,
             self.scope.as_str(),
             segment(&self.name)
         )
     }
 
+    /// What every object of this key starts with.
+    fn base(&self) -> String {
+        format!("{}{}", self.dir(), segment(&self.key))
+    }
+
     pub fn manifest(&self) -> String {
-        format!("{}{}{MANIFEST_EXT}", self.dir(), segment(&self.key))
+        format!("{}{MANIFEST_EXT}", self.base())
+    }
+
+    pub fn usage(&self) -> String {
+        format!("{}{USAGE_EXT}", self.base())
+    }
+
+    pub fn lease(&self, generation: u32) -> String {
+        format!("{}{LEASE_EXT}{generation}", self.base())
     }
 
     pub fn archive(&self, upload_id: &str) -> String {
@@ -121,39 +150,63 @@ impl ObjectName {
     /// Parse an object name as listed; `None` for anything that is not one of the layout's
     /// (another root, an unknown scope, a segment that is not as the formatter writes it).
     pub fn parse(object: &str) -> Option<ObjectName> {
-        let [root, scope, dir, file] = object.split('/').collect::<Vec<_>>()[..] else {
+        let [root, ns, scope, dir, file] = object.split('/').collect::<Vec<_>>()[..] else {
             return None;
         };
-        if root != LAYOUT_ROOT || !safe_segment(dir) || !safe_segment(file) {
+        if root != LAYOUT_ROOT
+            || !namespace_segment(ns)
+            || !safe_segment(dir)
+            || !safe_segment(file)
+        {
             return None;
         }
+        let ns = ns.to_string();
         let scope = Scope::parse(scope)?;
         if dir == PROBE_DIR {
-            return Some(ObjectName::Probe(scope, unsegment(file)?));
+            return Some(ObjectName::Probe(ns, scope, unsegment(file)?));
         }
         let name = unsegment(dir)?;
-        if let Some(key) = file.strip_suffix(MANIFEST_EXT) {
-            return Some(ObjectName::Manifest(EntryName {
+        let entry = |key: &str| -> Option<EntryName> {
+            Some(EntryName {
+                ns: ns.clone(),
                 scope,
-                name,
+                name: name.clone(),
                 key: unsegment(key)?,
-            }));
+            })
+        };
+        if let Some(key) = file.strip_suffix(MANIFEST_EXT) {
+            return Some(ObjectName::Manifest(entry(key)?));
+        }
+        if let Some(key) = file.strip_suffix(USAGE_EXT) {
+            return Some(ObjectName::Usage(entry(key)?));
+        }
+        if let Some((key, n)) = file.rsplit_once(LEASE_EXT) {
+            // Digits only, as the formatter writes them (no sign, no leading zeros).
+            let generation: u32 = n.parse().ok().filter(|g: &u32| g.to_string() == n)?;
+            return Some(ObjectName::Lease(entry(key)?, generation));
         }
         let (key, id) = file.strip_suffix(ARCHIVE_EXT)?.split_once('-')?;
-        Some(ObjectName::Archive(
-            EntryName {
-                scope,
-                name,
-                key: unsegment(key)?,
-            },
-            unsegment(id)?,
-        ))
+        Some(ObjectName::Archive(entry(key)?, unsegment(id)?))
     }
 
     pub fn scope(&self) -> Scope {
         match self {
-            ObjectName::Manifest(e) | ObjectName::Archive(e, _) => e.scope,
-            ObjectName::Probe(scope, _) => *scope,
+            ObjectName::Manifest(e)
+            | ObjectName::Archive(e, _)
+            | ObjectName::Usage(e)
+            | ObjectName::Lease(e, _) => e.scope,
+            ObjectName::Probe(_, scope, _) => *scope,
+        }
+    }
+
+    /// The entry the object belongs to (not for doctor's probe).
+    pub fn entry(&self) -> Option<&EntryName> {
+        match self {
+            ObjectName::Manifest(e)
+            | ObjectName::Archive(e, _)
+            | ObjectName::Usage(e)
+            | ObjectName::Lease(e, _) => Some(e),
+            ObjectName::Probe(..) => None,
         }
     }
 }
@@ -163,9 +216,11 @@ impl std::fmt::Display for ObjectName {
         match self {
             ObjectName::Manifest(e) => f.write_str(&e.manifest()),
             ObjectName::Archive(e, id) => f.write_str(&e.archive(id)),
-            ObjectName::Probe(scope, id) => write!(
+            ObjectName::Usage(e) => f.write_str(&e.usage()),
+            ObjectName::Lease(e, n) => f.write_str(&e.lease(*n)),
+            ObjectName::Probe(ns, scope, id) => write!(
                 f,
-                "{LAYOUT_ROOT}/{}/{PROBE_DIR}/{}",
+                "{LAYOUT_ROOT}/{ns}/{}/{PROBE_DIR}/{}",
                 scope.as_str(),
                 segment(id)
             ),
@@ -184,6 +239,13 @@ pub fn safe_segment(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-%".contains(&b))
 }
 
+/// A namespace segment as `Namespace::segment` writes it: `[a-z0-9-]`, not empty.
+pub fn namespace_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Whether every segment of an object name is safe (`safe_segment`).
 pub fn safe_object_name(name: &str) -> bool {
     !name.is_empty() && name.split('/').all(safe_segment)
@@ -195,16 +257,16 @@ fn unsegment(s: &str) -> Option<String> {
     (segment(&text) == s).then(|| text.into_owned())
 }
 
-pub fn entry_dir(scope: Scope, name: &str) -> String {
-    EntryName::new(scope, name, "").dir()
+pub fn entry_dir(ns: &str, scope: Scope, name: &str) -> String {
+    EntryName::new(ns, scope, name, "").dir()
 }
 
-pub fn manifest_name(scope: Scope, name: &str, key: &str) -> String {
-    EntryName::new(scope, name, key).manifest()
+pub fn manifest_name(ns: &str, scope: Scope, name: &str, key: &str) -> String {
+    EntryName::new(ns, scope, name, key).manifest()
 }
 
-pub fn archive_name(scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
-    EntryName::new(scope, name, key).archive(upload_id)
+pub fn archive_name(ns: &str, scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
+    EntryName::new(ns, scope, name, key).archive(upload_id)
 }
 
 /// A fresh id for an upload: unique enough that two jobs never pick the same one.
@@ -227,7 +289,7 @@ pub fn upload_id() -> String {
 impl Manifest {
     /// Parse a manifest and check that it describes this key in this place; anything else
     /// is a corrupt or planted entry.
-    pub fn parse(bytes: &[u8], scope: Scope, name: &str, key: &str) -> Result<Manifest> {
+    pub fn parse(bytes: &[u8], ns: &str, scope: Scope, name: &str, key: &str) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).context("manifest is not valid JSON")?;
         if m.format != ENTRY_FORMAT {
             bail!(
@@ -246,7 +308,7 @@ impl Manifest {
                 scope.as_str()
             );
         }
-        if !EntryName::new(scope, name, key).owns_archive(&m.archive) {
+        if !EntryName::new(ns, scope, name, key).owns_archive(&m.archive) {
             bail!(
                 "manifest points at an archive outside its entry ({:?})",
                 m.archive
@@ -269,19 +331,24 @@ mod tests {
 
     #[test]
     fn object_names_parse_back_to_what_formatted_them() {
-        let e = EntryName::new(Scope::Protected, "poetry", &"ab".repeat(32));
+        let ns = "team-app-1a2b3c4d";
+        let e = EntryName::new(ns, Scope::Protected, "poetry", &"ab".repeat(32));
         let m = ObjectName::Manifest(e.clone());
         let a = ObjectName::Archive(e.clone(), "00ff".into());
-        let p = ObjectName::Probe(Scope::Local, "9f3c".into());
-        for o in [m, a, p] {
+        let u = ObjectName::Usage(e.clone());
+        let l = ObjectName::Lease(e.clone(), 12);
+        let p = ObjectName::Probe(ns.into(), Scope::Local, "9f3c".into());
+        for o in [m, a, u, l, p] {
             assert_eq!(ObjectName::parse(&o.to_string()), Some(o.clone()), "{o}");
         }
         assert!(e.owns_archive(&e.archive("1234")));
-        let other = EntryName::new(Scope::Unprotected, "poetry", &e.key);
+        let other = EntryName::new(ns, Scope::Unprotected, "poetry", &e.key);
         assert!(!e.owns_archive(&other.archive("1234")));
+        let elsewhere = EntryName::new("other-9f9f9f9f", Scope::Protected, "poetry", &e.key);
+        assert!(!e.owns_archive(&elsewhere.archive("1234")));
         assert!(!e.owns_archive(&e.manifest()));
         // An escaped segment round-trips.
-        let odd = EntryName::new(Scope::Local, ".hidden name", "k");
+        let odd = EntryName::new(ns, Scope::Local, ".hidden name", "k");
         assert_eq!(
             ObjectName::parse(&odd.manifest()),
             Some(ObjectName::Manifest(odd))
@@ -291,14 +358,20 @@ mod tests {
     #[test]
     fn names_outside_the_layout_do_not_parse() {
         for bad in [
+            "v1/local/pip/k.json",
             "v2/local/pip/k.json",
-            "v1/evil/pip/k.json",
-            "v1/local/../k.json",
-            "v1/local/pip/k.json.claim",
-            "v1/local/pip/k.tar.zst",
-            "v1/local/pip/sub/k.json",
-            "v1/local/p%2fx/k.json",
-            "v1/local/pip/%6B.json",
+            "v2/ns/evil/pip/k.json",
+            "v2/NS/local/pip/k.json",
+            "v2/n%2fs/local/pip/k.json",
+            "v2/ns/local/../k.json",
+            "v2/ns/local/pip/k.json.claim",
+            "v2/ns/local/pip/k.tar.zst",
+            "v2/ns/local/pip/sub/k.json",
+            "v2/ns/local/p%2fx/k.json",
+            "v2/ns/local/pip/%6B.json",
+            "v2/ns/local/pip/k.lease.01",
+            "v2/ns/local/pip/k.lease.-1",
+            "v2/ns/local/pip/k.lease.",
         ] {
             assert_eq!(ObjectName::parse(bad), None, "{bad}");
         }

@@ -13,10 +13,12 @@ pub const CACHEGATE_DIR: &str = "CACHEGATE_DIR";
 pub const CACHEGATE_DOTENV: &str = "CACHEGATE_DOTENV";
 pub const CACHEGATE_DRY_RUN: &str = "CACHEGATE_DRY_RUN";
 pub const CACHEGATE_EXPLAIN: &str = "CACHEGATE_EXPLAIN";
+pub const CACHEGATE_FALLBACK: &str = "CACHEGATE_FALLBACK";
 pub const CACHEGATE_JSON: &str = "CACHEGATE_JSON";
 pub const CACHEGATE_KEEP: &str = "CACHEGATE_KEEP";
 pub const CACHEGATE_KEY_CMD: &str = "CACHEGATE_KEY_CMD";
 pub const CACHEGATE_KEY_ENV: &str = "CACHEGATE_KEY_ENV";
+pub const CACHEGATE_LEASE: &str = "CACHEGATE_LEASE";
 pub const CACHEGATE_LOCAL_TIER: &str = "CACHEGATE_LOCAL_TIER";
 pub const CACHEGATE_LOCAL_TIER_MAX_SIZE: &str = "CACHEGATE_LOCAL_TIER_MAX_SIZE";
 pub const CACHEGATE_LOCK: &str = "CACHEGATE_LOCK";
@@ -27,17 +29,24 @@ pub const CACHEGATE_MAX_RATIO: &str = "CACHEGATE_MAX_RATIO";
 pub const CACHEGATE_MAX_SIZE: &str = "CACHEGATE_MAX_SIZE";
 pub const CACHEGATE_MAX_UNPACKED_SIZE: &str = "CACHEGATE_MAX_UNPACKED_SIZE";
 pub const CACHEGATE_NAME: &str = "CACHEGATE_NAME";
+pub const CACHEGATE_NAMESPACE: &str = "CACHEGATE_NAMESPACE";
 pub const CACHEGATE_OLDER_THAN: &str = "CACHEGATE_OLDER_THAN";
 pub const CACHEGATE_PATH: &str = "CACHEGATE_PATH";
 pub const CACHEGATE_POLICY: &str = "CACHEGATE_POLICY";
+pub const CACHEGATE_POLL: &str = "CACHEGATE_POLL";
+pub const CACHEGATE_PRUNE_SCOPE: &str = "CACHEGATE_PRUNE_SCOPE";
 pub const CACHEGATE_REFUSE_SECRETS: &str = "CACHEGATE_REFUSE_SECRETS";
+pub const CACHEGATE_REPLACE: &str = "CACHEGATE_REPLACE";
 pub const CACHEGATE_RETRIES: &str = "CACHEGATE_RETRIES";
+pub const CACHEGATE_SALT: &str = "CACHEGATE_SALT";
 pub const CACHEGATE_SAVE_ON_FAILURE: &str = "CACHEGATE_SAVE_ON_FAILURE";
 pub const CACHEGATE_SCOPE: &str = "CACHEGATE_SCOPE";
 pub const CACHEGATE_STALL_TIMEOUT: &str = "CACHEGATE_STALL_TIMEOUT";
 pub const CACHEGATE_STRICT: &str = "CACHEGATE_STRICT";
 pub const CACHEGATE_TIMEOUT: &str = "CACHEGATE_TIMEOUT";
+pub const CACHEGATE_UNUSED_FOR: &str = "CACHEGATE_UNUSED_FOR";
 pub const CACHEGATE_VERBOSE: &str = "CACHEGATE_VERBOSE";
+pub const CACHEGATE_WAIT: &str = "CACHEGATE_WAIT";
 pub const CACHEGATE_ZSTD_WINDOW_LOG: &str = "CACHEGATE_ZSTD_WINDOW_LOG";
 
 // cachegate's own secrets and the credentials of its stores.
@@ -59,6 +68,7 @@ pub const CI_JOB_IMAGE: &str = "CI_JOB_IMAGE";
 pub const CI_JOB_TOKEN: &str = "CI_JOB_TOKEN";
 pub const CI_JOB_URL: &str = "CI_JOB_URL";
 pub const CI_PROJECT_ID: &str = "CI_PROJECT_ID";
+pub const CI_PROJECT_PATH: &str = "CI_PROJECT_PATH";
 
 // From the shell.
 pub const HOME: &str = "HOME";
@@ -66,7 +76,8 @@ pub const USER: &str = "USER";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 
 // The progress bar (progress.rs).
-/// Set by most CI systems; no progress bar is drawn when it (or GITLAB_CI) is set.
+/// Set by most CI systems: no progress bar is drawn when it (or GITLAB_CI) is set, and
+/// single-flight waits by default.
 pub const CI: &str = "CI";
 /// Hidden (not a flag): seconds a restore or save runs before its bar shows (default 1; the
 /// terminal tests set 0 or a large value).

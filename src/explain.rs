@@ -1,7 +1,7 @@
 //! `explain`: why a lookup misses, against the newest entry of the same cache name.
 
 use crate::backend::Backend;
-use crate::entry::{EntryName, Manifest};
+use crate::entry::Manifest;
 use crate::exit::Ending;
 use crate::job::{Hit, Job, Lookup};
 use crate::key;
@@ -39,7 +39,7 @@ fn objects(job: &mut Job) -> Ending {
     let mut newest: Option<(u64, Scope, String)> = None;
     let mut failed = None;
     for scope in job.scopes.read.clone() {
-        match backend.list(&EntryName::new(scope, &name, "").dir()) {
+        match backend.list(&job.entry_dir(scope)) {
             Ok(objects) => {
                 for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
                     let t = o.modified.unwrap_or(0);
@@ -59,7 +59,8 @@ fn objects(job: &mut Job) -> Ending {
         return Ending::Miss;
     }
     crate::outln!(
-        "miss: no entry for {name} {short} in {describe} (read scopes: {})",
+        "miss: no entry for {name} {short} in {describe} (project {}, read scopes: {})",
+        job.namespace.name,
         job.scopes
             .read
             .iter()
@@ -69,7 +70,8 @@ fn objects(job: &mut Job) -> Ending {
     );
     let Some((_, scope, object)) = newest else {
         crate::outln!(
-            "no entry of cache {name:?} exists at all: the cache is empty, was cleared, or was never saved"
+            "no entry of cache {name:?} exists at all in project {}: the cache is empty, was cleared, or was never saved (another project's entries are not compared; --namespace NAME reads another project's)",
+            job.namespace.name
         );
         return Ending::Miss;
     };

@@ -3,7 +3,7 @@
 //! own status or a usage error ends a job red. The commands that drive a job are in
 //! `ensure.rs`; `explain.rs` reads through one too.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -12,11 +12,12 @@ use crate::backend::{Backend, StoreError};
 use crate::cli::{JobArgs, ReportArgs, StoreArgs};
 use crate::entry::{self, EntryName, Manifest};
 use crate::exit::{self, Ending};
+use crate::namespace::Namespace;
 use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
-use crate::store::Store;
-use crate::{config, env_vars, key, redact, runner, secrets, sign};
+use crate::store::{Gated, Store};
+use crate::{config, env_vars, key, redact, runner, secrets, sign, usage};
 
 /// What a lookup found (just's `CacheStatus`).
 pub enum Lookup {
@@ -62,11 +63,21 @@ pub enum Skip {
     StoreFailed,
     /// `--refuse-secrets` found credential files.
     Secrets(Vec<String>),
+    /// The install failed (and `--save-on-failure` was not given).
+    CommandFailed,
 }
 
 pub struct Job {
     pub plan: Plan,
     pub store: Store,
+    /// The project whose entries this job reads and writes.
+    pub namespace: Namespace,
+    /// `namespace` as the path segment the layout uses.
+    pub ns: String,
+    /// `--policy push` or `save --replace`: an existing entry of this key is replaced.
+    pub replace: bool,
+    /// Single-flight: how long this job waited for another's install, and for whom.
+    pub waited: Option<(Duration, String)>,
     pub scopes: Scopes,
     pub strict: bool,
     pub level: i32,
@@ -101,6 +112,7 @@ impl Job {
         let store = Store::open(&spec, &args.transfer.transfer(), args.policy)?
             .with_local_tier(args.local_tier.clone(), args.local_tier_max_size);
         let runner = matches!(store, Store::Marker(_));
+        let namespace = Namespace::resolve(args.namespace.as_deref(), &plan.dir)?;
         let (scopes, widened) = Scopes::resolve(args.trust.scope);
         // Runner mode stores no entries, so it neither signs nor verifies any.
         let (signing, trusted) = if runner {
@@ -119,6 +131,7 @@ impl Job {
             },
             backend: store.describe(),
             components: Some(plan.components.clone()),
+            namespace: namespace.name.clone(),
             ..Report::default()
         };
         if let Some(w) = widened.filter(|_| !runner) {
@@ -127,6 +140,10 @@ impl Job {
         let job = Job {
             plan,
             store,
+            ns: namespace.segment(),
+            namespace,
+            replace: args.policy == crate::cli::Policy::Push,
+            waited: None,
             scopes,
             strict: args.strict,
             level: args.compression_level,
@@ -174,10 +191,18 @@ impl Job {
         if !set.is_empty() {
             line.push_str(&format!("; command env {}", set.join(" ")));
         }
+        line.push_str(&format!("; project {}", self.namespace.name));
         eprintln!("cachegate: {line}");
         if report::in_gitlab() || self.verbose > 0 {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
             lines.push(format!("backend  {}", self.store.describe()));
+            lines.push(format!(
+                "project  {} (from {}), stored under {}/{}/",
+                self.namespace.name,
+                self.namespace.source,
+                entry::LAYOUT_ROOT,
+                self.ns
+            ));
             lines.push(format!(
                 "scopes   write {}, read {}",
                 self.scopes.write.as_str(),
@@ -221,6 +246,28 @@ impl Job {
         self.head("miss", self.scopes.read[0])
     }
 
+    /// The object store, unless this is runner mode.
+    pub(crate) fn objects(&self) -> Option<&Gated> {
+        match &self.store {
+            Store::Objects(g) => Some(g),
+            Store::Marker(_) => None,
+        }
+    }
+
+    /// The entry of `key` under this job's project and cache name, in `scope`.
+    pub(crate) fn entry_name(&self, scope: Scope, key: &str) -> EntryName {
+        EntryName::new(&self.ns, scope, &self.plan.components.name, key)
+    }
+
+    /// Where this job's entries of its cache name live in `scope`.
+    pub(crate) fn entry_dir(&self, scope: Scope) -> String {
+        self.entry_name(scope, "").dir()
+    }
+
+    pub(crate) fn manifest_object(&self, scope: Scope, key: &str) -> String {
+        self.entry_name(scope, key).manifest()
+    }
+
     /// Look the key up in every scope this job may read, in order.
     pub fn lookup(&mut self) -> Lookup {
         if !self.store.reads() {
@@ -237,26 +284,28 @@ impl Job {
         }
         let name = self.plan.components.name.clone();
         for scope in self.scopes.read.clone() {
-            let object = EntryName::new(scope, &name, &self.plan.key).manifest();
+            let object = self.manifest_object(scope, &self.plan.key);
             let Store::Objects(backend) = &self.store else {
                 break;
             };
             let why = match backend.get_small(&object) {
-                Ok(bytes) => match Manifest::parse(&bytes, scope, &name, &self.plan.key) {
-                    Ok(m) => match self.untrusted(scope, &m) {
-                        None => {
-                            return Lookup::Hit(Hit::Entry {
-                                scope,
-                                manifest: Box::new(m),
-                            });
-                        }
-                        Some(why) => format!(
-                            "not restoring the {} entry {object}: {why}; treating it as a miss",
-                            scope.as_str()
-                        ),
-                    },
-                    Err(e) => format!("ignoring the {} entry {object}: {e:#}", scope.as_str()),
-                },
+                Ok(bytes) => {
+                    match Manifest::parse(&bytes, &self.ns, scope, &name, &self.plan.key) {
+                        Ok(m) => match self.untrusted(scope, &m) {
+                            None => {
+                                return Lookup::Hit(Hit::Entry {
+                                    scope,
+                                    manifest: Box::new(m),
+                                });
+                            }
+                            Some(why) => format!(
+                                "not restoring the {} entry {object}: {why}; treating it as a miss",
+                                scope.as_str()
+                            ),
+                        },
+                        Err(e) => format!("ignoring the {} entry {object}: {e:#}", scope.as_str()),
+                    }
+                }
                 Err(StoreError::NotFound) => continue,
                 Err(e) => {
                     let describe = backend.describe();
@@ -280,7 +329,7 @@ impl Job {
 
     /// Why an entry must not be restored when trusted keys are set: protected entries, and
     /// anything a protected job restores, need a signature by a trusted key.
-    fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
+    pub(crate) fn untrusted(&self, scope: Scope, m: &Manifest) -> Option<String> {
         let trusted = self.trusted.as_ref()?;
         if scope != Scope::Protected && !self.scopes.protected_job {
             return None;
@@ -338,33 +387,31 @@ impl Job {
                 return true;
             }
         };
-        let start = Instant::now();
-        let targets = self.plan.targets();
-        let expected = Expected {
-            digest: m.archive_blake3.clone(),
-            size: m.archive_size,
-        };
-        let result = match self.limits.check_archive_size(m.archive_size) {
-            Err(e) => Err(e),
-            Ok(()) => match backend.get_archive(&m.archive, m.archive_size, &m.archive_blake3) {
-                Ok(reader) => archive::unpack(reader, &targets, &expected, self.limits),
-                Err(StoreError::NotFound) => {
-                    Err(UnpackError::Corrupt("its archive is missing".into()))
-                }
-                Err(e) => Err(UnpackError::Transfer(e.into())),
-            },
-        };
+        let (scope, m) = (scope, m.clone());
         let describe = backend.describe();
-        match result {
+        let start = Instant::now();
+        match self.unpack(scope, &m) {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
-                eprintln!(
+                let mut line = format!(
                     "{} · {}, {} in {} from {describe}",
                     self.head("hit", scope),
                     report::files(stats.files),
                     report::bytes(stats.bytes),
                     report::secs(secs),
                 );
+                if let Some(install) = m.install_seconds {
+                    line.push_str(&format!(" · {}", report::saved_phrase(install, secs)));
+                    self.report.entry_install_seconds = Some(install);
+                    self.report.saved_seconds = Some(install - secs);
+                }
+                if let Some((waited, leader)) = &self.waited {
+                    line.push_str(&format!(
+                        " · waited {} for {leader}",
+                        report::secs(waited.as_secs_f64())
+                    ));
+                }
+                eprintln!("{line}");
                 let r = &mut self.report;
                 r.hit = true;
                 r.scope = scope.as_str().into();
@@ -372,10 +419,11 @@ impl Job {
                 r.bytes = Some(stats.bytes);
                 r.archive_bytes = Some(stats.archive_bytes);
                 r.restore_seconds = Some(secs);
+                self.record_use(scope, &m.key);
                 true
             }
             Err(e) => {
-                let object = EntryName::new(scope, &m.name, &m.key).manifest();
+                let object = self.manifest_object(scope, &m.key);
                 let replaced = matches!(e, UnpackError::Corrupt(_))
                     && self.discard(scope, &object, Some(&m.archive));
                 self.trouble(format!(
@@ -390,6 +438,68 @@ impl Job {
                 false
             }
         }
+    }
+
+    /// Download and unpack an entry into the cached paths (verified, swapped in whole). An
+    /// archive gone between reading the manifest and fetching it is usually a refresh that
+    /// swapped in a new one: read the manifest again and follow it, a few times at most.
+    pub(crate) fn unpack(
+        &self,
+        scope: Scope,
+        m: &Manifest,
+    ) -> Result<archive::UnpackStats, UnpackError> {
+        let Some(backend) = self.objects() else {
+            unreachable!("runner mode has no entries to unpack")
+        };
+        let targets = self.plan.targets();
+        let mut current = m.clone();
+        for _ in 0..3 {
+            self.limits.check_archive_size(current.archive_size)?;
+            let expected = Expected {
+                digest: current.archive_blake3.clone(),
+                size: current.archive_size,
+            };
+            match backend.get_archive(
+                &current.archive,
+                current.archive_size,
+                &current.archive_blake3,
+            ) {
+                Ok(reader) => return archive::unpack(reader, &targets, &expected, self.limits),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(UnpackError::Transfer(e.into())),
+            }
+            let object = self.manifest_object(scope, &current.key);
+            let replaced = backend
+                .get_small(&object)
+                .ok()
+                .and_then(|b| {
+                    Manifest::parse(&b, &self.ns, scope, &current.name, &current.key).ok()
+                })
+                .filter(|n| n.archive != current.archive && self.untrusted(scope, n).is_none());
+            match replaced {
+                Some(n) => current = n,
+                None => break,
+            }
+        }
+        Err(UnpackError::Corrupt("its archive is missing".into()))
+    }
+
+    /// Note that the entry was used, for `prune --unused-for` and LRU eviction: at most one
+    /// small write a day, bounded in time, never an error. Only in the scope this job
+    /// writes, and never under `--policy pull` (read-only means no writes at all).
+    fn record_use(&self, scope: Scope, key: &str) {
+        let Some(backend) = self.objects() else {
+            return;
+        };
+        if scope != self.scopes.write || !self.store.writes() {
+            return;
+        }
+        let name = self.entry_name(scope, key).usage();
+        usage::record_in_background(
+            std::sync::Arc::new(backend.clone()),
+            name,
+            Duration::from_secs(2),
+        );
     }
 
     /// Save the cached paths under this job's key (runner mode: mark them).
@@ -456,9 +566,10 @@ impl Job {
         let describe = backend.describe();
         let short = self.plan.short_key().to_string();
         let name = self.plan.components.name.clone();
-        let entry = EntryName::new(scope, &name, &self.plan.key);
+        let entry = self.entry_name(scope, &self.plan.key);
         let manifest_object = entry.manifest();
         match backend.stat(&manifest_object) {
+            Ok(_) if self.replace => {}
             Ok(_) => {
                 eprintln!(
                     "{} · already saved by another job; not saving again",
@@ -497,12 +608,18 @@ impl Job {
             creator: creator(),
             install_seconds,
             signature: None,
+            namespace: Some(self.namespace.name.clone()),
         };
         if let Some(key) = &self.signing {
             manifest.signature = Some(sign::sign(key, &manifest));
         }
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-        match backend.create_if_absent(&manifest_object, &body) {
+        let committed = if self.replace {
+            self.swap_in(backend, &manifest_object, &archive_object, &body)
+        } else {
+            backend.create_if_absent(&manifest_object, &body)
+        };
+        match committed {
             Ok(()) => {}
             Err(StoreError::Exists) => {
                 let _ = backend.delete(&archive_object);
@@ -534,13 +651,46 @@ impl Job {
         self.report.save_seconds = Some(secs);
         eprintln!(
             "{} · {}, {} ({} compressed) in {} to {describe}",
-            self.head("saved", scope),
+            self.head(if self.replace { "replaced" } else { "saved" }, scope),
             report::files(stats.files),
             report::bytes(stats.bytes),
             report::bytes(stats.archive_bytes),
             report::secs(secs),
         );
         Save::Saved
+    }
+
+    /// Refresh: the new archive is complete, now swap the manifest (a plain overwrite, which
+    /// every store makes atomic), so readers see the old entry or the new one, never a mix.
+    /// The archive the old manifest named is then removed; readers that lose it mid-lookup
+    /// follow the new manifest (`unpack`). Racing replacers: the last swap stands, and a
+    /// replacer that finds another's manifest after its own swap removes its now unnamed
+    /// archive; what a race still leaves is an unreferenced archive for `prune`.
+    fn swap_in(
+        &self,
+        backend: &Gated,
+        manifest_object: &str,
+        archive_object: &str,
+        body: &[u8],
+    ) -> crate::backend::StoreResult<()> {
+        let scope = self.scopes.write;
+        let name = &self.plan.components.name;
+        let named = || {
+            backend.peek(manifest_object).ok().and_then(|b| {
+                Manifest::parse(&b, &self.ns, scope, name, &self.plan.key)
+                    .ok()
+                    .map(|m| m.archive)
+            })
+        };
+        let previous = named();
+        backend.put_small(manifest_object, body)?;
+        if let Some(old) = previous.filter(|a| a != archive_object) {
+            let _ = backend.delete(&old);
+        }
+        if named().is_some_and(|a| a != archive_object) {
+            let _ = backend.delete(archive_object);
+        }
+        Ok(())
     }
 
     /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
@@ -570,7 +720,7 @@ fn trusted_keys() -> Result<Option<Vec<ed25519_dalek::VerifyingKey>>> {
 }
 
 /// Who saved an entry: the CI job's URL, else `user@host`.
-fn creator() -> String {
+pub(crate) fn creator() -> String {
     if let Ok(url) = std::env::var(env_vars::CI_JOB_URL) {
         return url;
     }

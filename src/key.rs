@@ -27,6 +27,9 @@ pub struct Components {
     pub image: Option<String>,
     pub env: Vec<EnvInput>,
     pub commands: Vec<CmdInput>,
+    /// `--salt`: bumping it invalidates every entry of the cache without deleting any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,7 +115,33 @@ impl Components {
         for c in &self.commands {
             line("key-cmd", &format!("{} => {}", c.command, c.output));
         }
+        if let Some(salt) = &self.salt {
+            line("salt", salt);
+        }
         out
+    }
+
+    /// Whether an entry saved under `other` can seed a warm start of this key: only the
+    /// lock files and the command may differ, everything that decides whether the tree works
+    /// here (platform, image, location, runtime probes, salt) must be equal. `Ok` names what
+    /// differs; `Err` lists what rules it out.
+    pub fn warm_diff(&self, other: &Components) -> Result<Vec<&'static str>, Vec<String>> {
+        let mut differs = Vec::new();
+        if self.locks != other.locks {
+            differs.push("lock files");
+        }
+        if self.command != other.command {
+            differs.push("command");
+        }
+        // Everything else compared by value, so a component added later blocks a warm start
+        // until someone decides it may differ.
+        let mut theirs = other.clone();
+        theirs.locks = self.locks.clone();
+        theirs.command = self.command.clone();
+        if theirs != *self {
+            return Err(self.diff(other));
+        }
+        Ok(differs)
     }
 
     /// Names of the components that differ, for explaining a miss.
@@ -158,6 +187,11 @@ impl Components {
             "key-cmd",
             format!("{:?}", self.commands),
             format!("{:?}", other.commands),
+        );
+        cmp(
+            "salt",
+            self.salt.clone().unwrap_or_default(),
+            other.salt.clone().unwrap_or_default(),
         );
         out
     }
@@ -276,6 +310,7 @@ mod tests {
             image: None,
             env: vec![],
             commands: vec![],
+            salt: None,
         }
     }
 
@@ -308,6 +343,7 @@ mod tests {
                     output: "Python 3.11.7".into(),
                 })
             },
+            |c| c.salt = Some("2".into()),
         ];
         for (i, change) in changes.iter().enumerate() {
             let mut c = sample();
@@ -318,6 +354,46 @@ mod tests {
                 "change {i} not in diff"
             );
         }
+    }
+
+    #[test]
+    fn warm_start_only_across_locks_and_command() {
+        let base = sample();
+        let mut lock = sample();
+        lock.locks[0].blake3 = "cd".repeat(32);
+        lock.command.push("--with=dev".into());
+        assert_eq!(lock.warm_diff(&base), Ok(vec!["lock files", "command"]));
+        let blockers: Vec<fn(&mut Components)> = vec![
+            |c| c.platform.libc = "musl".into(),
+            |c| c.image = Some("python:3.13".into()),
+            |c| c.fixed_paths = vec!["/elsewhere/.venv".into()],
+            |c| c.paths.push("x".into()),
+            |c| c.salt = Some("2".into()),
+            |c| {
+                c.commands.push(CmdInput {
+                    command: "python3 --version".into(),
+                    output: "Python 3.13.0".into(),
+                })
+            },
+        ];
+        for (i, change) in blockers.iter().enumerate() {
+            let mut c = lock.clone();
+            change(&mut c);
+            let why = c
+                .warm_diff(&base)
+                .expect_err(&format!("change {i} allowed"));
+            assert!(!why.is_empty(), "change {i}");
+        }
+    }
+
+    #[test]
+    fn no_salt_keeps_the_key_a_salt_changes_it() {
+        let mut c = sample();
+        let plain = c.key();
+        c.salt = Some("2026-12".into());
+        assert_ne!(c.key(), plain);
+        c.salt = None;
+        assert_eq!(c.key(), plain);
     }
 
     #[test]

@@ -27,15 +27,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let v = cli.verbose;
     match cli.command {
         Command::Ensure { job, cmd } => {
-            let save_on_failure = job.save_on_failure;
+            let (save_on_failure, flight) = (job.save_on_failure, job.flight.clone());
             Ok(ensure::ensure(
                 Job::open("ensure", job, &cmd, v)?,
                 &cmd,
                 save_on_failure,
+                &flight,
             ))
         }
         Command::Restore { job, cmd } => Ok(ensure::restore(Job::open("restore", job, &cmd, v)?)),
-        Command::Save { job, cmd } => Ok(ensure::save(Job::open("save", job, &cmd, v)?)),
+        Command::Save { job, cmd } => {
+            let replace = job.replace;
+            Ok(ensure::save(Job::open("save", job, &cmd, v)?, replace))
+        }
         Command::Check { job, cmd } => Ok(ensure::check(Job::open("check", job, &cmd, v)?)),
         Command::Explain { job, cmd } => Ok(explain::explain(Job::open("explain", job, &cmd, v)?)),
         Command::Key {
@@ -44,13 +48,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
             cmd,
         } => key::print(&plan::plan(&job.key, &cmd)?, explain, json.as_deref()),
-        Command::Ls { store, json } => {
-            ls::ls(&store.open()?, json, store.transfer.transfer().concurrency)
-        }
-        Command::Prune { store, rules } => prune::prune(
-            &store.open()?,
-            &rules.rules(store.transfer.transfer().concurrency)?,
-        ),
+        Command::Ls { store, json } => ls::ls(&store.open()?, json),
+        Command::Prune { store, rules } => prune::prune(&store.open()?, &rules.rules()?),
         Command::Doctor { store } => doctor::run(&store.spec()?, &store.transfer.transfer()),
         Command::Keygen => sign::keygen_command(),
         Command::Completions { shell } => generate::completions_command(shell),

@@ -211,6 +211,8 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             .filter(|s| !s.is_empty()),
         env,
         commands,
+        // An empty variable (a CI variable defined but blank) is no salt.
+        salt: args.salt.clone().filter(|s| !s.is_empty()),
     };
     let key = components.key();
     Ok(Plan {

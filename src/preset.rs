@@ -191,6 +191,19 @@ pub fn looks_like_venv(path: &str) -> bool {
     matches!(base, ".venv" | "venv" | ".virtualenv" | "virtualenv")
 }
 
+/// Why a warm start would be wasted on this command: it deletes the cached tree before
+/// installing (`npm ci` removes `node_modules` first), so restoring one only costs time.
+pub fn discards_tree(command: &[String]) -> Option<String> {
+    let tool = command.first()?.rsplit('/').next()?;
+    let sub = command[1..].iter().find(|a| !a.starts_with('-'))?;
+    match (tool, sub.as_str()) {
+        ("npm", "ci" | "clean-install" | "ic" | "install-clean" | "isntall-clean") => Some(
+            format!("`npm {sub}` deletes node_modules before it installs"),
+        ),
+        _ => None,
+    }
+}
+
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         Some((pre, post)) => {
@@ -223,6 +236,21 @@ mod tests {
         }
         assert!(for_lock_file("requirements").is_none());
         assert!(for_lock_file("lock.txt").is_none());
+    }
+
+    #[test]
+    fn npm_ci_discards_the_tree_and_npm_install_does_not() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert!(discards_tree(&argv("npm ci")).is_some());
+        assert!(discards_tree(&argv("/usr/bin/npm --silent clean-install")).is_some());
+        for keeps in [
+            "npm install",
+            "pnpm install --frozen-lockfile",
+            "poetry install",
+            "sh -c npm",
+        ] {
+            assert_eq!(discards_tree(&argv(keeps)), None, "{keeps}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::env_vars;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     Local,
     Protected,

@@ -4,6 +4,7 @@
 //! so no command can forget it: under `pull` nothing is written, under `push` nothing read.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
@@ -33,7 +34,7 @@ impl Store {
         Ok(match spec {
             BackendSpec::Runner => Store::Marker(Marker { reads, writes }),
             _ => Store::Objects(Gated {
-                inner: spec.open(transfer)?,
+                inner: Arc::from(spec.open(transfer)?),
                 reads,
                 writes,
             }),
@@ -89,13 +90,21 @@ impl Store {
 /// An object store behind the policy: reads of entries answer "not found" when the job may
 /// not restore, and writes are refused (`StoreError::ReadOnly`, nothing sent) when it may not
 /// save. Existence checks and listings pass: they restore nothing.
+#[derive(Clone)]
 pub struct Gated {
-    inner: Box<dyn Backend>,
+    /// Shared with the threads that renew a lease or record a last use.
+    inner: Arc<dyn Backend>,
     reads: bool,
     writes: bool,
 }
 
 impl Gated {
+    /// Read a small object even under `--policy push`: a refresh reads the manifest it
+    /// replaces to learn which archive to remove, which restores nothing.
+    pub fn peek(&self, name: &str) -> StoreResult<Vec<u8>> {
+        self.inner.get_small(name)
+    }
+
     fn write(&self) -> StoreResult<()> {
         if self.writes {
             Ok(())

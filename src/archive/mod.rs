@@ -4,4 +4,4 @@ mod pack;
 mod unpack;
 
 pub use pack::{PackStats, pack};
-pub use unpack::{Expected, Limits, UnpackError, recover_interrupted, unpack};
+pub use unpack::{Expected, Limits, UnpackError, UnpackStats, recover_interrupted, unpack};

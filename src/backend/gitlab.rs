@@ -1,7 +1,8 @@
 //! The project's GitLab generic package registry: zero infrastructure inside GitLab CI.
-//! Object `v1/<scope>/<name>/<file>` is file `<file>` of package `cachegate-v1-<scope>`,
-//! version `<name>.<key>`: the scope is the whole package name, so no cache name can reach
-//! another scope, and each key is its own package version with a handful of files.
+//! Object `v2/<project>/<scope>/<name>/<file>` is file `<file>` of package
+//! `cachegate-v2-<scope>-<project>`, version `<name>.<key>`: the scope and the project
+//! namespace make up the package name, so no cache name can reach another scope, and each
+//! key is its own package version with a handful of files.
 //!
 //! GitLab keeps duplicate file names in a version and serves the newest, so the manifest's
 //! first-writer-wins is built from claims: each writer uploads `<key>.json.claim`, and only
@@ -17,7 +18,7 @@ use serde::Deserialize;
 
 use super::transport::{self, Transport};
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
-use crate::entry::{LAYOUT_ROOT, ObjectName, PROBE_DIR, segment};
+use crate::entry::{LAYOUT_ROOT, ObjectName, PROBE_DIR, namespace_segment, segment};
 use crate::env_vars;
 use crate::scope::Scope;
 
@@ -61,8 +62,20 @@ struct PackageFile {
     created_at: String,
 }
 
-fn package_name(scope: &str) -> String {
-    format!("cachegate-{LAYOUT_ROOT}-{scope}")
+fn package_name(scope: &str, namespace: &str) -> String {
+    format!("{}{scope}-{namespace}", package_prefix())
+}
+
+fn package_prefix() -> String {
+    format!("cachegate-{LAYOUT_ROOT}-")
+}
+
+/// The scope and namespace a package name stands for; `None` for anyone else's package.
+fn parse_package(name: &str) -> Option<(Scope, &str)> {
+    let rest = name.strip_prefix(&package_prefix())?;
+    let (scope, ns) = rest.split_once('-')?;
+    let scope = *SCOPES.iter().find(|s| s.as_str() == scope)?;
+    namespace_segment(ns).then_some((scope, ns))
 }
 
 fn segment_ok(s: &str) -> bool {
@@ -92,9 +105,12 @@ fn locate(name: &str) -> StoreResult<Location> {
         return Err(bad());
     }
     // An entry's objects share one package version: `<name>.<key>`.
-    let (cache, stem) = match &object {
-        ObjectName::Manifest(e) | ObjectName::Archive(e, _) => (segment(&e.name), segment(&e.key)),
-        ObjectName::Probe(_, id) => (PROBE_DIR.to_string(), segment(id)),
+    let (ns, cache, stem) = match &object {
+        ObjectName::Probe(ns, _, id) => (ns.clone(), PROBE_DIR.to_string(), segment(id)),
+        o => {
+            let e = o.entry().expect("every other object belongs to an entry");
+            (e.ns.clone(), segment(&e.name), segment(&e.key))
+        }
     };
     // GitLab's own rule for versions is stricter than the layout's.
     if !segment_ok(&cache) || !segment_ok(&stem) {
@@ -105,7 +121,7 @@ fn locate(name: &str) -> StoreResult<Location> {
         name.rsplit('/').next().unwrap_or(""),
     );
     Ok(Location {
-        package: package_name(scope),
+        package: package_name(scope, &ns),
         version: encode_version(&format!("{cache}.{stem}")),
         file: file.to_string(),
     })
@@ -382,14 +398,14 @@ impl Backend for GitlabBackend {
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         let mut out: Vec<(u64, ObjectMeta)> = Vec::new();
-        for pkg in self.packages(&package_name(""), None)? {
-            let Some(scope) = SCOPES.iter().find(|s| pkg.name == package_name(s.as_str())) else {
+        for pkg in self.packages(&package_prefix(), None)? {
+            let Some((scope, ns)) = parse_package(&pkg.name) else {
                 continue;
             };
             let Some((cache, _)) = decode_version(&pkg.version) else {
                 continue;
             };
-            let dir = format!("{LAYOUT_ROOT}/{}/{cache}/", scope.as_str());
+            let dir = format!("{LAYOUT_ROOT}/{ns}/{}/{cache}/", scope.as_str());
             if !dir.starts_with(prefix) && !prefix.starts_with(&dir) {
                 continue;
             }
@@ -448,8 +464,23 @@ mod tests {
     #[test]
     fn names_map_to_valid_gitlab_names_and_back() {
         let key = "ab12".repeat(16);
-        let loc = locate(&format!("v1/protected/a..b./{key}-0011.tar.zst")).unwrap();
-        assert_eq!(loc.package, "cachegate-v1-protected");
+        let loc = locate(&format!(
+            "v2/team-app-1a2b3c4d/protected/a..b./{key}-0011.tar.zst"
+        ))
+        .unwrap();
+        assert_eq!(loc.package, "cachegate-v2-protected-team-app-1a2b3c4d");
+        assert_eq!(
+            parse_package(&loc.package),
+            Some((Scope::Protected, "team-app-1a2b3c4d"))
+        );
+        let lease = locate(&format!(
+            "v2/team-app-1a2b3c4d/protected/a..b./{key}.lease.3"
+        ))
+        .unwrap();
+        assert_eq!(
+            (lease.version, lease.file),
+            (loc.version.clone(), format!("{key}.lease.3"))
+        );
         assert!(!loc.version.contains(".."), "{}", loc.version);
         assert_eq!(
             decode_version(&loc.version),
@@ -462,14 +493,24 @@ mod tests {
     #[test]
     fn scopes_cannot_be_forged() {
         for bad in [
-            "v1/evil/pip/k.json",
-            "v1/protected/../k.json",
-            "v1/unprotected/pip/../../protected/pip/k.json",
-            "v1/protected/pip/k.json.claim",
-            "v1/protected%2fx/pip/k.json",
+            "v2/ns/evil/pip/k.json",
+            "v2/ns/protected/../k.json",
+            "v2/ns/unprotected/pip/../../protected/pip/k.json",
+            "v2/ns/protected/pip/k.json.claim",
+            "v2/ns/protected%2fx/pip/k.json",
+            "v2/NS/protected/pip/k.json",
+            "v1/protected/pip/k.json",
             "v2/protected/pip/k.json",
         ] {
             assert!(locate(bad).is_err(), "{bad}");
+        }
+        for foreign in [
+            "cachegate-v2-evil-ns",
+            "cachegate-v2-protected",
+            "cachegate-v2-protected-NS",
+            "cachegate-v1-protected",
+        ] {
+            assert_eq!(parse_package(foreign), None, "{foreign}");
         }
     }
 }

@@ -131,6 +131,15 @@ pub trait Backend: Send + Sync {
     /// Start a streaming upload that replaces `name` when finished.
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>>;
 
+    /// Write a small object whole, replacing any object of that name atomically (readers
+    /// see the old bytes or the new ones).
+    fn put_small(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+        let mut up = self.put(name)?;
+        up.write_all(data)
+            .map_err(|e| StoreError::Other(e.into()))?;
+        up.finish()
+    }
+
     /// Write a small object only if no object of that name exists; `Exists` otherwise.
     fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()>;
 

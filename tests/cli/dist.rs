@@ -109,7 +109,12 @@ fn static_binary_saves_and_restores_in_an_empty_chroot() {
     }
     let root = Chroot::new(&dist.join(asset()), &["127.0.0.1 localhost"]);
     chroot_round_trip(&root, "/store", &[], &[]);
-    assert!(root.root.path().join("store/v1/local").is_dir());
+    assert!(
+        root.root
+            .path()
+            .join(format!("store/{}/local", root_of("work")))
+            .is_dir()
+    );
 }
 
 /// The static binary alone in an empty root (no CA bundle, no NSS modules) saves to and
@@ -130,7 +135,8 @@ fn static_binary_in_an_empty_chroot_uses_an_http_store_by_host_name() {
     chroot_round_trip(&root, &backend, &env, &store.secrets());
     let log = store.nginx.access_log();
     assert!(
-        log.iter().any(|l| l.starts_with("PUT /cache/v1/local/")),
+        log.iter()
+            .any(|l| l.starts_with(&format!("PUT /cache/{}/local/", root_of("work")))),
         "{log:?}"
     );
     assert!(
@@ -580,7 +586,8 @@ deps:
     assert!(out.contains("hello from greet 1.0"), "{out}");
     assert_eq!(installs(), 1);
     assert!(
-        walk_has(&store, "v1/protected/pip/"),
+        // gitlab-ci-local derives CI_PROJECT_PATH from the origin remote, as a laptop does.
+        walk_has(&store, &format!("{}/protected/pip/", root_of("group/proj"))),
         "{:?}",
         crate::common::walk(&store)
     );
@@ -658,6 +665,14 @@ deps:
         before,
         "a pull run wrote to the store"
     );
+}
+
+/// Where the entries of project `ns` live in a store.
+fn root_of(ns: &str) -> String {
+    let seg = cachegate::namespace::Namespace::resolve(Some(ns), Path::new("/"))
+        .unwrap()
+        .segment();
+    format!("{}/{seg}", cachegate::entry::LAYOUT_ROOT)
 }
 
 fn walk_has(root: &Path, prefix: &str) -> bool {

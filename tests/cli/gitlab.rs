@@ -11,6 +11,13 @@ use crate::common::scenarios::{ensure, installs, parallel_saves};
 use crate::common::{Project, stderr, warnings};
 use crate::http::{ensure_with, explain_names_the_changed_lock, small_tree};
 
+/// The registry package a `Project`'s entries of `scope` go to.
+fn package(scope: &str) -> String {
+    let root = crate::common::project_root();
+    let (version, ns) = root.split_once('/').unwrap();
+    format!("cachegate-{version}-{scope}-{ns}")
+}
+
 fn project() -> (Project, Arc<GitlabEmu>) {
     let emu = Arc::new(GitlabEmu::start());
     let p = Project::with_store(Box::new(GitlabStore(emu.clone())));
@@ -59,7 +66,7 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
     let files = emu.files();
     assert_eq!(files.len(), 2, "{files:?}");
     for (name, version, file) in &files {
-        assert_eq!(name, "cachegate-v1-unprotected");
+        assert_eq!(*name, package("unprotected"));
         let (cache, key) = version.split_once('.').unwrap();
         assert_eq!(cache, "out");
         assert_eq!(key.len(), 64);
@@ -73,7 +80,8 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
         assert!(!format!("{:?}", r.query).contains(&emu.job_token));
     }
 
-    // The next job hits, with one request for the manifest and one for the archive.
+    // The next job hits, with one request for the manifest and one for the archive; after
+    // the restore it reads the last-use record and, the first time today, writes it.
     emu.clear_requests();
     std::fs::remove_dir_all(p.path("out")).unwrap();
     let o = p.run(&mut {
@@ -88,7 +96,13 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
     });
     assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
     assert_eq!(installs(&p), 1);
-    assert_eq!(emu.requests().len(), 2, "{:?}", emu.requests());
+    let reqs = emu.requests();
+    let files: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.path.rsplit('.').next().unwrap())
+        .collect();
+    assert_eq!(files, ["json", "zst", "used", "used"], "{reqs:?}");
+    assert_eq!(reqs[3].method, "PUT");
 }
 
 #[test]
@@ -139,7 +153,7 @@ fn foreign_claim(p: &Project, emu: &GitlabEmu, secs_ago: u64) {
     );
     let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
     emu.put_file_aged(
-        "cachegate-v1-local",
+        &package("local"),
         &format!("out.{key}"),
         &format!("{key}.json.claim"),
         b"other-writer",
@@ -321,6 +335,8 @@ fn downloads_redirected_to_object_storage_carry_no_token() {
         let o = p.run(
             p.cmd()
                 .envs(extra_env.iter().cloned())
+                // Read-only, so the hit is exactly the manifest and the archive.
+                .env("CACHEGATE_POLICY", "pull")
                 .arg("ensure")
                 .args(ARGS)
                 .arg("--")
@@ -347,11 +363,11 @@ fn downloads_redirected_to_object_storage_carry_no_token() {
 #[test]
 fn listing_follows_pagination_and_ignores_other_packages_that_match_fuzzily() {
     let (p, emu) = project();
-    // GitLab's package_name filter is fuzzy: these all match "cachegate-v1-" and fill the
+    // GitLab's package_name filter is fuzzy: these all match "cachegate-v2-" and fill the
     // first pages; none of them is ours.
     for i in 0..130 {
         emu.put_file(
-            &format!("not-cachegate-v1-local{i}"),
+            &format!("not-cachegate-v2-local{i}"),
             "1.0.0",
             "x.json",
             b"{}",
@@ -405,7 +421,7 @@ fn a_retry_after_longer_than_a_job_should_wait_is_not_waited_for() {
 #[test]
 fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
     let (p, emu) = project();
-    emu.forbid_package("cachegate-v1-protected");
+    emu.forbid_package(&package("protected"));
     let in_mr = |p: &Project| {
         let mut c = p.cmd();
         c.env("GITLAB_CI", "true")

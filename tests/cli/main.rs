@@ -11,6 +11,7 @@ mod doctor;
 mod gitlab;
 mod hostile;
 mod http;
+mod peers;
 mod ranged;
 mod regression;
 mod runner;

@@ -47,18 +47,19 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
     let args = ARGS;
     p.test().ensure(&args, &cmd).run();
     let before = std::fs::read(p.path("out/big")).unwrap();
-    // v1/<scope>/<name>/<key>.json and v1/<scope>/<name>/<key>-<upload id>.tar.zst
+    // v2/<project>/<scope>/<name>/<key>.json and .../<key>-<upload id>.tar.zst
     let objects = store.objects();
     assert_eq!(objects.len(), 2, "{objects:?}");
+    let dir = format!("{}/local/out/", crate::common::project_root());
     let manifest = objects.iter().find(|o| o.ends_with(".json")).unwrap();
     let key = manifest
-        .strip_prefix("v1/local/out/")
+        .strip_prefix(&dir)
         .and_then(|k| k.strip_suffix(".json"))
         .unwrap();
     assert!(
         objects
             .iter()
-            .any(|o| o.starts_with(&format!("v1/local/out/{key}-")) && o.ends_with(".tar.zst")),
+            .any(|o| o.starts_with(&format!("{dir}{key}-")) && o.ends_with(".tar.zst")),
         "{objects:?}"
     );
 
@@ -480,7 +481,7 @@ fn s3_an_upload_killed_midway_leaves_no_entry_and_prune_aborts_its_multipart_upl
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("aborted incomplete upload v1/local/out/"),
+        stdout(&o).contains("aborted incomplete upload v2/") && stdout(&o).contains("/local/out/"),
         "{}",
         stdout(&o)
     );

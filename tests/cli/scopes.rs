@@ -8,6 +8,7 @@ use std::process::Output;
 use cachegate::entry;
 use cachegate::scope::Scope;
 
+use crate::common::project_root;
 use crate::common::scenarios::installs;
 use crate::common::{ARGS, Project, stderr};
 
@@ -50,7 +51,7 @@ fn an_unprotected_entry_is_never_restored_by_a_protected_job() {
     assert!(
         p.store_files()
             .iter()
-            .all(|f| f.starts_with("v1/unprotected/"))
+            .all(|f| f.starts_with(&format!("{}/unprotected/", project_root())))
     );
     fresh_out(&p);
     let o = job(&p, true, &[]);
@@ -60,7 +61,7 @@ fn an_unprotected_entry_is_never_restored_by_a_protected_job() {
     assert!(
         p.store_files()
             .iter()
-            .any(|f| f.starts_with("v1/protected/"))
+            .any(|f| f.starts_with(&format!("{}/protected/", project_root())))
     );
 }
 
@@ -114,7 +115,11 @@ fn widening_is_deliberate_and_logged() {
         .any_status()
         .stderr_contains("scope widened (--scope shared)")
         .run();
-    assert!(p.store_files().iter().all(|f| f.starts_with("v1/shared/")));
+    assert!(
+        p.store_files()
+            .iter()
+            .all(|f| f.starts_with(&format!("{}/shared/", project_root())))
+    );
     fresh_out(&p);
     let o = job(&p, true, &[("CACHEGATE_SCOPE", "shared")]);
     let err = stderr(&o);
@@ -230,16 +235,24 @@ fn unescape(seg: &str) -> String {
 #[test]
 fn no_name_or_key_string_builds_an_object_in_another_scope() {
     let mut seen = HashSet::new();
+    // The namespace segment is built from a validated project path, never taken as given.
+    let ns = cachegate::namespace::Namespace::resolve(Some("team/app"), std::path::Path::new("/"))
+        .unwrap()
+        .segment();
     for s in hostile_strings() {
         for scope in [Scope::Unprotected, Scope::Local, Scope::Shared] {
             for object in [
-                entry::manifest_name(scope, &s, &s),
-                entry::archive_name(scope, &s, &s, &s),
-                entry::entry_dir(scope, &s) + "x",
+                entry::manifest_name(&ns, scope, &s, &s),
+                entry::archive_name(&ns, scope, &s, &s, &s),
+                entry::entry_dir(&ns, scope, &s) + "x",
             ] {
                 let parts: Vec<&str> = object.split('/').collect();
-                assert_eq!(parts.len(), 4, "{s:?} -> {object:?}");
-                assert_eq!(parts[..2], ["v1", scope.as_str()], "{s:?} -> {object:?}");
+                assert_eq!(parts.len(), 5, "{s:?} -> {object:?}");
+                assert_eq!(
+                    parts[..3],
+                    ["v2", ns.as_str(), scope.as_str()],
+                    "{s:?} -> {object:?}"
+                );
                 for p in &parts {
                     assert!(
                         !p.is_empty() && *p != "." && *p != ".." && !p.starts_with('.'),
@@ -253,8 +266,8 @@ fn no_name_or_key_string_builds_an_object_in_another_scope() {
             }
         }
         // The name's segment round-trips, so distinct names never share a directory.
-        let dir = entry::entry_dir(Scope::Unprotected, &s);
-        let seg = dir.split('/').nth(2).unwrap();
+        let dir = entry::entry_dir(&ns, Scope::Unprotected, &s);
+        let seg = dir.split('/').nth(3).unwrap();
         assert_eq!(unescape(seg), s, "{s:?} -> {dir:?}");
         seen.insert(seg.to_string());
     }
@@ -301,18 +314,18 @@ fn hostile_names_and_key_values_from_an_unprotected_job_stay_in_its_scope() {
     assert!(files.len() > 20, "{files:?}");
     for f in &files {
         assert!(
-            f.starts_with("v1/unprotected/"),
+            f.starts_with(&format!("{}/unprotected/", project_root())),
             "{f:?} escaped the unprotected scope"
         );
-        assert_eq!(f.split('/').count(), 4, "{f:?}");
+        assert_eq!(f.split('/').count(), 5, "{f:?}");
     }
     let top: Vec<_> = fs::read_dir(&p.store)
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert_eq!(top, ["v1"]);
-    let scopes: Vec<_> = fs::read_dir(p.store.join("v1"))
+    assert_eq!(top, ["v2"]);
+    let scopes: Vec<_> = fs::read_dir(p.store.join(project_root()))
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
@@ -335,7 +348,7 @@ fn a_planted_manifest_cannot_steer_ls_or_prune_into_another_scope() {
     .unwrap();
     // Manifests an unprotected job could write: claiming the protected scope and name,
     // pointing at the protected archive, newest or oldest, with a key that is not hex.
-    let evil_dir = p.store.join("v1/unprotected/evil");
+    let evil_dir = p.store.join(format!("{}/unprotected/evil", project_root()));
     fs::create_dir_all(&evil_dir).unwrap();
     for (i, created) in [1u64, 4_000_000_000, 4_000_000_001].iter().enumerate() {
         let mut m = real.clone();

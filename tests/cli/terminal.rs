@@ -131,7 +131,7 @@ fn a_restore_or_save_on_a_terminal_draws_a_progress_bar_and_a_pipe_or_ci_gets_no
         // Without the delay set to 0, a bar waits a while before it shows.
         restore("CACHEGATE_PROGRESS_DELAY=600"),
         "echo @@6@@".into(),
-        "rm -rf ../store/v1".into(),
+        "rm -rf ../store/v2".into(),
         cachegate_line(&p, "CACHEGATE_PROGRESS_DELAY=0", "save"),
         "echo @@7@@".into(),
     ]

@@ -119,7 +119,7 @@ fn a_protected_job_never_restores_an_unprotected_entry_through_the_tier() {
     // entry would be, in the tier it can write.
     let root = std::path::Path::new(&tier);
     for f in walk(root) {
-        let planted = root.join(f.replace("v1/unprotected/", "v1/protected/"));
+        let planted = root.join(f.replace("/unprotected/", "/protected/"));
         fs::create_dir_all(planted.parent().unwrap()).unwrap();
         fs::copy(root.join(&f), planted).unwrap();
     }
@@ -134,7 +134,7 @@ fn a_protected_job_never_restores_an_unprotected_entry_through_the_tier() {
         proxy
             .seen()
             .iter()
-            .any(|s| s.method == "GET" && s.path.contains("/v1/protected/") && s.status == 404),
+            .any(|s| s.method == "GET" && s.path.contains("/protected/") && s.status == 404),
         "{:?}",
         proxy.seen()
     );

@@ -224,6 +224,22 @@ pub fn require_tool(tool: &str, install: &str) -> bool {
     require(which(tool).is_some(), tool, install)
 }
 
+/// Where a `Project`'s entries live in a store: the layout version, then the project's
+/// namespace (its directory is named `project` and is no git checkout).
+pub fn project_root() -> String {
+    let ns = cachegate::namespace::Namespace::resolve(Some("project"), Path::new("/"))
+        .unwrap()
+        .segment();
+    format!("{}/{ns}", cachegate::entry::LAYOUT_ROOT)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// Where `tool` is on PATH.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let out = std::process::Command::new("sh")

@@ -17,29 +17,34 @@ pub fn installs(p: &Project) -> usize {
 /// A wheel built by hand (this machine has no `wheel` module): package `greet`, with a
 /// console script `greet`.
 pub fn build_wheel(dir: &std::path::Path, version: &str) {
+    build_named_wheel(dir, "greet", version);
+}
+
+/// A wheel of package `pkg` with a console script of the same name.
+pub fn build_named_wheel(dir: &std::path::Path, pkg: &str, version: &str) {
     let script = r#"
 import base64, hashlib, sys, zipfile, os
-out, version = sys.argv[1], sys.argv[2]
+out, pkg, version = sys.argv[1], sys.argv[2], sys.argv[3]
 files = {
-    "greet/__init__.py": "def main():\n    print('hello from greet ' + VERSION)\nVERSION = %r\n" % version,
-    f"greet-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: greet\nVersion: {version}\n",
-    f"greet-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: cachegate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    f"greet-{version}.dist-info/entry_points.txt": "[console_scripts]\ngreet = greet:main\n",
+    f"{pkg}/__init__.py": f"def main():\n    print('hello from {pkg} ' + VERSION)\nVERSION = %r\n" % version,
+    f"{pkg}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {pkg}\nVersion: {version}\n",
+    f"{pkg}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: cachegate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    f"{pkg}-{version}.dist-info/entry_points.txt": f"[console_scripts]\n{pkg} = {pkg}:main\n",
 }
 record = []
 for name, text in files.items():
     data = text.encode()
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     record.append(f"{name},sha256={digest},{len(data)}")
-record.append(f"greet-{version}.dist-info/RECORD,,")
+record.append(f"{pkg}-{version}.dist-info/RECORD,,")
 os.makedirs(out, exist_ok=True)
-with zipfile.ZipFile(os.path.join(out, f"greet-{version}-py3-none-any.whl"), "w") as z:
+with zipfile.ZipFile(os.path.join(out, f"{pkg}-{version}-py3-none-any.whl"), "w") as z:
     for name, text in files.items():
         z.writestr(name, text)
-    z.writestr(f"greet-{version}.dist-info/RECORD", "\n".join(record) + "\n")
+    z.writestr(f"{pkg}-{version}.dist-info/RECORD", "\n".join(record) + "\n")
 "#;
     let st = StdCommand::new("python3")
-        .args(["-c", script, dir.to_str().unwrap(), version])
+        .args(["-c", script, dir.to_str().unwrap(), pkg, version])
         .status()
         .unwrap();
     assert!(st.success());
