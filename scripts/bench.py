@@ -16,6 +16,14 @@ the tools down unevenly; a fresh one gives steadier figures.
 --s3 instead starts a single-node Garage on loopback (needs `garage` on PATH:
 `cargo install garage --locked`) and compares restoring the same entry from it with
 restoring from the local directory store.
+
+--network puts Garage and nginx behind a throttling proxy on loopback (scripts/throttle.py:
+--rate bytes/s per connection, --latency seconds each way) and restores a --net-files tree
+(1 GB by default) and a --blob-mb incompressible file over it: one stream (--concurrency 1),
+the parallel default, and "download the whole archive, then extract" (what gitlab-runner
+does, nginx only); a local-tier hit against a remote hit; ls and prune over many synthetic
+entries (--ls-dir and --ls-s3 counts) with their peak RSS; and --load concurrent hits against
+Garage with p50/p99 and the failures.
 """
 import argparse
 import os
@@ -29,7 +37,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAKE_TREE = os.path.join(ROOT, "..", "shared", "bench", "make-tree.py")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# shared/bench beside the checkout (or beside a worktree's parent directory).
+MAKE_TREE = next((p for p in (os.path.join(ROOT, *up, "shared", "bench", "make-tree.py")
+                              for up in ((".."), ("..", ".."))) if os.path.exists(p)),
+                 os.path.join(ROOT, "..", "shared", "bench", "make-tree.py"))
 
 
 def sh(cmd, cwd=None, env=None):
@@ -145,13 +157,26 @@ def main():
     ap.add_argument("--work", default=None)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--s3", action="store_true", help="restore from a local Garage vs a directory")
+    ap.add_argument("--network", action="store_true", help="restores over a throttled link")
+    ap.add_argument("--rate", type=float, default=25e6, help="bytes/s per connection")
+    ap.add_argument("--latency", type=float, default=0.02, help="seconds each way")
+    ap.add_argument("--net-files", type=int, default=110_000, help="files in the network tree")
+    ap.add_argument("--blob-mb", type=int, default=256)
+    ap.add_argument("--ls-dir", default="25000,50000,100000")
+    ap.add_argument("--ls-s3", default="5000,10000,20000")
+    ap.add_argument("--load", type=int, default=50)
     args = ap.parse_args()
 
     for tool in ("zstd", "tar", "zip", "unzip", "/usr/bin/time"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed: apt-get install -y zstd tar zip unzip time")
     sh("cargo build --release --locked --quiet", cwd=ROOT)
-    cg = os.path.join(ROOT, "target", "release", "cachegate")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    cg = os.path.join(target, "release", "cachegate")
+    if args.network:
+        import netbench
+        netbench.run(args, cg, start_garage, timed, sh, du, MAKE_TREE)
+        return
 
     work = args.work or tempfile.mkdtemp(prefix="cachegate-bench-")
     proj = os.path.join(work, "proj")

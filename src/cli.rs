@@ -205,8 +205,9 @@ pub struct PruneArgs {
     /// longer than feature-branch ones
     #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
     pub scope: Option<crate::scope::Scope>,
-    /// Seconds after which an archive no manifest names counts as abandoned (younger
-    /// ones may be uploads in flight)
+    /// Seconds after which an unfinished upload (an archive no manifest names, an
+    /// incomplete S3 multipart upload) counts as abandoned and is removed (younger ones may
+    /// be uploads in flight; 0 removes those too)
     #[arg(long, value_name = "SECS", default_value_t = 86_400, env = env_vars::CACHEGATE_ABANDONED_AFTER)]
     pub abandoned_after: u64,
     /// Keep only the N most recently used entries of each cache name and scope
@@ -296,6 +297,16 @@ pub struct StoreArgs {
     #[arg(long, value_name = "N", default_value_t = 3, env = env_vars::CACHEGATE_COMPRESSION_LEVEL,
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
+
+    /// Directory on this machine in front of the remote store: hits come from it when it
+    /// has the entry, remote hits and saves are copied into it
+    #[arg(long, value_name = "DIR", env = env_vars::CACHEGATE_LOCAL_TIER, value_parser = parse_local_tier)]
+    pub local_tier: Option<PathBuf>,
+
+    /// Largest the local tier may grow; least recently used files go first (bytes, or with K, M, G, T)
+    #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_LOCAL_TIER_MAX_SIZE, value_parser = parse_size,
+          requires = "local_tier")]
+    pub local_tier_max_size: Option<u64>,
 
     #[command(flatten)]
     pub transfer: TransferArgs,
@@ -470,6 +481,39 @@ pub struct TransferArgs {
     #[arg(long, value_name = "N", default_value_t = 3, env = env_vars::CACHEGATE_RETRIES,
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
+
+    /// Ranged requests in flight for one large download, and multipart parts for one upload
+    #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
+    pub concurrency: u16,
+
+    /// Bytes per ranged request or multipart part (1MB to 256MiB); memory is about this times --concurrency
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", env = env_vars::CACHEGATE_CHUNK_SIZE,
+          value_parser = parse_chunk_size)]
+    pub chunk_size: u64,
+}
+
+/// A `--local-tier`: an absolute directory, so it means the same from every job directory.
+pub fn parse_local_tier(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s.trim());
+    if !p.is_absolute() {
+        return Err(format!(
+            "{s:?} is not an absolute path; give the tier's directory as /abs/path, e.g. /var/cache/cachegate"
+        ));
+    }
+    Ok(p)
+}
+
+/// A `--chunk-size`: a size within the bounds that keep memory and request counts sane.
+pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    use crate::backend::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+    let n = parse_size(s)?;
+    if !(MIN_CHUNK_SIZE as u64..=MAX_CHUNK_SIZE as u64).contains(&n) {
+        return Err(format!(
+            "{s:?} is out of range; a chunk is 1MB to 256MiB (e.g. 8MiB)"
+        ));
+    }
+    Ok(n)
 }
 
 impl TransferArgs {
@@ -480,6 +524,8 @@ impl TransferArgs {
             stall: Duration::from_secs(self.stall_timeout),
             overall: Duration::from_secs(self.timeout),
             retries: self.retries,
+            concurrency: usize::from(self.concurrency),
+            chunk_size: self.chunk_size as usize,
         }
     }
 }
@@ -523,6 +569,20 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn chunk_sizes_are_bounded_naming_the_bad_value() {
+        assert_eq!(parse_chunk_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_chunk_size("1M"), Ok(1_000_000));
+        for bad in ["512K", "1G", "lots"] {
+            assert!(
+                parse_chunk_size(bad)
+                    .unwrap_err()
+                    .contains(&format!("{bad:?}")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -112,7 +112,8 @@ impl Job {
         verbose: u8,
     ) -> Result<Job> {
         let spec = config::backend_spec(args.backend.as_deref())?;
-        let store = Store::open(&spec, &args.transfer.transfer(), args.policy)?;
+        let store = Store::open(&spec, &args.transfer.transfer(), args.policy)?
+            .with_local_tier(args.local_tier.clone(), args.local_tier_max_size);
         let runner = matches!(store, Store::Marker(_));
         let namespace = Namespace::resolve(args.namespace.as_deref(), &plan.dir)?;
         let (scopes, widened) = Scopes::resolve(args.trust.scope);
@@ -502,7 +503,11 @@ impl Job {
                 digest: current.archive_blake3.clone(),
                 size: current.archive_size,
             };
-            match backend.get(&current.archive) {
+            match backend.get_archive(
+                &current.archive,
+                current.archive_size,
+                &current.archive_blake3,
+            ) {
                 Ok(reader) => {
                     let fits = |staged: &[std::path::PathBuf]| {
                         crate::fit::check(staged, &targets, &current.paths, &current.links)

@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 
-use crate::backend::{Backend, ObjectMeta};
+use crate::backend::{Backend, IncompleteUpload, ObjectMeta};
 use crate::entry::ObjectName;
-use crate::key;
 use crate::ls::{Listed, age, list_entries};
 use crate::report;
 use crate::scope::Scope;
+use crate::{entry, key};
 
 impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
@@ -149,10 +149,37 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             backend.delete(&o.name)?;
         }
     }
+    // Incomplete multipart uploads (S3): an upload still running is younger than the bound,
+    // so only dead ones are aborted.
+    let incomplete: Vec<IncompleteUpload> = backend
+        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
+        .into_iter()
+        .filter(|u| in_scope(&u.name))
+        .filter(|u| {
+            u.initiated
+                .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
+        })
+        .collect();
+    let aborted = if rules.dry_run {
+        "would abort"
+    } else {
+        "aborted"
+    };
+    for u in &incomplete {
+        if !rules.dry_run {
+            backend.abort_upload(u)?;
+        }
+        crate::outln!(
+            "{aborted} incomplete upload {} ({} old)",
+            u.name,
+            age(u.initiated.unwrap_or(now))
+        );
+    }
     eprintln!(
-        "cachegate: {verb} {} entries and {} abandoned uploads, {} freed; {} entries, {} kept",
+        "cachegate: {verb} {} entries and {} abandoned uploads ({} incomplete), {} freed; {} entries, {} kept",
         doomed.len(),
-        orphans.len(),
+        orphans.len() + incomplete.len(),
+        incomplete.len(),
         report::bytes(freed),
         entries.len() - doomed.len(),
         report::bytes(kept_size)

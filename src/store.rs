@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
-use crate::backend::{Backend, BackendSpec, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
+use crate::backend::{
+    Backend, BackendSpec, IncompleteUpload, ObjectMeta, StoreError, StoreResult, Transfer, Upload,
+};
 use crate::cli::Policy;
 
 pub enum Store {
@@ -37,6 +39,17 @@ impl Store {
                 writes,
             }),
         })
+    }
+
+    /// Put a local tier (`--local-tier`) in front of an object store, under the policy gate.
+    pub fn with_local_tier(self, dir: Option<std::path::PathBuf>, max_size: Option<u64>) -> Store {
+        match (self, dir) {
+            (Store::Objects(g), Some(dir)) => Store::Objects(Gated {
+                inner: crate::backend::tier::open(dir, g.inner, max_size),
+                ..g
+            }),
+            (store, _) => store,
+        }
     }
 
     /// Where the cache lives, for people: never contains credentials.
@@ -120,6 +133,15 @@ impl Backend for Gated {
         self.read()?;
         self.inner.get(name)
     }
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        self.read()?;
+        self.inner.get_archive(name, size, blake3)
+    }
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
         self.read()?;
         self.inner.get_small(name)
@@ -135,9 +157,23 @@ impl Backend for Gated {
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         self.inner.list(prefix)
     }
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.inner.list_each(prefix, each)
+    }
     fn delete(&self, name: &str) -> StoreResult<()> {
         self.write()?;
         self.inner.delete(name)
+    }
+    fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
+        self.inner.incomplete_uploads(prefix)
+    }
+    fn abort_upload(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        self.write()?;
+        self.inner.abort_upload(upload)
     }
 }
 

@@ -107,7 +107,14 @@ impl Backend for DirBackend {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        let mut out = Vec::new();
+        super::collect_list(self, prefix)
+    }
+
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
         // Walk from the deepest directory the prefix names, then filter by the full prefix.
         let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let start = if dir_part.is_empty() {
@@ -116,7 +123,7 @@ impl Backend for DirBackend {
             self.path(dir_part)?
         };
         if !start.exists() {
-            return Ok(out);
+            return Ok(());
         }
         for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
             let entry = entry.map_err(|e| StoreError::Other(e.into()))?;
@@ -142,13 +149,13 @@ impl Backend for DirBackend {
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs());
-            out.push(ObjectMeta {
+            each(ObjectMeta {
                 name,
                 size: meta.len(),
                 modified,
-            });
+            })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {

@@ -332,6 +332,19 @@ impl Backend for GitlabBackend {
         Ok(self.transport.bounded(resp))
     }
 
+    /// GitLab serves package files with `Range` support (from its own disk or object
+    /// storage behind a redirect); where it does not, the download is one stream.
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        _blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        let loc = locate(name)?;
+        self.transport
+            .download(&self.file_url(&loc, &loc.file)?, size)
+    }
+
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
         let loc = locate(name)?;
         let url = self.file_url(&loc, &loc.file)?;

@@ -202,6 +202,15 @@ impl Backend for HttpBackend {
         Ok(self.transport.bounded(resp))
     }
 
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        _blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        self.transport.download(&self.url(name)?, size)
+    }
+
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
         let url = self.url(name)?;
         Ok(self.transport.upload(Method::PUT, &url, &HeaderMap::new()))

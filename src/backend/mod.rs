@@ -9,7 +9,10 @@
 pub mod dir;
 pub mod gitlab;
 pub mod http;
+pub mod ranged;
 pub mod s3;
+mod s3_multipart;
+pub mod tier;
 pub mod transport;
 
 use std::fmt;
@@ -75,6 +78,17 @@ pub struct ObjectMeta {
     pub modified: Option<u64>,
 }
 
+/// A multipart upload that was started and never completed or aborted (an upload killed
+/// midway): invisible to listings, but its parts are stored and billed.
+#[derive(Debug, Clone)]
+pub struct IncompleteUpload {
+    /// The object name it would have had.
+    pub name: String,
+    pub upload_id: String,
+    /// Seconds since the Unix epoch, when the store says.
+    pub initiated: Option<u64>,
+}
+
 /// A streaming upload. Bytes written are invisible to readers until `finish` succeeds;
 /// dropping it without `finish` abandons the upload.
 pub trait Upload: Write + Send {
@@ -90,6 +104,19 @@ pub trait Backend: Send + Sync {
 
     /// Stream an object's bytes.
     fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>>;
+
+    /// Stream an archive the manifest says is `size` bytes with this blake3: large ones in
+    /// parallel ranges where the store can, small ones (and stores that cannot) as one
+    /// `get`. The digest is checked by the caller; a tier uses it to vet its own copy.
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        let _ = (size, blake3);
+        self.get(name)
+    }
 
     /// Read a small object whole (manifests).
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
@@ -119,8 +146,45 @@ pub trait Backend: Send + Sync {
     /// Every object whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
 
+    /// The same objects one at a time, in name order, without holding the whole listing
+    /// (S3 and directory stores stream it page by page; the others list then hand out).
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        for o in self.list(prefix)? {
+            each(o)?;
+        }
+        Ok(())
+    }
+
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> StoreResult<()>;
+
+    /// Multipart uploads under `prefix` that never finished. Only S3 has them: the other
+    /// stores write to a temporary object the server or the filesystem discards.
+    fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
+    /// Abort an incomplete upload, freeing its parts.
+    fn abort_upload(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        let _ = upload;
+        Ok(())
+    }
+}
+
+/// `list` for a store whose `list_each` streams: the same objects, collected in name order.
+pub(crate) fn collect_list(b: &dyn Backend, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    let mut out = Vec::new();
+    b.list_each(prefix, &mut |o| {
+        out.push(o);
+        Ok(())
+    })?;
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// Time and retry bounds for remote stores (`--connect-timeout`, `--stall-timeout`,
@@ -134,7 +198,18 @@ pub struct Transfer {
     pub overall: std::time::Duration,
     /// Retries after the first attempt, for connection errors, 5xx and 429 only.
     pub retries: u32,
+    /// Ranged requests (and multipart parts) in flight for one large archive.
+    pub concurrency: usize,
+    /// Bytes per ranged request or multipart part; an archive no larger is one request.
+    pub chunk_size: usize,
 }
+
+/// Upper bounds for `--concurrency` and `--chunk-size`: a job variable must not open
+/// thousands of connections or hold gigabytes in memory.
+pub const MAX_CONCURRENCY: usize = 32;
+pub const MAX_CHUNK_SIZE: usize = 256 << 20;
+/// Below this a chunk costs more in request overhead than it gains in parallelism.
+pub const MIN_CHUNK_SIZE: usize = 1_000_000;
 
 impl Default for Transfer {
     fn default() -> Self {
@@ -143,6 +218,8 @@ impl Default for Transfer {
             stall: std::time::Duration::from_secs(60),
             overall: std::time::Duration::from_secs(1800),
             retries: 3,
+            concurrency: 8,
+            chunk_size: 8 << 20,
         }
     }
 }

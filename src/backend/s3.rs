@@ -19,9 +19,8 @@ use reqsign_core::{Context as SignContext, ProvideCredential, ProvideCredentialC
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
 use crate::{env_vars, redact};
 
-/// Multipart part size and parts in flight: bounded memory (about chunk × concurrent).
-const PART_SIZE: usize = 8 << 20;
-const PARTS_IN_FLIGHT: usize = 4;
+/// S3 refuses multipart parts under 5 MiB (all but the last).
+const MIN_PART_SIZE: usize = 5 << 20;
 
 /// A parsed `s3://bucket/prefix?endpoint=…&region=…&path_style=true`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +257,9 @@ pub struct S3Backend {
     spec: S3Spec,
     op: Operator,
     overall: Duration,
+    concurrency: usize,
+    chunk: usize,
+    multipart: super::s3_multipart::Multipart,
 }
 
 impl S3Backend {
@@ -275,7 +277,7 @@ impl S3Backend {
             .or_else(|_| builder().tls_certs_only(Vec::new()).build())
             .context("cannot set up the HTTP client")?;
         let transport = HttpTransporter::new(
-            opendal_http_transport_reqwest::ReqwestTransport::new(client),
+            opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()),
         );
         let mut builder = opendal::services::S3::default()
             .bucket(&spec.bucket)
@@ -296,6 +298,13 @@ impl S3Backend {
         if !spec.path_style {
             builder = builder.enable_virtual_host_style();
         }
+        let multipart = super::s3_multipart::Multipart::new(
+            client,
+            transport.clone(),
+            ProvideCredentialChain::new().push(credential_chain()?),
+            spec,
+            &region,
+        )?;
         let retries = transfer.retries as usize;
         let op = Operator::new(builder)
             .map_err(|e| anyhow!("backend {}: {}", spec.describe(), short(&e)))?
@@ -326,6 +335,9 @@ impl S3Backend {
             spec: spec.clone(),
             op,
             overall: transfer.overall,
+            concurrency: transfer.concurrency,
+            chunk: transfer.chunk_size,
+            multipart,
         })
     }
 }
@@ -439,9 +451,19 @@ impl Read for S3Reader {
             ));
         }
         let _g = runtime().enter();
-        self.inner
-            .read(buf)
-            .map_err(|e| io::Error::other(unwrap_io(e).to_string()))
+        self.inner.read(buf).map_err(|e| {
+            let replaced = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<opendal::Error>())
+                .is_some_and(|oe| oe.kind() == ErrorKind::ConditionNotMatch);
+            if replaced {
+                io::Error::other(
+                    "the archive was replaced during the download (HTTP 412 on If-Match), so its parts cannot be joined",
+                )
+            } else {
+                io::Error::other(unwrap_io(e).to_string())
+            }
+        })
     }
 }
 
@@ -535,15 +557,51 @@ impl Backend for S3Backend {
         }))
     }
 
+    /// A large archive through OpenDAL's concurrent reader: `--concurrency` ranged GETs of
+    /// `--chunk-size` in flight, delivered in order, each retried on its own by the retry
+    /// layer, and each bound to the ETag seen by the HEAD that sized it (`If-Match`), so an
+    /// object replaced midway fails with 412 instead of splicing two versions.
+    fn get_archive(
+        &self,
+        name: &str,
+        size: u64,
+        _blake3: &str,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        if self.concurrency <= 1 || size <= self.chunk as u64 {
+            return self.get(name);
+        }
+        let meta = block(self.op.stat(name)).map_err(store_error)?;
+        let len = meta.content_length();
+        let opts = opendal::options::ReaderOptions {
+            if_match: meta.etag().map(str::to_string),
+            concurrent: self.concurrency,
+            chunk: Some(self.chunk),
+            content_length_hint: Some(len),
+            ..Default::default()
+        };
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        let inner = blocking
+            .reader_options(name, opts)
+            .and_then(|r| r.into_std_read(0..len))
+            .map_err(store_error)?;
+        Ok(Box::new(S3Reader {
+            inner,
+            head: io::Cursor::new(Vec::new()),
+            deadline: Instant::now() + self.overall,
+        }))
+    }
+
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
         let buf = block(self.op.read(name)).map_err(store_error)?;
         Ok(buf.to_vec())
     }
 
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+        // Memory: about concurrency × part size queued ahead of the network.
         let opts = WriteOptions {
-            concurrent: PARTS_IN_FLIGHT,
-            chunk: Some(PART_SIZE),
+            concurrent: self.concurrency,
+            chunk: Some(self.chunk.max(MIN_PART_SIZE)),
             ..Default::default()
         };
         let writer = block(self.op.writer_options(name, opts)).map_err(store_error)?;
@@ -580,27 +638,39 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        super::collect_list(self, prefix)
+    }
+
+    /// OpenDAL's lister fetches a page (1,000 keys) at a time as the iteration needs it, in
+    /// S3's key order.
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
         // OpenDAL lists "directories": list from the deepest one the prefix names.
         let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
         let opts = opendal::options::ListOptions {
             recursive: true,
             ..Default::default()
         };
-        let entries = block(self.op.list_options(dir, opts)).map_err(store_error)?;
-        let mut out: Vec<ObjectMeta> = entries
-            .into_iter()
-            .filter(|e| e.metadata().is_file() && e.path().starts_with(prefix))
-            .map(|e| ObjectMeta {
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        for entry in blocking.lister_options(dir, opts).map_err(store_error)? {
+            let e = entry.map_err(store_error)?;
+            if !e.metadata().is_file() || !e.path().starts_with(prefix) {
+                continue;
+            }
+            each(ObjectMeta {
                 name: e.path().to_string(),
                 size: e.metadata().content_length(),
                 modified: e
                     .metadata()
                     .last_modified()
                     .map(|t| t.into_inner().as_second().max(0) as u64),
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+            })?;
+        }
+        Ok(())
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {
@@ -609,6 +679,14 @@ impl Backend for S3Backend {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<super::IncompleteUpload>> {
+        block(self.multipart.list(prefix))
+    }
+
+    fn abort_upload(&self, upload: &super::IncompleteUpload) -> StoreResult<()> {
+        block(self.multipart.abort(upload))
     }
 }
 

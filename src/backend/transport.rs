@@ -4,13 +4,16 @@
 //! and streaming uploads through a bounded pipe so an archive is never held in memory.
 
 use std::io::{self, Read, Write};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use reqwest::blocking::{Body, Client, Response};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    CONTENT_RANGE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MATCH, IF_UNMODIFIED_SINCE,
+    LAST_MODIFIED, LOCATION, RANGE, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode, Url};
 
 use super::{StoreError, StoreResult, Transfer, Upload};
@@ -25,6 +28,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 const PIPE_CAPACITY: usize = 1 << 20;
 
 /// A client for one store: its credentials go to `origin` and nowhere else.
+#[derive(Clone)]
 pub struct Transport {
     client: Client,
     transfer: Transfer,
@@ -256,6 +260,111 @@ impl Transport {
         })
     }
 
+    /// Download an object of `size` bytes (as its manifest says). Up to one chunk it is one
+    /// plain GET; larger, the first request asks for the first chunk, and a server that
+    /// answers 206 gets the rest as parallel ranges bound to the first response's ETag. A
+    /// server that ignores `Range` (200) is read as one stream.
+    pub fn download(&self, url: &Url, size: u64) -> StoreResult<Box<dyn Read + Send>> {
+        let chunk = self.transfer.chunk_size as u64;
+        if self.transfer.concurrency <= 1 || size <= chunk {
+            let resp = self.send_ok(Method::GET, url, &HeaderMap::new(), None)?;
+            return Ok(self.bounded(resp));
+        }
+        let mut h = HeaderMap::new();
+        h.insert(RANGE, range_header(0, chunk));
+        let resp = self.send_ok(Method::GET, url, &h, None)?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok(self.bounded(resp));
+        }
+        let total = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('/').next()?.parse::<u64>().ok())
+            .unwrap_or(size);
+        let ranges = Arc::new(RangeGet {
+            transport: self.clone(),
+            url: url.clone(),
+            condition: condition(resp.headers()),
+        });
+        // The first chunk's body is in hand; if it breaks off, it is fetched again as a range.
+        let mut head = Vec::with_capacity(chunk as usize);
+        let whole = Read::by_ref(&mut self.bounded(resp))
+            .take(chunk)
+            .read_to_end(&mut head)
+            .is_ok();
+        if !whole || (head.len() as u64) < chunk.min(total) {
+            head.clear();
+        }
+        Ok(super::ranged::parallel(
+            ranges,
+            head,
+            super::ranged::Split {
+                total,
+                chunk,
+                concurrency: self.transfer.concurrency,
+                deadline: Instant::now() + self.transfer.overall,
+            },
+        ))
+    }
+
+    /// GET a range and read its body whole. `send` retries connections, 5xx and 429; a body
+    /// that breaks off midway is retried here, with the same bounds, through backon.
+    fn get_range(&self, url: &Url, headers: &HeaderMap, len: u64) -> io::Result<Vec<u8>> {
+        let once = || -> Result<Vec<u8>, RangeFailure> {
+            let resp = self
+                .send(Method::GET, url, headers, None)
+                .map_err(|e| RangeFailure::Final(io::Error::other(e.to_string())))?;
+            let status = resp.status();
+            if status == StatusCode::PRECONDITION_FAILED {
+                return Err(RangeFailure::Final(io::Error::other(format!(
+                    "GET {} answered 412 Precondition Failed: the archive was replaced during the download, so its parts cannot be joined",
+                    display_url(url)
+                ))));
+            }
+            if status != StatusCode::PARTIAL_CONTENT {
+                let err = match check(&Method::GET, url, resp) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!(
+                        "GET {} answered {status} to a range request it had honoured before",
+                        display_url(url)
+                    ),
+                };
+                return Err(RangeFailure::Final(io::Error::other(err)));
+            }
+            let mut body = Vec::with_capacity(len as usize);
+            let read = self.bounded(resp).take(len).read_to_end(&mut body);
+            match read {
+                Ok(_) if body.len() as u64 == len => Ok(body),
+                Ok(_) => Err(RangeFailure::Transient(io::Error::other(format!(
+                    "GET {}: the range ended after {} of {len} bytes",
+                    display_url(url),
+                    body.len()
+                )))),
+                Err(e) => Err(RangeFailure::Transient(e)),
+            }
+        };
+        use backon::BlockingRetryable as _;
+        let deadline = Instant::now() + self.transfer.overall;
+        once.retry(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(MAX_RETRY_WAIT)
+                .with_max_times(self.transfer.retries as usize)
+                .with_jitter(),
+        )
+        .when(|e| matches!(e, RangeFailure::Transient(_)) && Instant::now() < deadline)
+        .notify(|e, wait| {
+            eprintln!(
+                "cachegate: {}; retrying that part in {:.1} s",
+                redact::redact(&e.to_string()),
+                wait.as_secs_f64()
+            )
+        })
+        .call()
+        .map_err(|(RangeFailure::Transient(e) | RangeFailure::Final(e))| e)
+    }
+
     /// Wrap a download so it cannot take longer than the overall bound.
     pub fn bounded(&self, resp: Response) -> Box<dyn Read + Send> {
         Box::new(Deadline {
@@ -263,6 +372,53 @@ impl Transport {
             until: Instant::now() + self.transfer.overall,
             stall: self.transfer.stall,
         })
+    }
+}
+
+/// `Range: bytes=start-(start+len-1)`.
+fn range_header(start: u64, len: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("bytes={start}-{}", start + len - 1))
+        .expect("digits and a dash are a valid header value")
+}
+
+/// What binds later ranges to the version the first response came from: its strong ETag,
+/// else its Last-Modified date, else nothing (the digest check still catches a splice).
+fn condition(h: &HeaderMap) -> Option<(HeaderName, HeaderValue)> {
+    match (h.get(ETAG), h.get(LAST_MODIFIED)) {
+        (Some(etag), _) if !etag.as_bytes().starts_with(b"W/") => Some((IF_MATCH, etag.clone())),
+        (_, Some(date)) => Some((IF_UNMODIFIED_SINCE, date.clone())),
+        _ => None,
+    }
+}
+
+/// Ranges of one object version over HTTP.
+struct RangeGet {
+    transport: Transport,
+    url: Url,
+    condition: Option<(HeaderName, HeaderValue)>,
+}
+
+impl super::ranged::Ranges for RangeGet {
+    fn fetch(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        let mut h = HeaderMap::new();
+        h.insert(RANGE, range_header(start, end - start));
+        if let Some((k, v)) = &self.condition {
+            h.insert(k.clone(), v.clone());
+        }
+        self.transport.get_range(&self.url, &h, end - start)
+    }
+}
+
+enum RangeFailure {
+    /// The body broke off or came short: another attempt may work.
+    Transient(io::Error),
+    Final(io::Error),
+}
+
+impl std::fmt::Display for RangeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (RangeFailure::Transient(e) | RangeFailure::Final(e)) = self;
+        write!(f, "{e}")
     }
 }
 

@@ -321,7 +321,14 @@ fn shell_scripts_are_shellcheck_clean() {
         script += line.strip_prefix("      ").unwrap_or(line);
         script += "\n";
     }
-    for input in ["version", "download_url", "backend", "install_dir"] {
+    for input in [
+        "version",
+        "download_url",
+        "backend",
+        "install_dir",
+        "local_tier",
+        "local_tier_max_size",
+    ] {
         script = script.replace(&format!("$[[ inputs.{input} ]]"), "value");
     }
     assert!(!script.contains("$[["), "{script}");
@@ -519,6 +526,7 @@ fn gitlab_ci_local_runs_the_component_install_restore_and_lock_change() {
         t.join("wheels"),
         t.join("home"),
     );
+    let tier = t.join("tier");
     for d in [&proj, &store, &home] {
         fs::create_dir_all(d).unwrap();
     }
@@ -547,6 +555,7 @@ fn gitlab_ci_local_runs_the_component_install_restore_and_lock_change() {
       download_url: {url}
       backend: {store}
       install_dir: {bin}
+      local_tier: {tier}
 
 deps:
   extends: .cachegate
@@ -558,6 +567,7 @@ deps:
             url = server.url,
             store = store.display(),
             bin = bin.display(),
+            tier = tier.display(),
         ),
     )
     .unwrap();
@@ -580,6 +590,12 @@ deps:
         walk_has(&store, &format!("{}/protected/pip/", root_of("group/proj"))),
         "{:?}",
         crate::common::walk(&store)
+    );
+    // The component's local_tier input: the save went into the tier too.
+    assert!(
+        walk_has(&tier, "v1/protected/pip/"),
+        "{:?}",
+        crate::common::walk(&tier)
     );
 
     // A laptop computes the key the job printed, in the same checkout, outside CI.

@@ -445,3 +445,36 @@ fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
     assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
     assert_eq!(warnings(&o), 0, "{}", stderr(&o));
 }
+
+#[test]
+fn a_large_archive_comes_from_object_storage_in_ranges_bound_to_its_etag() {
+    let (p, emu) = project();
+    let big = crate::common::tree_cmd(
+        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
+    );
+    let args = [&ARGS[..], &["--chunk-size", "1M", "--concurrency", "3"][..]].concat();
+    p.test().ensure(&args, &big).run();
+    let blob = std::fs::read(p.path("out/blob")).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    emu.redirect_downloads(true);
+    emu.clear_requests();
+    p.test()
+        .ensure(&args, &big)
+        .stderr_contains("cachegate: hit")
+        .run();
+    assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
+    let ranges: Vec<_> = emu
+        .blob_requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/blob/") && r.header("range").is_some())
+        .collect();
+    assert!(ranges.len() >= 5, "{ranges:?}");
+    // After the first range, each names the version it came from.
+    assert!(
+        ranges
+            .iter()
+            .filter(|r| !r.header("range").unwrap().starts_with("bytes=0-"))
+            .all(|r| r.header("if-match").is_some()),
+        "{ranges:?}"
+    );
+}

@@ -427,3 +427,161 @@ fn s3_a_stalled_server_is_cut_by_the_stall_timeout() {
         "took {took:?}: cut before the stall timeout"
     );
 }
+
+#[test]
+fn s3_an_upload_killed_midway_leaves_no_entry_and_prune_aborts_its_multipart_upload() {
+    let Some((p, store)) = garage_project() else {
+        return;
+    };
+    p.write("app.lock", "v1");
+    // One 5 MiB part at a time, so the upload is still running when the job is killed.
+    let mut child = p
+        .std_cmd()
+        .args(["ensure", "--lock", "app.lock", "--path", "out"])
+        .args(["--concurrency", "1", "--chunk-size", "5M", "--"])
+        .args(tree_cmd(
+            "mkdir -p out && head -c 150000000 /dev/urandom > out/big",
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.incomplete_uploads().is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the upload finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child this test spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = child.wait();
+
+    let pending = store.incomplete_uploads();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(pending[0].ends_with(".tar.zst"), "{pending:?}");
+    assert!(
+        store.objects().is_empty(),
+        "no visible entry: {:?}",
+        store.objects()
+    );
+    let o = p.run(p.cmd().arg("ls"));
+    assert!(stderr(&o).contains("0 entries"), "{}", stderr(&o));
+
+    // Younger than --abandoned-after (24 h by default): it may be a live upload, kept.
+    let o = p.run(p.cmd().args(["prune", "--keep", "5"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(store.incomplete_uploads().len(), 1);
+
+    let o = p.run(
+        p.cmd()
+            .args(["prune", "--keep", "5", "--abandoned-after", "0"]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("aborted incomplete upload v2/") && stdout(&o).contains("/local/out/"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        store.incomplete_uploads().is_empty(),
+        "{:?}",
+        store.incomplete_uploads()
+    );
+}
+
+/// An entry of 12 MB that does not compress, saved straight to Garage; then `ensure` runs
+/// again through the request-counting proxy, restoring in 4 MiB ranges, two at a time.
+fn s3_saved_then_through_proxy(
+    fault: crate::common::faults::Fault,
+) -> Option<(
+    Project,
+    GarageStore,
+    std::sync::Arc<crate::common::faults::FaultProxy>,
+    std::process::Output,
+)> {
+    use crate::common::faults::FaultProxy;
+    let (p, store) = garage_project()?;
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && head -c 12000000 /dev/urandom > out/big");
+    let args = [
+        "--lock",
+        "app.lock",
+        "--path",
+        "out",
+        "--chunk-size",
+        "4M",
+        "--policy",
+        "pull-push",
+    ];
+    let o = ensure(&p, &args, &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(p.path("out/big")).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let op = store.op();
+    let prefix = format!("/{}/{}/", garage::BUCKET, store.prefix);
+    let proxy = std::sync::Arc::new(FaultProxy::start_with(
+        store.garage.s3_port,
+        std::sync::Arc::new(move |path: &str| {
+            let name = path.strip_prefix(&prefix).unwrap();
+            let mut bytes = op.read(name).unwrap().to_vec();
+            crate::common::faults::flip_middle(&mut bytes);
+            op.write(name, bytes).unwrap();
+        }),
+    ));
+    proxy.set_fault(fault);
+    let backend = format!(
+        "s3://{}/{}?endpoint={}&region={}",
+        garage::BUCKET,
+        store.prefix,
+        proxy.url(""),
+        garage::REGION
+    );
+    let mut c = p.cmd();
+    c.env("CACHEGATE_BACKEND", backend)
+        .arg("ensure")
+        .args(&args[..6])
+        // Two in flight: the third range goes out after the replacement.
+        .args(["--concurrency", "2", "--policy", "pull", "--"])
+        .args(&cmd);
+    let o = p.run(&mut c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    if fault == crate::common::faults::Fault::None {
+        assert_eq!(std::fs::read(p.path("out/big")).unwrap(), before);
+    }
+    Some((p, store, proxy, o))
+}
+
+#[test]
+fn s3_a_large_archive_comes_in_concurrent_ranges_bound_to_its_etag() {
+    let Some((p, _store, proxy, o)) =
+        s3_saved_then_through_proxy(crate::common::faults::Fault::None)
+    else {
+        return;
+    };
+    assert_eq!(installs(&p), 1, "a hit: {}", stderr(&o));
+    let gets = proxy.archive_gets();
+    assert!(gets.len() >= 3, "{gets:?}");
+    assert!(
+        gets.iter()
+            .all(|g| g.range.is_some() && g.if_match.is_some() && g.status == 206),
+        "{gets:?}"
+    );
+}
+
+#[test]
+fn s3_an_archive_replaced_mid_download_fails_fast_instead_of_splicing() {
+    let Some((p, _store, proxy, o)) =
+        s3_saved_then_through_proxy(crate::common::faults::Fault::ReplaceAfterFirst)
+    else {
+        return;
+    };
+    let err = stderr(&o);
+    assert!(err.contains("replaced during the download"), "{err}");
+    assert_eq!(installs(&p), 2, "a miss: {err}");
+    let gets = proxy.archive_gets();
+    assert!(gets.iter().any(|g| g.status == 412), "{gets:?}");
+    assert!(gets.len() <= 8, "a 412 is not retried: {gets:?}");
+}

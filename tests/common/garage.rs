@@ -241,6 +241,41 @@ impl GarageStore {
     }
 }
 
+impl GarageStore {
+    /// Keys of the incomplete multipart uploads under this prefix, as S3's
+    /// ListMultipartUploads reports them (signed with the static keys, as OpenDAL would).
+    pub fn incomplete_uploads(&self) -> Vec<String> {
+        use reqsign_aws_v4::{RequestSigner, StaticCredentialProvider};
+        let url = format!(
+            "{}/{BUCKET}/?uploads&prefix={}%2F",
+            self.garage.endpoint(),
+            self.prefix
+        );
+        let signer = reqsign_core::Signer::new(
+            reqsign_core::Context::new(),
+            StaticCredentialProvider::new(&self.garage.access_key, &self.garage.secret_key),
+            RequestSigner::new("s3", REGION),
+        );
+        let (mut parts, ()) = http::Request::get(&url)
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .body(())
+            .unwrap()
+            .into_parts();
+        runtime().block_on(signer.sign(&mut parts, None)).unwrap();
+        let mut req = reqwest::blocking::Client::new().get(&url);
+        for (k, v) in &parts.headers {
+            req = req.header(k.as_str(), v.as_bytes());
+        }
+        let resp = req.send().unwrap();
+        assert!(resp.status().is_success(), "{:?}", resp.status());
+        let body = resp.text().unwrap();
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect()
+    }
+}
+
 impl Store for GarageStore {
     fn backend(&self) -> String {
         format!(

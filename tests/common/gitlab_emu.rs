@@ -184,10 +184,15 @@ fn handle(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        resp.body.len()
-    ));
+    // A HEAD answer may carry the length of the body it stands for.
+    if !resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     out.write_all(head.as_bytes())?;
     if method != "HEAD" {
         out.write_all(&resp.body)?;
@@ -196,6 +201,40 @@ fn handle(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
 }
 
 /// Form decoding of a query value: `+` is a space, then percent escapes.
+/// What object storage answers a GET: `If-Match` against the ETag (412 when it differs) and
+/// a single `Range: bytes=a-b` (206 with `Content-Range`), else the whole object.
+fn ranged(req: &Request, etag: &str, data: &[u8]) -> Response {
+    if req.header("if-match").is_some_and(|m| m != etag) {
+        return Response::empty(412);
+    }
+    let mut headers = vec![("ETag".to_string(), etag.to_string())];
+    let range = req
+        .header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        .filter(|(a, b)| a <= b && *a < data.len());
+    match range {
+        Some((a, b)) => {
+            let b = b.min(data.len() - 1);
+            headers.push((
+                "Content-Range".into(),
+                format!("bytes {a}-{b}/{}", data.len()),
+            ));
+            Response {
+                status: 206,
+                headers,
+                body: data[a..=b].to_vec(),
+            }
+        }
+        None => Response {
+            status: 200,
+            headers,
+            body: data.to_vec(),
+        },
+    }
+}
+
 fn decode(s: &str) -> String {
     s.split('+')
         .map(|part| percent_encoding::percent_decode_str(part).decode_utf8_lossy())
@@ -386,11 +425,9 @@ impl GitlabEmu {
             st.blob_requests.push(req.clone());
             let id: Option<u64> = req.path.strip_prefix("/blob/").and_then(|i| i.parse().ok());
             match id.and_then(|id| st.files.iter().find(|f| f.id == id)) {
-                Some(f) if req.param("X-Amz-Signature").is_some() => Response {
-                    status: 200,
-                    headers: Vec::new(),
-                    body: f.data.clone(),
-                },
+                Some(f) if req.param("X-Amz-Signature").is_some() => {
+                    ranged(&req, &format!("\"{}-{}\"", f.id, f.data.len()), &f.data)
+                }
                 Some(_) => Response::empty(403),
                 None => Response::empty(404),
             }

@@ -4,6 +4,7 @@
 
 pub mod builder;
 pub mod dist;
+pub mod faults;
 pub mod garage;
 pub mod gitlab_emu;
 pub mod nginx;
