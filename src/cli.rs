@@ -494,7 +494,8 @@ pub struct TransferArgs {
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 
-    /// Ranged requests in flight for one large download, and multipart parts for one upload
+    /// Ranged requests in flight for one large download, multipart parts for one upload, and
+    /// deletes for `prune`
     #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,

@@ -256,3 +256,51 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     );
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn bounded_runs_every_item_at_most_n_at_a_time() {
+        let items: Vec<usize> = (0..200).collect();
+        let (running, peak, sum) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let (done, failed) = bounded(&items, 4, |i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            sum.fetch_add(*i, Ordering::SeqCst);
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(failed.is_none());
+        assert!(done.iter().all(|d| *d));
+        assert_eq!(sum.into_inner(), (0..200).sum::<usize>());
+        let peak = peak.into_inner();
+        assert!((1..=4).contains(&peak), "{peak} in flight");
+    }
+
+    #[test]
+    fn bounded_stops_at_the_first_failure_and_says_what_was_done() {
+        let items: Vec<usize> = (0..1000).collect();
+        let (done, failed) = bounded(&items, 3, |i| {
+            if *i == 10 {
+                anyhow::bail!("item {i} failed");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            Ok(())
+        });
+        assert_eq!(failed.unwrap().to_string(), "item 10 failed");
+        assert!(!done[10]);
+        // The other workers finish the item they hold and take no new ones (a loose bound:
+        // a loaded machine may run a few more before the failure is seen).
+        assert!(done[..10].iter().all(|d| *d));
+        assert!(done.iter().filter(|d| **d).count() < 500);
+        assert!(bounded(&[] as &[usize], 8, |_| Ok(())).0.is_empty());
+    }
+}
