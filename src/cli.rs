@@ -205,10 +205,11 @@ pub struct PruneArgs {
     /// longer than feature-branch ones
     #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
     pub scope: Option<crate::scope::Scope>,
-    /// Seconds after which an unfinished upload (an archive no manifest names, an
-    /// incomplete S3 multipart upload) counts as abandoned and is removed (younger ones may
-    /// be uploads in flight; 0 removes those too)
-    #[arg(long, value_name = "SECS", default_value_t = 86_400, env = env_vars::CACHEGATE_ABANDONED_AFTER)]
+    /// Age after which an unfinished upload (an archive no manifest names, an incomplete S3
+    /// multipart upload) counts as abandoned and is removed: hours (24), or a duration such
+    /// as 30m, 36h or 2d (younger ones may be uploads in flight; 0 removes those too)
+    #[arg(long, value_name = "AGE", default_value = "24", env = env_vars::CACHEGATE_ABANDONED_AFTER,
+          value_parser = parse_abandoned_after)]
     pub abandoned_after: u64,
     /// Keep only the N most recently used entries of each cache name and scope
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
@@ -437,26 +438,46 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// An age, as `--older-than` takes it: days as a plain number (`30`), or a duration in
 /// jiff's friendly form (`36h`, `2w`, `1d 12h`). Seconds.
 pub fn parse_age(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if let Ok(days) = t.parse::<u64>() {
-        return days
-            .checked_mul(86_400)
-            .ok_or_else(|| format!("{s:?} is too many days"));
+    let secs = parse_duration(s, 86_400, "days (30)")?;
+    // A bare 0 is a deliberate "everything"; a zero duration (0h) is more likely a slip.
+    if secs == 0 && s.trim().parse::<u64>().is_err() {
+        return Err(age_error(s, "it must be positive", "days (30)"));
     }
-    let bad = |why: String| {
-        format!("{s:?} is not an age ({why}); use days (30) or a duration such as 36h, 2w, 1d 12h")
-    };
-    let span: jiff::Span = t.parse().map_err(|e: jiff::Error| bad(e.to_string()))?;
+    Ok(secs)
+}
+
+/// An `--abandoned-after`: hours as a plain number (`24`), or a duration (`30m`, `2d`).
+/// Seconds; 0 is allowed, it means every upload started before now.
+pub fn parse_abandoned_after(s: &str) -> Result<u64, String> {
+    parse_duration(s, 3600, "hours (24)")
+}
+
+/// A plain number in units of `bare` seconds, or a jiff friendly duration. Seconds, never
+/// negative.
+fn parse_duration(s: &str, bare: u64, plain: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return n
+            .checked_mul(bare)
+            .ok_or_else(|| age_error(s, "it is too long", plain));
+    }
+    let span: jiff::Span = t
+        .parse()
+        .map_err(|e: jiff::Error| age_error(s, &e.to_string(), plain))?;
     let secs = span
         .total((
             jiff::Unit::Second,
             jiff::SpanRelativeTo::days_are_24_hours(),
         ))
-        .map_err(|e| bad(e.to_string()))?;
-    if secs <= 0.0 {
-        return Err(bad("it must be positive".into()));
+        .map_err(|e| age_error(s, &e.to_string(), plain))?;
+    if secs < 0.0 {
+        return Err(age_error(s, "it must not be negative", plain));
     }
     Ok(secs as u64)
+}
+
+fn age_error(s: &str, why: &str, plain: &str) -> String {
+    format!("{s:?} is not an age ({why}); use {plain} or a duration such as 36h, 2w, 1d 12h")
 }
 
 /// How long a remote store may take before cachegate gives up and treats it as a miss.
@@ -482,7 +503,8 @@ pub struct TransferArgs {
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 
-    /// Ranged requests in flight for one large download, and multipart parts for one upload
+    /// Ranged requests in flight for one large download, multipart parts for one upload, and
+    /// deletes for `prune`
     #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
@@ -613,6 +635,22 @@ mod tests {
             assert!(
                 parse_age(bad).unwrap_err().contains(&format!("{bad:?}")),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn abandoned_after_is_hours_or_a_duration() {
+        assert_eq!(parse_abandoned_after("24"), Ok(24 * 3600));
+        assert_eq!(parse_abandoned_after("30m"), Ok(30 * 60));
+        assert_eq!(parse_abandoned_after("36h"), Ok(36 * 3600));
+        assert_eq!(parse_abandoned_after("2d"), Ok(2 * 86_400));
+        assert_eq!(parse_abandoned_after("0"), Ok(0));
+        for bad in ["", "soon", "-3h", "1.5", "99999999999999999999"] {
+            let e = parse_abandoned_after(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains("hours (24)"),
+                "{e}"
             );
         }
     }

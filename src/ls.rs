@@ -149,8 +149,8 @@ pub fn ls(backend: &dyn Backend, json: bool) -> Result<i32> {
     }
     let total: u64 = entries.iter().map(|e| e.archive_bytes).sum();
     eprintln!(
-        "cachegate: {} entries, {} in {}",
-        entries.len(),
+        "cachegate: {}, {} in {}",
+        report::counted(entries.len() as u64, "entry", "entries"),
         report::bytes(total),
         backend.describe()
     );

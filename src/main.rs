@@ -60,7 +60,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => key::print(&plan::plan(&job.key, &cmd)?, explain, json.as_deref()),
         Command::Ls { store, json } => ls::ls(&store.open()?, json),
-        Command::Prune { store, rules } => prune::prune(&store.open()?, &rules.rules()?),
+        Command::Prune { store, rules } => prune::prune(
+            &store.open()?,
+            &rules.rules(store.transfer.concurrency.into())?,
+        ),
         Command::Doctor { store } => doctor::run(&store.spec()?, &store.transfer.transfer()),
         Command::Keygen => sign::keygen_command(),
         Command::Completions { shell } => generate::completions_command(shell),

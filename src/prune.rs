@@ -11,7 +11,8 @@ use crate::{entry, key};
 
 impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
-    pub fn rules(&self) -> Result<PruneRules> {
+    /// `concurrency`: deletes in flight at once (the store's `--concurrency`).
+    pub fn rules(&self, concurrency: usize) -> Result<PruneRules> {
         if self.older_than.is_none()
             && self.unused_for.is_none()
             && self.keep.is_none()
@@ -29,6 +30,7 @@ impl crate::cli::PruneArgs {
             keep: self.keep,
             max_size: self.max_size,
             dry_run: self.dry_run,
+            concurrency,
         })
     }
 }
@@ -45,6 +47,64 @@ pub struct PruneRules {
     pub keep: Option<usize>,
     pub max_size: Option<u64>,
     pub dry_run: bool,
+    /// Deletes in flight at once: one by one, a store of 100,000 entries takes hours.
+    pub concurrency: usize,
+}
+
+/// Run `work` on every item, at most `n` at a time, and stop taking new items at the first
+/// failure: which items were done, and that failure.
+fn bounded<T: Sync>(
+    items: &[T],
+    n: usize,
+    work: impl Fn(&T) -> Result<()> + Sync,
+) -> (Vec<bool>, Option<anyhow::Error>) {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let done: Vec<AtomicBool> = items.iter().map(|_| AtomicBool::new(false)).collect();
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let failing = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..n.clamp(1, items.len().max(1)) {
+            scope.spawn(|| {
+                while !failing.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    match work(item) {
+                        Ok(()) => done[i].store(true, Ordering::Relaxed),
+                        Err(e) => {
+                            failing.store(true, Ordering::Relaxed);
+                            failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let done = done.into_iter().map(AtomicBool::into_inner).collect();
+    (done, failed.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Delete with `work` unless this is a dry run; `report` is called, in order, for each item
+/// deleted (or that would be), then the first failure, if any, is returned.
+fn delete_all<T: Sync>(
+    items: &[T],
+    rules: &PruneRules,
+    work: impl Fn(&T) -> Result<()> + Sync,
+    mut report: impl FnMut(&T),
+) -> Result<()> {
+    let (done, failed) = if rules.dry_run {
+        (vec![true; items.len()], None)
+    } else {
+        bounded(items, rules.concurrency, work)
+    };
+    for (item, _) in items.iter().zip(done).filter(|(_, d)| *d) {
+        report(item);
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Delete entries by age, time unused, per-name count and total size (least recently used
@@ -109,8 +169,10 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         "deleted"
     };
     let mut freed = 0;
-    for e in &doomed {
-        if !rules.dry_run {
+    delete_all(
+        &doomed,
+        rules,
+        |e| {
             // Manifest first: the entry disappears atomically for readers.
             backend.delete(&e.manifest)?;
             if !e.archive.is_empty() {
@@ -119,36 +181,37 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             if let Some(u) = &e.usage {
                 backend.delete(u)?;
             }
-        }
-        freed += e.archive_bytes;
-        crate::outln!(
-            "{verb} {} {} {} {} ({}, {} old, last used {})",
-            e.namespace,
-            e.scope,
-            e.name,
-            key::short(&e.key),
-            report::bytes(e.archive_bytes),
-            age(e.created),
-            e.last_used
-                .map_or("never".into(), |t| format!("{} ago", age(t)))
-        );
-    }
-    for o in &orphans {
-        if !rules.dry_run {
-            backend.delete(&o.name)?;
-        }
-        freed += o.size;
-        crate::outln!(
-            "{verb} abandoned upload {} ({})",
-            o.name,
-            report::bytes(o.size)
-        );
-    }
-    for o in &leftovers {
-        if !rules.dry_run {
-            backend.delete(&o.name)?;
-        }
-    }
+            Ok(())
+        },
+        |e| {
+            freed += e.archive_bytes;
+            crate::outln!(
+                "{verb} {} {} {} {} ({}, {} old, last used {})",
+                e.namespace,
+                e.scope,
+                e.name,
+                key::short(&e.key),
+                report::bytes(e.archive_bytes),
+                age(e.created),
+                e.last_used
+                    .map_or("never".into(), |t| format!("{} ago", age(t)))
+            );
+        },
+    )?;
+    delete_all(
+        &orphans,
+        rules,
+        |o| Ok(backend.delete(&o.name)?),
+        |o| {
+            freed += o.size;
+            crate::outln!(
+                "{verb} abandoned upload {} ({})",
+                o.name,
+                report::bytes(o.size)
+            );
+        },
+    )?;
+    delete_all(&leftovers, rules, |o| Ok(backend.delete(&o.name)?), |_| {})?;
     // Incomplete multipart uploads (S3): an upload still running is younger than the bound,
     // so only dead ones are aborted.
     let incomplete: Vec<IncompleteUpload> = backend
@@ -165,24 +228,79 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     } else {
         "aborted"
     };
-    for u in &incomplete {
-        if !rules.dry_run {
-            backend.abort_upload(u)?;
-        }
-        crate::outln!(
-            "{aborted} incomplete upload {} ({} old)",
-            u.name,
-            age(u.initiated.unwrap_or(now))
-        );
-    }
+    delete_all(
+        &incomplete,
+        rules,
+        |u| Ok(backend.abort_upload(u)?),
+        |u| {
+            crate::outln!(
+                "{aborted} incomplete upload {} ({} old)",
+                u.name,
+                age(u.initiated.unwrap_or(now))
+            );
+        },
+    )?;
+    let n = |n: usize, one, many| report::counted(n as u64, one, many);
     eprintln!(
-        "cachegate: {verb} {} entries and {} abandoned uploads ({} incomplete), {} freed; {} entries, {} kept",
-        doomed.len(),
-        orphans.len() + incomplete.len(),
+        "cachegate: {verb} {} and {} ({} incomplete), {} freed; {}, {} kept",
+        n(doomed.len(), "entry", "entries"),
+        n(
+            orphans.len() + incomplete.len(),
+            "abandoned upload",
+            "abandoned uploads"
+        ),
         incomplete.len(),
         report::bytes(freed),
-        entries.len() - doomed.len(),
+        n(entries.len() - doomed.len(), "entry", "entries"),
         report::bytes(kept_size)
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn bounded_runs_every_item_at_most_n_at_a_time() {
+        let items: Vec<usize> = (0..200).collect();
+        let (running, peak, sum) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let (done, failed) = bounded(&items, 4, |i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            sum.fetch_add(*i, Ordering::SeqCst);
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(failed.is_none());
+        assert!(done.iter().all(|d| *d));
+        assert_eq!(sum.into_inner(), (0..200).sum::<usize>());
+        let peak = peak.into_inner();
+        assert!((1..=4).contains(&peak), "{peak} in flight");
+    }
+
+    #[test]
+    fn bounded_stops_at_the_first_failure_and_says_what_was_done() {
+        let items: Vec<usize> = (0..1000).collect();
+        let (done, failed) = bounded(&items, 3, |i| {
+            if *i == 10 {
+                anyhow::bail!("item {i} failed");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            Ok(())
+        });
+        assert_eq!(failed.unwrap().to_string(), "item 10 failed");
+        assert!(!done[10]);
+        // The other workers finish the item they hold and take no new ones (a loose bound:
+        // a loaded machine may run a few more before the failure is seen).
+        assert!(done[..10].iter().all(|d| *d));
+        assert!(done.iter().filter(|d| **d).count() < 500);
+        assert!(bounded(&[] as &[usize], 8, |_| Ok(())).0.is_empty());
+    }
 }

@@ -66,7 +66,12 @@ pub fn count(n: u64) -> String {
 
 /// 1 -> "1 file", 31204 -> "31,204 files".
 pub fn files(n: u64) -> String {
-    format!("{} {}", count(n), if n == 1 { "file" } else { "files" })
+    counted(n, "file", "files")
+}
+
+/// A count with its noun: `counted(1, "entry", "entries")` -> "1 entry", 2 -> "2 entries".
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
 }
 
 /// Decimal units, as `du --si` and most dashboards show them, and as sizes are accepted

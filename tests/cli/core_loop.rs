@@ -563,6 +563,89 @@ fn ls_and_prune_manage_the_store() {
     p.test().arg("prune").status(2).run();
 }
 
+/// Hundreds of entries, deleted concurrently: exactly the ones the rules doom go, every
+/// file of each, and nothing else.
+#[test]
+fn prune_deletes_exactly_the_doomed_entries_of_hundreds() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
+    let o = p.test().args(["ls", "--json"]).run();
+    let real: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let manifest = real[0]["manifest"].as_str().unwrap();
+    let template: serde_json::Value =
+        serde_json::from_slice(&fs::read(p.store.join(manifest)).unwrap()).unwrap();
+    let (root, _) = manifest.rsplit_once('/').unwrap();
+    let (scope_dir, _) = root.rsplit_once('/').unwrap();
+    let now = common::unix_now();
+    let write = |rel: &str, data: &[u8]| {
+        let path = p.store.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    };
+    let (entries, names) = (300u64, 3u64);
+    let mut kept = p.store_files();
+    for i in 0..entries {
+        let (key, name) = (format!("{i:064x}"), format!("n{}", i % names));
+        let archive = format!("{scope_dir}/{name}/{key}-{}.tar.zst", "0".repeat(32));
+        let mut m = template.clone();
+        m["key"] = key.clone().into();
+        m["name"] = name.clone().into();
+        m["archive"] = archive.clone().into();
+        m["created"] = (now - 10 - i).into();
+        let at = format!("{scope_dir}/{name}/{key}.json");
+        write(&at, &serde_json::to_vec(&m).unwrap());
+        write(&archive, b"\x28\xb5\x2f\xfd\x00\x00\x00\x00");
+        // --keep 20: the 20 newest of each name stay.
+        if i / names < 20 {
+            kept.extend([at, archive]);
+        }
+    }
+    let orphans = 12;
+    for i in 0..orphans {
+        write(
+            &format!(
+                "{scope_dir}/n0/{:064x}-{}.tar.zst",
+                1000 + i,
+                "1".repeat(32)
+            ),
+            b"",
+        );
+    }
+    let rules = ["prune", "--keep", "20", "--abandoned-after", "0"];
+    let doomed = entries - 20 * names;
+
+    let before = p.store_files();
+    let o = p
+        .test()
+        .args(rules)
+        .arg("--dry-run")
+        .stderr_contains(&format!(
+            "would delete {doomed} entries and {orphans} abandoned uploads (0 incomplete)"
+        ))
+        .run();
+    let would: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(would.len() as u64, doomed + orphans);
+    assert_eq!(p.store_files(), before, "a dry run deleted something");
+
+    let o = p
+        .test()
+        .args(rules)
+        .args(["--concurrency", "32"])
+        .stderr_contains(&format!(
+            "deleted {doomed} entries and {orphans} abandoned uploads (0 incomplete)"
+        ))
+        .run();
+    // The same lines, in the same order, as the dry run promised.
+    let did: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.replacen("deleted", "would delete", 1))
+        .collect();
+    assert_eq!(did, would);
+    kept.sort();
+    assert_eq!(p.store_files(), kept);
+}
+
 #[test]
 fn preset_variables_follow_the_preset_paths_only() {
     let p = Project::new();

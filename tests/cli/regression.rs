@@ -255,6 +255,34 @@ fn one_file_was_counted_as_1_files() {
 }
 
 #[test]
+fn ls_and_prune_counted_1_entry_as_1_entries() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    p.test().ensure(&ARGS, &one_file()).run();
+    p.test()
+        .arg("ls")
+        .stderr_contains("cachegate: 1 entry,")
+        .stderr_lacks("1 entries")
+        .run();
+    // An archive no manifest names: one abandoned upload.
+    let archive = listed(&p)[0]["archive"].as_str().unwrap().to_string();
+    let (dir, _) = archive.rsplit_once('/').unwrap();
+    let orphan = format!("{dir}/{}-{}.tar.zst", "f".repeat(64), "0".repeat(32));
+    fs::copy(p.store.join(&archive), p.store.join(&orphan)).unwrap();
+    p.write("app.lock", "v2");
+    p.test().ensure(&ARGS, &one_file()).run();
+    p.test()
+        .args(["prune", "--keep", "1", "--abandoned-after", "0"])
+        .stderr_contains("deleted 1 entry and 1 abandoned upload (0 incomplete)")
+        .stderr_contains("; 1 entry, ")
+        .stderr_lacks("1 entries")
+        .stderr_lacks("1 abandoned uploads")
+        .run();
+    assert!(!p.store.join(&orphan).exists());
+    assert_eq!(listed(&p).len(), 1);
+}
+
+#[test]
 fn preset_was_named_when_path_replaced_its_paths() {
     let p = Project::new();
     p.write("yarn.lock", "# yarn lockfile v1\n");
