@@ -593,7 +593,7 @@ deps:
     );
     // The component's local_tier input: the save went into the tier too.
     assert!(
-        walk_has(&tier, "v1/protected/pip/"),
+        walk_has(&tier, &format!("{}/protected/pip/", root_of("group/proj"))),
         "{:?}",
         crate::common::walk(&tier)
     );
