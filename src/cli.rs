@@ -323,7 +323,7 @@ pub struct StoreArgs {
 #[derive(Args, Debug, Clone)]
 pub struct FlightArgs {
     /// On a miss, restore the newest entry of this cache whose platform and runtime match
-    /// (only lock files or command differ) and run the command on top of it (a warm start)
+    /// (only lock files, their package.json/pyproject.toml dependency fields or the command differ) and run the command on top of it (a warm start)
     #[arg(long, env = env_vars::CACHEGATE_FALLBACK, value_parser = clap::builder::BoolishValueParser::new())]
     pub fallback: bool,
 

@@ -143,7 +143,7 @@ impl Components {
     }
 
     /// Whether an entry saved under `other` can seed a warm start of this key: only the
-    /// lock files and the command may differ, everything that decides whether the tree works
+    /// lock files, the manifests checked against them and the command may differ, everything that decides whether the tree works
     /// here (platform, image, location, runtime probes, salt) must be equal. `Ok` names what
     /// differs; `Err` lists what rules it out.
     pub fn warm_diff(&self, other: &Components) -> Result<Vec<&'static str>, Vec<String>> {
@@ -154,11 +154,17 @@ impl Components {
         if self.command != other.command {
             differs.push("command");
         }
+        // The manifests the tool checks its lock against (package.json, pyproject.toml) change
+        // together with the lock when a dependency is added, so they may differ as the lock may.
+        if self.inputs != other.inputs {
+            differs.push("dependency manifests");
+        }
         // Everything else compared by value, so a component added later blocks a warm start
         // until someone decides it may differ.
         let mut theirs = other.clone();
         theirs.locks = self.locks.clone();
         theirs.command = self.command.clone();
+        theirs.inputs = self.inputs.clone();
         if theirs != *self {
             return Err(self.diff(other));
         }
@@ -411,12 +417,23 @@ mod tests {
         lock.locks[0].blake3 = "cd".repeat(32);
         lock.command.push("--with=dev".into());
         assert_eq!(lock.warm_diff(&base), Ok(vec!["lock files", "command"]));
+        // A dependency added to package.json changes the lock and the manifest together.
+        let mut manifest = lock.clone();
+        manifest.inputs.push(LockFile {
+            path: "package.json".into(),
+            blake3: "ef".repeat(32),
+        });
+        assert_eq!(
+            manifest.warm_diff(&base),
+            Ok(vec!["lock files", "command", "dependency manifests"])
+        );
         let blockers: Vec<fn(&mut Components)> = vec![
             |c| c.platform.libc = "musl".into(),
             |c| c.image = Some("python:3.13".into()),
             |c| c.fixed_paths = vec!["/elsewhere/.venv".into()],
             |c| c.paths.push("x".into()),
             |c| c.salt = Some("2".into()),
+            |c| c.runtime[0].value = "cpython-3.13.0 /usr/bin/python3.13".into(),
             |c| {
                 c.commands.push(CmdInput {
                     command: "python3 --version".into(),

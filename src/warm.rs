@@ -76,7 +76,7 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
             job.namespace.name
         ),
         Some((k, why)) => eprintln!(
-            "cachegate: no warm start: the newest entry of {name} ({}) differs in more than lock files and command: {}",
+            "cachegate: no warm start: the newest entry of {name} ({}) differs in more than lock files, dependency manifests and command: {}",
             key::short(&k),
             why.join("; ")
         ),
