@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
 use crate::common::nginx::NginxStore;
-use crate::common::scenarios::{build_named_wheel, installs};
+use crate::common::scenarios::{build_named_wheel, installs, npm_lock};
 use crate::common::{Project, require_tool, stderr, stdout};
 
 /// Every job of these scenarios shares one project namespace, wherever its directory is.
@@ -926,21 +926,7 @@ fn warm_start_is_skipped_for_npm_ci() {
             "package.json",
             r#"{"name":"app","version":"1.0.0","private":true,"dependencies":{"dep":"file:./dep-pkg"}}"#,
         );
-    let lock = |p: &Project| {
-        let o = StdCommand::new("npm")
-            .args([
-                "install",
-                "--package-lock-only",
-                "--offline",
-                "--no-audit",
-                "--no-fund",
-            ])
-            .current_dir(&p.dir)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-    };
-    lock(&p);
+    npm_lock(&p);
     let ensure = |p: &Project| {
         let mut c = p.cmd();
         c.args(["ensure", "--fallback", "--lock", "package-lock.json", "--"])
@@ -952,7 +938,7 @@ fn warm_start_is_skipped_for_npm_ci() {
         "dep-pkg/package.json",
         r#"{"name":"dep","version":"1.0.1"}"#,
     );
-    lock(&p);
+    npm_lock(&p);
     let o = ensure(&p);
     assert_ok(&o);
     let err = stderr(&o);

@@ -131,6 +131,22 @@ pub fn python_venv(p: &Project) {
     assert_eq!(run_greet(p).trim(), "hello from greet 2.0");
 }
 
+/// Writes package-lock.json from package.json without the network (local `file:` deps only).
+pub fn npm_lock(p: &Project) {
+    let o = StdCommand::new("npm")
+        .args([
+            "install",
+            "--package-lock-only",
+            "--offline",
+            "--no-audit",
+            "--no-fund",
+        ])
+        .current_dir(&p.dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `npm ci` with a `file:` dependency: the restored link resolves.
 pub fn npm_file_dependency(p: &Project) {
     if !require_tool("npm", "apt-get install -y nodejs npm") {
@@ -145,18 +161,7 @@ pub fn npm_file_dependency(p: &Project) {
         "package.json",
         r#"{"name":"app","version":"1.0.0","private":true,"dependencies":{"dep":"file:./dep-pkg"}}"#,
     );
-    let lock = StdCommand::new("npm")
-        .args([
-            "install",
-            "--package-lock-only",
-            "--offline",
-            "--no-audit",
-            "--no-fund",
-        ])
-        .current_dir(&p.dir)
-        .output()
-        .unwrap();
-    assert!(lock.status.success(), "{}", stderr(&lock));
+    npm_lock(p);
     let cmd: Vec<String> = [
         "sh",
         "-c",
