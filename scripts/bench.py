@@ -165,6 +165,8 @@ def main():
     ap.add_argument("--ls-dir", default="25000,50000,100000")
     ap.add_argument("--ls-s3", default="5000,10000,20000")
     ap.add_argument("--load", type=int, default=50)
+    ap.add_argument("--net-parts", default="tree,blob,scale,load",
+                    help="which --network figures to take (comma-separated)")
     args = ap.parse_args()
 
     for tool in ("zstd", "tar", "zip", "unzip", "/usr/bin/time"):

@@ -95,7 +95,9 @@ def link_figures(args, cg, work, env, stores, timed, sh, du, make_tree):
     tier_rows = []
     links = []
     saves = []
-    for files in (args.net_files, None):
+    workloads = [w for w, on in ((args.net_files, "tree" in args.net_parts),
+                                 (None, "blob" in args.net_parts)) if on]
+    for files in workloads:
         proj = project(work, "net-" + ("tree" if files else "blob"))
         tree = os.path.join(proj, "node_modules")
         if not os.path.isdir(tree):
@@ -173,7 +175,9 @@ def link_figures(args, cg, work, env, stores, timed, sh, du, make_tree):
                 tr[k] = max(tr[k], r)
         tier_rows.append((label, statistics.median(tt["tier"]), statistics.median(tt["remote"]),
                           tr["tier"], tr["remote"]))
-        shutil.rmtree(tree, ignore_errors=True)
+        # A --work directory keeps the restored tree: generating 1 GB again takes minutes.
+        if not args.work:
+            shutil.rmtree(tree, ignore_errors=True)
     return rows, tier_rows, links, saves
 
 
@@ -296,8 +300,11 @@ def run(args, cg, start_garage, timed, sh, du, make_tree):
     try:
         started = time.time()
         rows, tier_rows, links, saves = link_figures(args, cg, work, env, stores, timed, sh, du, make_tree)
-        scale = scale_figures(args, cg, work, env, endpoint, keys, timed, sh, make_tree)
-        p50, p99, worst, fails = load_figures(args, cg, work, env, stores["Garage"]["direct"], sh, make_tree)
+        scale = (scale_figures(args, cg, work, env, endpoint, keys, timed, sh, make_tree)
+                 if "scale" in args.net_parts else [])
+        p50, p99, worst, fails = (
+            load_figures(args, cg, work, env, stores["Garage"]["direct"], sh, make_tree)
+            if "load" in args.net_parts else (0, 0, 0, []))
         took = time.time() - started
     finally:
         for p in (gproc, nproc):
@@ -336,6 +343,8 @@ def run(args, cg, start_garage, timed, sh, du, make_tree):
     for store, n, what, t, r in scale:
         print(f"| {store} | {n:,} | {what} | {t:.2f} s | {1000 * t / n:.3f} s | {r / 1024:.0f} MB |")
     print()
+    if "load" not in args.net_parts:
+        return
     print(f"{args.load} concurrent hits against Garage (loopback, 500-file tree): p50 {p50:.2f} s, "
           f"p99 {p99:.2f} s, slowest {worst:.2f} s, {len(fails)} failures")
     for f in fails[:5]:
