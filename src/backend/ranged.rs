@@ -1,22 +1,41 @@
-//! Parallel ranged downloads for the HTTP-speaking stores: one stream to an object store
-//! usually runs far below the link, so a large archive is fetched as `--chunk-size` ranges,
+//! Parallel ranged downloads for every remote store: one stream to an object store usually
+//! runs far below the link, so a large archive is fetched as `--chunk-size` ranges,
 //! `--concurrency` at a time, and handed to the unpacker strictly in order.
 //!
-//! Memory stays bounded: no range is requested more than `concurrency` chunks ahead of the
-//! one the unpacker is reading, so at most `concurrency + 1` chunks are held. Every range is
-//! bound to the object version the first response came from (`If-Match` with its ETag), so
-//! an archive replaced mid-download fails fast (412) instead of splicing two versions; the
-//! archive digest is still checked by the unpacker before anything is swapped in.
+//! Memory stays bounded: a range is requested only while fewer than `concurrency` chunks are
+//! in flight or waiting, the one the unpacker is reading included, and each chunk reaches
+//! the unpacker in pieces as it arrives (the pieces are freed as they are consumed), so at
+//! most `concurrency` × `chunk` bytes are held. Every range is bound to the object version
+//! the download started with (the store's `Ranges` sends `If-Match` or its like), so an
+//! archive replaced mid-download fails fast instead of splicing two versions; the archive
+//! digest is still checked by the unpacker before anything is swapped in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Fetches one byte range of the object version the download started with.
+use crate::redact;
+
+/// Bytes handed to the unpacker at a time: small enough that the chunk at the head streams
+/// to it while it downloads, large enough that the hand-over costs nothing.
+const PIECE: usize = 256 << 10;
+
+/// Why a range could not be had.
+pub enum RangeError {
+    /// The connection broke or the body came short: another request may work.
+    Transient(io::Error),
+    /// The store refused (the object changed, it answered something else): give up.
+    Final(io::Error),
+}
+
+/// Opens byte ranges of the object version the download started with.
 pub trait Ranges: Send + Sync + 'static {
-    /// Exactly bytes `start..end`, or an error; transient failures are retried inside.
-    fn fetch(&self, start: u64, end: u64) -> io::Result<Vec<u8>>;
+    /// The body of one request for exactly bytes `start..end`. The request is made here,
+    /// so a refusal (412, another status) is an error of this call, not of a read.
+    fn open(&self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, RangeError>;
+    /// What is being downloaded, for messages (no credentials).
+    fn describe(&self) -> String;
 }
 
 /// How a large download is split.
@@ -26,95 +45,204 @@ pub struct Split {
     pub total: u64,
     pub chunk: u64,
     pub concurrency: usize,
+    /// Further attempts per chunk after one that broke off (`--retries`).
+    pub retries: u32,
     /// When the whole download must be done (`--timeout`).
     pub deadline: Instant,
+}
+
+#[derive(Default)]
+struct Slot {
+    pieces: VecDeque<Vec<u8>>,
+    complete: bool,
 }
 
 #[derive(Default)]
 struct State {
     /// Next chunk index a worker may claim.
     next: u64,
-    /// Chunk index the reader takes next.
+    /// Chunk index the reader is reading.
     wanted: u64,
-    done: BTreeMap<u64, Vec<u8>>,
+    slots: BTreeMap<u64, Slot>,
+    /// The body of the request that started the download: the first chunk.
+    first: Option<Box<dyn Read + Send>>,
     /// The first failure: the download is over, the reader reports it at once.
     failed: Option<(io::ErrorKind, String)>,
-    /// The reader went away: workers stop after their current request.
+    /// The reader went away: workers stop at their next piece.
     closed: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     cond: Condvar,
+    source: Arc<dyn Ranges>,
+    split: Split,
+    chunks: u64,
 }
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn over(&self) -> bool {
+        let st = self.lock();
+        st.closed || st.failed.is_some()
+    }
+
+    /// The next chunk to fetch, once the window has room; `None` when there is nothing
+    /// left to do.
+    fn claim(&self) -> Option<(u64, Option<Box<dyn Read + Send>>)> {
+        let mut st = self.lock();
+        while !st.closed
+            && st.failed.is_none()
+            && st.next < self.chunks
+            && st.next >= st.wanted + self.split.concurrency as u64
+        {
+            st = self.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.closed || st.failed.is_some() || st.next >= self.chunks {
+            return None;
+        }
+        let idx = st.next;
+        st.next += 1;
+        st.slots.insert(idx, Slot::default());
+        let first = if idx == 0 { st.first.take() } else { None };
+        Some((idx, first))
+    }
+
+    fn push(&self, idx: u64, piece: Vec<u8>) {
+        let mut st = self.lock();
+        if let Some(slot) = st.slots.get_mut(&idx) {
+            slot.pieces.push_back(piece);
+        }
+        self.cond.notify_all();
+    }
+
+    fn complete(&self, idx: u64) {
+        let mut st = self.lock();
+        if let Some(slot) = st.slots.get_mut(&idx) {
+            slot.complete = true;
+        }
+        self.cond.notify_all();
+    }
+
+    fn fail(&self, e: io::Error) {
+        let mut st = self.lock();
+        if st.failed.is_none() {
+            st.failed = Some((e.kind(), e.to_string()));
+        }
+        self.cond.notify_all();
+    }
+
+    /// Fetch one chunk into its slot piece by piece. A body that breaks off is taken up
+    /// where it stopped, with a new request for the rest, within `--retries` and
+    /// `--timeout`; the other chunks keep going meanwhile.
+    fn fetch(&self, idx: u64, mut body: Option<Box<dyn Read + Send>>) -> io::Result<()> {
+        let from = idx * self.split.chunk;
+        let to = (from + self.split.chunk).min(self.split.total);
+        let mut pos = from;
+        let once = || -> Result<(), RangeError> {
+            let mut r = match body.take() {
+                Some(b) => b,
+                None => self.source.open(pos, to)?,
+            };
+            while pos < to {
+                if self.over() {
+                    return Ok(());
+                }
+                let want = (to - pos).min(PIECE as u64);
+                let mut piece = Vec::with_capacity(want as usize);
+                // Bytes read before an error are good bytes: keep them.
+                let read = Read::by_ref(&mut r).take(want).read_to_end(&mut piece);
+                let got = piece.len() as u64;
+                if got > 0 {
+                    self.push(idx, piece);
+                    pos += got;
+                }
+                match read {
+                    Err(e) => return Err(RangeError::Transient(e)),
+                    Ok(_) if got < want => {
+                        return Err(RangeError::Transient(io::Error::other(format!(
+                            "{}: the range ended after {} of {} bytes",
+                            self.source.describe(),
+                            pos - from,
+                            to - from
+                        ))));
+                    }
+                    Ok(_) => {}
+                }
+            }
+            Ok(())
+        };
+        use backon::BlockingRetryable as _;
+        let deadline = self.split.deadline;
+        once.retry(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(30))
+                .with_max_times(self.split.retries as usize)
+                .with_jitter(),
+        )
+        .when(|e| matches!(e, RangeError::Transient(_)) && Instant::now() < deadline)
+        .notify(|e, wait| {
+            eprintln!(
+                "cachegate: {}; retrying that part in {:.1} s",
+                redact::redact(&e.to_string()),
+                wait.as_secs_f64()
+            )
+        })
+        .call()
+        .map_err(|(RangeError::Transient(e) | RangeError::Final(e))| e)
+    }
 }
 
-/// A reader over `split.total` bytes: `head` (bytes from offset 0 already received with the
-/// first response), then the rest in chunks fetched by `split.concurrency` workers.
-pub fn parallel(source: Arc<dyn Ranges>, head: Vec<u8>, split: Split) -> Box<dyn Read + Send> {
-    let start = head.len() as u64;
-    let chunks = split.total.saturating_sub(start).div_ceil(split.chunk);
+impl std::fmt::Display for RangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (RangeError::Transient(e) | RangeError::Final(e)) = self;
+        write!(f, "{e}")
+    }
+}
+
+/// A reader over `split.total` bytes, fetched in chunks by `split.concurrency` workers.
+/// `first`, when given, is the body of a request already made for the first chunk.
+pub fn parallel(
+    source: Arc<dyn Ranges>,
+    first: Option<Box<dyn Read + Send>>,
+    split: Split,
+) -> Box<dyn Read + Send> {
+    let chunks = split.total.div_ceil(split.chunk.max(1));
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            first,
+            ..State::default()
+        }),
         cond: Condvar::new(),
+        source,
+        split,
+        chunks,
     });
     let workers = split.concurrency.clamp(1, chunks.max(1) as usize);
     for _ in 0..workers {
         let shared = shared.clone();
-        let source = source.clone();
         std::thread::spawn(move || {
-            loop {
-                let idx = {
-                    let mut st = shared.lock();
-                    while !st.closed
-                        && st.failed.is_none()
-                        && st.next < chunks
-                        && st.next >= st.wanted + split.concurrency as u64
-                    {
-                        st = shared.cond.wait(st).unwrap_or_else(|e| e.into_inner());
-                    }
-                    if st.closed || st.failed.is_some() || st.next >= chunks {
-                        return;
-                    }
-                    st.next += 1;
-                    st.next - 1
-                };
-                let from = start + idx * split.chunk;
-                let to = (from + split.chunk).min(split.total);
-                let got = source.fetch(from, to);
-                let mut st = shared.lock();
-                match got {
-                    Ok(bytes) => {
-                        st.done.insert(idx, bytes);
-                    }
-                    Err(e) => {
-                        if st.failed.is_none() {
-                            st.failed = Some((e.kind(), e.to_string()));
-                        }
-                    }
+            while let Some((idx, body)) = shared.claim() {
+                match shared.fetch(idx, body) {
+                    Ok(()) => shared.complete(idx),
+                    Err(e) => shared.fail(e),
                 }
-                shared.cond.notify_all();
             }
         });
     }
     Box::new(InOrder {
         shared,
-        chunks,
-        current: io::Cursor::new(head),
-        deadline: split.deadline,
+        current: io::Cursor::new(Vec::new()),
     })
 }
 
 struct InOrder {
     shared: Arc<Shared>,
-    chunks: u64,
     current: io::Cursor<Vec<u8>>,
-    deadline: Instant,
 }
 
 impl Read for InOrder {
@@ -124,30 +252,40 @@ impl Read for InOrder {
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }
-            let mut st = self.shared.lock();
-            if st.wanted >= self.chunks {
-                return Ok(0);
-            }
+            let shared = &self.shared;
+            let mut st = shared.lock();
             loop {
                 if let Some((kind, msg)) = &st.failed {
                     return Err(io::Error::new(*kind, msg.clone()));
                 }
                 let wanted = st.wanted;
-                if let Some(bytes) = st.done.remove(&wanted) {
-                    st.wanted += 1;
-                    self.current = io::Cursor::new(bytes);
-                    self.shared.cond.notify_all();
-                    break;
+                if wanted >= shared.chunks {
+                    return Ok(0);
                 }
-                let left = self.deadline.saturating_duration_since(Instant::now());
+                if let Some(slot) = st.slots.get_mut(&wanted) {
+                    if let Some(piece) = slot.pieces.pop_front() {
+                        // Free the consumed piece before taking the next one.
+                        self.current = io::Cursor::new(piece);
+                        break;
+                    }
+                    if slot.complete {
+                        st.slots.remove(&wanted);
+                        st.wanted += 1;
+                        shared.cond.notify_all();
+                        continue;
+                    }
+                }
+                let left = shared
+                    .split
+                    .deadline
+                    .saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "the download took longer than --timeout",
                     ));
                 }
-                st = self
-                    .shared
+                st = shared
                     .cond
                     .wait_timeout(st, left)
                     .unwrap_or_else(|e| e.into_inner())
@@ -161,7 +299,8 @@ impl Drop for InOrder {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.closed = true;
-        st.done.clear();
+        st.slots.clear();
+        st.first = None;
         self.shared.cond.notify_all();
     }
 }
@@ -170,31 +309,85 @@ impl Drop for InOrder {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
     struct Pattern {
         len: u64,
-        in_flight: AtomicUsize,
+        in_flight: Arc<AtomicUsize>,
         most: AtomicUsize,
+        opened: Mutex<Vec<(u64, u64)>>,
         fail_at: Option<u64>,
+        /// The first request for this start delivers only half its bytes.
+        cut_at: Option<u64>,
     }
 
     fn byte(i: u64) -> u8 {
         (i % 251) as u8
     }
 
+    fn pattern(len: u64) -> Pattern {
+        Pattern {
+            len,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            most: AtomicUsize::new(0),
+            opened: Mutex::new(Vec::new()),
+            fail_at: None,
+            cut_at: None,
+        }
+    }
+
+    /// Counts itself in flight until its body is read to the end.
+    struct Body {
+        data: io::Cursor<Vec<u8>>,
+        in_flight: Option<Arc<AtomicUsize>>,
+        delay: Duration,
+    }
+
+    impl Read for Body {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.delay.is_zero() {
+                std::thread::sleep(self.delay);
+                self.delay = Duration::ZERO;
+            }
+            let n = self.data.read(buf)?;
+            if self.data.position() == self.data.get_ref().len() as u64
+                && let Some(f) = self.in_flight.take()
+            {
+                f.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(n)
+        }
+    }
+
     impl Ranges for Pattern {
-        fn fetch(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        fn open(&self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, RangeError> {
             assert!(end <= self.len && start < end);
+            let first_time = {
+                let mut o = self.opened.lock().unwrap();
+                let first = !o.iter().any(|(s, _)| *s == start);
+                o.push((start, end));
+                first
+            };
+            if self.fail_at == Some(start) {
+                return Err(RangeError::Final(io::Error::other(
+                    "412 the object changed",
+                )));
+            }
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
-            // Later chunks come back first, so ordering is really exercised.
-            std::thread::sleep(Duration::from_millis(10 * (8 - (start / 1000) % 8)));
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if self.fail_at == Some(start) {
-                return Err(io::Error::other("412 the object changed"));
+            let mut end = end;
+            if self.cut_at == Some(start) && first_time {
+                end = start + (end - start) / 2;
             }
-            Ok((start..end).map(byte).collect())
+            // Later chunks come back first, so ordering is really exercised.
+            let delay = Duration::from_millis(10 * (8 - (start / 1000) % 8));
+            Ok(Box::new(Body {
+                data: io::Cursor::new((start..end).map(byte).collect()),
+                in_flight: Some(self.in_flight.clone()),
+                delay,
+            }))
+        }
+        fn describe(&self) -> String {
+            "the pattern".into()
         }
     }
 
@@ -203,44 +396,61 @@ mod tests {
             total,
             chunk: 1000,
             concurrency: 4,
+            retries: 2,
             deadline: Instant::now() + Duration::from_secs(30),
         }
+    }
+
+    fn read_all(src: Arc<Pattern>, first: Option<Box<dyn Read + Send>>) -> io::Result<Vec<u8>> {
+        let total = src.len;
+        let mut out = Vec::new();
+        parallel(src, first, split(total))
+            .read_to_end(&mut out)
+            .map(|_| out)
     }
 
     #[test]
     fn chunks_arrive_in_order_with_bounded_concurrency() {
         let total = 25_500;
-        let src = Arc::new(Pattern {
-            len: total,
-            in_flight: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
-            fail_at: None,
-        });
-        let head: Vec<u8> = (0..700).map(byte).collect();
-        let mut out = Vec::new();
-        parallel(src.clone(), head, split(total))
-            .read_to_end(&mut out)
-            .unwrap();
+        let src = Arc::new(pattern(total));
+        let first: Box<dyn Read + Send> =
+            Box::new(io::Cursor::new((0..1000).map(byte).collect::<Vec<u8>>()));
+        let out = read_all(src.clone(), Some(first)).unwrap();
         assert_eq!(out.len() as u64, total);
         assert!(out.iter().enumerate().all(|(i, b)| *b == byte(i as u64)));
         let most = src.most.load(Ordering::SeqCst);
         assert!((2..=4).contains(&most), "{most} in flight");
+        let opened = src.opened.lock().unwrap();
+        assert!(
+            !opened.iter().any(|(s, _)| *s == 0),
+            "the first chunk came with the first answer"
+        );
+        assert_eq!(opened.len(), 25, "{opened:?}");
     }
 
     #[test]
     fn a_failed_chunk_fails_the_read_instead_of_skipping_it() {
         let total = 10_000;
         let src = Arc::new(Pattern {
-            len: total,
-            in_flight: AtomicUsize::new(0),
-            most: AtomicUsize::new(0),
             fail_at: Some(5000),
+            ..pattern(total)
         });
-        let mut out = Vec::new();
-        let err = parallel(src, Vec::new(), split(total))
-            .read_to_end(&mut out)
-            .unwrap_err();
+        let err = read_all(src, None).unwrap_err();
         assert!(err.to_string().contains("412"), "{err}");
-        assert!(out.len() <= 5000);
+    }
+
+    #[test]
+    fn a_chunk_cut_short_is_taken_up_where_it_stopped() {
+        let total = 10_000;
+        let src = Arc::new(Pattern {
+            cut_at: Some(3000),
+            ..pattern(total)
+        });
+        let out = read_all(src.clone(), None).unwrap();
+        assert!(out.iter().enumerate().all(|(i, b)| *b == byte(i as u64)));
+        assert_eq!(out.len() as u64, total);
+        let opened = src.opened.lock().unwrap();
+        assert_eq!(opened.len(), 11, "{opened:?}");
+        assert!(opened.contains(&(3500, 4000)), "the rest only: {opened:?}");
     }
 }

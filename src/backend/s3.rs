@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io::{self, Read, Write};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -16,6 +16,7 @@ use reqsign_aws_v4::{
 };
 use reqsign_core::{Context as SignContext, ProvideCredential, ProvideCredentialChain};
 
+use super::ranged::RangeError;
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
 use crate::{env_vars, redact};
 
@@ -259,6 +260,7 @@ pub struct S3Backend {
     overall: Duration,
     concurrency: usize,
     chunk: usize,
+    retries: u32,
     multipart: super::s3_multipart::Multipart,
 }
 
@@ -337,6 +339,7 @@ impl S3Backend {
             overall: transfer.overall,
             concurrency: transfer.concurrency,
             chunk: transfer.chunk_size,
+            retries: transfer.retries,
             multipart,
         })
     }
@@ -451,19 +454,61 @@ impl Read for S3Reader {
             ));
         }
         let _g = runtime().enter();
-        self.inner.read(buf).map_err(|e| {
-            let replaced = e
-                .get_ref()
-                .and_then(|i| i.downcast_ref::<opendal::Error>())
-                .is_some_and(|oe| oe.kind() == ErrorKind::ConditionNotMatch);
-            if replaced {
-                io::Error::other(
-                    "the archive was replaced during the download (HTTP 412 on If-Match), so its parts cannot be joined",
-                )
-            } else {
-                io::Error::other(unwrap_io(e).to_string())
-            }
-        })
+        self.inner.read(buf).map_err(range_error)
+    }
+}
+
+/// A read error of a download, in plain words; a failed `If-Match` says what it means.
+fn range_error(e: io::Error) -> io::Error {
+    let replaced = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<opendal::Error>())
+        .is_some_and(|oe| oe.kind() == ErrorKind::ConditionNotMatch);
+    if replaced {
+        io::Error::other(
+            "the archive was replaced during the download (HTTP 412 on If-Match), so its parts cannot be joined",
+        )
+    } else {
+        io::Error::other(unwrap_io(e).to_string())
+    }
+}
+
+/// Ranges of one object version: each a GET of its own with `If-Match` on the ETag the HEAD
+/// saw (the retry layer retries the request; `ranged` takes up a body that breaks off).
+struct S3Ranges {
+    op: opendal::blocking::Operator,
+    name: String,
+    etag: Option<String>,
+    overall: Duration,
+}
+
+impl super::ranged::Ranges for S3Ranges {
+    fn open(&self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, RangeError> {
+        let _g = runtime().enter();
+        let opts = opendal::options::ReaderOptions {
+            if_match: self.etag.clone(),
+            ..Default::default()
+        };
+        let mut inner = self
+            .op
+            .reader_options(&self.name, opts)
+            .and_then(|r| r.into_std_read(start..end))
+            .map_err(|e| RangeError::Final(io_error(e)))?;
+        // The request goes out on the first read: make it here, so a refusal is final.
+        let mut head = vec![0u8; (end - start).min(64 << 10) as usize];
+        let n = inner
+            .read(&mut head)
+            .map_err(|e| RangeError::Final(range_error(e)))?;
+        head.truncate(n);
+        Ok(Box::new(S3Reader {
+            inner,
+            head: io::Cursor::new(head),
+            deadline: Instant::now() + self.overall,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("GET {}", self.name)
     }
 }
 
@@ -557,9 +602,9 @@ impl Backend for S3Backend {
         }))
     }
 
-    /// A large archive through OpenDAL's concurrent reader: `--concurrency` ranged GETs of
-    /// `--chunk-size` in flight, delivered in order, each retried on its own by the retry
-    /// layer, and each bound to the ETag seen by the HEAD that sized it (`If-Match`), so an
+    /// A large archive through `ranged`: a HEAD gives the size and ETag, then
+    /// `--concurrency` ranged GETs of `--chunk-size` are in flight, delivered in order, each
+    /// taken up again where it broke off, and each bound to that ETag (`If-Match`), so an
     /// object replaced midway fails with 412 instead of splicing two versions.
     fn get_archive(
         &self,
@@ -571,25 +616,24 @@ impl Backend for S3Backend {
             return self.get(name);
         }
         let meta = block(self.op.stat(name)).map_err(store_error)?;
-        let len = meta.content_length();
-        let opts = opendal::options::ReaderOptions {
-            if_match: meta.etag().map(str::to_string),
-            concurrent: self.concurrency,
-            chunk: Some(self.chunk),
-            content_length_hint: Some(len),
-            ..Default::default()
-        };
         let _g = runtime().enter();
-        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
-        let inner = blocking
-            .reader_options(name, opts)
-            .and_then(|r| r.into_std_read(0..len))
-            .map_err(store_error)?;
-        Ok(Box::new(S3Reader {
-            inner,
-            head: io::Cursor::new(Vec::new()),
-            deadline: Instant::now() + self.overall,
-        }))
+        let ranges = Arc::new(S3Ranges {
+            op: opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?,
+            name: name.to_string(),
+            etag: meta.etag().map(str::to_string),
+            overall: self.overall,
+        });
+        Ok(super::ranged::parallel(
+            ranges,
+            None,
+            super::ranged::Split {
+                total: meta.content_length(),
+                chunk: self.chunk as u64,
+                concurrency: self.concurrency,
+                retries: self.retries,
+                deadline: Instant::now() + self.overall,
+            },
+        ))
     }
 
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {

@@ -16,6 +16,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode, Url};
 
+use super::ranged::RangeError;
 use super::{StoreError, StoreResult, Transfer, Upload};
 use crate::pipe::{self, PipeWriter, SendError};
 use crate::redact;
@@ -262,8 +263,9 @@ impl Transport {
 
     /// Download an object of `size` bytes (as its manifest says). Up to one chunk it is one
     /// plain GET; larger, the first request asks for the first chunk, and a server that
-    /// answers 206 gets the rest as parallel ranges bound to the first response's ETag. A
-    /// server that ignores `Range` (200) is read as one stream.
+    /// answers 206 gets the rest as parallel ranges bound to the first response's version,
+    /// while that first body streams on as the first chunk. A server that ignores `Range`
+    /// (200) is read as one stream.
     pub fn download(&self, url: &Url, size: u64) -> StoreResult<Box<dyn Read + Send>> {
         let chunk = self.transfer.chunk_size as u64;
         if self.transfer.concurrency <= 1 || size <= chunk {
@@ -287,82 +289,17 @@ impl Transport {
             url: url.clone(),
             condition: condition(resp.headers()),
         });
-        // The first chunk's body is in hand; if it breaks off, it is fetched again as a range.
-        let mut head = Vec::with_capacity(chunk as usize);
-        let whole = Read::by_ref(&mut self.bounded(resp))
-            .take(chunk)
-            .read_to_end(&mut head)
-            .is_ok();
-        if !whole || (head.len() as u64) < chunk.min(total) {
-            head.clear();
-        }
         Ok(super::ranged::parallel(
             ranges,
-            head,
+            Some(self.bounded(resp)),
             super::ranged::Split {
                 total,
                 chunk,
                 concurrency: self.transfer.concurrency,
+                retries: self.transfer.retries,
                 deadline: Instant::now() + self.transfer.overall,
             },
         ))
-    }
-
-    /// GET a range and read its body whole. `send` retries connections, 5xx and 429; a body
-    /// that breaks off midway is retried here, with the same bounds, through backon.
-    fn get_range(&self, url: &Url, headers: &HeaderMap, len: u64) -> io::Result<Vec<u8>> {
-        let once = || -> Result<Vec<u8>, RangeFailure> {
-            let resp = self
-                .send(Method::GET, url, headers, None)
-                .map_err(|e| RangeFailure::Final(io::Error::other(e.to_string())))?;
-            let status = resp.status();
-            if status == StatusCode::PRECONDITION_FAILED {
-                return Err(RangeFailure::Final(io::Error::other(format!(
-                    "GET {} answered 412 Precondition Failed: the archive was replaced during the download, so its parts cannot be joined",
-                    display_url(url)
-                ))));
-            }
-            if status != StatusCode::PARTIAL_CONTENT {
-                let err = match check(&Method::GET, url, resp) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => format!(
-                        "GET {} answered {status} to a range request it had honoured before",
-                        display_url(url)
-                    ),
-                };
-                return Err(RangeFailure::Final(io::Error::other(err)));
-            }
-            let mut body = Vec::with_capacity(len as usize);
-            let read = self.bounded(resp).take(len).read_to_end(&mut body);
-            match read {
-                Ok(_) if body.len() as u64 == len => Ok(body),
-                Ok(_) => Err(RangeFailure::Transient(io::Error::other(format!(
-                    "GET {}: the range ended after {} of {len} bytes",
-                    display_url(url),
-                    body.len()
-                )))),
-                Err(e) => Err(RangeFailure::Transient(e)),
-            }
-        };
-        use backon::BlockingRetryable as _;
-        let deadline = Instant::now() + self.transfer.overall;
-        once.retry(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(MAX_RETRY_WAIT)
-                .with_max_times(self.transfer.retries as usize)
-                .with_jitter(),
-        )
-        .when(|e| matches!(e, RangeFailure::Transient(_)) && Instant::now() < deadline)
-        .notify(|e, wait| {
-            eprintln!(
-                "cachegate: {}; retrying that part in {:.1} s",
-                redact::redact(&e.to_string()),
-                wait.as_secs_f64()
-            )
-        })
-        .call()
-        .map_err(|(RangeFailure::Transient(e) | RangeFailure::Final(e))| e)
     }
 
     /// Wrap a download so it cannot take longer than the overall bound.
@@ -399,26 +336,53 @@ struct RangeGet {
 }
 
 impl super::ranged::Ranges for RangeGet {
-    fn fetch(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    /// `send` has retried connection errors, 5xx and 429; what is left is final, and so is
+    /// anything but a 206 for the range asked (412: the archive was replaced).
+    fn open(&self, start: u64, end: u64) -> Result<Box<dyn Read + Send>, RangeError> {
         let mut h = HeaderMap::new();
         h.insert(RANGE, range_header(start, end - start));
         if let Some((k, v)) = &self.condition {
             h.insert(k.clone(), v.clone());
         }
-        self.transport.get_range(&self.url, &h, end - start)
+        let url = &self.url;
+        let fail = |msg: String| RangeError::Final(io::Error::other(msg));
+        let resp = self
+            .transport
+            .send(Method::GET, url, &h, None)
+            .map_err(|e| fail(e.to_string()))?;
+        let status = resp.status();
+        if status == StatusCode::PRECONDITION_FAILED {
+            return Err(fail(format!(
+                "GET {} answered 412 Precondition Failed: the archive was replaced during the download, so its parts cannot be joined",
+                display_url(url)
+            )));
+        }
+        if status != StatusCode::PARTIAL_CONTENT {
+            return Err(fail(match check(&Method::GET, url, resp) {
+                Err(e) => e.to_string(),
+                Ok(_) => format!(
+                    "GET {} answered {status} to a range request it had honoured before",
+                    display_url(url)
+                ),
+            }));
+        }
+        let starts_right = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with(&format!("bytes {start}-")));
+        if !starts_right {
+            return Err(fail(format!(
+                "GET {} answered a range other than the one asked for (bytes {start}-{})",
+                display_url(url),
+                end - 1
+            )));
+        }
+        Ok(self.transport.bounded(resp))
     }
-}
 
-enum RangeFailure {
-    /// The body broke off or came short: another attempt may work.
-    Transient(io::Error),
-    Final(io::Error),
-}
-
-impl std::fmt::Display for RangeFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (RangeFailure::Transient(e) | RangeFailure::Final(e)) = self;
-        write!(f, "{e}")
+    fn describe(&self) -> String {
+        format!("GET {}", display_url(&self.url))
     }
 }
 
