@@ -64,6 +64,9 @@ struct State {
     /// Chunk index the reader is reading.
     wanted: u64,
     slots: BTreeMap<u64, Slot>,
+    /// Pieces the reader is done with, for the workers to fill again: recycled rather than
+    /// freed, so eight threads' allocations cannot fragment the heap past the bound.
+    spare: Vec<Vec<u8>>,
     /// The body of the request that started the download: the first chunk.
     first: Option<Box<dyn Read + Send>>,
     /// The first failure: the download is over, the reader reports it at once.
@@ -152,7 +155,11 @@ impl Shared {
                     return Ok(());
                 }
                 let want = (to - pos).min(PIECE as u64);
-                let mut piece = Vec::with_capacity(want as usize);
+                let mut piece = self
+                    .lock()
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(PIECE));
                 // Bytes read before an error are good bytes: keep them.
                 let read = Read::by_ref(&mut r).take(want).read_to_end(&mut piece);
                 let got = piece.len() as u64;
@@ -264,8 +271,12 @@ impl Read for InOrder {
                 }
                 if let Some(slot) = st.slots.get_mut(&wanted) {
                     if let Some(piece) = slot.pieces.pop_front() {
-                        // Free the consumed piece before taking the next one.
-                        self.current = io::Cursor::new(piece);
+                        let mut done = std::mem::replace(&mut self.current, io::Cursor::new(piece))
+                            .into_inner();
+                        if done.capacity() >= PIECE {
+                            done.clear();
+                            st.spare.push(done);
+                        }
                         break;
                     }
                     if slot.complete {
@@ -300,6 +311,7 @@ impl Drop for InOrder {
         let mut st = self.shared.lock();
         st.closed = true;
         st.slots.clear();
+        st.spare.clear();
         st.first = None;
         self.shared.cond.notify_all();
     }
