@@ -447,6 +447,44 @@ fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
 }
 
 #[test]
+fn a_large_archive_comes_from_gitlab_itself_in_ranges_bound_to_its_date() {
+    // No redirect: GitLab serves the file from its own storage, with Last-Modified and no
+    // ETag, so the ranges must carry If-Unmodified-Since (an If-Match would answer 412).
+    let (p, emu) = project();
+    let big = crate::common::tree_cmd(
+        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
+    );
+    let args = [&ARGS[..], &["--chunk-size", "1M", "--concurrency", "3"][..]].concat();
+    p.test().ensure(&args, &big).run();
+    let blob = std::fs::read(p.path("out/blob")).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    emu.clear_requests();
+    p.test()
+        .ensure(&args, &big)
+        .stderr_contains("cachegate: hit")
+        .run();
+    assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
+    let ranges: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with(".tar.zst") && r.header("range").is_some())
+        .collect();
+    assert!(ranges.len() >= 5, "{ranges:?}");
+    assert!(emu.blob_requests().is_empty());
+    let later: Vec<_> = ranges
+        .iter()
+        .filter(|r| !r.header("range").unwrap().starts_with("bytes=0-"))
+        .collect();
+    assert_eq!(later.len(), ranges.len() - 1, "{ranges:?}");
+    assert!(
+        later
+            .iter()
+            .all(|r| r.header("if-match").is_none() && r.header("if-unmodified-since").is_some()),
+        "{ranges:?}"
+    );
+}
+
+#[test]
 fn a_large_archive_comes_from_object_storage_in_ranges_bound_to_its_etag() {
     let (p, emu) = project();
     let big = crate::common::tree_cmd(

@@ -170,12 +170,15 @@ fn handle(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        206 => "Partial Content",
         302 => "Found",
         307 => "Temporary Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        412 => "Precondition Failed",
+        416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         503 => "Service Unavailable",
         _ => "Status",
@@ -200,7 +203,6 @@ fn handle(conn: TcpStream, handler: &Handler) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Form decoding of a query value: `+` is a space, then percent escapes.
 /// What object storage answers a GET: `If-Match` against the ETag (412 when it differs) and
 /// a single `Range: bytes=a-b` (206 with `Content-Range`), else the whole object.
 fn ranged(req: &Request, etag: &str, data: &[u8]) -> Response {
@@ -235,6 +237,83 @@ fn ranged(req: &Request, etag: &str, data: &[u8]) -> Response {
     }
 }
 
+/// What GitLab answers for a package file it serves from its own storage: Workhorse hands
+/// the file to Go's `http.ServeContent`, which sends `Last-Modified` from the file and no
+/// ETag, checks `If-Match` (with no ETag only `*` matches, anything else is 412), else
+/// `If-Unmodified-Since`, drops `Range` when `If-Range` does not match (an ETag never does,
+/// a date must equal `Last-Modified`), and answers one range with 206 and `Content-Range`
+/// (416 when it starts past the end). Several ranges at once (a multipart/byteranges answer)
+/// are not emulated: cachegate asks for one.
+fn serve_content(req: &Request, modified: u64, data: &[u8]) -> Response {
+    let date = |s: &str| {
+        jiff::fmt::rfc2822::DateTimeParser::new()
+            .parse_timestamp(s.trim())
+            .ok()
+            .map(|t| t.as_second() as u64)
+    };
+    if let Some(im) = req.header("if-match") {
+        if !im.split(',').any(|t| t.trim() == "*") {
+            return Response::empty(412);
+        }
+    } else if let Some(ius) = req.header("if-unmodified-since").and_then(date)
+        && modified > ius
+    {
+        return Response::empty(412);
+    }
+    let last_modified = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&jiff::Timestamp::from_second(modified as i64).unwrap())
+        .unwrap();
+    let mut headers = vec![
+        (
+            "Content-Type".to_string(),
+            "application/octet-stream".to_string(),
+        ),
+        ("Accept-Ranges".into(), "bytes".into()),
+        ("Last-Modified".into(), last_modified),
+    ];
+    let if_range_holds = req
+        .header("if-range")
+        .is_none_or(|ir| date(ir) == Some(modified));
+    let len = data.len();
+    let spec = req
+        .header("range")
+        .filter(|_| if_range_holds)
+        .and_then(|r| r.strip_prefix("bytes="))
+        .filter(|r| !r.contains(','));
+    let Some(spec) = spec else {
+        return Response {
+            status: 200,
+            headers,
+            body: data.to_vec(),
+        };
+    };
+    let (a, b) = spec.trim().split_once('-').unwrap_or((spec, ""));
+    let (start, end) = match (a.parse::<usize>().ok(), b.parse::<usize>().ok()) {
+        (None, Some(n)) => (len.saturating_sub(n), len),
+        (Some(s), None) if b.is_empty() => (s, len),
+        (Some(s), Some(e)) if s <= e => (s, (e + 1).min(len)),
+        _ => return Response::message(400, "invalid range"),
+    };
+    if start >= len {
+        headers.push(("Content-Range".into(), format!("bytes */{len}")));
+        return Response {
+            status: 416,
+            headers,
+            body: Vec::new(),
+        };
+    }
+    headers.push((
+        "Content-Range".into(),
+        format!("bytes {start}-{}/{len}", end - 1),
+    ));
+    Response {
+        status: 206,
+        headers,
+        body: data[start..end].to_vec(),
+    }
+}
+
+/// Form decoding of a query value: `+` is a space, then percent escapes.
 fn decode(s: &str) -> String {
     s.split('+')
         .map(|part| percent_encoding::percent_decode_str(part).decode_utf8_lossy())
@@ -257,6 +336,8 @@ struct File {
     file_name: String,
     data: Vec<u8>,
     created_at: String,
+    /// Seconds since the epoch: the stored file's mtime, sent as `Last-Modified`.
+    modified: u64,
 }
 
 /// A fault to answer the next matching requests with.
@@ -522,6 +603,7 @@ impl GitlabEmu {
         let id = store_file(&mut st, name, version, file, data.to_vec()).id;
         if let Some(f) = st.files.iter_mut().find(|f| f.id == id) {
             f.created_at = iso_ago(secs_ago);
+            f.modified -= secs_ago;
         }
     }
 }
@@ -562,6 +644,10 @@ fn store_file(st: &mut State, name: &str, version: &str, file: &str, data: Vec<u
         file_name: file.into(),
         data,
         created_at: now_iso(),
+        modified: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
     };
     st.next_id += 1;
     st.files.push(f.clone());
@@ -658,11 +744,7 @@ fn route(
                     body: Vec::new(),
                 };
             }
-            Response {
-                status: 200,
-                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-                body: f.data,
-            }
+            serve_content(req, f.modified, &f.data)
         }
         ("GET", ["packages"]) => {
             let name = req.param("package_name").unwrap_or("").to_lowercase();
