@@ -503,13 +503,13 @@ pub struct TransferArgs {
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 
-    /// Ranged requests in flight for one large download, multipart parts for one upload, and
-    /// deletes for `prune`
+    /// Ranged requests in flight for one large download, multipart parts held for one upload,
+    /// and deletes for `prune`
     #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
 
-    /// Bytes per ranged request or multipart part (1MB to 256MiB); memory is about this times --concurrency
+    /// Bytes per ranged request or multipart part (1MB to 256MiB); a transfer holds at most this times --concurrency
     #[arg(long, value_name = "SIZE", default_value = "8MiB", env = env_vars::CACHEGATE_CHUNK_SIZE,
           value_parser = parse_chunk_size)]
     pub chunk_size: u64,

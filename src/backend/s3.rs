@@ -642,9 +642,11 @@ impl Backend for S3Backend {
     }
 
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
-        // Memory: about concurrency × part size queued ahead of the network.
+        // OpenDAL holds the part being filled and one queued besides those uploading: with
+        // two fewer uploading, `--concurrency` parts are all the memory a save takes, as
+        // `--concurrency` chunks are all a download holds.
         let opts = WriteOptions {
-            concurrent: self.concurrency,
+            concurrent: self.concurrency.saturating_sub(2).max(1),
             chunk: Some(self.chunk.max(MIN_PART_SIZE)),
             ..Default::default()
         };
