@@ -336,6 +336,21 @@ mod tests {
     }
 
     #[test]
+    fn the_tier_digest_is_the_archive_digest_read_in_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a");
+        // Over one block, and not a multiple of it.
+        let data: Vec<u8> = (0..(3 << 20) + 12_345u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        fs::write(&p, &data).unwrap();
+        assert_eq!(
+            file_digest(&p).unwrap(),
+            blake3::hash(&data).to_hex().to_string()
+        );
+    }
+
+    #[test]
     fn protected_manifests_never_come_from_the_tier() {
         let key = "ab".repeat(32);
         let at = |scope: &str| format!("v2/acme-app/{scope}/pip/{key}.json");
