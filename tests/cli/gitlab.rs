@@ -485,6 +485,32 @@ fn a_large_archive_comes_from_gitlab_itself_in_ranges_bound_to_its_date() {
 }
 
 #[test]
+fn an_archive_replaced_on_gitlab_mid_download_fails_fast_instead_of_splicing() {
+    let (p, emu) = project();
+    let big = crate::common::tree_cmd(
+        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
+    );
+    let args = [&ARGS[..], &["--chunk-size", "1M", "--concurrency", "2"][..]].concat();
+    p.test().ensure(&args, &big).run();
+    emu.replace_archive_after_first_range(true);
+    emu.clear_requests();
+    let pull = [&args[..], &["--policy", "pull"][..]].concat();
+    p.test()
+        .ensure(&pull, &big)
+        .stderr_contains("412")
+        .stderr_contains("replaced during the download")
+        .installs(2)
+        .run();
+    // The first range and at most the ones already in flight: a 412 is not retried.
+    let ranges = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with(".tar.zst") && r.header("range").is_some())
+        .count();
+    assert!(ranges <= 1 + 2, "{ranges} ranges");
+}
+
+#[test]
 fn a_large_archive_comes_from_object_storage_in_ranges_bound_to_its_etag() {
     let (p, emu) = project();
     let big = crate::common::tree_cmd(

@@ -364,6 +364,9 @@ struct State {
     redirect_downloads: bool,
     /// After a manifest is served, delete the archive it points to (a concurrent prune).
     delete_archive_after_manifest: bool,
+    /// After the first range of an archive is served, rewrite the archive (a racing save):
+    /// other bytes, a later mtime.
+    replace_archive_after_first_range: bool,
 }
 
 pub const PROJECT: &str = "4242";
@@ -579,6 +582,9 @@ impl GitlabEmu {
     pub fn redirect_downloads(&self, on: bool) {
         self.state.lock().unwrap().redirect_downloads = on;
     }
+    pub fn replace_archive_after_first_range(&self, on: bool) {
+        self.state.lock().unwrap().replace_archive_after_first_range = on;
+    }
     pub fn delete_archive_after_manifest(&self, on: bool) {
         self.state.lock().unwrap().delete_archive_after_manifest = on;
     }
@@ -744,7 +750,18 @@ fn route(
                     body: Vec::new(),
                 };
             }
-            serve_content(req, f.modified, &f.data)
+            let resp = serve_content(req, f.modified, &f.data);
+            if st.replace_archive_after_first_range
+                && resp.status == 206
+                && file.ends_with(".tar.zst")
+            {
+                st.replace_archive_after_first_range = false;
+                if let Some(g) = st.files.iter_mut().find(|g| g.id == f.id) {
+                    g.data.iter_mut().for_each(|b| *b ^= 0x55);
+                    g.modified += 10;
+                }
+            }
+            resp
         }
         ("GET", ["packages"]) => {
             let name = req.param("package_name").unwrap_or("").to_lowercase();
