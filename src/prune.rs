@@ -84,7 +84,7 @@ const DELETE_BATCH: usize = 512;
 /// What one walk over the store deletes: entries (manifest first, so readers see an entry
 /// whole or not at all), abandoned uploads, and leftovers (said in the totals only).
 enum Doomed {
-    Entry(Listed),
+    Entry(Box<Listed>),
     Abandoned(ObjectMeta),
     Leftover(ObjectMeta),
 }
@@ -301,7 +301,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                     }
                 });
                 if rules.by_age_or_count(&e, nth, now) || too_big {
-                    del.push(Doomed::Entry(e))?;
+                    del.push(Doomed::Entry(Box::new(e)))?;
                 } else {
                     del.tally.kept += e.archive_bytes;
                 }
