@@ -19,9 +19,10 @@ restoring from the local directory store.
 
 --network puts Garage and nginx behind a throttling proxy on loopback (scripts/throttle.py:
 --rate bytes/s per connection, --latency seconds each way) and restores a --net-files tree
-(1 GB by default) and a --blob-mb incompressible file over it: one stream (--concurrency 1),
-the parallel default, and "download the whole archive, then extract" (what gitlab-runner
-does, nginx only); a local-tier hit against a remote hit; ls and prune over many synthetic
+(1 GB by default) and a --blob-mb tree of --blob-files incompressible files (prebuilt
+binaries) over it: one stream (--concurrency 1), the parallel default, "download the whole
+archive, then extract" (what gitlab-runner does, nginx only) and, as the floor, a restore from
+a local directory store; --net-parts picks among tree, blob, scale and load; a local-tier hit against a remote hit; ls and prune over many synthetic
 entries (--ls-dir and --ls-s3 counts) with their peak RSS; and --load concurrent hits against
 Garage with p50/p99 and the failures.
 """
@@ -161,7 +162,8 @@ def main():
     ap.add_argument("--rate", type=float, default=25e6, help="bytes/s per connection")
     ap.add_argument("--latency", type=float, default=0.02, help="seconds each way")
     ap.add_argument("--net-files", type=int, default=110_000, help="files in the network tree")
-    ap.add_argument("--blob-mb", type=int, default=256)
+    ap.add_argument("--blob-mb", type=int, default=1024, help="MB of incompressible files")
+    ap.add_argument("--blob-files", type=int, default=256)
     ap.add_argument("--ls-dir", default="25000,50000,100000")
     ap.add_argument("--ls-s3", default="5000,10000,20000")
     ap.add_argument("--load", type=int, default=50)
