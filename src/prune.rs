@@ -1,8 +1,8 @@
 //! `prune`: delete entries by age, count per cache name and total size, and abandoned uploads.
 
-use anyhow::Result;
-
 use std::collections::{BTreeMap, HashSet};
+
+use anyhow::Result;
 
 use crate::backend::{Backend, IncompleteUpload, ObjectMeta};
 use crate::entry::ObjectName;
@@ -82,7 +82,7 @@ const HOUR: u64 = 3600;
 const DELETE_BATCH: usize = 512;
 
 /// What one walk over the store deletes: entries (manifest first, so readers see an entry
-/// whole or not at all), abandoned uploads, and leftovers (said in the totals only).
+/// whole or not at all), abandoned uploads, and leftovers (deleted quietly).
 enum Doomed {
     Entry(Box<Listed>),
     Abandoned(ObjectMeta),
