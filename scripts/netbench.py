@@ -190,21 +190,29 @@ def link_figures(args, cg, work, env, stores, timed, sh, du, make_tree):
 
 
 def synthetic_entries(template, n, names=100):
-    """(object name, bytes) for n entries spread over `names` cache names, from a real
-    manifest: each with its own key, creation time and a tiny archive."""
+    """(object name, bytes) for n entries spread over `names` cache names, laid out as a real
+    save writes them (`v2/<project>/<scope>/<name>/`, taken from the template's archive):
+    each with its own key, a creation time 7 s apart (a week for 100,000 entries, so
+    --max-size weighs many hours), a tiny archive, and every third one a last-use record."""
     now = int(time.time())
+    root = template["archive"].rsplit("/", 2)[0]
     for i in range(n):
         key = f"{i:064x}"
         name = f"n{i % names}"
-        arch = f"v1/local/{name}/{key}-00000000000000000000000000000001.tar.zst"
-        m = dict(template, key=key, name=name, archive=arch, created=now - i, archive_size=8)
+        arch = f"{root}/{name}/{key}-0000000000000001.tar.zst"
+        m = dict(template, key=key, name=name, archive=arch, created=now - 7 * i, archive_size=8)
+        m["components"] = dict(template["components"], name=name)
         m["signature"] = None
-        yield f"v1/local/{name}/{key}.json", json.dumps(m).encode()
+        yield f"{root}/{name}/{key}.json", json.dumps(m).encode()
         yield arch, b"\x28\xb5\x2f\xfd\x00\x00\x00\x00"
+        if i % 3 == 0:
+            used = {"last_used": now - i, "hit_days": 1 + i % 5}
+            yield f"{root}/{name}/{key}.used", json.dumps(used).encode()
 
 
 def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tree):
-    """ls and prune --keep 1 --dry-run over many entries: time and peak RSS."""
+    """ls, prune --keep 1 --dry-run and a real prune --max-size (half the store) over many
+    entries: time and peak RSS."""
     proj = project(work, "scale")
     sh(f"python3 {make_tree} {os.path.join(proj, 'node_modules')} --files 50")
     store = os.path.join(work, "scale-template")
@@ -214,6 +222,19 @@ def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tr
     with open(tpl_path) as f:
         template = json.load(f)
     rows = []
+
+    def measure(label, n, backend):
+        for what, cmd in (("ls", f"ls --backend {backend}"),
+                          ("prune --keep 1 --dry-run", f"prune --keep 1 --dry-run --backend {backend}"),
+                          ("prune --max-size (half)", f"prune --max-size {4 * n} --backend {backend}")):
+            t, r = timed(f"{cg} {cmd} > /dev/null", proj, env)
+            rows.append((label, n, what, t, r))
+        # The real prune kept what fits in half the archive bytes: about half the entries.
+        left = cg_json(cg, f"ls --json --backend {backend}", proj, env)
+        if not n // 2 - names_slack <= len(left) <= n // 2:
+            sys.exit(f"prune --max-size {4 * n} left {len(left)} of {n} entries")
+
+    names_slack = 100
     for n in [int(x) for x in args.ls_dir.split(",") if x]:
         d = os.path.join(work, f"scale-dir-{n}")
         shutil.rmtree(d, ignore_errors=True)
@@ -222,21 +243,20 @@ def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tr
             os.makedirs(os.path.dirname(p), exist_ok=True)
             with open(p, "wb") as f:
                 f.write(data)
-        for what, cmd in (("ls", f"{cg} ls --backend {d} > /dev/null"),
-                          ("prune --keep 1 --dry-run", f"{cg} prune --keep 1 --dry-run --backend {d} > /dev/null")):
-            t, r = timed(cmd, proj, env)
-            rows.append(("directory", n, what, t, r))
+        measure("directory", n, d)
         shutil.rmtree(d)
     for n in [int(x) for x in args.ls_s3.split(",") if x]:
         prefix = f"scale{n}"
         up = tempfile.mkdtemp(dir=work)
         cfg = os.path.join(up, "curl.cfg")
+        objects = 0
         with open(cfg, "w") as c:
             for i, (name, data) in enumerate(synthetic_entries(template, n)):
                 p = os.path.join(up, f"{i}")
                 with open(p, "wb") as f:
                     f.write(data)
                 c.write(f'url = "{garage_endpoint}/bench/{prefix}/{name}"\nupload-file = "{p}"\n')
+                objects += 1
         t0 = time.time()
         # curl's own SigV4; 32 uploads in flight.
         sh(f"curl -sf --parallel --parallel-max 32 --aws-sigv4 aws:amz:garage:s3 "
@@ -245,12 +265,8 @@ def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tr
            cwd=up, env=env)
         upload = time.time() - t0
         shutil.rmtree(up)
-        s3 = f"'s3://bench/{prefix}?endpoint={garage_endpoint}&region=garage'"
-        for what, cmd in (("ls", f"{cg} ls --backend {s3} > /dev/null"),
-                          ("prune --keep 1 --dry-run", f"{cg} prune --keep 1 --dry-run --backend {s3} > /dev/null")):
-            t, r = timed(cmd, proj, env)
-            rows.append(("Garage", n, what, t, r))
-        print(f"(uploaded {2 * n:,} objects to Garage in {upload:.0f} s)", file=sys.stderr)
+        measure("Garage", n, f"'s3://bench/{prefix}?endpoint={garage_endpoint}&region=garage'")
+        print(f"(uploaded {objects:,} objects to Garage in {upload:.0f} s)", file=sys.stderr)
     return rows
 
 

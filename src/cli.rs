@@ -66,7 +66,7 @@ pub enum Command {
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
-    /// List the entries in the store (stdout), most recently used first
+    /// List the entries in the store (stdout) by cache name, most recently used first within each
     Ls {
         #[command(flatten)]
         store: StoreLocation,
@@ -211,10 +211,10 @@ pub struct PruneArgs {
     #[arg(long, value_name = "AGE", default_value = "24", env = env_vars::CACHEGATE_ABANDONED_AFTER,
           value_parser = parse_abandoned_after)]
     pub abandoned_after: u64,
-    /// Keep only the N most recently used entries of each cache name and scope
+    /// Keep only the N most recently used entries of each cache name (per project and scope)
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
     pub keep: Option<usize>,
-    /// Delete the least recently used entries until the store holds at most SIZE (bytes, or 100MB, 100M, 2GiB)
+    /// Delete the least recently used entries (to the second) until the store holds at most SIZE (bytes, or 100MB, 100M, 2GiB)
     #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_MAX_SIZE, value_parser = parse_size)]
     pub max_size: Option<u64>,
     /// Say what would be deleted, delete nothing
@@ -504,7 +504,7 @@ pub struct TransferArgs {
     pub retries: u32,
 
     /// Ranged requests in flight for one large download, multipart parts held for one upload,
-    /// and deletes for `prune`
+    /// and manifest reads and deletes for `ls` and `prune`
     #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,

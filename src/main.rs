@@ -59,7 +59,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
             cmd,
         } => key::print(&plan::plan(&job.key, &cmd)?, explain, json.as_deref()),
-        Command::Ls { store, json } => ls::ls(&store.open()?, json),
+        Command::Ls { store, json } => {
+            ls::ls(&store.open()?, json, store.transfer.concurrency.into())
+        }
         Command::Prune { store, rules } => prune::prune(
             &store.open()?,
             &rules.rules(store.transfer.concurrency.into())?,

@@ -1,10 +1,12 @@
 //! `prune`: delete entries by age, count per cache name and total size, and abandoned uploads.
 
+use std::collections::{BTreeMap, HashSet};
+
 use anyhow::Result;
 
 use crate::backend::{Backend, IncompleteUpload, ObjectMeta};
 use crate::entry::ObjectName;
-use crate::ls::{Listed, age, list_entries};
+use crate::ls::{Group, Listed, age, bounded, for_each_group};
 use crate::report;
 use crate::scope::Scope;
 use crate::{entry, key};
@@ -51,256 +53,350 @@ pub struct PruneRules {
     pub concurrency: usize,
 }
 
-/// Run `work` on every item, at most `n` at a time, and stop taking new items at the first
-/// failure: which items were done, and that failure.
-fn bounded<T: Sync>(
-    items: &[T],
-    n: usize,
-    work: impl Fn(&T) -> Result<()> + Sync,
-) -> (Vec<bool>, Option<anyhow::Error>) {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let done: Vec<AtomicBool> = items.iter().map(|_| AtomicBool::new(false)).collect();
-    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let failing = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..n.clamp(1, items.len().max(1)) {
-            scope.spawn(|| {
-                while !failing.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    match work(item) {
-                        Ok(()) => done[i].store(true, Ordering::Relaxed),
-                        Err(e) => {
-                            failing.store(true, Ordering::Relaxed);
-                            failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    let done = done.into_iter().map(AtomicBool::into_inner).collect();
-    (done, failed.into_inner().unwrap_or_else(|p| p.into_inner()))
+/// `--max-size`: where least recently used first stops. Entries last used before `second`
+/// go; in `second` itself they are admitted, in name order, while `room` lasts; later ones
+/// stay (as far as the size is concerned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cutoff {
+    second: u64,
+    room: u64,
 }
 
-/// Delete with `work` unless this is a dry run; `report` is called, in order, for each item
-/// deleted (or that would be), then the first failure, if any, is returned.
-fn delete_all<T: Sync>(
-    items: &[T],
-    rules: &PruneRules,
-    work: impl Fn(&T) -> Result<()> + Sync,
-    mut report: impl FnMut(&T),
-) -> Result<()> {
-    let (done, failed) = if rules.dry_run {
-        (vec![true; items.len()], None)
-    } else {
-        bounded(items, rules.concurrency, work)
-    };
-    for (item, _) in items.iter().zip(done).filter(|(_, d)| *d) {
-        report(item);
+/// Walking `hist` (bytes per unit of last use) from the most recent unit, with `kept`
+/// bytes already kept by more recent ones: the first unit that no longer fits in `max`, and
+/// the bytes kept before it. `None`: everything fits.
+fn boundary(hist: &BTreeMap<u64, u64>, max: u64, mut kept: u64) -> Option<(u64, u64)> {
+    for (unit, bytes) in hist.iter().rev() {
+        if kept + bytes > max {
+            return Some((*unit, kept));
+        }
+        kept += bytes;
     }
-    failed.map_or(Ok(()), Err)
+    None
+}
+
+const HOUR: u64 = 3600;
+
+/// Items a delete batch gathers before it runs `--concurrency` at a time, so that small
+/// groups still delete in parallel while memory stays fixed.
+const DELETE_BATCH: usize = 512;
+
+/// What one walk over the store deletes: entries (manifest first, so readers see an entry
+/// whole or not at all), abandoned uploads, and leftovers (deleted quietly).
+enum Doomed {
+    Entry(Box<Listed>),
+    Abandoned(ObjectMeta),
+    Leftover(ObjectMeta),
+}
+
+#[derive(Default)]
+struct Tally {
+    entries: u64,
+    deleted: u64,
+    abandoned: u64,
+    freed: u64,
+    kept: u64,
+}
+
+impl PruneRules {
+    /// Whether the age, time-unused and count rules delete the `nth` most recently used
+    /// entry of its cache name.
+    fn by_age_or_count(&self, e: &Listed, nth: usize, now: u64) -> bool {
+        let too_old = self
+            .older_than_secs
+            .is_some_and(|s| now.saturating_sub(e.created) > s);
+        let unused = self
+            .unused_for_secs
+            .is_some_and(|s| now.saturating_sub(e.last_use()) > s);
+        let too_many = self.keep.is_some_and(|k| nth >= k);
+        too_old || unused || too_many
+    }
+
+    /// Whether a group (`v2/<project>/<scope>/<name>/`) is within `--scope`.
+    fn wants(&self, group: &str) -> bool {
+        self.scope
+            .is_none_or(|s| group.split('/').nth(2).and_then(Scope::parse) == Some(s))
+    }
+
+    fn in_scope(&self, name: &str) -> bool {
+        self.scope
+            .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
+    }
+
+    /// Bytes per `unit` of last use of the entries the other rules keep.
+    fn weigh(
+        &self,
+        backend: &dyn Backend,
+        now: u64,
+        unit: &dyn Fn(u64) -> Option<u64>,
+    ) -> Result<BTreeMap<u64, u64>> {
+        let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
+        for_each_group(
+            backend,
+            self.concurrency,
+            false,
+            &|g| self.wants(g),
+            &mut |g| {
+                let in_scope = g.entries.iter().filter(|e| self.in_scope(&e.manifest));
+                for (nth, e) in in_scope.enumerate() {
+                    if self.by_age_or_count(e, nth, now) {
+                        continue;
+                    }
+                    if let Some(u) = unit(e.last_use()) {
+                        *hist.entry(u).or_default() += e.archive_bytes;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(hist)
+    }
+
+    /// `--max-size` weighs the store before anything is deleted, in memory bounded by its
+    /// age rather than its entries: a pass sums what the other rules keep per hour of last
+    /// use and finds the hour that no longer fits; a second pass, only then, does the same
+    /// per second within that hour. A save between the passes is newer than the cutoff and
+    /// stays.
+    fn size_cutoff(&self, backend: &dyn Backend, now: u64) -> Result<Option<Cutoff>> {
+        let Some(max) = self.max_size else {
+            return Ok(None);
+        };
+        let hours = self.weigh(backend, now, &|t| Some(t / HOUR))?;
+        let Some((hour, kept)) = boundary(&hours, max, 0) else {
+            return Ok(None);
+        };
+        let seconds = self.weigh(backend, now, &|t| (t / HOUR == hour).then_some(t))?;
+        Ok(boundary(&seconds, max, kept).map(|(second, kept)| Cutoff {
+            second,
+            room: max - kept,
+        }))
+    }
+}
+
+/// Deletes gathered across groups and run `--concurrency` at a time, each reported (in
+/// order) once done, or that it would be in a dry run.
+struct Deleter<'a> {
+    backend: &'a dyn Backend,
+    rules: &'a PruneRules,
+    verb: &'static str,
+    batch: Vec<Doomed>,
+    tally: Tally,
+}
+
+impl Deleter<'_> {
+    fn push(&mut self, d: Doomed) -> Result<()> {
+        self.batch.push(d);
+        if self.batch.len() >= DELETE_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let items = std::mem::take(&mut self.batch);
+        let backend = self.backend;
+        let (done, failed) = if self.rules.dry_run {
+            (items.iter().map(|_| Some(())).collect(), None)
+        } else {
+            bounded(&items, self.rules.concurrency, |d| {
+                match d {
+                    Doomed::Entry(e) => {
+                        // Manifest first: the entry disappears atomically for readers.
+                        backend.delete(&e.manifest)?;
+                        if !e.archive.is_empty() {
+                            backend.delete(&e.archive)?;
+                        }
+                        if let Some(u) = &e.usage {
+                            backend.delete(u)?;
+                        }
+                    }
+                    Doomed::Abandoned(o) | Doomed::Leftover(o) => backend.delete(&o.name)?,
+                }
+                Ok(())
+            })
+        };
+        let verb = self.verb;
+        for (d, _) in items.iter().zip(done).filter(|(_, d)| d.is_some()) {
+            match d {
+                Doomed::Entry(e) => {
+                    self.tally.deleted += 1;
+                    self.tally.freed += e.archive_bytes;
+                    crate::outln!(
+                        "{verb} {} {} {} {} ({}, {} old, last used {})",
+                        e.namespace,
+                        e.scope,
+                        e.name,
+                        key::short(&e.key),
+                        report::bytes(e.archive_bytes),
+                        age(e.created),
+                        e.last_used
+                            .map_or("never".into(), |t| format!("{} ago", age(t)))
+                    );
+                }
+                Doomed::Abandoned(o) => {
+                    self.tally.abandoned += 1;
+                    self.tally.freed += o.size;
+                    crate::outln!(
+                        "{verb} abandoned upload {} ({})",
+                        o.name,
+                        report::bytes(o.size)
+                    );
+                }
+                Doomed::Leftover(_) => {}
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 /// Delete entries by age, time unused, per-name count and total size (least recently used
 /// first), plus what no entry owns any more: archives no manifest names (old enough to be
-/// abandoned uploads), leases and last-use records older than a day.
+/// abandoned uploads), leases older than a day and last-use records of gone entries. The
+/// store is walked one cache name at a time as its listing streams (see `ls`).
 pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
-    let (mut entries, objects) = list_entries(backend)?;
-    let in_scope = |name: &str| {
-        rules
-            .scope
-            .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
-    };
-    entries.retain(|e| in_scope(&e.manifest));
-    let objects: Vec<ObjectMeta> = objects.into_iter().filter(|o| in_scope(&o.name)).collect();
     let now = report::unix_now();
-    let mut doomed: Vec<&Listed> = Vec::new();
-    let mut per_name: std::collections::HashMap<(&str, &str), usize> = Default::default();
-    let mut kept_size = 0u64;
-    // Most recently used first: an entry survives only if every rule lets it.
-    for e in &entries {
-        let n = per_name.entry((&e.scope, &e.name)).or_default();
-        *n += 1;
-        let too_old = rules
-            .older_than_secs
-            .is_some_and(|s| now.saturating_sub(e.created) > s);
-        let unused = rules
-            .unused_for_secs
-            .is_some_and(|s| now.saturating_sub(e.last_use()) > s);
-        let too_many = rules.keep.is_some_and(|k| *n > k);
-        let too_big = rules
-            .max_size
-            .is_some_and(|m| kept_size + e.archive_bytes > m);
-        if too_old || unused || too_many || too_big {
-            doomed.push(e);
-        } else {
-            kept_size += e.archive_bytes;
-        }
-    }
-    let referenced: std::collections::HashSet<&str> = entries
-        .iter()
-        .flat_map(|e| [e.archive.as_str(), e.usage.as_deref().unwrap_or("")])
-        .collect();
-    let older =
-        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
-    let orphans: Vec<&ObjectMeta> = objects
-        .iter()
-        .filter(|o| o.name.ends_with(".tar.zst") && !referenced.contains(o.name.as_str()))
-        .filter(|o| older(o, rules.abandoned_after))
-        .collect();
-    // A lease is done with once its owner is long gone; a last-use record once its entry is.
-    let leftovers: Vec<&ObjectMeta> = objects
-        .iter()
-        .filter(|o| match ObjectName::parse(&o.name) {
-            Some(ObjectName::Lease(..)) => older(o, 86_400),
-            Some(ObjectName::Usage(_)) => !referenced.contains(o.name.as_str()),
-            _ => false,
-        })
-        .collect();
+    let cutoff = rules.size_cutoff(backend, now)?;
+    let mut room = cutoff.map_or(0, |c| c.room);
     let verb = if rules.dry_run {
         "would delete"
     } else {
         "deleted"
     };
-    let mut freed = 0;
-    delete_all(
-        &doomed,
+    let mut del = Deleter {
+        backend,
         rules,
-        |e| {
-            // Manifest first: the entry disappears atomically for readers.
-            backend.delete(&e.manifest)?;
-            if !e.archive.is_empty() {
-                backend.delete(&e.archive)?;
+        verb,
+        batch: Vec::new(),
+        tally: Tally::default(),
+    };
+    let older =
+        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
+    for_each_group(
+        backend,
+        rules.concurrency,
+        true,
+        &|g| rules.wants(g),
+        &mut |g| {
+            let Group { entries, objects } = g;
+            let referenced: HashSet<String> = entries
+                .iter()
+                .flat_map(|e| [e.archive.clone(), e.usage.clone().unwrap_or_default()])
+                .collect();
+            // Most recently used first: an entry survives only if every rule lets it.
+            for (nth, e) in entries
+                .into_iter()
+                .filter(|e| rules.in_scope(&e.manifest))
+                .enumerate()
+            {
+                del.tally.entries += 1;
+                let too_big = cutoff.is_some_and(|c| match e.last_use().cmp(&c.second) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal => {
+                        let fits = e.archive_bytes <= room;
+                        if fits && !rules.by_age_or_count(&e, nth, now) {
+                            room -= e.archive_bytes;
+                        }
+                        !fits
+                    }
+                });
+                if rules.by_age_or_count(&e, nth, now) || too_big {
+                    del.push(Doomed::Entry(Box::new(e)))?;
+                } else {
+                    del.tally.kept += e.archive_bytes;
+                }
             }
-            if let Some(u) = &e.usage {
-                backend.delete(u)?;
+            for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
+                if referenced.contains(&o.name) {
+                    continue;
+                }
+                if o.name.ends_with(".tar.zst") {
+                    if older(&o, rules.abandoned_after) {
+                        del.push(Doomed::Abandoned(o))?;
+                    }
+                    continue;
+                }
+                // A lease is done with once its owner is long gone; a last-use record once
+                // its entry is.
+                let leftover = match ObjectName::parse(&o.name) {
+                    Some(ObjectName::Lease(..)) => older(&o, 86_400),
+                    Some(ObjectName::Usage(_)) => true,
+                    _ => false,
+                };
+                if leftover {
+                    del.push(Doomed::Leftover(o))?;
+                }
             }
             Ok(())
         },
-        |e| {
-            freed += e.archive_bytes;
-            crate::outln!(
-                "{verb} {} {} {} {} ({}, {} old, last used {})",
-                e.namespace,
-                e.scope,
-                e.name,
-                key::short(&e.key),
-                report::bytes(e.archive_bytes),
-                age(e.created),
-                e.last_used
-                    .map_or("never".into(), |t| format!("{} ago", age(t)))
-            );
-        },
     )?;
-    delete_all(
-        &orphans,
-        rules,
-        |o| Ok(backend.delete(&o.name)?),
-        |o| {
-            freed += o.size;
-            crate::outln!(
-                "{verb} abandoned upload {} ({})",
-                o.name,
-                report::bytes(o.size)
-            );
-        },
-    )?;
-    delete_all(&leftovers, rules, |o| Ok(backend.delete(&o.name)?), |_| {})?;
+    del.flush()?;
     // Incomplete multipart uploads (S3): an upload still running is younger than the bound,
     // so only dead ones are aborted.
     let incomplete: Vec<IncompleteUpload> = backend
         .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
         .into_iter()
-        .filter(|u| in_scope(&u.name))
+        .filter(|u| rules.in_scope(&u.name))
         .filter(|u| {
             u.initiated
                 .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
         })
         .collect();
-    let aborted = if rules.dry_run {
+    let (aborted, failed) = if rules.dry_run {
+        (incomplete.iter().map(|_| Some(())).collect(), None)
+    } else {
+        bounded(&incomplete, rules.concurrency, |u| {
+            Ok(backend.abort_upload(u)?)
+        })
+    };
+    let abort_verb = if rules.dry_run {
         "would abort"
     } else {
         "aborted"
     };
-    delete_all(
-        &incomplete,
-        rules,
-        |u| Ok(backend.abort_upload(u)?),
-        |u| {
-            crate::outln!(
-                "{aborted} incomplete upload {} ({} old)",
-                u.name,
-                age(u.initiated.unwrap_or(now))
-            );
-        },
-    )?;
-    let n = |n: usize, one, many| report::counted(n as u64, one, many);
+    for (u, _) in incomplete.iter().zip(aborted).filter(|(_, d)| d.is_some()) {
+        crate::outln!(
+            "{abort_verb} incomplete upload {} ({} old)",
+            u.name,
+            age(u.initiated.unwrap_or(now))
+        );
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let t = del.tally;
+    let n = |n: u64, one, many| report::counted(n, one, many);
     eprintln!(
         "cachegate: {verb} {} and {} ({} incomplete), {} freed; {}, {} kept",
-        n(doomed.len(), "entry", "entries"),
+        n(t.deleted, "entry", "entries"),
         n(
-            orphans.len() + incomplete.len(),
+            t.abandoned + incomplete.len() as u64,
             "abandoned upload",
             "abandoned uploads"
         ),
         incomplete.len(),
-        report::bytes(freed),
-        n(entries.len() - doomed.len(), "entry", "entries"),
-        report::bytes(kept_size)
+        report::bytes(t.freed),
+        n(t.entries - t.deleted, "entry", "entries"),
+        report::bytes(t.kept)
     );
     Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::bounded;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use super::*;
 
     #[test]
-    fn bounded_runs_every_item_at_most_n_at_a_time() {
-        let items: Vec<usize> = (0..200).collect();
-        let (running, peak, sum) = (
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-        );
-        let (done, failed) = bounded(&items, 4, |i| {
-            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            sum.fetch_add(*i, Ordering::SeqCst);
-            running.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
-        });
-        assert!(failed.is_none());
-        assert!(done.iter().all(|d| *d));
-        assert_eq!(sum.into_inner(), (0..200).sum::<usize>());
-        let peak = peak.into_inner();
-        assert!((1..=4).contains(&peak), "{peak} in flight");
-    }
-
-    #[test]
-    fn bounded_stops_at_the_first_failure_and_says_what_was_done() {
-        let items: Vec<usize> = (0..1000).collect();
-        let (done, failed) = bounded(&items, 3, |i| {
-            if *i == 10 {
-                anyhow::bail!("item {i} failed");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            Ok(())
-        });
-        assert_eq!(failed.unwrap().to_string(), "item 10 failed");
-        assert!(!done[10]);
-        // The other workers finish the item they hold and take no new ones (a loose bound:
-        // a loaded machine may run a few more before the failure is seen).
-        assert!(done[..10].iter().all(|d| *d));
-        assert!(done.iter().filter(|d| **d).count() < 500);
-        assert!(bounded(&[] as &[usize], 8, |_| Ok(())).0.is_empty());
+    fn the_size_cutoff_is_the_first_unit_that_no_longer_fits() {
+        let hist: BTreeMap<u64, u64> = [(10, 5), (11, 30), (12, 20), (13, 40)].into();
+        // Newest first: 40 fits in 100, then 20 (60), then 30 would make 90 > 80.
+        assert_eq!(boundary(&hist, 80, 0), Some((11, 60)));
+        assert_eq!(boundary(&hist, 94, 0), Some((10, 90)));
+        assert_eq!(boundary(&hist, 94, 1), Some((10, 91)));
+        assert_eq!(boundary(&hist, 95, 0), None);
+        assert_eq!(boundary(&hist, 39, 0), Some((13, 0)));
+        // A second pass starts with what newer hours kept.
+        assert_eq!(boundary(&hist, 100, 60), Some((12, 100)));
+        assert_eq!(boundary(&BTreeMap::new(), 0, 0), None);
     }
 }

@@ -125,7 +125,16 @@ impl Backend for DirBackend {
         if !start.exists() {
             return Ok(());
         }
-        for entry in walkdir::WalkDir::new(&start).sort_by_file_name() {
+        // A directory sorts as its name plus `/`, so whole names come in byte order, as S3
+        // lists them (`pip-x/…` before `pip/…`): `ls` and `prune` group by it.
+        let walk = walkdir::WalkDir::new(&start).sort_by_key(|e| {
+            let mut k = e.file_name().as_encoded_bytes().to_vec();
+            if e.file_type().is_dir() {
+                k.push(b'/');
+            }
+            k
+        });
+        for entry in walk {
             let entry = entry.map_err(|e| StoreError::Other(e.into()))?;
             if !entry.file_type().is_file() {
                 continue;

@@ -146,14 +146,17 @@ pub trait Backend: Send + Sync {
     /// Every object whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
 
-    /// The same objects one at a time, in name order, without holding the whole listing
-    /// (S3 and directory stores stream it page by page; the others list then hand out).
+    /// The same objects one at a time, in byte order of their names (`ls` and `prune` group
+    /// by it), without holding the whole listing: S3 and directory stores stream it page by
+    /// page or directory by directory; the others list, sort, then hand out.
     fn list_each(
         &self,
         prefix: &str,
         each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        for o in self.list(prefix)? {
+        let mut all = self.list(prefix)?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        for o in all {
             each(o)?;
         }
         Ok(())

@@ -563,6 +563,250 @@ fn ls_and_prune_manage_the_store() {
     p.test().arg("prune").status(2).run();
 }
 
+/// One synthetic entry of `prune_over_many_cache_names_*`, and what the rules see of it.
+struct Synthetic {
+    scope: &'static str,
+    name: String,
+    key8: String,
+    last_use: u64,
+    size: u64,
+    files: Vec<String>,
+}
+
+/// `ls` and `prune` used to hold every entry of the store and sort them all; they now walk
+/// it one cache name at a time (with `--max-size` weighed in passes before). Over many
+/// entries in several cache names and two scopes, with last-use records, a planted
+/// manifest, orphans and leftovers, the result must be exactly what one global sort by
+/// last use decides.
+#[test]
+fn prune_over_many_cache_names_dooms_exactly_what_one_global_sort_would() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
+    let o = p.test().args(["ls", "--json"]).run();
+    let real: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let manifest = real[0]["manifest"].as_str().unwrap().to_string();
+    let template: serde_json::Value =
+        serde_json::from_slice(&fs::read(p.store.join(&manifest)).unwrap()).unwrap();
+    let (dir, _) = manifest.rsplit_once('/').unwrap();
+    let (local, _) = dir.rsplit_once('/').unwrap();
+    let (ns_root, _) = local.rsplit_once('/').unwrap();
+    fs::remove_dir_all(p.store.join(dir)).unwrap();
+    let now = common::unix_now();
+    let write = |rel: &str, data: &[u8]| {
+        let path = p.store.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    };
+    let mut entries = Vec::new();
+    for i in 0..90u64 {
+        let scope = if i % 4 == 3 { "unprotected" } else { "local" };
+        let name = format!("n{}", i % 5);
+        let key = format!("{i:08x}{}", "a".repeat(56));
+        let at = format!("{ns_root}/{scope}/{name}/{key}");
+        let archive = format!("{at}-{}.tar.zst", "0".repeat(16));
+        let created = now - 3600 * (2 + i);
+        let size = 1000 + (i * 37) % 500;
+        let mut m = template.clone();
+        m["key"] = key.clone().into();
+        m["name"] = name.clone().into();
+        m["scope"] = scope.into();
+        m["archive"] = archive.clone().into();
+        m["archive_size"] = size.into();
+        m["created"] = created.into();
+        write(&format!("{at}.json"), &serde_json::to_vec(&m).unwrap());
+        write(&archive, b"\x28\xb5\x2f\xfd\x00\x00\x00\x00");
+        let mut files = vec![format!("{at}.json"), archive];
+        // Some old entries were restored lately: they outrank newer ones.
+        let mut last_use = created;
+        if i % 7 == 0 {
+            last_use = now - 60 * (i + 1);
+            let used = serde_json::json!({"last_used": last_use, "hit_days": 2});
+            write(&format!("{at}.used"), used.to_string().as_bytes());
+            files.push(format!("{at}.used"));
+        }
+        entries.push(Synthetic {
+            scope,
+            name,
+            key8: key[..8].to_string(),
+            last_use,
+            size,
+            files,
+        });
+    }
+    // A manifest planted in n1 naming the archive of n2's most recently used entry: it is
+    // an entry of n1 (the oldest), but only its manifest is ever deleted.
+    let target = entries
+        .iter()
+        .filter(|e| e.scope == "local" && e.name == "n2")
+        .max_by_key(|e| e.last_use)
+        .unwrap();
+    let victim = target.files[1].clone();
+    let planted = format!("{ns_root}/local/n1/{}.json", "f".repeat(64));
+    let mut m = template.clone();
+    m["key"] = "f".repeat(64).into();
+    m["name"] = "n1".into();
+    m["archive"] = victim.clone().into();
+    m["archive_size"] = 7.into();
+    m["created"] = (now - 400 * 86_400).into();
+    write(&planted, &serde_json::to_vec(&m).unwrap());
+    entries.push(Synthetic {
+        scope: "local",
+        name: "n1".into(),
+        key8: "ffffffff".into(),
+        last_use: now - 400 * 86_400,
+        size: 7,
+        files: vec![planted],
+    });
+    // What no entry owns: abandoned archives, a last-use record of a gone entry, a lease
+    // from two days ago; and an object above the layout's depth, which is no entry's.
+    let mut leftovers = Vec::new();
+    for i in 0..3 {
+        let o = format!(
+            "{ns_root}/local/n3/{}{i}-{}.tar.zst",
+            "e".repeat(63),
+            "1".repeat(16)
+        );
+        write(&o, b"");
+        leftovers.push(o);
+    }
+    let gone = format!("{ns_root}/unprotected/n4/{}.used", "d".repeat(64));
+    write(&gone, b"{\"last_used\": 1, \"hit_days\": 1}");
+    let lease = format!("{ns_root}/local/n0/{}.lease.1", "c".repeat(64));
+    write(&lease, b"{}");
+    let two_days = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    fs::File::options()
+        .write(true)
+        .open(p.store.join(&lease))
+        .unwrap()
+        .set_modified(two_days)
+        .unwrap();
+    leftovers.extend([gone, lease]);
+    let stray = "v2/stray.tar.zst";
+    write(stray, b"");
+
+    // ls: every entry once, grouped by cache name, most recently used first within each.
+    let o = p.test().args(["ls", "--json"]).run();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), entries.len());
+    let mut groups: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r["scope"].to_string(), r["name"].to_string()))
+        .collect();
+    groups.dedup();
+    assert_eq!(groups.len(), 10, "{groups:?}");
+    for w in rows.windows(2) {
+        if (&w[0]["scope"], &w[0]["name"]) == (&w[1]["scope"], &w[1]["name"]) {
+            let used = |r: &serde_json::Value| {
+                r["last_used"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .max(r["created"].as_u64().unwrap())
+            };
+            assert!(used(&w[0]) > used(&w[1]), "{} before {}", w[0], w[1]);
+        }
+    }
+    let planted_row = rows.iter().find(|r| r["key"] == "f".repeat(64)).unwrap();
+    assert_eq!(planted_row["archive"], "");
+
+    // The oracle: one global sort by last use, most recent first; per cache name and
+    // scope, --keep counts; --max-size keeps the longest run of survivors that fits.
+    let doomed_by = |keep: Option<usize>, max: Option<u64>, scope: Option<&str>| {
+        let mut order: Vec<&Synthetic> = entries
+            .iter()
+            .filter(|e| scope.is_none_or(|s| e.scope == s))
+            .collect();
+        order.sort_by_key(|e| std::cmp::Reverse(e.last_use));
+        let mut seen: std::collections::HashMap<(&str, &str), usize> = Default::default();
+        let (mut kept, mut full) = (0u64, false);
+        let mut doomed = std::collections::BTreeSet::new();
+        for e in order {
+            let n = seen.entry((e.scope, &e.name)).or_default();
+            *n += 1;
+            if keep.is_some_and(|k| *n > k) {
+                doomed.insert(e.key8.clone());
+                continue;
+            }
+            if max.is_some_and(|m| full || kept + e.size > m) {
+                full = true;
+                doomed.insert(e.key8.clone());
+                continue;
+            }
+            kept += e.size;
+        }
+        doomed
+    };
+    let would = |args: &[&str]| {
+        let o = p.test().arg("prune").args(args).arg("--dry-run").run();
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("would delete ") && !l.contains("abandoned upload"))
+            .map(|l| l.split(' ').nth(5).unwrap().to_string())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    // The bytes of the 25 most recently used of what --keep 4 keeps, plus a little: the
+    // 26th no longer fits.
+    let survivors_of_keep = {
+        let doomed = doomed_by(Some(4), None, None);
+        let mut s: Vec<&Synthetic> = entries
+            .iter()
+            .filter(|e| !doomed.contains(&e.key8))
+            .collect();
+        s.sort_by_key(|e| std::cmp::Reverse(e.last_use));
+        s
+    };
+    let max: u64 = survivors_of_keep[..25].iter().map(|e| e.size).sum::<u64>() + 5;
+    let max_s = max.to_string();
+    let all_bytes: u64 = entries.iter().map(|e| e.size).sum();
+    let cases: Vec<(Vec<&str>, std::collections::BTreeSet<String>)> = vec![
+        (vec!["--keep", "2"], doomed_by(Some(2), None, None)),
+        (
+            vec!["--max-size", "30000"],
+            doomed_by(None, Some(30_000), None),
+        ),
+        (
+            vec!["--keep", "4", "--max-size", &max_s],
+            doomed_by(Some(4), Some(max), None),
+        ),
+        (
+            vec!["--scope", "unprotected", "--max-size", "9000"],
+            doomed_by(None, Some(9000), Some("unprotected")),
+        ),
+    ];
+    for (args, expected) in &cases {
+        assert!(
+            !expected.is_empty() && expected.len() < entries.len(),
+            "{args:?}"
+        );
+        assert_eq!(&would(args), expected, "{args:?}");
+    }
+    let everything = all_bytes.to_string();
+    assert!(would(&["--max-size", &everything]).is_empty());
+
+    // The real run deletes exactly those entries, every file of each, and what no entry
+    // owns; the archive the planted manifest named stays with its entry.
+    let (args, doomed) = &cases[2];
+    p.test()
+        .arg("prune")
+        .args(args)
+        .args(["--abandoned-after", "0", "--concurrency", "16"])
+        .stderr_contains(&format!(
+            "deleted {} entries and 3 abandoned uploads (0 incomplete)",
+            doomed.len()
+        ))
+        .run();
+    assert!(doomed.contains("ffffffff"));
+    let mut kept: Vec<String> = entries
+        .iter()
+        .filter(|e| !doomed.contains(&e.key8))
+        .flat_map(|e| e.files.clone())
+        .chain([stray.to_string()])
+        .collect();
+    kept.sort();
+    assert!(kept.contains(&victim));
+    assert_eq!(p.store_files(), kept);
+}
+
 /// Hundreds of entries, deleted concurrently: exactly the ones the rules doom go, every
 /// file of each, and nothing else.
 #[test]
