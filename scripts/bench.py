@@ -18,7 +18,8 @@ the tools down unevenly; a fresh one gives steadier figures.
 restoring from the local directory store.
 
 --network puts Garage and nginx behind a throttling proxy on loopback (scripts/throttle.py:
---rate bytes/s per connection, --latency seconds each way) and restores a --net-files tree
+--rate bytes/s per connection, --link-rate bytes/s for all connections together, --latency
+seconds each way) and restores a --net-files tree
 (1 GB by default) and a --blob-mb tree of --blob-files incompressible files (prebuilt
 binaries) over it: one stream (--concurrency 1), the parallel default, "download the whole
 archive, then extract" (what gitlab-runner does, nginx only) and, as the floor, a restore from
@@ -161,6 +162,8 @@ def main():
     ap.add_argument("--network", action="store_true", help="restores over a throttled link")
     ap.add_argument("--rate", type=float, default=25e6, help="bytes/s per connection")
     ap.add_argument("--latency", type=float, default=0.02, help="seconds each way")
+    ap.add_argument("--link-rate", type=float, default=125e6,
+                    help="bytes/s all connections share each way (1 Gbit/s); 0: no shared cap")
     ap.add_argument("--net-files", type=int, default=110_000, help="files in the network tree")
     ap.add_argument("--blob-mb", type=int, default=1024, help="MB of incompressible files")
     ap.add_argument("--blob-files", type=int, default=256)

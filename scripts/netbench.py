@@ -312,8 +312,8 @@ def run(args, cg, start_garage, timed, sh, du, make_tree):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHEGATE_", "GITLAB_", "CI_"))}
     gproc, endpoint, keys = start_garage(work)
     nproc, nport = start_nginx(work)
-    tg = Throttle(int(endpoint.rsplit(":", 1)[1]), args.rate, args.latency)
-    tn = Throttle(nport, args.rate, args.latency)
+    tg = Throttle(int(endpoint.rsplit(":", 1)[1]), args.rate, args.latency, args.link_rate)
+    tn = Throttle(nport, args.rate, args.latency, args.link_rate)
     env = dict(env, **keys)
     stores = {
         "Garage": {"direct": f"s3://bench/net?endpoint={endpoint}&region=garage",
@@ -339,7 +339,8 @@ def run(args, cg, start_garage, timed, sh, du, make_tree):
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"link: {args.rate / 1e6:.0f} MB/s per connection, {args.latency * 1000:.0f} ms each way "
+    link = f", {args.link_rate / 1e6:.0f} MB/s for all at once" if args.link_rate else ""
+    print(f"link: {args.rate / 1e6:.0f} MB/s per connection{link}, {args.latency * 1000:.0f} ms each way "
           f"(scripts/throttle.py on loopback); {args.rounds} rounds alternating; medians; "
           f"{os.cpu_count()} cores; whole run {took / 60:.0f} min")
     for label, streams, agg in links:
