@@ -143,7 +143,7 @@ def link_figures(args, cg, work, env, stores, timed, sh, du, make_tree):
         shutil.rmtree(extract, ignore_errors=True)
         if os.path.exists(dl):
             os.remove(dl)
-        chunks = max(1, -(-size // (8 << 20)))
+        chunks = max(1, -(-size // (4 << 20)))
         streams = min(8, chunks)
         # What the link (and this machine's proxy) carries with that many streams: curl
         # fetching the archive as as many ranges at once, nothing else running.
@@ -277,7 +277,9 @@ def load_figures(args, cg, work, env, s3_direct, sh, make_tree):
     sh(f"{cg} save --lock package-lock.json --backend '{s3_direct}'", cwd=src, env=env)
     dirs = []
     for i in range(args.load):
-        d = os.path.join(work, "load", str(i))
+        # The project is named after its directory (no git remote here): every job must be
+        # the same project to share the entry, as 50 jobs of one pipeline are.
+        d = os.path.join(work, "load", str(i), "load-src")
         os.makedirs(d, exist_ok=True)
         shutil.copy(os.path.join(src, "package-lock.json"), d)
         dirs.append(d)

@@ -510,7 +510,7 @@ pub struct TransferArgs {
     pub concurrency: u16,
 
     /// Bytes per ranged request or multipart part (1MB to 256MiB); a transfer holds at most this times --concurrency
-    #[arg(long, value_name = "SIZE", default_value = "8MiB", env = env_vars::CACHEGATE_CHUNK_SIZE,
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", env = env_vars::CACHEGATE_CHUNK_SIZE,
           value_parser = parse_chunk_size)]
     pub chunk_size: u64,
 }
@@ -532,7 +532,7 @@ pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     if !(MIN_CHUNK_SIZE as u64..=MAX_CHUNK_SIZE as u64).contains(&n) {
         return Err(format!(
-            "{s:?} is out of range; a chunk is 1MB to 256MiB (e.g. 8MiB)"
+            "{s:?} is out of range; a chunk is 1MB to 256MiB (e.g. 4MiB)"
         ));
     }
     Ok(n)

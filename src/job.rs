@@ -396,11 +396,12 @@ impl Job {
             }
         };
         let (scope, m) = (scope, m.clone());
-        let describe = backend.describe();
         let start = Instant::now();
         match self.unpack(scope, &m) {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
+                // After the restore: a local tier says whether the archive came from disk.
+                let describe = backend.describe();
                 let mut line = format!(
                     "{} · {}, {} in {} from {describe}",
                     self.head("hit", scope),
@@ -455,8 +456,9 @@ impl Job {
                 let replaced = matches!(e, UnpackError::Corrupt(_))
                     && self.discard(scope, &object, Some(&m.archive));
                 self.trouble(format!(
-                    "could not restore {} from {describe}: {e}; {}",
+                    "could not restore {} from {}: {e}; {}",
                     self.plan.short_key(),
+                    backend.describe(),
                     if replaced {
                         "the entry is removed and will be replaced"
                     } else {

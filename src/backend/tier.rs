@@ -23,6 +23,9 @@ pub struct Tiered {
     tier: DirBackend,
     remote: Arc<dyn Backend>,
     max_size: Option<u64>,
+    /// An archive came from the tier: the hit line says so, since a job's log is where
+    /// people look to see whether the network was paid.
+    served_locally: std::sync::atomic::AtomicBool,
 }
 
 /// Whether the tier may answer for this manifest: not for the protected scope.
@@ -45,6 +48,7 @@ impl Tiered {
             root,
             remote,
             max_size,
+            served_locally: Default::default(),
         }
     }
 
@@ -210,11 +214,15 @@ struct TierRef(Arc<Tiered>);
 
 impl Backend for TierRef {
     fn describe(&self) -> String {
-        format!(
-            "{} (local tier {})",
-            self.0.remote.describe(),
-            self.0.root.display()
-        )
+        let t = &self.0;
+        if t.served_locally.load(std::sync::atomic::Ordering::Relaxed) {
+            return format!(
+                "local tier {} (in front of {})",
+                t.root.display(),
+                t.remote.describe()
+            );
+        }
+        format!("{} (local tier {})", t.remote.describe(), t.root.display())
     }
 
     fn stat(&self, name: &str) -> StoreResult<u64> {
@@ -233,6 +241,8 @@ impl Backend for TierRef {
     ) -> StoreResult<Box<dyn Read + Send>> {
         let t = &self.0;
         if let Some(f) = t.local_archive(name, size, blake3) {
+            t.served_locally
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Box::new(f));
         }
         let inner = t.remote.get_archive(name, size, blake3)?;

@@ -41,7 +41,7 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
         return;
     };
     p.write("app.lock", "v1");
-    // 20 MB of incompressible bytes: more than two 8 MiB parts.
+    // 20 MB of incompressible bytes: several 5 MiB parts.
     let cmd =
         tree_cmd("mkdir -p out && head -c 20000000 /dev/urandom > out/big && echo hi > out/small");
     let args = ARGS;

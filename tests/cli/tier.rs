@@ -40,6 +40,7 @@ fn a_remote_hit_fills_the_tier_and_the_next_hit_makes_no_remote_request() {
         .env("CACHEGATE_LOCAL_TIER", &tier)
         .ensure(&ARGS, &install())
         .stderr_contains("cachegate: hit")
+        .stderr_lacks("from local tier")
         .installs(1)
         .run();
     assert_eq!(fs::read(p.path("out/blob")).unwrap(), blob);
@@ -57,6 +58,7 @@ fn a_remote_hit_fills_the_tier_and_the_next_hit_makes_no_remote_request() {
         .env("CACHEGATE_LOCAL_TIER", &tier)
         .ensure(&ARGS, &install())
         .stderr_contains("cachegate: hit")
+        .stderr_contains(&format!("from local tier {tier} (in front of http://"))
         .installs(1)
         .run();
     assert_eq!(fs::read(p.path("out/blob")).unwrap(), blob);
