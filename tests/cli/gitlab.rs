@@ -446,18 +446,32 @@ fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
     assert_eq!(warnings(&o), 0, "{}", stderr(&o));
 }
 
+/// Save a 5 MB incompressible entry with 1 MB chunks, `concurrency` at a time, and remove
+/// it from the work tree: (the ensure arguments, the install command, the saved bytes).
+fn saved_large(
+    p: &Project,
+    concurrency: &'static str,
+) -> (Vec<&'static str>, Vec<String>, Vec<u8>) {
+    let big = crate::common::tree_cmd(
+        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
+    );
+    let args = [
+        &ARGS[..],
+        &["--chunk-size", "1M", "--concurrency", concurrency][..],
+    ]
+    .concat();
+    p.test().ensure(&args, &big).run();
+    let blob = std::fs::read(p.path("out/blob")).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    (args, big, blob)
+}
+
 #[test]
 fn a_large_archive_comes_from_gitlab_itself_in_ranges_bound_to_its_date() {
     // No redirect: GitLab serves the file from its own storage, with Last-Modified and no
     // ETag, so the ranges must carry If-Unmodified-Since (an If-Match would answer 412).
     let (p, emu) = project();
-    let big = crate::common::tree_cmd(
-        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
-    );
-    let args = [&ARGS[..], &["--chunk-size", "1M", "--concurrency", "3"][..]].concat();
-    p.test().ensure(&args, &big).run();
-    let blob = std::fs::read(p.path("out/blob")).unwrap();
-    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (args, big, blob) = saved_large(&p, "3");
     emu.clear_requests();
     p.test()
         .ensure(&args, &big)
@@ -487,11 +501,7 @@ fn a_large_archive_comes_from_gitlab_itself_in_ranges_bound_to_its_date() {
 #[test]
 fn an_archive_replaced_on_gitlab_mid_download_fails_fast_instead_of_splicing() {
     let (p, emu) = project();
-    let big = crate::common::tree_cmd(
-        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
-    );
-    let args = [&ARGS[..], &["--chunk-size", "1M", "--concurrency", "2"][..]].concat();
-    p.test().ensure(&args, &big).run();
+    let (args, big, _) = saved_large(&p, "2");
     emu.replace_archive_after_first_range(true);
     emu.clear_requests();
     let pull = [&args[..], &["--policy", "pull"][..]].concat();
@@ -513,13 +523,7 @@ fn an_archive_replaced_on_gitlab_mid_download_fails_fast_instead_of_splicing() {
 #[test]
 fn a_large_archive_comes_from_object_storage_in_ranges_bound_to_its_etag() {
     let (p, emu) = project();
-    let big = crate::common::tree_cmd(
-        "rm -rf out && mkdir out && head -c 5000000 /dev/urandom > out/blob",
-    );
-    let args = [&ARGS[..], &["--chunk-size", "1M", "--concurrency", "3"][..]].concat();
-    p.test().ensure(&args, &big).run();
-    let blob = std::fs::read(p.path("out/blob")).unwrap();
-    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let (args, big, blob) = saved_large(&p, "3");
     emu.redirect_downloads(true);
     emu.clear_requests();
     p.test()
