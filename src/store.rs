@@ -154,9 +154,6 @@ impl Backend for Gated {
         self.write()?;
         self.inner.create_if_absent(name, data)
     }
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
     fn list_each(
         &self,
         prefix: &str,

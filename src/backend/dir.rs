@@ -106,10 +106,6 @@ impl Backend for DirBackend {
         Ok(())
     }
 
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        super::collect_list(self, prefix)
-    }
-
     fn list_each(
         &self,
         prefix: &str,

@@ -9,6 +9,8 @@
 //! the writer whose claim is oldest (lowest file id) uploads the manifest. Readers fetch the
 //! manifest by name, one request; only a winner ever writes it.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use anyhow::{Context, anyhow, bail};
@@ -396,8 +398,14 @@ impl Backend for GitlabBackend {
         decided
     }
 
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        let mut out: Vec<(u64, ObjectMeta)> = Vec::new();
+    /// Every entry is its own package version, so the registry is listed as package ids
+    /// per `<project>/<scope>/<name>/` directory, then one directory's files at a time.
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let mut dirs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         for pkg in self.packages(&package_prefix(), None)? {
             let Some((scope, ns)) = parse_package(&pkg.name) else {
                 continue;
@@ -406,30 +414,44 @@ impl Backend for GitlabBackend {
                 continue;
             };
             let dir = format!("{LAYOUT_ROOT}/{ns}/{}/{cache}/", scope.as_str());
-            if !dir.starts_with(prefix) && !prefix.starts_with(&dir) {
-                continue;
-            }
-            for f in self.files(pkg.id)? {
-                let name = format!("{dir}{}", f.file_name);
-                if f.file_name.ends_with(CLAIM) || !name.starts_with(prefix) {
-                    continue;
-                }
-                let meta = ObjectMeta {
-                    name,
-                    size: f.size,
-                    modified: transport::parse_iso8601(&f.created_at),
-                };
-                // Duplicates: GitLab serves the newest, so that is the one that counts.
-                match out.iter_mut().find(|(_, m)| m.name == meta.name) {
-                    Some(slot) if slot.0 < f.id => *slot = (f.id, meta),
-                    Some(_) => {}
-                    None => out.push((f.id, meta)),
-                }
+            if dir.starts_with(prefix) || prefix.starts_with(&dir) {
+                dirs.entry(dir).or_default().push(pkg.id);
             }
         }
-        let mut out: Vec<ObjectMeta> = out.into_iter().map(|(_, m)| m).collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        // The directories all lie at one depth, so in their order the names come in byte
+        // order as a whole.
+        for (dir, ids) in dirs {
+            let mut newest: HashMap<String, (u64, ObjectMeta)> = HashMap::new();
+            for id in ids {
+                for f in self.files(id)? {
+                    let name = format!("{dir}{}", f.file_name);
+                    if f.file_name.ends_with(CLAIM) || !name.starts_with(prefix) {
+                        continue;
+                    }
+                    let meta = ObjectMeta {
+                        name: name.clone(),
+                        size: f.size,
+                        modified: transport::parse_iso8601(&f.created_at),
+                    };
+                    // Duplicates: GitLab serves the newest, so that is the one that counts.
+                    match newest.entry(name) {
+                        Entry::Occupied(mut slot) if slot.get().0 < f.id => {
+                            slot.insert((f.id, meta));
+                        }
+                        Entry::Occupied(_) => {}
+                        Entry::Vacant(slot) => {
+                            slot.insert((f.id, meta));
+                        }
+                    }
+                }
+            }
+            let mut here: Vec<ObjectMeta> = newest.into_values().map(|(_, m)| m).collect();
+            here.sort_by(|a, b| a.name.cmp(&b.name));
+            for o in here {
+                each(o)?;
+            }
+        }
+        Ok(())
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {

@@ -118,8 +118,15 @@ impl HttpBackend {
         result.transpose()
     }
 
-    /// Files and directories of one directory, from nginx's `autoindex_format json`.
-    fn list_dir(&self, dir: &str, out: &mut Vec<ObjectMeta>) -> StoreResult<()> {
+    /// Every file under `dir` whose name starts with `prefix`, in byte order of the whole
+    /// name, from nginx's `autoindex_format json`, one directory's listing held at a time
+    /// (plus those of its parents): `ls` and `prune` walk a store of any size this way.
+    fn walk_dir(
+        &self,
+        dir: &str,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
         let url = if dir.is_empty() {
             self.base.clone()
         } else {
@@ -146,25 +153,55 @@ impl HttpBackend {
                 transport::display_url(&url)
             ))
         })?;
-        for item in items {
-            let Some(name) = item["name"].as_str() else {
-                continue;
-            };
-            if name.starts_with('.') || name.contains('/') {
-                continue;
-            }
-            let full = format!("{dir}{name}");
-            match item["type"].as_str() {
-                Some("directory") => self.list_dir(&format!("{full}/"), out)?,
-                Some("file") => out.push(ObjectMeta {
-                    name: full,
-                    size: item["size"].as_u64().unwrap_or(0),
-                    modified: item["mtime"].as_str().and_then(transport::parse_http_date),
-                }),
-                _ => {}
+        drop(body);
+        let mut here: Vec<Listed> = items
+            .into_iter()
+            .filter_map(|item| {
+                let name = item["name"].as_str()?;
+                if name.starts_with('.') || name.contains('/') {
+                    return None;
+                }
+                match item["type"].as_str()? {
+                    // A directory sorts as its name plus `/`, so whole names come in byte
+                    // order, as S3 lists them (`pip-x/…` before `pip/…`).
+                    "directory" => Some(Listed::Dir(format!("{dir}{name}/"))),
+                    "file" => Some(Listed::File(ObjectMeta {
+                        name: format!("{dir}{name}"),
+                        size: item["size"].as_u64().unwrap_or(0),
+                        modified: item["mtime"].as_str().and_then(transport::parse_http_date),
+                    })),
+                    _ => None,
+                }
+            })
+            .filter(|l| match l {
+                Listed::Dir(d) => d.starts_with(prefix) || prefix.starts_with(d.as_str()),
+                Listed::File(o) => o.name.starts_with(prefix),
+            })
+            .collect();
+        here.sort_by(|a, b| a.name().cmp(b.name()));
+        for l in here {
+            match l {
+                Listed::Dir(d) => self.walk_dir(&d, prefix, each)?,
+                Listed::File(o) => each(o)?,
             }
         }
         Ok(())
+    }
+}
+
+/// One line of a directory listing.
+enum Listed {
+    /// Its full name, ending in `/`.
+    Dir(String),
+    File(ObjectMeta),
+}
+
+impl Listed {
+    fn name(&self) -> &str {
+        match self {
+            Listed::Dir(d) => d,
+            Listed::File(o) => &o.name,
+        }
     }
 }
 
@@ -237,13 +274,13 @@ impl Backend for HttpBackend {
             .map(drop)
     }
 
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    fn list_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
+    ) -> StoreResult<()> {
         let dir = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
-        let mut out = Vec::new();
-        self.list_dir(dir, &mut out)?;
-        out.retain(|o| o.name.starts_with(prefix));
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.walk_dir(dir, prefix, each)
     }
 
     fn delete(&self, name: &str) -> StoreResult<()> {

@@ -143,23 +143,24 @@ pub trait Backend: Send + Sync {
     /// Write a small object only if no object of that name exists; `Exists` otherwise.
     fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()>;
 
-    /// Every object whose name starts with `prefix`.
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
-
-    /// The same objects one at a time, in byte order of their names (`ls` and `prune` group
-    /// by it), without holding the whole listing: S3 and directory stores stream it page by
-    /// page or directory by directory; the others list, sort, then hand out.
+    /// Every object whose name starts with `prefix`, one at a time in byte order of their
+    /// names (`ls` and `prune` group by it), without holding the whole listing: S3 streams
+    /// it page by page, the directory and HTTP stores directory by directory, GitLab one
+    /// `<project>/<scope>/<name>` at a time.
     fn list_each(
         &self,
         prefix: &str,
         each: &mut dyn FnMut(ObjectMeta) -> StoreResult<()>,
-    ) -> StoreResult<()> {
-        let mut all = self.list(prefix)?;
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        for o in all {
-            each(o)?;
-        }
-        Ok(())
+    ) -> StoreResult<()>;
+
+    /// The same objects, gathered.
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        self.list_each(prefix, &mut |o| {
+            out.push(o);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Remove an object; removing a missing object is not an error.
@@ -177,17 +178,6 @@ pub trait Backend: Send + Sync {
         let _ = upload;
         Ok(())
     }
-}
-
-/// `list` for a store whose `list_each` streams: the same objects, collected in name order.
-pub(crate) fn collect_list(b: &dyn Backend, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-    let mut out = Vec::new();
-    b.list_each(prefix, &mut |o| {
-        out.push(o);
-        Ok(())
-    })?;
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
 }
 
 /// Time and retry bounds for remote stores (`--connect-timeout`, `--stall-timeout`,

@@ -683,10 +683,6 @@ impl Backend for S3Backend {
         }
     }
 
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        super::collect_list(self, prefix)
-    }
-
     /// OpenDAL's lister fetches a page (1,000 keys) at a time as the iteration needs it, in
     /// S3's key order.
     fn list_each(

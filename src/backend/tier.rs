@@ -290,10 +290,6 @@ impl Backend for TierRef {
         Ok(())
     }
 
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.0.remote.list(prefix)
-    }
-
     fn list_each(
         &self,
         prefix: &str,

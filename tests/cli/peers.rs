@@ -696,6 +696,7 @@ every_store!(
     single_flight_leader_killed,
     single_flight_leader_fails,
     prune_scope,
+    keep_counts_each_name_when_one_name_starts_another,
     refresh_under_load,
     salt,
     namespaces,
@@ -912,6 +913,45 @@ pub fn prune_scope(p: &Project) {
     let o = p.run(&mut c);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("feature"), "{}", stderr(&o));
+}
+
+/// A store walked in the wrong order splits the `pip` group around `pip-x` (`-` sorts
+/// before `/`): `--keep 1` then keeps one of each name, the newest, on every store.
+pub fn keep_counts_each_name_when_one_name_starts_another(p: &Project) {
+    let d = job_dir(p, "names");
+    let names = ["pip", "pip-x", "pip.x"];
+    let save = |lock: &str| {
+        fs::write(d.join("app.lock"), lock).unwrap();
+        for name in names {
+            assert_ok(&run(ensure_in(p, &d, &["--name", name], &[])));
+        }
+    };
+    let keys = |p: &Project| -> Vec<(String, String)> {
+        let mut k: Vec<(String, String)> = ls(p)
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().into(),
+                    e["key"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    };
+    save("v1");
+    let old = keys(p);
+    assert_eq!(old.len(), 3, "{old:?}");
+    // --keep ranks by time of use, to the second.
+    std::thread::sleep(Duration::from_millis(1100));
+    save("v2");
+    assert_eq!(keys(p).len(), 6);
+
+    prune(p, &["--keep", "1"]);
+    let kept = keys(p);
+    let kept_names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(kept_names, ["pip", "pip-x", "pip.x"], "{kept:?}");
+    assert!(kept.iter().all(|k| !old.contains(k)), "{kept:?} {old:?}");
 }
 
 /// `npm ci` deletes node_modules first, so a warm start is skipped, said once.
