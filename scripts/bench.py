@@ -23,9 +23,10 @@ seconds each way) and restores a --net-files tree
 (1 GB by default) and a --blob-mb tree of --blob-files incompressible files (prebuilt
 binaries) over it: one stream (--concurrency 1), the parallel default, "download the whole
 archive, then extract" (what gitlab-runner does, nginx only) and, as the floor, a restore from
-a local directory store; --net-parts picks among tree, blob, scale and load; a local-tier hit against a remote hit; ls and prune over many synthetic
-entries (--ls-dir and --ls-s3 counts) with their peak RSS; and --load concurrent hits against
-Garage with p50/p99 and the failures.
+a local directory store; a local-tier hit against a remote hit; ls and prune over many
+synthetic entries (--ls-dir, --ls-http and --ls-s3 counts) with their peak RSS; and --load
+concurrent hits against Garage with p50/p99 and the failures. --net-parts picks among tree,
+blob, scale and load.
 """
 import argparse
 import os
@@ -169,6 +170,7 @@ def main():
     ap.add_argument("--blob-files", type=int, default=256)
     ap.add_argument("--ls-dir", default="25000,50000,100000")
     ap.add_argument("--ls-s3", default="5000,10000,20000")
+    ap.add_argument("--ls-http", default="25000,50000,100000")
     ap.add_argument("--load", type=int, default=50)
     ap.add_argument("--net-parts", default="tree,blob,scale,load",
                     help="which --network figures to take (comma-separated)")

@@ -210,7 +210,7 @@ def synthetic_entries(template, n, names=100):
             yield f"{root}/{name}/{key}.used", json.dumps(used).encode()
 
 
-def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tree):
+def scale_figures(args, cg, work, env, garage_endpoint, nginx_port, keys, timed, sh, make_tree):
     """ls, prune --keep 1 --dry-run and a real prune --max-size (half the store) over many
     entries: time and peak RSS."""
     proj = project(work, "scale")
@@ -244,6 +244,18 @@ def scale_figures(args, cg, work, env, garage_endpoint, keys, timed, sh, make_tr
             with open(p, "wb") as f:
                 f.write(data)
         measure("directory", n, d)
+        shutil.rmtree(d)
+    for n in [int(x) for x in args.ls_http.split(",") if x]:
+        # nginx serves its root from this disk: the entries are written there directly.
+        prefix = f"scale{n}"
+        d = os.path.join(work, "nginx", "root", prefix)
+        shutil.rmtree(d, ignore_errors=True)
+        for name, data in synthetic_entries(template, n):
+            p = os.path.join(d, name)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as f:
+                f.write(data)
+        measure("nginx", n, f"http://127.0.0.1:{nginx_port}/{prefix}")
         shutil.rmtree(d)
     for n in [int(x) for x in args.ls_s3.split(",") if x]:
         prefix = f"scale{n}"
@@ -326,7 +338,7 @@ def run(args, cg, start_garage, timed, sh, du, make_tree):
     try:
         started = time.time()
         rows, tier_rows, links, saves = link_figures(args, cg, work, env, stores, timed, sh, du, make_tree)
-        scale = (scale_figures(args, cg, work, env, endpoint, keys, timed, sh, make_tree)
+        scale = (scale_figures(args, cg, work, env, endpoint, nport, keys, timed, sh, make_tree)
                  if "scale" in args.net_parts else [])
         p50, p99, worst, fails = (
             load_figures(args, cg, work, env, stores["Garage"]["direct"], sh, make_tree)
