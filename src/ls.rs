@@ -291,25 +291,34 @@ pub(crate) fn age(created: u64) -> String {
 /// `threads`: manifest reads in flight (the store's `--concurrency`).
 pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
     let (mut count, mut total) = (0u64, 0u64);
-    if json {
-        crate::out!("[");
-    } else {
-        crate::outln!(
-            "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>9}  {:<20} creator",
-            "scope",
-            "name",
-            "key",
-            "files",
-            "stored",
-            "age",
-            "install",
-            "hits",
-            "last use",
-            "project"
-        );
-    }
+    // The header waits for the store's first answer: a store that refuses the listing
+    // leaves stdout empty, not a table head or an open JSON array.
+    let mut started = false;
+    let mut start = || {
+        if std::mem::replace(&mut started, true) {
+            return;
+        }
+        if json {
+            crate::out!("[");
+        } else {
+            crate::outln!(
+                "{:<12} {:<16} {:<9} {:>9} {:>9} {:>6} {:>8} {:>5} {:>9}  {:<20} creator",
+                "scope",
+                "name",
+                "key",
+                "files",
+                "stored",
+                "age",
+                "install",
+                "hits",
+                "last use",
+                "project"
+            );
+        }
+    };
     // The array streams, one row a line, so the output is valid JSON without holding it.
     for_each_group(backend, threads, true, &|_| true, &mut |g| {
+        start();
         for e in &g.entries {
             if json {
                 let row = serde_json::json!({
@@ -343,6 +352,7 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
         }
         Ok(())
     })?;
+    start();
     if json {
         crate::outln!("{}]", if count == 0 { "" } else { "\n" });
         return Ok(0);

@@ -225,6 +225,23 @@ fn store_failures_in_ls_and_prune_were_usage_errors() {
 }
 
 #[test]
+fn ls_printed_a_table_head_or_an_open_array_for_a_store_that_refused_the_listing() {
+    let p = Project::new();
+    let down = format!("http://127.0.0.1:{}/cache", free_port());
+    for json in [&[][..], &["--json"]] {
+        p.test()
+            .args(["ls", "--backend", &down, "--retries", "0"])
+            .args(json)
+            .status(3)
+            .stdout("")
+            .run();
+    }
+    // An empty store that answers still gets its head and a valid array.
+    p.test().args(["ls"]).stdout_contains("scope").run();
+    assert!(listed(&p).is_empty());
+}
+
+#[test]
 fn doctor_created_a_missing_directory_and_passed() {
     let p = Project::new();
     let nope = p.home.join("nope");
