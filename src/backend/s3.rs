@@ -441,6 +441,25 @@ struct S3Reader {
     deadline: Instant,
 }
 
+impl S3Reader {
+    /// OpenDAL sends the request on the first read: make it here (up to `first` bytes), so
+    /// a refusal or a missing object shows when the download is opened, not midway.
+    fn open(
+        mut inner: opendal::blocking::StdReader,
+        first: u64,
+        overall: Duration,
+    ) -> io::Result<S3Reader> {
+        let mut head = vec![0u8; first.min(64 << 10) as usize];
+        let n = inner.read(&mut head)?;
+        head.truncate(n);
+        Ok(S3Reader {
+            inner,
+            head: io::Cursor::new(head),
+            deadline: Instant::now() + overall,
+        })
+    }
+}
+
 impl Read for S3Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.head.read(buf)?;
@@ -489,22 +508,15 @@ impl super::ranged::Ranges for S3Ranges {
             if_match: self.etag.clone(),
             ..Default::default()
         };
-        let mut inner = self
+        let inner = self
             .op
             .reader_options(&self.name, opts)
             .and_then(|r| r.into_std_read(start..end))
             .map_err(|e| RangeError::Final(io_error(e)))?;
-        // The request goes out on the first read: make it here, so a refusal is final.
-        let mut head = vec![0u8; (end - start).min(64 << 10) as usize];
-        let n = inner
-            .read(&mut head)
+        // A refusal of the request itself is final.
+        let reader = S3Reader::open(inner, end - start, self.overall)
             .map_err(|e| RangeError::Final(range_error(e)))?;
-        head.truncate(n);
-        Ok(Box::new(S3Reader {
-            inner,
-            head: io::Cursor::new(head),
-            deadline: Instant::now() + self.overall,
-        }))
+        Ok(Box::new(reader))
     }
 
     fn describe(&self) -> String {
@@ -586,20 +598,13 @@ impl Backend for S3Backend {
         let _g = runtime().enter();
         let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
         // An unbounded range without chunking is one GET, no HEAD first.
-        let mut inner = blocking
+        let inner = blocking
             .reader(name)
             .and_then(|r| r.into_std_read(..))
             .map_err(store_error)?;
-        // The request goes out on the first read: make it here, so a missing object is
-        // `NotFound` (a broken entry) rather than a failed transfer.
-        let mut head = vec![0u8; 64 << 10];
-        let n = inner.read(&mut head).map_err(unwrap_io)?;
-        head.truncate(n);
-        Ok(Box::new(S3Reader {
-            inner,
-            head: io::Cursor::new(head),
-            deadline: Instant::now() + self.overall,
-        }))
+        // A missing object is `NotFound` (a broken entry) rather than a failed transfer.
+        let reader = S3Reader::open(inner, u64::MAX, self.overall).map_err(unwrap_io)?;
+        Ok(Box::new(reader))
     }
 
     /// A large archive through `ranged`: a HEAD gives the size and ETag, then
