@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::redact;
 
@@ -186,8 +186,8 @@ impl Shared {
         let deadline = self.split.deadline;
         once.retry(
             backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(30))
+                .with_min_delay(super::transport::FIRST_RETRY_WAIT)
+                .with_max_delay(super::transport::MAX_RETRY_WAIT)
                 .with_max_times(self.split.retries as usize)
                 .with_jitter(),
         )
@@ -321,6 +321,7 @@ impl Drop for InOrder {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     struct Pattern {
         len: u64,

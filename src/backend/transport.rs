@@ -23,8 +23,10 @@ use crate::redact;
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 10;
+/// First wait before a retry; it doubles with each attempt.
+pub(super) const FIRST_RETRY_WAIT: Duration = Duration::from_millis(200);
 /// Longest single wait between retries; a longer `Retry-After` ends the retrying.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// Bytes an upload may have queued ahead of the network.
 const PIPE_CAPACITY: usize = 1 << 20;
 
@@ -457,7 +459,7 @@ fn retryable(s: StatusCode) -> bool {
 /// 200 ms doubling per attempt, capped, times a random factor in [0.5, 1.5) so jobs that
 /// failed together do not come back together.
 fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(200) * 2u32.saturating_pow(attempt.min(8));
+    let base = FIRST_RETRY_WAIT * 2u32.saturating_pow(attempt.min(8));
     let mut r = [0u8; 2];
     let _ = getrandom::fill(&mut r);
     let jitter = 0.5 + f64::from(u16::from_le_bytes(r)) / 65536.0;
