@@ -118,6 +118,19 @@ impl PruneRules {
             .is_none_or(|s| group.split('/').nth(2).and_then(Scope::parse) == Some(s))
     }
 
+    /// Run `work` on `items` `--concurrency` at a time, or, in a dry run, nothing: what
+    /// was (or would have been) done, and the failure that stopped it.
+    fn act<T: Sync>(
+        &self,
+        items: &[T],
+        work: impl Fn(&T) -> Result<()> + Sync,
+    ) -> (Vec<Option<()>>, Option<anyhow::Error>) {
+        if self.dry_run {
+            return (items.iter().map(|_| Some(())).collect(), None);
+        }
+        bounded(items, self.concurrency, work)
+    }
+
     fn in_scope(&self, name: &str) -> bool {
         self.scope
             .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
@@ -195,26 +208,22 @@ impl Deleter<'_> {
     fn flush(&mut self) -> Result<()> {
         let items = std::mem::take(&mut self.batch);
         let backend = self.backend;
-        let (done, failed) = if self.rules.dry_run {
-            (items.iter().map(|_| Some(())).collect(), None)
-        } else {
-            bounded(&items, self.rules.concurrency, |d| {
-                match d {
-                    Doomed::Entry(e) => {
-                        // Manifest first: the entry disappears atomically for readers.
-                        backend.delete(&e.manifest)?;
-                        if !e.archive.is_empty() {
-                            backend.delete(&e.archive)?;
-                        }
-                        if let Some(u) = &e.usage {
-                            backend.delete(u)?;
-                        }
+        let (done, failed) = self.rules.act(&items, |d| {
+            match d {
+                Doomed::Entry(e) => {
+                    // Manifest first: the entry disappears atomically for readers.
+                    backend.delete(&e.manifest)?;
+                    if !e.archive.is_empty() {
+                        backend.delete(&e.archive)?;
                     }
-                    Doomed::Abandoned(o) | Doomed::Leftover(o) => backend.delete(&o.name)?,
+                    if let Some(u) = &e.usage {
+                        backend.delete(u)?;
+                    }
                 }
-                Ok(())
-            })
-        };
+                Doomed::Abandoned(o) | Doomed::Leftover(o) => backend.delete(&o.name)?,
+            }
+            Ok(())
+        });
         let verb = self.verb;
         for (d, _) in items.iter().zip(done).filter(|(_, d)| d.is_some()) {
             match d {
@@ -342,13 +351,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                 .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
         })
         .collect();
-    let (aborted, failed) = if rules.dry_run {
-        (incomplete.iter().map(|_| Some(())).collect(), None)
-    } else {
-        bounded(&incomplete, rules.concurrency, |u| {
-            Ok(backend.abort_upload(u)?)
-        })
-    };
+    let (aborted, failed) = rules.act(&incomplete, |u| Ok(backend.abort_upload(u)?));
     let abort_verb = if rules.dry_run {
         "would abort"
     } else {
