@@ -234,27 +234,25 @@ def scale_figures(args, cg, work, env, garage_endpoint, nginx_port, keys, timed,
         if not n // 2 - names_slack <= len(left) <= n // 2:
             sys.exit(f"prune --max-size {4 * n} left {len(left)} of {n} entries")
 
-    names_slack = 100
-    for n in [int(x) for x in args.ls_dir.split(",") if x]:
-        d = os.path.join(work, f"scale-dir-{n}")
+    def write_entries(d, n):
         shutil.rmtree(d, ignore_errors=True)
         for name, data in synthetic_entries(template, n):
             p = os.path.join(d, name)
             os.makedirs(os.path.dirname(p), exist_ok=True)
             with open(p, "wb") as f:
                 f.write(data)
+
+    names_slack = 100
+    for n in [int(x) for x in args.ls_dir.split(",") if x]:
+        d = os.path.join(work, f"scale-dir-{n}")
+        write_entries(d, n)
         measure("directory", n, d)
         shutil.rmtree(d)
     for n in [int(x) for x in args.ls_http.split(",") if x]:
         # nginx serves its root from this disk: the entries are written there directly.
         prefix = f"scale{n}"
         d = os.path.join(work, "nginx", "root", prefix)
-        shutil.rmtree(d, ignore_errors=True)
-        for name, data in synthetic_entries(template, n):
-            p = os.path.join(d, name)
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            with open(p, "wb") as f:
-                f.write(data)
+        write_entries(d, n)
         measure("nginx", n, f"http://127.0.0.1:{nginx_port}/{prefix}")
         shutil.rmtree(d)
     for n in [int(x) for x in args.ls_s3.split(",") if x]:

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::ARGS;
-use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
+use crate::common::gitlab_emu::{GitlabEmu, GitlabStore, Request};
 use crate::common::scenarios::{ensure, installs, parallel_saves};
 use crate::common::{Project, stderr, warnings};
 use crate::http::{ensure_with, explain_names_the_changed_lock, small_tree};
@@ -466,24 +466,38 @@ fn saved_large(
     (args, big, blob)
 }
 
+/// A hit of what `saved_large` saved, counted from a cleared request log: the same bytes
+/// come back, and five or more of the requests `seen` records for the archive were ranges
+/// (returned).
+fn hit_in_ranges(
+    (p, emu): (&Project, &GitlabEmu),
+    (args, big, blob): &(Vec<&'static str>, Vec<String>, Vec<u8>),
+    seen: fn(&GitlabEmu) -> Vec<Request>,
+    archive: fn(&Request) -> bool,
+) -> Vec<Request> {
+    emu.clear_requests();
+    p.test()
+        .ensure(args, big)
+        .stderr_contains("cachegate: hit")
+        .run();
+    assert_eq!(&std::fs::read(p.path("out/blob")).unwrap(), blob);
+    let ranges: Vec<Request> = seen(emu)
+        .into_iter()
+        .filter(|r| archive(r) && r.header("range").is_some())
+        .collect();
+    assert!(ranges.len() >= 5, "{ranges:?}");
+    ranges
+}
+
 #[test]
 fn a_large_archive_comes_from_gitlab_itself_in_ranges_bound_to_its_date() {
     // No redirect: GitLab serves the file from its own storage, with Last-Modified and no
     // ETag, so the ranges must carry If-Unmodified-Since (an If-Match would answer 412).
     let (p, emu) = project();
-    let (args, big, blob) = saved_large(&p, "3");
-    emu.clear_requests();
-    p.test()
-        .ensure(&args, &big)
-        .stderr_contains("cachegate: hit")
-        .run();
-    assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
-    let ranges: Vec<_> = emu
-        .requests()
-        .into_iter()
-        .filter(|r| r.path.ends_with(".tar.zst") && r.header("range").is_some())
-        .collect();
-    assert!(ranges.len() >= 5, "{ranges:?}");
+    let saved = saved_large(&p, "3");
+    let ranges = hit_in_ranges((&p, &emu), &saved, GitlabEmu::requests, |r| {
+        r.path.ends_with(".tar.zst")
+    });
     assert!(emu.blob_requests().is_empty());
     let later: Vec<_> = ranges
         .iter()
@@ -523,20 +537,11 @@ fn an_archive_replaced_on_gitlab_mid_download_fails_fast_instead_of_splicing() {
 #[test]
 fn a_large_archive_comes_from_object_storage_in_ranges_bound_to_its_etag() {
     let (p, emu) = project();
-    let (args, big, blob) = saved_large(&p, "3");
+    let saved = saved_large(&p, "3");
     emu.redirect_downloads(true);
-    emu.clear_requests();
-    p.test()
-        .ensure(&args, &big)
-        .stderr_contains("cachegate: hit")
-        .run();
-    assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
-    let ranges: Vec<_> = emu
-        .blob_requests()
-        .into_iter()
-        .filter(|r| r.path.starts_with("/blob/") && r.header("range").is_some())
-        .collect();
-    assert!(ranges.len() >= 5, "{ranges:?}");
+    let ranges = hit_in_ranges((&p, &emu), &saved, GitlabEmu::blob_requests, |r| {
+        r.path.starts_with("/blob/")
+    });
     // After the first range, each names the version it came from.
     assert!(
         ranges
