@@ -124,7 +124,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
                 set_env(&mut r);
             }
         },
-        Layout::Gradle => match user_dir(env, "GRADLE_USER_HOME") {
+        Layout::Gradle => match user_dir(dir, env, "GRADLE_USER_HOME") {
             Some(home) => {
                 r.notes.push(format!(
                     "GRADLE_USER_HOME={home}: caching its dependency cache and wrapper dists"
@@ -157,7 +157,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
             }
         },
         Layout::Terraform => {
-            match user_dir(env, "TF_PLUGIN_CACHE_DIR") {
+            match user_dir(dir, env, "TF_PLUGIN_CACHE_DIR") {
                 Some(d) => {
                     r.notes.push(format!(
                         "TF_PLUGIN_CACHE_DIR={d}: caching that plugin cache"
@@ -175,7 +175,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
             r.create.push(r.paths[0].declared.clone());
         }
         Layout::Dart => {
-            match user_dir(env, "PUB_CACHE") {
+            match user_dir(dir, env, "PUB_CACHE") {
                 Some(d) => {
                     r.notes
                         .push(format!("PUB_CACHE={d}: caching that pub cache"));
@@ -206,10 +206,19 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
 }
 
 /// A directory variable the user set, without its trailing slash.
-fn user_dir(env: Env, var: &str) -> Option<String> {
+fn user_dir(dir: &Path, env: Env, var: &str) -> Option<String> {
     env(var)
         .filter(|v| !v.trim().is_empty())
-        .map(|v| v.trim_end_matches('/').to_string())
+        .map(|v| in_project(dir, v.trim_end_matches('/')))
+}
+
+/// A path inside the project as a relative one: `GRADLE_USER_HOME=$CI_PROJECT_DIR/.gradle`
+/// names another absolute path in every runner slot, and the key must not differ for that.
+fn in_project(dir: &Path, path: &str) -> String {
+    match Path::new(path).strip_prefix(dir) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => path.to_string(),
+    }
 }
 
 /// The local repository the user chose, and why: `-Dmaven.repo.local` in the project's
@@ -220,7 +229,7 @@ fn maven_repo(dir: &Path, env: Env) -> Option<(String, String)> {
     let find = |text: &str| {
         text.split_whitespace()
             .find_map(|a| a.strip_prefix(FLAG))
-            .map(|v| v.trim_matches('"').trim_end_matches('/').to_string())
+            .map(|v| in_project(dir, v.trim_matches('"').trim_end_matches('/')))
             .filter(|v| !v.is_empty())
     };
     if let Some(repo) = std::fs::read_to_string(dir.join(".mvn/maven.config"))
@@ -792,6 +801,10 @@ mod tests {
             ]
         );
         assert_eq!(r.env, [("GRADLE_USER_HOME".into(), abs(".gradle"))]);
+        // GitLab's advice, `$CI_PROJECT_DIR/.gradle`: the same relative paths as the default.
+        let env = |k: &str| (k == "GRADLE_USER_HOME").then(|| abs(".gradle/"));
+        let r = resolve(gradle, root, &env).unwrap();
+        assert_eq!(r.paths[0].declared, ".gradle/caches/modules-2");
         let env = |k: &str| (k == "GRADLE_USER_HOME").then(|| "/gh/".to_string());
         let r = resolve(gradle, root, &env).unwrap();
         assert_eq!(
@@ -812,6 +825,12 @@ mod tests {
         let r = resolve(maven, root, &env).unwrap();
         assert_eq!(paths(&r), [("~/.m2/repository", false)]);
         assert!(r.notes[0].contains("-Dmaven.repo.local"), "{r:?}");
+        let in_dir =
+            |k: &str| (k == "MAVEN_OPTS").then(|| format!("-Dmaven.repo.local={}", abs("m2")));
+        assert_eq!(
+            paths(&resolve(maven, root, &in_dir).unwrap()),
+            [("m2", false)]
+        );
         write(
             root,
             ".mvn/maven.config",
