@@ -139,9 +139,24 @@ fn a_maven_repository_restored_under_another_mirror_id_builds_offline() {
     );
 }
 
-/// GRADLE_USER_HOME in the project, as GitLab's docs advise: its dependency cache is
-/// restored at another checkout path without Gradle's lock files, and the project builds
-/// and runs offline with the repository server gone.
+/// A Gradle distribution as services.gradle.org serves one (`gradle-4.4.1/lib/...` in a zip),
+/// made from Debian's gradle, for the wrapper to download.
+fn gradle_distribution(dir: &Path) -> String {
+    sh(
+        dir,
+        &[],
+        "v=$(gradle --version 2>/dev/null | sed -n 's/^Gradle //p') && mkdir -p dist/gradle-$v && \
+         cp -rL /usr/share/gradle/lib dist/gradle-$v/ && cd dist && \
+         python3 -c \"import shutil,sys; shutil.make_archive('gradle-'+sys.argv[1]+'-bin','zip','.','gradle-'+sys.argv[1])\" $v && \
+         rm -r gradle-$v && echo gradle-$v-bin.zip",
+    )
+    .trim()
+    .to_string()
+}
+
+/// GRADLE_USER_HOME in the project, as GitLab's docs advise: the wrapper's distribution and
+/// the dependency cache are restored at another checkout path without Gradle's lock files,
+/// and the project builds and runs offline with the servers gone.
 #[test]
 fn a_gradle_dependency_cache_restored_at_another_path_builds_and_runs_offline() {
     if !jvm_tools(&["gradle", "java"]) {
@@ -151,6 +166,7 @@ fn a_gradle_dependency_cache_restored_at_another_path_builds_and_runs_offline() 
         return;
     };
     std::os::unix::fs::symlink(REPO, nginx.root.join("maven")).unwrap();
+    let zip = gradle_distribution(&nginx.root);
     let p = Project::new();
     p.write(
         "build.gradle",
@@ -160,9 +176,22 @@ fn a_gradle_dependency_cache_restored_at_another_path_builds_and_runs_offline() 
     )
     .write("settings.gradle", "rootProject.name = 'demo'\n")
     .write("src/main/java/demo/Main.java", MAIN_JAVA);
-    let lock = ["--lock", "settings.gradle"];
-    let install = tree_cmd("gradle --no-daemon -q build");
     let url = nginx.url("/maven");
+    let dist = nginx.url(&format!("/dist/{zip}"));
+    sh(
+        &p.dir,
+        &[("HOME", p.home.to_str().unwrap())],
+        &format!(
+            "gradle --no-daemon -q wrapper --gradle-distribution-url {dist} && rm -rf .gradle"
+        ),
+    );
+    let lock = [
+        "--lock",
+        "settings.gradle",
+        "--lock",
+        "gradle/wrapper/gradle-wrapper.properties",
+    ];
+    let install = tree_cmd("./gradlew --no-daemon -q build");
     p.test()
         .ensure(&lock, &install)
         .env("REPO_URL", &url)
@@ -180,11 +209,10 @@ fn a_gradle_dependency_cache_restored_at_another_path_builds_and_runs_offline() 
         "{:?}",
         nginx.access_log()
     );
-    let origin = walk(&p.path(".gradle/caches/modules-2"));
-    assert!(
-        origin.iter().any(|f| f.ends_with("modules-2.lock")),
-        "{origin:?}"
-    );
+    let origin = walk(&p.path(".gradle"));
+    for made in ["modules-2.lock", "-bin.zip.lck"] {
+        assert!(origin.iter().any(|f| f.ends_with(made)), "{origin:?}");
+    }
     nginx.stop();
 
     let q = fresh_copy(&p, &[".gradle", "build", "installs.log"]);
@@ -204,14 +232,20 @@ fn a_gradle_dependency_cache_restored_at_another_path_builds_and_runs_offline() 
         "{restored:?}"
     );
     assert!(
+        restored.iter().any(|f| f.ends_with("-bin.zip.ok")),
+        "{restored:?}"
+    );
+    assert!(
         !restored
             .iter()
-            .any(|f| f.ends_with(".lock") || f.ends_with("gc.properties")),
+            .any(|f| f.ends_with(".lock") || f.ends_with(".lck") || f.ends_with("gc.properties")),
         "{restored:?}"
     );
     // Nothing but the two caches: no daemon logs, no per-version caches, no project state.
     assert!(
-        restored.iter().all(|f| f.starts_with("caches/modules-2")),
+        restored
+            .iter()
+            .all(|f| f.starts_with("caches/modules-2/") || f.starts_with("wrapper/dists/")),
         "{restored:?}"
     );
     let gh = q.path(".gradle").display().to_string();
@@ -223,7 +257,7 @@ fn a_gradle_dependency_cache_restored_at_another_path_builds_and_runs_offline() 
             ("HOME", &home),
             ("REPO_URL", &url),
         ],
-        "gradle --no-daemon --offline -q run",
+        "./gradlew --no-daemon --offline -q run",
     );
     assert!(ran.contains("Hello from commons-lang3"), "{ran}");
 
