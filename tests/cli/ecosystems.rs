@@ -1,12 +1,14 @@
 //! The presets for the JVM, conda, Terraform and Dart (issue 20, part 3). Maven and Gradle
 //! run for real, offline, against Debian's Maven repository (`/usr/share/maven-repo`), and
-//! the project is built and run from the restored tree. pixi, conda, Terraform and Dart
-//! cannot be installed on this machine: their tests lay out what the tool writes (file
-//! names, variables, absolute paths where the tool records them) and check the preset's
-//! paths, variables and key against it.
+//! the project is built and run from the restored tree. pixi's environments are installed
+//! by rattler, the library pixi installs with (from PyPI), from a conda channel made here.
+//! The pixi CLI, conda, Terraform and Dart cannot be installed on this machine: their tests
+//! lay out what the tool writes (file names, variables, absolute paths where the tool
+//! records them) and check the preset's paths, variables and key against it.
 
 use std::fs;
 use std::path::Path;
+use std::process::Command as StdCommand;
 
 use crate::common::nginx::{Nginx, Options};
 use crate::common::{Project, require, stderr, stdout, tree_cmd, walk, which};
@@ -325,36 +327,129 @@ fn terraform_caches_the_plugin_cache_it_makes_and_never_the_working_directory() 
     assert!(!q.path(".terraform").exists(), "{:?}", walk(&q.dir));
 }
 
-/// A pixi environment embeds its prefix (conda rewrites it into scripts at install), so it
-/// is keyed on its location: a re-run at the same path hits, another path is a miss.
+/// A conda channel holding `greet`, a noarch package whose script names its install prefix
+/// through conda's placeholder (rewritten to the real prefix at install, as conda-forge's
+/// packages have it in scripts, pkg-config files and binaries).
+const CONDA_CHANNEL: &str = r##"
+import hashlib, io, json, os, sys, tarfile, time
+root, placeholder = sys.argv[1], "/opt/anaconda1anaconda2anaconda3"
+files = {
+    "bin/greet": f"#!/bin/sh\nexec cat \"{placeholder}/share/greet/message\"\n",
+    "share/greet/message": "hello from a conda package\n",
+}
+index = {"name": "greet", "version": "1.0.0", "build": "0", "build_number": 0, "depends": [],
+         "subdir": "noarch", "noarch": "generic", "timestamp": 1700000000000}
+paths = []
+for p, t in files.items():
+    e = {"_path": p, "path_type": "hardlink", "sha256": hashlib.sha256(t.encode()).hexdigest(),
+         "size_in_bytes": len(t)}
+    if placeholder in t:
+        e.update(prefix_placeholder=placeholder, file_mode="text")
+    paths.append(e)
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:bz2") as tf:
+    def add(name, data, mode=0o644):
+        ti = tarfile.TarInfo(name); ti.size = len(data); ti.mode = mode; ti.mtime = 1700000000
+        tf.addfile(ti, io.BytesIO(data))
+    for p, t in files.items():
+        add(p, t.encode(), 0o755 if p.startswith("bin/") else 0o644)
+    add("info/index.json", json.dumps(index).encode())
+    add("info/paths.json", json.dumps({"paths_version": 1, "paths": paths}).encode())
+data = buf.getvalue()
+for sub in ["noarch", "linux-64"]:
+    os.makedirs(f"{root}/{sub}", exist_ok=True)
+open(f"{root}/noarch/greet-1.0.0-0.tar.bz2", "wb").write(data)
+rec = dict(index, md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+for sub, pkgs in [("noarch", {"greet-1.0.0-0.tar.bz2": rec}), ("linux-64", {})]:
+    json.dump({"info": {"subdir": sub}, "packages": pkgs, "packages.conda": {}},
+              open(f"{root}/{sub}/repodata.json", "w"))
+"##;
+
+/// What `pixi install` does with its lock: rattler (pixi's installer) puts the solved
+/// packages into `.pixi/envs/default`, from a package cache outside the project.
+const RATTLER_INSTALL: &str = r#"
+import asyncio, os, sys, rattler
+async def main(channel, cache):
+    recs = await rattler.solve(sources=[rattler.Channel(channel)], specs=["greet"],
+                               platforms=["linux-64", "noarch"])
+    await rattler.install(recs, target_prefix=os.path.abspath(".pixi/envs/default"),
+                          cache_dir=cache, show_progress=False)
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+
+fn rattler() -> bool {
+    let found = StdCommand::new(tools_python())
+        .args(["-c", "import rattler"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    require(
+        found,
+        "py-rattler (pixi's installer library)",
+        "bash .ci/run (installs it into ~/.cache/cachegate-ci/py)",
+    )
+}
+
+fn tools_python() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache/cachegate-ci/py/bin/python")
+}
+
+/// A conda environment holds its prefix in what conda rewrote at install, so the pixi
+/// preset keys on its location: a re-run at the same path hits and the restored script
+/// works; another checkout path is a miss (never a script pointing at the old checkout).
 #[test]
-fn a_pixi_environment_hits_at_its_own_path_and_misses_at_another() {
+fn a_pixi_environment_installed_by_rattler_hits_at_its_path_and_misses_at_another() {
+    if !rattler() {
+        return;
+    }
     let p = Project::new();
+    let channel = p.tmp.path().join("channel");
+    fs::write(p.tmp.path().join("channel.py"), CONDA_CHANNEL).unwrap();
+    fs::write(p.tmp.path().join("install.py"), RATTLER_INSTALL).unwrap();
+    let py = tools_python().display().to_string();
+    sh(
+        p.tmp.path(),
+        &[],
+        &format!("{py} channel.py {}", channel.display()),
+    );
     p.write(
         "pixi.toml",
-        "[workspace]\nname = \"app\"\nchannels = [\"conda-forge\"]\nplatforms = [\"linux-64\"]\n[dependencies]\npython = \"3.12.*\"\n",
+        &format!(
+            "[workspace]\nname = \"app\"\nchannels = [\"file://{}\"]\nplatforms = [\"linux-64\"]\n[dependencies]\ngreet = \"*\"\n",
+            channel.display()
+        ),
     )
-    .write("pixi.lock", "version: 6\nenvironments: {}\npackages: []\n");
-    let install = tree_cmd(
-        "e=.pixi/envs/default && mkdir -p $e/conda-meta $e/bin && \
-         printf '#!%s/bin/python3.12\\nprint(1)\\n' \"$PWD/$e\" > $e/bin/app && \
-         printf '{\"manifest_path\":\"%s/pixi.toml\",\"environment_name\":\"default\"}' \"$PWD\" > $e/conda-meta/pixi",
-    );
+    .write("pixi.lock", "version: 6\nenvironments:\n  default:\n    packages:\n      linux-64:\n      - conda: greet-1.0.0-0.tar.bz2\n");
+    let install = tree_cmd(&format!(
+        "{py} {} file://{} {}",
+        p.tmp.path().join("install.py").display(),
+        channel.display(),
+        p.tmp.path().join("rattler-cache").display()
+    ));
     let lock = ["--lock", "pixi.lock"];
     p.test()
         .ensure(&lock, &install)
         .stderr_contains("preset pixi: caching .pixi/envs")
         .stderr_contains("cachegate: saved pixi")
         .installs(1)
+        .warnings(0)
         .run();
+    let greet = p.path(".pixi/envs/default/bin/greet");
+    let script = fs::read_to_string(&greet).unwrap();
+    assert!(
+        script.contains(&p.path(".pixi/envs/default").display().to_string()),
+        "conda wrote the prefix in: {script}"
+    );
     fs::remove_dir_all(p.path(".pixi")).unwrap();
     p.test()
         .ensure(&lock, &install)
         .stderr_contains("cachegate: hit pixi")
         .installs(1)
         .run();
-    let shebang = fs::read_to_string(p.path(".pixi/envs/default/bin/app")).unwrap();
-    assert!(shebang.contains(&p.dir.display().to_string()), "{shebang}");
+    assert_eq!(
+        sh(&p.dir, &[], &greet.display().to_string()),
+        "hello from a conda package\n"
+    );
 
     let q = fresh_copy(&p, &[".pixi", "installs.log"]);
     q.test()
@@ -362,10 +457,24 @@ fn a_pixi_environment_hits_at_its_own_path_and_misses_at_another() {
         .stderr_lacks("cachegate: hit")
         .installs(1)
         .run();
+    let q_greet = q.path(".pixi/envs/default/bin/greet");
+    assert!(
+        fs::read_to_string(&q_greet)
+            .unwrap()
+            .contains(&q.dir.display().to_string())
+    );
+    assert_eq!(
+        sh(&q.dir, &[], &q_greet.display().to_string()),
+        "hello from a conda package\n"
+    );
+
     // A dependency changed in pixi.toml without re-locking: `pixi install --locked` must
     // get to refuse it.
     let manifest = fs::read_to_string(p.path("pixi.toml")).unwrap();
-    p.write("pixi.toml", &manifest.replace("3.12.*", "3.13.*"));
+    p.write(
+        "pixi.toml",
+        &manifest.replace("greet = \"*\"", "greet = \">=2\""),
+    );
     p.test()
         .ensure(&lock, &install)
         .stderr_lacks("cachegate: hit")
