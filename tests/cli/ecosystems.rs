@@ -366,15 +366,15 @@ for sub, pkgs in [("noarch", {"greet-1.0.0-0.tar.bz2": rec}), ("linux-64", {})]:
 "##;
 
 /// What `pixi install` does with its lock: rattler (pixi's installer) puts the solved
-/// packages into `.pixi/envs/default`, from a package cache outside the project.
+/// packages into the prefix (`.pixi/envs/default`), from a package cache outside the project.
 const RATTLER_INSTALL: &str = r#"
 import asyncio, os, sys, rattler
-async def main(channel, cache):
+async def main(channel, cache, prefix):
     recs = await rattler.solve(sources=[rattler.Channel(channel)], specs=["greet"],
                                platforms=["linux-64", "noarch"])
-    await rattler.install(recs, target_prefix=os.path.abspath(".pixi/envs/default"),
+    await rattler.install(recs, target_prefix=os.path.abspath(prefix),
                           cache_dir=cache, show_progress=False)
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 "#;
 
 fn rattler() -> bool {
@@ -387,6 +387,30 @@ fn rattler() -> bool {
         "py-rattler (pixi's installer library)",
         "bash .ci/run (installs it into ~/.cache/cachegate-ci/py)",
     )
+}
+
+/// The channel (made once per project, outside it) and the install command into `prefix`.
+fn conda_channel(p: &Project) -> std::path::PathBuf {
+    let channel = p.tmp.path().join("channel");
+    fs::write(p.tmp.path().join("channel.py"), CONDA_CHANNEL).unwrap();
+    fs::write(p.tmp.path().join("install.py"), RATTLER_INSTALL).unwrap();
+    let py = tools_python().display().to_string();
+    sh(
+        p.tmp.path(),
+        &[],
+        &format!("{py} channel.py {}", channel.display()),
+    );
+    channel
+}
+
+fn rattler_install(p: &Project, channel: &Path, prefix: &str) -> Vec<String> {
+    tree_cmd(&format!(
+        "{} {} file://{} {} \"{prefix}\"",
+        tools_python().display(),
+        p.tmp.path().join("install.py").display(),
+        channel.display(),
+        p.tmp.path().join("rattler-cache").display()
+    ))
 }
 
 fn tools_python() -> std::path::PathBuf {
@@ -403,15 +427,7 @@ fn a_pixi_environment_installed_by_rattler_hits_at_its_path_and_misses_at_anothe
         return;
     }
     let p = Project::new();
-    let channel = p.tmp.path().join("channel");
-    fs::write(p.tmp.path().join("channel.py"), CONDA_CHANNEL).unwrap();
-    fs::write(p.tmp.path().join("install.py"), RATTLER_INSTALL).unwrap();
-    let py = tools_python().display().to_string();
-    sh(
-        p.tmp.path(),
-        &[],
-        &format!("{py} channel.py {}", channel.display()),
-    );
+    let channel = conda_channel(&p);
     p.write(
         "pixi.toml",
         &format!(
@@ -420,12 +436,7 @@ fn a_pixi_environment_installed_by_rattler_hits_at_its_path_and_misses_at_anothe
         ),
     )
     .write("pixi.lock", "version: 6\nenvironments:\n  default:\n    packages:\n      linux-64:\n      - conda: greet-1.0.0-0.tar.bz2\n");
-    let install = tree_cmd(&format!(
-        "{py} {} file://{} {}",
-        p.tmp.path().join("install.py").display(),
-        channel.display(),
-        p.tmp.path().join("rattler-cache").display()
-    ));
+    let install = rattler_install(&p, &channel, ".pixi/envs/default");
     let lock = ["--lock", "pixi.lock"];
     p.test()
         .ensure(&lock, &install)
@@ -484,14 +495,17 @@ fn a_pixi_environment_installed_by_rattler_hits_at_its_path_and_misses_at_anothe
 
 #[test]
 fn conda_environments_go_under_the_project_and_are_keyed_on_their_location() {
+    if !rattler() {
+        return;
+    }
     let p = Project::new();
+    let channel = conda_channel(&p);
     p.write(
         "conda-lock.yml",
-        "version: 1\nmetadata:\n  platforms: [linux-64]\npackage: []\n",
+        "version: 1\nmetadata:\n  platforms: [linux-64]\npackage:\n- name: greet\n  version: 1.0.0\n",
     );
-    let install = tree_cmd(
-        "mkdir -p \"$CONDA_ENVS_PATH/ci/conda-meta\" && echo \"==> $CONDA_ENVS_PATH/ci\" > \"$CONDA_ENVS_PATH/ci/conda-meta/history\"",
-    );
+    // `conda env create -n ci` / `conda-lock install -n ci` make `<first envs dir>/ci`.
+    let install = rattler_install(&p, &channel, "$CONDA_ENVS_PATH/ci");
     let lock = ["--lock", "conda-lock.yml"];
     p.test()
         .ensure(&lock, &install)
@@ -499,7 +513,14 @@ fn conda_environments_go_under_the_project_and_are_keyed_on_their_location() {
         .stderr_contains("cachegate: saved conda")
         .installs(1)
         .run();
-    assert!(p.path(".conda/envs/ci/conda-meta/history").is_file());
+    fs::remove_dir_all(p.path(".conda")).unwrap();
+    p.test()
+        .ensure(&lock, &install)
+        .stderr_contains("cachegate: hit conda")
+        .installs(1)
+        .run();
+    let greet = p.path(".conda/envs/ci/bin/greet").display().to_string();
+    assert_eq!(sh(&p.dir, &[], &greet), "hello from a conda package\n");
     let explain = p
         .test()
         .verb(
