@@ -162,9 +162,13 @@ fn whole_files(dir: &Path, names: &[&str]) -> Result<Vec<LockFile>> {
         .follow_links(false)
         .max_depth(Some(12))
         .filter_entry(|e| {
-            !(e.depth() > 0
-                && e.file_type().is_some_and(|t| t.is_dir())
-                && NOT_SOURCES.contains(&e.file_name().to_string_lossy().as_ref()))
+            let dir = e.depth() > 0 && e.file_type().is_some_and(|t| t.is_dir());
+            // A GRADLE_USER_HOME elsewhere in the project: a restored wrapper distribution
+            // holds build scripts of its own.
+            !(dir
+                && (NOT_SOURCES.contains(&e.file_name().to_string_lossy().as_ref())
+                    || e.path().join("caches/modules-2").is_dir()
+                    || e.path().join("wrapper/dists").is_dir()))
         })
         .sort_by_file_name(|a, b| a.cmp(b))
         .build();
@@ -382,6 +386,10 @@ mod tests {
         );
         // Gradle's own home in the project and build outputs are not sources.
         write(".gradle/init.gradle", "x");
+        write(
+            "ci/gradle-home/wrapper/dists/gradle-8/x/gradle-8/init.d/a.gradle",
+            "x",
+        );
         write("app/build/tmp/x.gradle", "x");
         let paths = |kind| -> Vec<String> {
             collect(kind, root)
