@@ -174,7 +174,21 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
             }
             r.create.push(r.paths[0].declared.clone());
         }
+        Layout::Conda => {
+            fixed(&mut r);
+            set_env(&mut r);
+            r.notes.push(format!(
+                "environments under {} hold their prefix (conda rewrote it into scripts and \
+                 binaries), so the key holds that location: another checkout path is a miss",
+                dir.join(p.paths[0]).display()
+            ));
+        }
         Layout::Dart => {
+            r.notes.push(
+                "pub's .dart_tool/package_config.json names packages by absolute path, so the \
+                 key holds the location: another checkout path is a miss"
+                    .into(),
+            );
             match user_dir(dir, env, "PUB_CACHE") {
                 Some(d) => {
                     r.notes

@@ -89,6 +89,8 @@ pub enum Layout {
     Terraform,
     /// `PUB_CACHE` when the user set it, with the project's `.dart_tool`.
     Dart,
+    /// The preset's paths, which hold their own prefix: the log says the location is keyed.
+    Conda,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -282,10 +284,12 @@ pub const PRESETS: &[Preset] = &[
         // conda rewrites its prefix into scripts and binaries at install time.
         relocatable: false,
         inputs: Inputs::Pixi,
+        layout: Layout::Conda,
         ..plain("pixi", &["pixi.lock"], &[".pixi/envs"], &[])
     },
     Preset {
         relocatable: false,
+        layout: Layout::Conda,
         ..plain(
             "conda",
             &[
@@ -435,6 +439,7 @@ impl Layout {
             Layout::Terraform => {
                 "or TF_PLUGIN_CACHE_DIR when set, made before the command; never .terraform/"
             }
+            Layout::Conda => "keyed on their location: conda writes the prefix into them",
             Layout::Dart => {
                 "plus .flutter-plugins* when flutter writes them; the pub cache under PUB_CACHE when set"
             }
