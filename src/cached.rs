@@ -91,6 +91,7 @@ fn concrete(plan: &Plan, declared: String, optional: bool) -> CachePath {
         declared,
         optional,
         glob: false,
+        skip: &[],
     }
 }
 

@@ -79,8 +79,163 @@ pub fn collect(kind: Inputs, dir: &Path) -> Result<Vec<LockFile>> {
         }
         Inputs::Pyproject => toml_fields(dir, "pyproject.toml", PYPROJECT_FIELDS, &mut out)?,
         Inputs::Pipfile => toml_fields(dir, "Pipfile", PIPFILE_FIELDS, &mut out)?,
+        Inputs::Gradle => out.extend(whole_files(dir, GRADLE_FILES)?),
+        Inputs::Maven => out.extend(whole_files(dir, MAVEN_FILES)?),
+        Inputs::Pixi => {
+            toml_fields(dir, "pixi.toml", PIXI_FIELDS, &mut out)?;
+            // A pyproject.toml is pixi's manifest only when it has a `[tool.pixi…]` table.
+            if std::fs::read_to_string(dir.join("pyproject.toml"))
+                .is_ok_and(|t| t.contains("[tool.pixi"))
+            {
+                toml_fields(dir, "pyproject.toml", PIXI_PYPROJECT_FIELDS, &mut out)?;
+            }
+        }
+        Inputs::Pubspec => pubspecs(dir, &mut out)?,
     }
     Ok(out)
+}
+
+/// Gradle declares dependencies in code, so its build files count whole.
+const GRADLE_FILES: &[&str] = &[
+    "*.gradle",
+    "*.gradle.kts",
+    "*.versions.toml",
+    "gradle.properties",
+    "gradle-wrapper.properties",
+];
+
+const MAVEN_FILES: &[&str] = &["pom.xml", "extensions.xml"];
+
+/// What `pixi install --locked` checks `pixi.lock` against.
+const PIXI_FIELDS: &[&str] = &[
+    "workspace.channels",
+    "workspace.platforms",
+    "workspace.channel-priority",
+    "project.channels",
+    "project.platforms",
+    "project.channel-priority",
+    "dependencies",
+    "host-dependencies",
+    "build-dependencies",
+    "pypi-dependencies",
+    "pypi-options",
+    "system-requirements",
+    "feature",
+    "environments",
+    "target",
+];
+
+const PIXI_PYPROJECT_FIELDS: &[&str] = &[
+    "project.dependencies",
+    "project.optional-dependencies",
+    "dependency-groups",
+    "tool.pixi",
+];
+
+/// What `dart pub get --enforce-lockfile` checks `pubspec.lock` against.
+const PUBSPEC_FIELDS: &[&str] = &[
+    "environment",
+    "dependencies",
+    "dev_dependencies",
+    "dependency_overrides",
+    "workspace",
+    "resolution",
+];
+
+/// Directories the build-file walk never enters: outputs, caches the presets fill, VCS.
+const NOT_SOURCES: &[&str] = &[
+    ".git",
+    ".gradle",
+    ".m2",
+    "build",
+    "target",
+    "node_modules",
+    ".venv",
+];
+
+/// Every file of the project (`.gitignore` honoured) whose name matches `names`, hashed whole.
+fn whole_files(dir: &Path, names: &[&str]) -> Result<Vec<LockFile>> {
+    let mut out = Vec::new();
+    let walker = ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .require_git(false)
+        .follow_links(false)
+        .max_depth(Some(12))
+        .filter_entry(|e| {
+            let dir = e.depth() > 0 && e.file_type().is_some_and(|t| t.is_dir());
+            // A GRADLE_USER_HOME elsewhere in the project: a restored wrapper distribution
+            // holds build scripts of its own.
+            !(dir
+                && (NOT_SOURCES.contains(&e.file_name().to_string_lossy().as_ref())
+                    || e.path().join("caches/modules-2").is_dir()
+                    || e.path().join("wrapper/dists").is_dir()))
+        })
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build();
+    for entry in walker {
+        let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy();
+        if !entry.file_type().is_some_and(|t| t.is_file()) || !crate::preset::skipped(names, &name)
+        {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path())
+            .with_context(|| format!("cannot read {}", entry.path().display()))?;
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        out.push(LockFile {
+            path: rel.to_string_lossy().into_owned(),
+            blake3: blake3::hash(&bytes).to_hex().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The root `pubspec.yaml` and, for a pub workspace, each member's.
+fn pubspecs(dir: &Path, out: &mut Vec<LockFile>) -> Result<()> {
+    let Some((root, doc)) = yaml_fields(dir, "pubspec.yaml", PUBSPEC_FIELDS)? else {
+        return Ok(());
+    };
+    out.push(root);
+    for member in doc["workspace"].as_vec().into_iter().flatten() {
+        let Some(m) = member.as_str() else { continue };
+        let m = m.trim_end_matches('/');
+        if m.split('/').any(|c| c == "..") {
+            continue;
+        }
+        if let Some((f, _)) = yaml_fields(dir, &format!("{m}/pubspec.yaml"), PUBSPEC_FIELDS)? {
+            out.push(f);
+        }
+    }
+    Ok(())
+}
+
+/// The digest of `fields` of a YAML file, and the document; `None` when there is no file.
+fn yaml_fields(
+    dir: &Path,
+    rel: &str,
+    fields: &[&str],
+) -> Result<Option<(LockFile, yaml_rust2::Yaml)>> {
+    let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
+        return Ok(None);
+    };
+    let doc = yaml_rust2::YamlLoader::load_from_str(&text)
+        .with_context(|| format!("{rel} is not valid YAML"))?
+        .into_iter()
+        .next()
+        .unwrap_or(yaml_rust2::Yaml::Null);
+    let mut picked: BTreeMap<&str, String> = BTreeMap::new();
+    for f in fields {
+        let v = &doc[*f];
+        if v.is_badvalue() {
+            continue;
+        }
+        let mut emitted = String::new();
+        yaml_rust2::YamlEmitter::new(&mut emitted)
+            .dump(v)
+            .with_context(|| format!("cannot read {f} in {rel}"))?;
+        picked.insert(f, emitted);
+    }
+    Ok(Some((digest(rel.to_string(), &picked), doc)))
 }
 
 /// pnpm checks its lock against the catalogs and overrides of `pnpm-workspace.yaml` too.
@@ -211,6 +366,106 @@ mod tests {
         assert_eq!(hashes(Inputs::PackageJson, root), base);
         write("packages:\n  - 'packages/*'\ncatalog:\n  lodash: ^4.17.20\n");
         assert_ne!(hashes(Inputs::PackageJson, root), base);
+    }
+
+    #[test]
+    fn gradle_and_maven_build_files_count_whole_and_outputs_do_not() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |rel: &str, t: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        write("settings.gradle", "include 'app'\n");
+        write("app/build.gradle.kts", "dependencies { }\n");
+        write("gradle/libs.versions.toml", "[versions]\n");
+        write(
+            "gradle/wrapper/gradle-wrapper.properties",
+            "distributionUrl=x\n",
+        );
+        // Gradle's own home in the project and build outputs are not sources.
+        write(".gradle/init.gradle", "x");
+        write(
+            "ci/gradle-home/wrapper/dists/gradle-8/x/gradle-8/init.d/a.gradle",
+            "x",
+        );
+        write("app/build/tmp/x.gradle", "x");
+        let paths = |kind| -> Vec<String> {
+            collect(kind, root)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.path)
+                .collect()
+        };
+        assert_eq!(
+            paths(Inputs::Gradle),
+            [
+                "app/build.gradle.kts",
+                "gradle/libs.versions.toml",
+                "gradle/wrapper/gradle-wrapper.properties",
+                "settings.gradle"
+            ]
+        );
+        let base = hashes(Inputs::Gradle, root);
+        write(
+            "app/build.gradle.kts",
+            "dependencies { implementation(\"a:b:1\") }\n",
+        );
+        assert_ne!(hashes(Inputs::Gradle, root), base);
+
+        write("pom.xml", "<project/>");
+        write("core/pom.xml", "<project/>");
+        write("target/classes/META-INF/maven/x/pom.xml", "<project/>");
+        write(".m2/repository/a/b/1/pom.xml", "<project/>");
+        assert_eq!(paths(Inputs::Maven), ["core/pom.xml", "pom.xml"]);
+    }
+
+    #[test]
+    fn pixi_and_pubspec_dependency_tables_count() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |rel: &str, t: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        write(
+            "pixi.toml",
+            "[workspace]\nname='x'\nchannels=['conda-forge']\nplatforms=['linux-64']\n[dependencies]\npython='3.12.*'\n",
+        );
+        let base = hashes(Inputs::Pixi, root);
+        write(
+            "pixi.toml",
+            "[workspace]\nname='x'\ndescription='d'\nchannels=['conda-forge']\nplatforms=['linux-64']\n[dependencies]\npython='3.12.*'\n[tasks]\nt='true'\n",
+        );
+        assert_eq!(hashes(Inputs::Pixi, root), base);
+        write(
+            "pixi.toml",
+            "[workspace]\nname='x'\nchannels=['conda-forge']\nplatforms=['linux-64']\n[dependencies]\npython='3.13.*'\n",
+        );
+        assert_ne!(hashes(Inputs::Pixi, root), base);
+
+        write(
+            "pubspec.yaml",
+            "name: app\nenvironment:\n  sdk: ^3.5.0\nworkspace:\n  - pkgs/a\ndependencies:\n  path: ^1.9.0\n",
+        );
+        write(
+            "pkgs/a/pubspec.yaml",
+            "name: a\nresolution: workspace\ndependencies:\n  args: ^2.5.0\n",
+        );
+        let base = hashes(Inputs::Pubspec, root);
+        assert_eq!(base.len(), 2, "{base:?}");
+        write(
+            "pkgs/a/pubspec.yaml",
+            "name: a\ndescription: d\nresolution: workspace\ndependencies:\n  args: ^2.5.0\n",
+        );
+        assert_eq!(hashes(Inputs::Pubspec, root), base);
+        write(
+            "pkgs/a/pubspec.yaml",
+            "name: a\nresolution: workspace\ndependencies:\n  args: ^2.6.0\n",
+        );
+        assert_ne!(hashes(Inputs::Pubspec, root), base);
     }
 
     #[test]

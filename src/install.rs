@@ -20,6 +20,12 @@ pub(crate) fn run_install(plan: &Plan, cmd: &[String], report: &mut Report) -> (
 /// Run the install with inherited stdio and the preset's variables; its exit status as a
 /// shell would report it.
 fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
+    for d in &plan.create_dirs {
+        // The tool reports a directory it cannot use; the install goes on without it.
+        if let Err(e) = std::fs::create_dir_all(d) {
+            eprintln!("cachegate: cannot make {}: {e}", d.display());
+        }
+    }
     let mut c = Command::new(&cmd[0]);
     c.args(&cmd[1..]).current_dir(&plan.dir);
     for (k, v, ours) in &plan.command_env {

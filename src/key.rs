@@ -130,7 +130,7 @@ impl Components {
             line(
                 "input",
                 &format!(
-                    "{} blake3:{} (its dependency fields)",
+                    "{} blake3:{} (what the install checks the lock against)",
                     i.path,
                     short(&i.blake3)
                 ),

@@ -27,6 +27,8 @@ pub struct Resolved {
     pub env: Vec<(String, String)>,
     /// What the tool's configuration decided, for the log.
     pub notes: Vec<String>,
+    /// Directories (as declared) the command needs to exist before it runs.
+    pub create: Vec<String>,
 }
 
 /// The environment as the preset sees it (a closure, so tests need no process state).
@@ -39,6 +41,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
             let v = match value {
                 EnvValue::Literal(v) => v.to_string(),
                 EnvValue::Abs(rel) => dir.join(rel).display().to_string(),
+                EnvValue::AbsAfter(flag, rel) => format!("{flag}{}", dir.join(rel).display()),
             };
             r.env.push((var.to_string(), v));
         }
@@ -121,8 +124,150 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
                 set_env(&mut r);
             }
         },
+        Layout::Gradle => match user_dir(dir, env, "GRADLE_USER_HOME") {
+            Some(home) => {
+                r.notes.push(format!(
+                    "GRADLE_USER_HOME={home}: caching its dependency cache and wrapper dists"
+                ));
+                for (sub, optional) in [("caches/modules-2", false), ("wrapper/dists", true)] {
+                    r.paths.push(PresetPath {
+                        declared: format!("{home}/{sub}"),
+                        optional,
+                    });
+                }
+            }
+            None => {
+                fixed(&mut r);
+                // Only projects built through the wrapper have its dists.
+                r.paths[1].optional = true;
+                set_env(&mut r);
+            }
+        },
+        Layout::Maven => match maven_repo(dir, env) {
+            Some((repo, why)) => {
+                r.notes.push(why);
+                r.paths.push(PresetPath {
+                    declared: repo,
+                    optional: false,
+                });
+            }
+            None => {
+                fixed(&mut r);
+                set_env(&mut r);
+            }
+        },
+        Layout::Terraform => {
+            match user_dir(dir, env, "TF_PLUGIN_CACHE_DIR") {
+                Some(d) => {
+                    r.notes.push(format!(
+                        "TF_PLUGIN_CACHE_DIR={d}: caching that plugin cache"
+                    ));
+                    r.paths.push(PresetPath {
+                        declared: d,
+                        optional: false,
+                    });
+                }
+                None => {
+                    fixed(&mut r);
+                    set_env(&mut r);
+                }
+            }
+            r.create.push(r.paths[0].declared.clone());
+        }
+        Layout::Conda => {
+            fixed(&mut r);
+            set_env(&mut r);
+            r.notes.push(format!(
+                "environments under {} hold their prefix (conda rewrote it into scripts and \
+                 binaries), so the key holds that location: another checkout path is a miss",
+                dir.join(p.paths[0]).display()
+            ));
+        }
+        Layout::Dart => {
+            r.notes.push(
+                "pub's .dart_tool/package_config.json names packages by absolute path, so the \
+                 key holds the location: another checkout path is a miss"
+                    .into(),
+            );
+            match user_dir(dir, env, "PUB_CACHE") {
+                Some(d) => {
+                    r.notes
+                        .push(format!("PUB_CACHE={d}: caching that pub cache"));
+                    r.paths.push(PresetPath {
+                        declared: d,
+                        optional: false,
+                    });
+                    r.paths.push(PresetPath {
+                        declared: p.paths[1].to_string(),
+                        optional: false,
+                    });
+                }
+                None => {
+                    fixed(&mut r);
+                    set_env(&mut r);
+                }
+            }
+            // What `flutter pub get` writes beside `.dart_tool` (absent for plain Dart).
+            for f in [".flutter-plugins-dependencies", ".flutter-plugins"] {
+                r.paths.push(PresetPath {
+                    declared: f.into(),
+                    optional: true,
+                });
+            }
+        }
     }
     Ok(r)
+}
+
+/// A directory variable the user set, without its trailing slash.
+fn user_dir(dir: &Path, env: Env, var: &str) -> Option<String> {
+    env(var)
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| in_project(dir, v.trim_end_matches('/')))
+}
+
+/// A path inside the project as a relative one: `GRADLE_USER_HOME=$CI_PROJECT_DIR/.gradle`
+/// names another absolute path in every runner slot, and the key must not differ for that.
+fn in_project(dir: &Path, path: &str) -> String {
+    match Path::new(path).strip_prefix(dir) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => path.to_string(),
+    }
+}
+
+/// The local repository the user chose, and why: `-Dmaven.repo.local` in the project's
+/// `.mvn/maven.config` (command-line flags, which win) or in `MAVEN_OPTS`. A `MAVEN_OPTS`
+/// without it means `~/.m2/repository`, since the preset's value would not be used.
+fn maven_repo(dir: &Path, env: Env) -> Option<(String, String)> {
+    const FLAG: &str = "-Dmaven.repo.local=";
+    let find = |text: &str| {
+        text.split_whitespace()
+            .find_map(|a| a.strip_prefix(FLAG))
+            .map(|v| in_project(dir, v.trim_matches('"').trim_end_matches('/')))
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(repo) = std::fs::read_to_string(dir.join(".mvn/maven.config"))
+        .ok()
+        .and_then(|t| find(&t))
+    {
+        return Some((
+            repo.clone(),
+            format!(".mvn/maven.config sets maven.repo.local={repo}"),
+        ));
+    }
+    let opts = env("MAVEN_OPTS")?;
+    Some(match find(&opts) {
+        Some(repo) => (
+            repo.clone(),
+            format!("MAVEN_OPTS sets maven.repo.local={repo}"),
+        ),
+        None => (
+            "~/.m2/repository".into(),
+            "MAVEN_OPTS is set without -Dmaven.repo.local, so Maven uses ~/.m2/repository; \
+             add -Dmaven.repo.local=$CI_PROJECT_DIR/.m2/repository to keep it in the project"
+                .into(),
+        ),
+    })
 }
 
 fn truthy(v: &str) -> bool {
@@ -652,6 +797,95 @@ mod tests {
         let env = |k: &str| (k == "CARGO_HOME").then(|| "/ch/".to_string());
         let r = resolve(cargo, d.path(), &env).unwrap();
         assert_eq!(paths(&r), [("/ch/registry", false), ("/ch/git", true)]);
+        assert!(r.env.is_empty());
+    }
+
+    #[test]
+    fn gradle_maven_terraform_and_dart_follow_the_users_variables() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let abs = |rel: &str| root.join(rel).display().to_string();
+        let gradle = for_lock_file("build.gradle").unwrap();
+        let r = resolve(gradle, root, &no_env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [
+                (".gradle/caches/modules-2", false),
+                (".gradle/wrapper/dists", true)
+            ]
+        );
+        assert_eq!(r.env, [("GRADLE_USER_HOME".into(), abs(".gradle"))]);
+        // GitLab's advice, `$CI_PROJECT_DIR/.gradle`: the same relative paths as the default.
+        let env = |k: &str| (k == "GRADLE_USER_HOME").then(|| abs(".gradle/"));
+        let r = resolve(gradle, root, &env).unwrap();
+        assert_eq!(r.paths[0].declared, ".gradle/caches/modules-2");
+        let env = |k: &str| (k == "GRADLE_USER_HOME").then(|| "/gh/".to_string());
+        let r = resolve(gradle, root, &env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [("/gh/caches/modules-2", false), ("/gh/wrapper/dists", true)]
+        );
+        assert!(r.env.is_empty());
+
+        let maven = for_lock_file("pom.xml").unwrap();
+        let r = resolve(maven, root, &no_env).unwrap();
+        assert_eq!(paths(&r), [(".m2/repository", false)]);
+        let opts = format!("-Dmaven.repo.local={}", abs(".m2/repository"));
+        assert_eq!(r.env, [("MAVEN_OPTS".into(), opts)]);
+        let env = |k: &str| (k == "MAVEN_OPTS").then(|| "-Xmx1g -Dmaven.repo.local=/r/".into());
+        assert_eq!(paths(&resolve(maven, root, &env).unwrap()), [("/r", false)]);
+        // Other options only: Maven's default repository is where it will go.
+        let env = |k: &str| (k == "MAVEN_OPTS").then(|| "-Xmx1g".to_string());
+        let r = resolve(maven, root, &env).unwrap();
+        assert_eq!(paths(&r), [("~/.m2/repository", false)]);
+        assert!(r.notes[0].contains("-Dmaven.repo.local"), "{r:?}");
+        let in_dir =
+            |k: &str| (k == "MAVEN_OPTS").then(|| format!("-Dmaven.repo.local={}", abs("m2")));
+        assert_eq!(
+            paths(&resolve(maven, root, &in_dir).unwrap()),
+            [("m2", false)]
+        );
+        write(
+            root,
+            ".mvn/maven.config",
+            "-B\n-Dmaven.repo.local=ci/repo\n",
+        );
+        assert_eq!(
+            paths(&resolve(maven, root, &env).unwrap()),
+            [("ci/repo", false)]
+        );
+
+        let tf = for_lock_file(".terraform.lock.hcl").unwrap();
+        let r = resolve(tf, root, &no_env).unwrap();
+        assert_eq!(paths(&r), [(".terraform.d/plugin-cache", false)]);
+        assert_eq!(r.create, [".terraform.d/plugin-cache"]);
+        assert_eq!(
+            r.env,
+            [(
+                "TF_PLUGIN_CACHE_DIR".into(),
+                abs(".terraform.d/plugin-cache")
+            )]
+        );
+        let env = |k: &str| (k == "TF_PLUGIN_CACHE_DIR").then(|| "/tfc".to_string());
+        let r = resolve(tf, root, &env).unwrap();
+        assert_eq!(paths(&r), [("/tfc", false)]);
+        assert_eq!(r.create, ["/tfc"]);
+
+        let dart = for_lock_file("pubspec.lock").unwrap();
+        let r = resolve(dart, root, &no_env).unwrap();
+        assert_eq!(
+            paths(&r),
+            [
+                (".pub-cache", false),
+                (".dart_tool", false),
+                (".flutter-plugins-dependencies", true),
+                (".flutter-plugins", true)
+            ]
+        );
+        assert_eq!(r.env, [("PUB_CACHE".into(), abs(".pub-cache"))]);
+        let env = |k: &str| (k == "PUB_CACHE").then(|| "/pc".to_string());
+        let r = resolve(dart, root, &env).unwrap();
+        assert_eq!(&paths(&r)[..2], [("/pc", false), (".dart_tool", false)]);
         assert!(r.env.is_empty());
     }
 

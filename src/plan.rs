@@ -25,6 +25,8 @@ pub struct CachePath {
     pub optional: bool,
     /// A `--path` glob: expanded after the command for a save, its matches recorded.
     pub glob: bool,
+    /// File names never archived from this path (the preset's `skip`).
+    pub skip: &'static [&'static str],
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct Plan {
     pub command_env: Vec<(String, String, bool)>,
     /// What the presets read from the tools' configuration, for the log.
     pub notes: Vec<String>,
+    /// Directories made before the command runs (a preset's tool needs them to exist).
+    pub create_dirs: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -114,6 +118,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
 
     // (declared, optional, from a preset that cannot move)
     let mut declared: Vec<(String, bool, bool)> = Vec::new();
+    let mut skips: Vec<(String, &'static [&'static str])> = Vec::new();
     let mut fixed = Vec::new();
     let mut resolved = Vec::new();
     for p in &presets {
@@ -132,6 +137,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             for path in &r.paths {
                 let d = normalize_declared(&path.declared)?;
                 if !declared.iter().any(|(x, _, _)| *x == d) {
+                    skips.push((d.clone(), p.skip));
                     declared.push((d, path.optional, !p.relocatable));
                 }
             }
@@ -164,6 +170,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             abs,
             optional: *optional,
             glob: crate::cached::has_glob_meta(d),
+            skip: skips.iter().find(|(x, _)| x == d).map_or(&[], |(_, s)| s),
         });
     }
     let declared: Vec<String> = declared.into_iter().map(|(d, _, _)| d).collect();
@@ -187,6 +194,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
 
     let mut command_env = Vec::new();
     let mut notes = Vec::new();
+    let mut create_dirs = Vec::new();
     for (_, r) in &resolved {
         // The preset's variables point the tool at the preset's paths; with other --path
         // values they would send the install somewhere that is not cached.
@@ -194,6 +202,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             continue;
         }
         notes.extend(r.notes.iter().cloned());
+        create_dirs.extend(r.create.iter().map(|d| resolve_path(&dir, d)));
         for (var, value) in &r.env {
             if command_env
                 .iter()
@@ -271,6 +280,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         preset_paths: args.paths.is_empty(),
         command_env,
         notes,
+        create_dirs,
     })
 }
 

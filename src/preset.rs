@@ -16,6 +16,9 @@ pub enum EnvValue {
     /// This path under the project directory, made absolute (tools that insist on
     /// absolute paths).
     Abs(&'static str),
+    /// A flag followed by such an absolute path, for a variable that carries options
+    /// (`MAVEN_OPTS=-Dmaven.repo.local=<dir>/.m2/repository`).
+    AbsAfter(&'static str, &'static str),
 }
 
 /// What the cached tree needs from the machine to work, probed into the key.
@@ -29,6 +32,11 @@ pub enum Runtime {
     Node,
     /// Gems with native extensions are built for one Ruby.
     Ruby,
+    /// The JVM's major version (`JAVA_HOME`'s java, else the one on `PATH`), which Gradle
+    /// and Maven resolve and compile for.
+    Jvm,
+    /// The Dart SDK: pub records its version in `.dart_tool` and checks it on every run.
+    Dart,
 }
 
 /// The files a tool checks its lock against before installing (`npm ci`, `poetry install`).
@@ -42,6 +50,15 @@ pub enum Inputs {
     Pyproject,
     /// The package sections of `Pipfile`.
     Pipfile,
+    /// Gradle's build scripts, version catalogs, `gradle.properties` and wrapper properties,
+    /// whole (dependencies are declared in code): a changed one is a miss.
+    Gradle,
+    /// Every `pom.xml` of the project (modules too) and `.mvn/extensions.xml`, whole.
+    Maven,
+    /// The dependency, feature and workspace tables of `pixi.toml` / `[tool.pixi]`.
+    Pixi,
+    /// The dependency sections of `pubspec.yaml` (and of each workspace member's).
+    Pubspec,
 }
 
 /// Which tool configuration decides what is cached.
@@ -63,6 +80,17 @@ pub enum Layout {
     Pipenv,
     /// `CARGO_HOME` when the user set it: its download caches, never its config.
     Cargo,
+    /// `GRADLE_USER_HOME` when the user set it: its dependency cache and wrapper dists.
+    Gradle,
+    /// `-Dmaven.repo.local` from `.mvn/maven.config` or `MAVEN_OPTS` when the user set it.
+    Maven,
+    /// `TF_PLUGIN_CACHE_DIR` when the user set it; the directory is made before the command
+    /// runs (Terraform ignores a plugin cache that does not exist).
+    Terraform,
+    /// `PUB_CACHE` when the user set it, with the project's `.dart_tool`.
+    Dart,
+    /// The preset's paths, which hold their own prefix: the log says the location is keyed.
+    Conda,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,15 +100,19 @@ pub struct Preset {
     pub locks: &'static [&'static str],
     pub paths: &'static [&'static str],
     pub env: &'static [(&'static str, EnvValue)],
-    /// The cached tree embeds its own absolute location (Python virtualenvs), so it only
-    /// works where it was built; the key then includes that location.
+    /// The cached tree embeds its own absolute location (Python virtualenvs, conda
+    /// prefixes, pub's package config), so it only works where it was built; the key then
+    /// includes that location.
     pub relocatable: bool,
     pub runtime: Runtime,
     pub inputs: Inputs,
     pub layout: Layout,
+    /// File names (`*` matches any run of characters) never archived from the preset's
+    /// paths: lock and bookkeeping files the tool says not to copy between machines.
+    pub skip: &'static [&'static str],
 }
 
-use EnvValue::{Abs, Literal};
+use EnvValue::{Abs, AbsAfter, Literal};
 
 const fn node(name: &'static str, locks: &'static [&'static str], layout: Layout) -> Preset {
     Preset {
@@ -92,6 +124,7 @@ const fn node(name: &'static str, locks: &'static [&'static str], layout: Layout
         runtime: Runtime::Node,
         inputs: Inputs::PackageJson,
         layout,
+        skip: &[],
     }
 }
 
@@ -110,6 +143,7 @@ const fn plain(
         runtime: Runtime::None,
         inputs: Inputs::None,
         layout: Layout::Fixed,
+        skip: &[],
     }
 }
 
@@ -123,6 +157,7 @@ pub const PRESETS: &[Preset] = &[
         runtime: Runtime::Python,
         inputs: Inputs::Pyproject,
         layout: Layout::Poetry,
+        skip: &[],
     },
     Preset {
         name: "uv",
@@ -133,6 +168,7 @@ pub const PRESETS: &[Preset] = &[
         runtime: Runtime::Python,
         inputs: Inputs::Pyproject,
         layout: Layout::Uv,
+        skip: &[],
     },
     Preset {
         name: "pipenv",
@@ -143,6 +179,7 @@ pub const PRESETS: &[Preset] = &[
         runtime: Runtime::Python,
         inputs: Inputs::Pipfile,
         layout: Layout::Pipenv,
+        skip: &[],
     },
     Preset {
         name: "pip",
@@ -153,6 +190,7 @@ pub const PRESETS: &[Preset] = &[
         runtime: Runtime::Python,
         inputs: Inputs::None,
         layout: Layout::Fixed,
+        skip: &[],
     },
     node(
         "npm",
@@ -198,7 +236,101 @@ pub const PRESETS: &[Preset] = &[
         &[".nuget/packages"],
         &[("NUGET_PACKAGES", Abs(".nuget/packages"))],
     ),
+    Preset {
+        runtime: Runtime::Jvm,
+        inputs: Inputs::Gradle,
+        layout: Layout::Gradle,
+        // Gradle's own advice for copying a dependency cache: leave out its lock files and
+        // gc.properties. The wrapper's `.lck` files are its download locks.
+        skip: &["*.lock", "gc.properties", "*.lck"],
+        ..plain(
+            "gradle",
+            &[
+                "*gradle.lockfile",
+                "*.gradle",
+                "*.gradle.kts",
+                "*.versions.toml",
+                "gradle-wrapper.properties",
+            ],
+            // As GitLab's docs advise: GRADLE_USER_HOME in the project. Never its daemon
+            // logs, native files or the caches Gradle rebuilds per version.
+            &[".gradle/caches/modules-2", ".gradle/wrapper/dists"],
+            &[("GRADLE_USER_HOME", Abs(".gradle"))],
+        )
+    },
+    Preset {
+        runtime: Runtime::Jvm,
+        inputs: Inputs::Maven,
+        layout: Layout::Maven,
+        // Which repository each file came from (`_remote.repositories`): restored where
+        // that repository has another id (a mirror, another settings.xml), `mvn -o` refuses
+        // the files. Failed-download markers would stop Maven trying again.
+        skip: &[
+            "_remote.repositories",
+            "*.lastUpdated",
+            "resolver-status.properties",
+        ],
+        ..plain(
+            "maven",
+            &["pom.xml"],
+            &[".m2/repository"],
+            &[(
+                "MAVEN_OPTS",
+                AbsAfter("-Dmaven.repo.local=", ".m2/repository"),
+            )],
+        )
+    },
+    Preset {
+        // conda rewrites its prefix into scripts and binaries at install time.
+        relocatable: false,
+        inputs: Inputs::Pixi,
+        layout: Layout::Conda,
+        ..plain("pixi", &["pixi.lock"], &[".pixi/envs"], &[])
+    },
+    Preset {
+        relocatable: false,
+        layout: Layout::Conda,
+        ..plain(
+            "conda",
+            &[
+                "conda-lock.yml",
+                "conda-*.lock",
+                "environment.yml",
+                "environment.yaml",
+            ],
+            &[".conda/envs"],
+            &[("CONDA_ENVS_PATH", Abs(".conda/envs"))],
+        )
+    },
+    Preset {
+        layout: Layout::Terraform,
+        ..plain(
+            "terraform",
+            &[".terraform.lock.hcl"],
+            // The plugin cache only: `.terraform/` holds the backend's state and settings.
+            &[".terraform.d/plugin-cache"],
+            &[("TF_PLUGIN_CACHE_DIR", Abs(".terraform.d/plugin-cache"))],
+        )
+    },
+    Preset {
+        // `.dart_tool/package_config.json` names each package by its absolute path.
+        relocatable: false,
+        runtime: Runtime::Dart,
+        inputs: Inputs::Pubspec,
+        layout: Layout::Dart,
+        ..plain(
+            "dart",
+            &["pubspec.lock"],
+            &[".pub-cache", ".dart_tool"],
+            &[("PUB_CACHE", Abs(".pub-cache"))],
+        )
+    },
 ];
+
+/// Whether a file name matches one of a preset's `skip` patterns.
+pub fn skipped(patterns: &[&str], file_name: &str) -> bool {
+    patterns.iter().any(|p| matches(p, file_name))
+}
 
 /// The preset for a lock file, judged by its file name alone.
 pub fn for_lock_file(file_name: &str) -> Option<&'static Preset> {
@@ -259,6 +391,8 @@ impl Runtime {
             Runtime::Python => "python: implementation, version, resolved path",
             Runtime::Node => "node: ABI (process.versions.modules), major version",
             Runtime::Ruby => "ruby: engine and version",
+            Runtime::Jvm => "jvm: major version (JAVA_HOME, else java on PATH)",
+            Runtime::Dart => "dart: SDK version",
         }
     }
 }
@@ -270,6 +404,12 @@ impl Inputs {
             Inputs::PackageJson => "dependency fields of every workspace package.json",
             Inputs::Pyproject => "dependency tables of pyproject.toml",
             Inputs::Pipfile => "package sections of Pipfile",
+            Inputs::Gradle => {
+                "every build script, version catalog, gradle.properties and wrapper properties (whole)"
+            }
+            Inputs::Maven => "every pom.xml and .mvn/extensions.xml (whole)",
+            Inputs::Pixi => "dependency, feature and workspace tables of pixi.toml / [tool.pixi]",
+            Inputs::Pubspec => "dependency sections of pubspec.yaml and its workspace members'",
         }
     }
 }
@@ -290,6 +430,19 @@ impl Layout {
             Layout::Uv => "or UV_PROJECT_ENVIRONMENT when set",
             Layout::Pipenv => "or WORKON_HOME when PIPENV_VENV_IN_PROJECT is off",
             Layout::Cargo => "under CARGO_HOME when set; never config.toml",
+            Layout::Gradle => {
+                "under GRADLE_USER_HOME when set; never *.lock, gc.properties or daemon/"
+            }
+            Layout::Maven => {
+                "or -Dmaven.repo.local from .mvn/maven.config / MAVEN_OPTS; never _remote.repositories or *.lastUpdated"
+            }
+            Layout::Terraform => {
+                "or TF_PLUGIN_CACHE_DIR when set, made before the command; never .terraform/"
+            }
+            Layout::Conda => "keyed on their location: conda writes the prefix into them",
+            Layout::Dart => {
+                "plus .flutter-plugins* when flutter writes them; the pub cache under PUB_CACHE when set"
+            }
         }
     }
 }
@@ -305,6 +458,7 @@ pub fn table_rows() -> Vec<[String; 6]> {
                 .map(|(k, v)| match v {
                     Literal(v) => format!("{k}={v}"),
                     Abs(p) => format!("{k}=<dir>/{p}"),
+                    AbsAfter(flag, p) => format!("{k}={flag}<dir>/{p}"),
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
@@ -391,6 +545,15 @@ mod tests {
             ("go.sum", "go", ".go/pkg/mod"),
             ("Cargo.lock", "cargo", ".cargo/registry"),
             ("packages.lock.json", "nuget", ".nuget/packages"),
+            ("build.gradle.kts", "gradle", ".gradle/caches/modules-2"),
+            ("pom.xml", "maven", ".m2/repository"),
+            ("pixi.lock", "pixi", ".pixi/envs"),
+            (
+                ".terraform.lock.hcl",
+                "terraform",
+                ".terraform.d/plugin-cache",
+            ),
+            ("pubspec.lock", "dart", ".pub-cache"),
         ];
         for (file, name, path) in cases {
             let p = for_lock_file(file).unwrap_or_else(|| panic!("{file}"));
@@ -428,8 +591,87 @@ mod tests {
         assert!(for_lock_file("yarn.lock").unwrap().relocatable);
         assert!(looks_like_venv("sub/.venv/"));
         assert!(!looks_like_venv("node_modules"));
+        // Python virtualenvs, and the trees that embed their prefix (conda's rewriting,
+        // pub's package config), are keyed on their location.
         for p in PRESETS {
-            assert_eq!(!p.relocatable, p.runtime == Runtime::Python, "{}", p.name);
+            let embeds_location =
+                p.runtime == Runtime::Python || ["pixi", "conda", "dart"].contains(&p.name);
+            assert_eq!(!p.relocatable, embeds_location, "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn jvm_terraform_conda_and_dart_lock_files_pick_their_presets() {
+        let cases = [
+            ("build.gradle", "gradle"),
+            ("settings.gradle.kts", "gradle"),
+            ("gradle.lockfile", "gradle"),
+            ("buildscript-gradle.lockfile", "gradle"),
+            ("libs.versions.toml", "gradle"),
+            ("gradle-wrapper.properties", "gradle"),
+            ("pom.xml", "maven"),
+            ("pixi.lock", "pixi"),
+            ("conda-lock.yml", "conda"),
+            ("conda-linux-64.lock", "conda"),
+            ("environment.yml", "conda"),
+            (".terraform.lock.hcl", "terraform"),
+            ("pubspec.lock", "dart"),
+        ];
+        for (file, name) in cases {
+            assert_eq!(for_lock_file(file).map(|p| p.name), Some(name), "{file}");
+        }
+        // Still no preset: `--path` is needed, as before.
+        for none in [
+            "build.gradle.bak",
+            "gradle.properties",
+            "pubspec.yaml",
+            "main.tf",
+        ] {
+            assert!(for_lock_file(none).is_none(), "{none}");
+        }
+        let jvm: Vec<_> = PRESETS
+            .iter()
+            .filter(|p| p.runtime == Runtime::Jvm)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(jvm, ["gradle", "maven"]);
+    }
+
+    /// What Gradle and Maven say must not travel between machines stays out of the entry;
+    /// nothing a tool needs is skipped.
+    #[test]
+    fn gradle_and_maven_skip_their_lock_and_origin_files_only() {
+        let gradle = for_lock_file("build.gradle").unwrap();
+        for name in ["modules-2.lock", "gc.properties", "gradle-8.5-bin.zip.lck"] {
+            assert!(skipped(gradle.skip, name), "{name}");
+        }
+        for name in [
+            "commons-lang3-3.12.0.jar",
+            "gradle-8.5-bin.zip.ok",
+            "descriptor.bin",
+        ] {
+            assert!(!skipped(gradle.skip, name), "{name}");
+        }
+        assert!(gradle.paths.iter().all(|p| !p.contains("daemon")));
+        let maven = for_lock_file("pom.xml").unwrap();
+        for name in [
+            "_remote.repositories",
+            "commons-lang3-3.12.0.jar.lastUpdated",
+            "resolver-status.properties",
+        ] {
+            assert!(skipped(maven.skip, name), "{name}");
+        }
+        for name in ["commons-lang3-3.12.0.jar", "commons-lang3-3.12.0.pom.sha1"] {
+            assert!(!skipped(maven.skip, name), "{name}");
+        }
+        // Terraform's working directory holds the backend's state: never a cached path.
+        let tf = for_lock_file(".terraform.lock.hcl").unwrap();
+        assert!(tf.paths.iter().all(|p| !p.starts_with(".terraform/")));
+        for p in PRESETS
+            .iter()
+            .filter(|p| !["gradle", "maven"].contains(&p.name))
+        {
+            assert!(p.skip.is_empty(), "{}", p.name);
         }
     }
 

@@ -12,7 +12,7 @@ use crate::preset::Runtime;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RuntimeInput {
-    /// `python`, `node` or `ruby`.
+    /// `python`, `node`, `ruby`, `jvm` or `dart`.
     pub runtime: String,
     /// What the probe found (`cpython-3.12.1 /usr/bin/python3.12`), or why there is nothing.
     pub value: String,
@@ -37,6 +37,11 @@ pub fn probe(kind: Runtime, preset: &str, dir: &Path, env: Env) -> Option<Runtim
                     "print RUBY_ENGINE, '-', RUBY_VERSION, ' ', RUBY_PLATFORM",
                 ],
             ),
+        ),
+        Runtime::Jvm => ("jvm", jvm(dir, env)),
+        Runtime::Dart => (
+            "dart",
+            run_probe(dir, find_on_path("dart", env), "dart", &["--version"]),
         ),
     };
     Some(RuntimeInput {
@@ -83,6 +88,46 @@ fn node(dir: &Path, env: Env) -> String {
         return format!("abi {abi} node {major}");
     }
     run_probe(dir, Some(exe), "node", &["-e", NODE_FULL_PROBE])
+}
+
+/// The major version of the java Gradle and Maven run: `JAVA_HOME`'s, else `PATH`'s.
+/// `java -version` answers on stderr, as `openjdk version "17.0.15"` or `"1.8.0_392"`.
+fn jvm(dir: &Path, env: Env) -> String {
+    let exe = env("JAVA_HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join("bin/java"))
+        .filter(|p| is_executable(p))
+        .or_else(|| find_on_path("java", env));
+    let Some(exe) = exe else {
+        return absent("java");
+    };
+    let out = Command::new(&exe)
+        .arg("-version")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output();
+    let text = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    match java_major(&text) {
+        Some(major) => format!("major {major}"),
+        None => format!("unusable ({} did not answer the probe)", exe.display()),
+    }
+}
+
+fn java_major(version_output: &str) -> Option<u32> {
+    let (_, rest) = version_output.split_once(" version \"")?;
+    let v = rest.split('"').next()?;
+    let mut parts = v.split(['.', '_', '-', '+']);
+    let first: u32 = parts.next()?.parse().ok()?;
+    if first == 1 {
+        parts.next()?.parse().ok()
+    } else {
+        Some(first)
+    }
 }
 
 const PYTHON_FULL_PROBE: &str = "import sys, os, platform; sys.stdout.write(platform.python_implementation().lower() + '-' + platform.python_version() + ' ' + os.path.realpath(sys.executable))";
@@ -293,6 +338,32 @@ mod tests {
         let r = probe(Runtime::Python, "pip", d.path(), &env).unwrap();
         assert!(r.value.starts_with("absent (python3"), "{r:?}");
         assert!(probe(Runtime::None, "go", d.path(), &env).is_none());
+    }
+
+    #[test]
+    fn java_majors_from_old_and_new_version_lines() {
+        let cases = [
+            (
+                "openjdk version \"17.0.15\" 2025-04-15\nOpenJDK Runtime",
+                Some(17),
+            ),
+            ("java version \"1.8.0_392\"\nJava(TM) SE", Some(8)),
+            (
+                "Picked up JAVA_TOOL_OPTIONS: -Xmx1g\nopenjdk version \"21\" 2023-09-19",
+                Some(21),
+            ),
+            ("openjdk version \"25-ea\" 2025-09-16", Some(25)),
+            ("no java here", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(java_major(text), want, "{text}");
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        if find_on_path("java", &env).is_some() {
+            let d = tempfile::tempdir().unwrap();
+            let got = jvm(d.path(), &env);
+            assert!(got.starts_with("major "), "{got}");
+        }
     }
 
     #[test]

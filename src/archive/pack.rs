@@ -81,7 +81,7 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
     let progress = Progress::save(paths.iter().map(|p| p.abs.clone()).collect());
 
     for (i, p) in paths.iter().enumerate() {
-        add_tree(&mut builder, &p.abs, i, &mut stats, &progress)
+        add_tree(&mut builder, p, i, &mut stats, &progress)
             .with_context(|| format!("cannot archive {}", p.abs.display()))?;
     }
 
@@ -97,17 +97,24 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
 
 fn add_tree<W: Write>(
     builder: &mut tar::Builder<W>,
-    root: &Path,
+    path: &CachePath,
     index: usize,
     stats: &mut PackStats,
     progress: &Progress,
 ) -> Result<()> {
+    let root = path.abs.as_path();
     let prefix = index.to_string();
     for entry in walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
     {
         let entry = entry?;
+        if entry.depth() > 0
+            && !entry.file_type().is_dir()
+            && crate::preset::skipped(path.skip, &entry.file_name().to_string_lossy())
+        {
+            continue;
+        }
         let rel = entry
             .path()
             .strip_prefix(root)

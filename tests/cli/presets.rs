@@ -38,7 +38,7 @@ fn need(tool: &str) -> bool {
 }
 
 /// Run a shell script in `dir` with the tools on PATH and `env`; it must succeed.
-fn sh(dir: &Path, env: &[(&str, &str)], script: &str) -> String {
+pub(crate) fn sh(dir: &Path, env: &[(&str, &str)], script: &str) -> String {
     let out = StdCommand::new("sh")
         .args(["-c", script])
         .current_dir(dir)
@@ -61,7 +61,7 @@ fn cmd(s: &str) -> Vec<String> {
 
 /// A project that shares `p`'s store, holding a copy of `p`'s files without `skip`: the
 /// next job's fresh checkout.
-fn fresh_copy(p: &Project, skip: &[&str]) -> Project {
+pub(crate) fn fresh_copy(p: &Project, skip: &[&str]) -> Project {
     let mut q = Project::new();
     q.store = p.store.clone();
     sh(&p.dir, &[], &format!("cp -a . {}", q.dir.display()));
