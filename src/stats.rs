@@ -534,7 +534,7 @@ pub fn svg(s: &Stats) -> String {
     points.push(format!("{:.1},{:.1}", left + plot, y0 + panel));
     let _ = writeln!(
         o,
-        r#"<polygon class="size" points="{}" fill="{SIZE_COLOUR}" fill-opacity="0.85"><title>{} stored now</title></polygon>"#,
+        r#"<polygon class="size" points="{}" fill="{SIZE_COLOUR}"><title>{} stored now</title></polygon>"#,
         points.join(" "),
         report::bytes(t.stored_bytes)
     );

@@ -100,8 +100,8 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     assert_eq!(installs(&p), 1);
     assert_eq!(
         requests() - before,
-        4,
-        "a hit is the manifest and the archive, then the last-use record read and (once a day) written"
+        3,
+        "a hit is the manifest and the archive, then its job record written"
     );
 
     // A second entry, then ls lists both through nginx's JSON listing, prune keeps one.
