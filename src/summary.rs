@@ -30,7 +30,11 @@ impl Job {
             self.plan.components.name,
             self.plan.short_key()
         );
-        if r.hit {
+        if r.hit && r.restore_seconds.is_none() {
+            lines.push(format!(
+                "restored {paths}: GitLab's own cache put them in place (runner mode; the marker matches this key)"
+            ));
+        } else if r.hit {
             lines.push(format!(
                 "restored {paths} from the {} scope: {} in {}",
                 r.scope,
@@ -65,6 +69,9 @@ impl Job {
                 ));
             }
             let saved = match r.result {
+                _ if r.saved && r.archive_bytes.is_none() => format!(
+                    "saved    {paths}: marked; GitLab's own cache uploads them after the job (runner mode)"
+                ),
                 _ if r.saved => format!(
                     "saved    {paths}: {} in {} to the {} scope",
                     sizes(),
