@@ -263,8 +263,8 @@ impl Deleter<'_> {
 
 /// Delete entries by age, time unused, per-name count and total size (least recently used
 /// first), plus what no entry owns any more: archives no manifest names (old enough to be
-/// abandoned uploads), leases older than a day, last-use records of gone entries and job
-/// records of gone entries once a month old (`records::ORPHAN_KEEP`). The
+/// abandoned uploads), leases older than a day, last-use records of gone entries, and job
+/// records a month old (`records::KEEP`; a kept entry keeps its newest hit's). The
 /// store is walked one cache name at a time as its listing streams (see `ls`).
 pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     let now = report::unix_now();
@@ -321,6 +321,13 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                     del.push(Doomed::Entry(Box::new(e)))?;
                 } else {
                     del.tally.kept += e.archive_bytes;
+                    for name in records::expired(&e.records, now) {
+                        del.push(Doomed::Leftover(ObjectMeta {
+                            name,
+                            size: 0,
+                            modified: None,
+                        }))?;
+                    }
                 }
             }
             for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
@@ -340,7 +347,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                     Some(ObjectName::Usage(_)) => true,
                     // Kept a while for `stats`: a hit on another scope's entry lands here.
                     Some(ObjectName::Record(_, fields)) => records::Record::parse(&fields)
-                        .is_none_or(|r| now.saturating_sub(r.time) >= records::ORPHAN_KEEP),
+                        .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
                     _ => false,
                 };
                 if leftover {

@@ -22,9 +22,11 @@ use crate::entry::{EntryName, ObjectName};
 
 pub const DAY: u64 = 86_400;
 
-/// Records whose entry is gone (or never was in their scope: an unprotected job's hit on a
-/// protected entry) are kept this long for `stats`, then pruned.
-pub const ORPHAN_KEEP: u64 = 31 * DAY;
+/// Records are kept this long for `stats`, then pruned: so an entry restored a thousand
+/// times a day holds a month of records, not all of them. A kept entry keeps its newest
+/// hit's record past that (its last use); records whose entry is gone (or never was in their
+/// scope: an unprotected job's hit on a protected entry) go at the same age.
+pub const KEEP: u64 = 31 * DAY;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,6 +156,25 @@ pub fn usage_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> (Option<u6
     (last, days.len() as u64)
 }
 
+/// The records of a kept entry that `prune` deletes: older than `KEEP`, except the newest
+/// hit, which holds the entry's last use.
+pub fn expired(names: &[String], now: u64) -> Vec<String> {
+    let parsed: Vec<(&String, Record)> = names
+        .iter()
+        .filter_map(|n| Some((n, Record::from_object(n)?.1)))
+        .collect();
+    let newest_hit = parsed
+        .iter()
+        .filter(|(_, r)| r.kind == Kind::Hit)
+        .max_by_key(|(_, r)| r.time)
+        .map(|(n, _)| *n);
+    parsed
+        .iter()
+        .filter(|(n, r)| now.saturating_sub(r.time) >= KEEP && Some(*n) != newest_hit)
+        .map(|(n, _)| (*n).clone())
+        .collect()
+}
+
 /// Write `record` for `entry` without holding the job up for more than `bound`: the write
 /// runs on its own thread, which the process may leave behind when it exits (uploads
 /// become visible only when finished, so a write cut short leaves nothing). Never an error.
@@ -200,6 +221,33 @@ mod tests {
         ] {
             assert_eq!(Record::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_month_of_records_is_kept_and_the_newest_hit_always() {
+        let e = EntryName::new("p-1a2b3c4d", Scope::Local, "pip", &"a".repeat(64));
+        let now = 100 * DAY;
+        let at = |days_ago: u64, kind, id: &str| {
+            let r = Record {
+                time: now - days_ago * DAY,
+                kind,
+                install_ms: 1,
+                transfer_ms: 1,
+                bytes: 1,
+                id: id.into(),
+            };
+            e.record(&r.fields())
+        };
+        let names = [
+            at(40, Kind::Saved, "a"),
+            at(35, Kind::Hit, "b"),
+            at(33, Kind::Hit, "c"),
+            at(2, Kind::Missed, "d"),
+        ];
+        // The newest hit is 33 days old: it stays, as the entry's last use.
+        assert_eq!(expired(&names, now), [names[0].clone(), names[1].clone()]);
+        assert_eq!(expired(&names[..1], now), [names[0].clone()]);
+        assert!(expired(&names[3..], now).is_empty());
     }
 
     #[test]

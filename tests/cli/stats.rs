@@ -491,3 +491,51 @@ restore:
         "{metrics}"
     );
 }
+
+/// A busy entry does not collect records forever: `prune` deletes those over a month old
+/// (the entry stays), and keeps the newest hit's, which holds the entry's last use.
+#[test]
+fn prune_deletes_job_records_over_a_month_old_and_keeps_the_newest_hit() {
+    let p = Project::new();
+    let d = job_dir(&p, "r");
+    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+    let manifest = p
+        .store_files()
+        .into_iter()
+        .find(|f| f.ends_with(".json"))
+        .unwrap();
+    backdate_record(&p, &manifest, 45, 'h', 1);
+    backdate_record(&p, &manifest, 40, 'm', 2);
+    backdate_record(&p, &manifest, 3, 'h', 3);
+    let records = || -> Vec<String> {
+        p.store_files()
+            .into_iter()
+            .filter(|f| f.contains(".rec."))
+            .collect()
+    };
+    // The save's own record and the three above.
+    assert_eq!(records().len(), 4, "{:?}", records());
+    let mut c = p.cmd();
+    c.args(["prune", "--older-than", "365"]);
+    assert_ok(&p.run(&mut c));
+    let left = records();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.iter().all(|r| !r.contains("x1") && !r.contains("x2")),
+        "{left:?}"
+    );
+    assert_eq!(ls(&p).len(), 1);
+    // With only old hits, the newest one stays: the entry's last use.
+    for r in &left {
+        fs::remove_file(p.store.join(r)).unwrap();
+    }
+    backdate_record(&p, &manifest, 50, 'h', 4);
+    backdate_record(&p, &manifest, 45, 'h', 5);
+    let mut c = p.cmd();
+    c.args(["prune", "--older-than", "365"]);
+    assert_ok(&p.run(&mut c));
+    let left = records();
+    assert!(left.len() == 1 && left[0].ends_with("b45x5"), "{left:?}");
+    let used = ls(&p)[0]["last_used"].as_u64().unwrap();
+    assert!(crate::common::unix_now() - used >= 44 * 86_400, "{used}");
+}
