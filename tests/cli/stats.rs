@@ -295,19 +295,25 @@ fn backdate_record(p: &Project, manifest: &str, days_ago: u64, kind: char, i: u6
     fs::write(p.store.join(name), "{}").unwrap();
 }
 
-/// A fortnight of jobs, charted: Chromium draws the hit-rate bars, the time-saved bars
-/// and the store-size area where the SVG says, in their colours, on a white page.
-#[test]
-fn the_stats_chart_renders_in_headless_chromium() {
-    let Some(chromium) = chromium() else { return };
+/// A directory store with one saved entry, and its manifest's object name.
+fn one_saved_entry() -> (Project, String) {
     let p = Project::new();
-    let d = job_dir(&p, "c");
+    let d = job_dir(&p, "saved");
     assert_ok(&run(ensure_in(&p, &d, &[], &[])));
     let manifest = p
         .store_files()
         .into_iter()
         .find(|f| f.ends_with(".json"))
         .unwrap();
+    (p, manifest)
+}
+
+/// A fortnight of jobs, charted: Chromium draws the hit-rate bars, the time-saved bars
+/// and the store-size area where the SVG says, in their colours, on a white page.
+#[test]
+fn the_stats_chart_renders_in_headless_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let (p, manifest) = one_saved_entry();
     // Every day of the last fortnight: days_ago % 4 jobs hit, one missed.
     for days_ago in 1..=14u64 {
         for i in 0..days_ago % 4 {
@@ -496,14 +502,7 @@ restore:
 /// (the entry stays), and keeps the newest hit's, which holds the entry's last use.
 #[test]
 fn prune_deletes_job_records_over_a_month_old_and_keeps_the_newest_hit() {
-    let p = Project::new();
-    let d = job_dir(&p, "r");
-    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
-    let manifest = p
-        .store_files()
-        .into_iter()
-        .find(|f| f.ends_with(".json"))
-        .unwrap();
+    let (p, manifest) = one_saved_entry();
     backdate_record(&p, &manifest, 45, 'h', 1);
     backdate_record(&p, &manifest, 40, 'm', 2);
     backdate_record(&p, &manifest, 3, 'h', 3);
