@@ -81,6 +81,13 @@ pub enum Command {
         #[command(flatten)]
         rules: PruneArgs,
     },
+    /// What the cache was worth: hit rate, installs avoided, time saved, bytes (stdout)
+    Stats {
+        #[command(flatten)]
+        store: StoreLocation,
+        #[command(flatten)]
+        stats: StatsArgs,
+    },
     /// Print a new signing key pair on stdout: the public key, then the secret key
     Keygen,
     /// Check the store: reachable, credentials accepted, can write, read and delete
@@ -189,6 +196,32 @@ impl StoreLocation {
         crate::store::Store::open(&self.spec()?, &self.transfer.transfer(), Policy::PullPush)?
             .objects()
     }
+}
+
+/// `stats`' window, rows and outputs.
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
+    /// The jobs of the last AGE: days (30), or a duration such as 36h or 2w
+    #[arg(long, value_name = "AGE", default_value = "30", env = env_vars::CACHEGATE_SINCE, value_parser = parse_age)]
+    pub since: u64,
+    /// One row per cache name, project, scope or day
+    #[arg(long, value_enum, default_value_t = StatsBy::Name, env = env_vars::CACHEGATE_STATS_BY)]
+    pub by: StatsBy,
+    /// Print JSON instead of the report
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw hit rate and time saved per day and the store's size into FILE (SVG)
+    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_SVG)]
+    pub svg: Option<PathBuf>,
+}
+
+/// What `stats` puts in a row.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsBy {
+    Name,
+    Project,
+    Scope,
+    Day,
 }
 
 /// `prune`'s rules.
@@ -562,6 +595,10 @@ pub struct ReportArgs {
     /// Write CACHEGATE_HIT=true|false and friends to FILE (for `artifacts: reports: dotenv`)
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_DOTENV)]
     pub dotenv: Option<PathBuf>,
+
+    /// Write cachegate_hit, cachegate_saved_seconds and friends to FILE as OpenMetrics text (for `artifacts: reports: metrics`)
+    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_METRICS)]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! Object names: `v2/<project>/<scope>/<name>/<key>.json` for the manifest and
 //! `v2/<project>/<scope>/<name>/<key>-<upload id>.tar.zst` for the archive. The upload id
 //! keeps two racing writers from overwriting each other's archive before one of them
-//! commits. Beside them: `<key>.lease.<n>` (single-flight) and `<key>.used` (last use).
+//! commits. Beside them: `<key>.lease.<n>` (single-flight), `<key>.used` (last use, as
+//! cachegate before job records wrote it) and `<key>.rec.<fields>` (one job's record).
 //! `<project>` is the project namespace (`Namespace::segment`); `v1` had none, and its
 //! entries are simply not found.
 
@@ -87,6 +88,9 @@ pub enum ObjectName {
     Usage(EntryName),
     /// `…/<key>.lease.<n>`: generation `n` of the single-flight lease.
     Lease(EntryName, u32),
+    /// `…/<key>.rec.<fields>`: what one job did with the entry (`records.rs` spells the
+    /// fields out).
+    Record(EntryName, String),
     /// `v2/<project>/<scope>/.doctor/<id>`: `doctor`'s probe, removed right away.
     Probe(String, Scope, String),
 }
@@ -96,6 +100,7 @@ const MANIFEST_EXT: &str = ".json";
 const ARCHIVE_EXT: &str = ".tar.zst";
 const USAGE_EXT: &str = ".used";
 const LEASE_EXT: &str = ".lease.";
+const RECORD_EXT: &str = ".rec.";
 
 impl EntryName {
     pub fn new(ns: &str, scope: Scope, name: &str, key: &str) -> EntryName {
@@ -132,6 +137,11 @@ impl EntryName {
 
     pub fn lease(&self, generation: u32) -> String {
         format!("{}{LEASE_EXT}{generation}", self.base())
+    }
+
+    /// `fields` as `records.rs` formats them (safe characters only).
+    pub fn record(&self, fields: &str) -> String {
+        format!("{}{RECORD_EXT}{fields}", self.base())
     }
 
     pub fn archive(&self, upload_id: &str) -> String {
@@ -189,6 +199,12 @@ impl ObjectName {
             let generation: u32 = n.parse().ok().filter(|g: &u32| g.to_string() == n)?;
             return Some(ObjectName::Lease(entry(key)?, generation));
         }
+        if let Some((key, fields)) = file.split_once(RECORD_EXT) {
+            if fields.is_empty() || fields.contains('%') {
+                return None;
+            }
+            return Some(ObjectName::Record(entry(key)?, fields.to_string()));
+        }
         let (key, id) = file.strip_suffix(ARCHIVE_EXT)?.split_once('-')?;
         Some(ObjectName::Archive(entry(key)?, unsegment(id)?))
     }
@@ -198,7 +214,8 @@ impl ObjectName {
             ObjectName::Manifest(e)
             | ObjectName::Archive(e, _)
             | ObjectName::Usage(e)
-            | ObjectName::Lease(e, _) => e.scope,
+            | ObjectName::Lease(e, _)
+            | ObjectName::Record(e, _) => e.scope,
             ObjectName::Probe(_, scope, _) => *scope,
         }
     }
@@ -209,7 +226,8 @@ impl ObjectName {
             ObjectName::Manifest(e)
             | ObjectName::Archive(e, _)
             | ObjectName::Usage(e)
-            | ObjectName::Lease(e, _) => Some(e),
+            | ObjectName::Lease(e, _)
+            | ObjectName::Record(e, _) => Some(e),
             ObjectName::Probe(..) => None,
         }
     }
@@ -222,6 +240,7 @@ impl std::fmt::Display for ObjectName {
             ObjectName::Archive(e, id) => f.write_str(&e.archive(id)),
             ObjectName::Usage(e) => f.write_str(&e.usage()),
             ObjectName::Lease(e, n) => f.write_str(&e.lease(*n)),
+            ObjectName::Record(e, fields) => f.write_str(&e.record(fields)),
             ObjectName::Probe(ns, scope, id) => write!(
                 f,
                 "{LAYOUT_ROOT}/{ns}/{}/{PROBE_DIR}/{}",
@@ -337,7 +356,8 @@ mod tests {
         let u = ObjectName::Usage(e.clone());
         let l = ObjectName::Lease(e.clone(), 12);
         let p = ObjectName::Probe(ns.into(), Scope::Local, "9f3c".into());
-        for o in [m, a, u, l, p] {
+        let r = ObjectName::Record(e.clone(), "1764633600.h.41000.1900.5000.00ff".into());
+        for o in [m, a, u, l, p, r] {
             assert_eq!(ObjectName::parse(&o.to_string()), Some(o.clone()), "{o}");
         }
         assert!(e.owns_archive(&e.archive("1234")));
@@ -371,6 +391,7 @@ mod tests {
             "v2/ns/local/pip/k.lease.01",
             "v2/ns/local/pip/k.lease.-1",
             "v2/ns/local/pip/k.lease.",
+            "v2/ns/local/pip/k.rec.",
         ] {
             assert_eq!(ObjectName::parse(bad), None, "{bad}");
         }

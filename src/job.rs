@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
 use crate::store::{Gated, Store};
-use crate::{config, env_vars, key, redact, runner, secrets, sign, usage};
+use crate::{config, env_vars, key, records, redact, runner, secrets, sign};
 
 /// What a lookup found (just's `CacheStatus`).
 pub enum Lookup {
@@ -201,28 +201,36 @@ impl Job {
         }
         line.push_str(&format!("; project {}", self.namespace.name));
         eprintln!("cachegate: {line}");
-        if report::in_gitlab() || self.verbose > 0 {
-            let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
-            lines.push(format!("backend  {}", self.store.describe()));
-            lines.push(format!(
-                "project  {} (from {}), stored under {}/{}/",
-                self.namespace.name,
-                self.namespace.source,
-                entry::LAYOUT_ROOT,
-                self.ns
-            ));
-            lines.push(format!(
-                "scopes   write {}, read {}",
-                self.scopes.write.as_str(),
-                self.scopes
-                    .read
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" then ")
-            ));
-            report::section("key", &format!("key {}", p.short_key()), &lines);
+        // In GitLab, ensure ends with one section holding all of it (`summary.rs`).
+        let summary_later = self.report.command == "ensure" && report::in_gitlab();
+        if !summary_later && (report::in_gitlab() || self.verbose > 0) {
+            report::section("key", &format!("key {}", p.short_key()), &self.key_lines());
         }
+    }
+
+    /// The key's parts and where its entries live, for people.
+    pub(crate) fn key_lines(&self) -> Vec<String> {
+        let p = &self.plan;
+        let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
+        lines.push(format!("backend  {}", self.store.describe()));
+        lines.push(format!(
+            "project  {} (from {}), stored under {}/{}/",
+            self.namespace.name,
+            self.namespace.source,
+            entry::LAYOUT_ROOT,
+            self.ns
+        ));
+        lines.push(format!(
+            "scopes   write {}, read {}",
+            self.scopes.write.as_str(),
+            self.scopes
+                .read
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" then ")
+        ));
+        lines
     }
 
     /// Whether cache trouble happened so far (`--strict` stops before the install).
@@ -428,7 +436,13 @@ impl Job {
                 r.bytes = Some(stats.bytes);
                 r.archive_bytes = Some(stats.archive_bytes);
                 r.restore_seconds = Some(secs);
-                self.record_use(scope, &m.key);
+                let rec = records::Record::new(
+                    records::Kind::Hit,
+                    m.install_seconds,
+                    secs,
+                    stats.archive_bytes,
+                );
+                self.record(&m.key, &rec);
                 true
             }
             Err(UnpackError::Tracked(files)) => {
@@ -541,20 +555,21 @@ impl Job {
         Err(UnpackError::Corrupt("its archive is missing".into()))
     }
 
-    /// Note that the entry was used, for `prune --unused-for` and LRU eviction: at most one
-    /// small write a day, bounded in time, never an error. Only in the scope this job
-    /// writes, and never under `--policy pull` (read-only means no writes at all).
-    fn record_use(&self, scope: Scope, key: &str) {
+    /// Leave this job's record beside the entry (`records.rs`): bounded in time, never an
+    /// error. Only in the scope this job writes, and never under `--policy pull` (read-only
+    /// means no writes at all); a hit on another scope's entry is recorded in this job's
+    /// scope, under the entry's key.
+    fn record(&self, key: &str, record: &records::Record) {
         let Some(backend) = self.objects() else {
             return;
         };
-        if scope != self.scopes.write || !self.store.writes() {
+        if !self.store.writes() {
             return;
         }
-        let name = self.entry_name(scope, key).usage();
-        usage::record_in_background(
+        records::write_in_background(
             std::sync::Arc::new(backend.clone()),
-            name,
+            &self.entry_name(self.scopes.write, key),
+            record,
             Duration::from_secs(2),
         );
     }
@@ -609,8 +624,20 @@ impl Job {
             }
         }
         let outcome = self.upload(&paths, install_seconds);
-        if let Save::Failed(why) = &outcome {
-            self.trouble(why.clone());
+        let key = self.plan.key.clone();
+        match &outcome {
+            Save::Failed(why) => self.trouble(why.clone()),
+            Save::Saved => {
+                let r = &self.report;
+                let (secs, bytes) = (r.save_seconds.unwrap_or(0.0), r.archive_bytes.unwrap_or(0));
+                let rec = records::Record::new(records::Kind::Saved, install_seconds, secs, bytes);
+                self.record(&key, &rec);
+            }
+            Save::Exists => {
+                let rec = records::Record::new(records::Kind::Missed, install_seconds, 0.0, 0);
+                self.record(&key, &rec);
+            }
+            Save::Skipped(_) => {}
         }
         outcome
     }
@@ -764,6 +791,14 @@ impl Job {
                 .write_files(args.json.as_deref(), args.dotenv.as_deref())
         {
             report::warn(&format!("{e:#}"));
+        }
+        if let Some(path) = self.report_args.as_ref().and_then(|a| a.metrics.as_deref())
+            && let Err(e) = crate::metrics::write(&self.report, path)
+        {
+            report::warn(&format!("{e:#}"));
+        }
+        if self.report.command == "ensure" && report::in_gitlab() {
+            self.print_summary();
         }
         exit::code(ending, self.strict && self.trouble)
     }

@@ -7,7 +7,7 @@
 //! time, and memory is bounded by the largest group (or a batch of small ones), not by the
 //! store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -17,14 +17,16 @@ use crate::backend::{Backend, ObjectMeta, StoreError};
 use crate::entry::{self, Manifest, ObjectName};
 use crate::key;
 use crate::report;
-use crate::usage;
+use crate::{records, usage};
 
 /// One stored entry, as `ls` and `prune` see it.
 pub(crate) struct Listed {
     pub(crate) manifest: String,
     pub(crate) archive: String,
-    /// The last-use record, when the entry has one.
+    /// The last-use record, when the entry has one (written before job records).
     pub(crate) usage: Option<String>,
+    /// The job records beside the entry (`records.rs`), deleted with it.
+    pub(crate) records: Vec<String>,
     /// The project, as the manifest names it (else the path segment).
     pub(crate) namespace: String,
     pub(crate) scope: String,
@@ -107,6 +109,7 @@ fn read_entry(
     backend: &dyn Backend,
     o: &ObjectMeta,
     names: &HashSet<&str>,
+    recs: &[(&str, records::Record)],
     warn: bool,
 ) -> Option<Listed> {
     // Where a manifest lies decides its scope, name and key, not what it says.
@@ -136,14 +139,16 @@ fn read_entry(
     } else {
         (None, None)
     };
+    let (rec_last, rec_days) = records::usage_of(recs.iter().map(|(_, r)| r));
     Some(Listed {
         manifest: o.name.clone(),
         archive: if own { m.archive } else { String::new() },
         usage,
+        records: recs.iter().map(|(n, _)| n.to_string()).collect(),
         namespace: m.namespace.unwrap_or_else(|| at.ns.clone()),
         install_seconds: m.install_seconds,
-        last_used: record.map(|u| u.last_used),
-        hit_days: record.map_or(0, |u| u.hit_days),
+        last_used: record.map(|u| u.last_used).max(rec_last),
+        hit_days: record.map_or(0, |u| u.hit_days) + rec_days,
         scope: at.scope.as_str().to_string(),
         name: at.name,
         key: at.key,
@@ -181,8 +186,19 @@ fn read_groups(
                     .map(move |o| (i, o))
             })
             .collect();
+        // Each entry's job records, by the manifest they sit beside: the listing is all
+        // they need.
+        let mut recs: HashMap<String, Vec<(&str, records::Record)>> = HashMap::new();
+        for o in groups.iter().flatten() {
+            if let Some((e, r)) = records::Record::from_object(&o.name) {
+                recs.entry(e.manifest())
+                    .or_default()
+                    .push((o.name.as_str(), r));
+            }
+        }
         let (read, _) = bounded(&manifests, threads, |(i, o)| {
-            Ok(read_entry(backend, o, &names[*i], warn))
+            let own = recs.get(&o.name).map_or(&[][..], Vec::as_slice);
+            Ok(read_entry(backend, o, &names[*i], own, warn))
         });
         for ((i, _), e) in manifests.iter().zip(read) {
             entries[*i].extend(e.flatten());

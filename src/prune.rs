@@ -9,7 +9,7 @@ use crate::entry::ObjectName;
 use crate::ls::{Group, Listed, age, bounded, for_each_group};
 use crate::report;
 use crate::scope::Scope;
-use crate::{entry, key};
+use crate::{entry, key, records};
 
 impl crate::cli::PruneArgs {
     /// The rules, or a usage error when there are none: prune never guesses what to delete.
@@ -219,6 +219,9 @@ impl Deleter<'_> {
                     if let Some(u) = &e.usage {
                         backend.delete(u)?;
                     }
+                    for r in &e.records {
+                        backend.delete(r)?;
+                    }
                 }
                 Doomed::Abandoned(o) | Doomed::Leftover(o) => backend.delete(&o.name)?,
             }
@@ -260,7 +263,8 @@ impl Deleter<'_> {
 
 /// Delete entries by age, time unused, per-name count and total size (least recently used
 /// first), plus what no entry owns any more: archives no manifest names (old enough to be
-/// abandoned uploads), leases older than a day and last-use records of gone entries. The
+/// abandoned uploads), leases older than a day, last-use records of gone entries, and job
+/// records a month old (`records::KEEP`; a kept entry keeps its newest hit's). The
 /// store is walked one cache name at a time as its listing streams (see `ls`).
 pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     let now = report::unix_now();
@@ -289,7 +293,11 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             let Group { entries, objects } = g;
             let referenced: HashSet<String> = entries
                 .iter()
-                .flat_map(|e| [e.archive.clone(), e.usage.clone().unwrap_or_default()])
+                .flat_map(|e| {
+                    [e.archive.clone(), e.usage.clone().unwrap_or_default()]
+                        .into_iter()
+                        .chain(e.records.iter().cloned())
+                })
                 .collect();
             // Most recently used first: an entry survives only if every rule lets it.
             for (nth, e) in entries
@@ -313,6 +321,13 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                     del.push(Doomed::Entry(Box::new(e)))?;
                 } else {
                     del.tally.kept += e.archive_bytes;
+                    for name in records::expired(&e.records, now) {
+                        del.push(Doomed::Leftover(ObjectMeta {
+                            name,
+                            size: 0,
+                            modified: None,
+                        }))?;
+                    }
                 }
             }
             for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
@@ -330,6 +345,9 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                 let leftover = match ObjectName::parse(&o.name) {
                     Some(ObjectName::Lease(..)) => older(&o, 86_400),
                     Some(ObjectName::Usage(_)) => true,
+                    // Kept a while for `stats`: a hit on another scope's entry lands here.
+                    Some(ObjectName::Record(_, fields)) => records::Record::parse(&fields)
+                        .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
                     _ => false,
                 };
                 if leftover {

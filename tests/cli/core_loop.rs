@@ -139,7 +139,8 @@ fn missing_and_failing_commands_keep_their_status_and_save_nothing() {
         )
         .status(3)
         .run();
-    assert_eq!(p.store_files().len(), 2, "{:?}", p.store_files());
+    // The manifest, the archive and the save's job record.
+    assert_eq!(p.store_files().len(), 3, "{:?}", p.store_files());
 }
 
 #[test]
@@ -549,9 +550,10 @@ fn ls_and_prune_manage_the_store() {
             .count(),
         2
     );
-    assert_eq!(p.store_files().len(), 6);
+    // Three entries: a manifest, an archive and a save record each.
+    assert_eq!(p.store_files().len(), 9);
     p.test().args(["prune", "--keep", "1"]).run();
-    assert_eq!(p.store_files().len(), 2, "{:?}", p.store_files());
+    assert_eq!(p.store_files().len(), 3, "{:?}", p.store_files());
     // The newest one is the one kept: v3 still hits.
     std::fs::remove_dir_all(p.path("out")).unwrap();
     p.test()
@@ -940,7 +942,9 @@ fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
             .iter()
             .filter(|f| f.starts_with(&format!("{}/protected/", common::project_root())))
             .count(),
-        2,
+        // The protected job's manifest, archive and save record: the laptop's hit under
+        // --policy pull wrote no record.
+        3,
         "{files:?}"
     );
     assert_eq!(
@@ -948,7 +952,7 @@ fn a_laptop_restores_what_protected_jobs_saved_but_never_writes_there() {
             .iter()
             .filter(|f| f.starts_with(&format!("{}/local/", common::project_root())))
             .count(),
-        2,
+        3,
         "{files:?}"
     );
 }
@@ -1097,8 +1101,15 @@ fn a_full_disk_is_a_miss_or_a_skipped_save_and_never_fails_the_job() {
         "installed\n"
     );
     assert!(staging_dirs(&small.0).is_empty());
-    // Local trouble is not a bad entry: it stays in the store for the next job.
-    assert_eq!(p.store_files(), saved);
+    // Local trouble is not a bad entry: it stays in the store for the next job, which
+    // records one install run (the key was saved already).
+    let now = p.store_files();
+    let added: Vec<&String> = now.iter().filter(|f| !saved.contains(f)).collect();
+    assert!(saved.iter().all(|f| now.contains(f)), "{now:?}");
+    assert!(
+        added.len() == 1 && added[0].contains(".rec.") && added[0].contains(".m."),
+        "{added:?}"
+    );
 
     // Saving 12 MB into a 2 MB store: skipped with a warning, nothing half-written left.
     let disk = SmallDisk::mount(p.tmp.path().join("tiny-store"), "2m");

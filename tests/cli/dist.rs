@@ -328,6 +328,7 @@ fn shell_scripts_are_shellcheck_clean() {
         "install_dir",
         "local_tier",
         "local_tier_max_size",
+        "metrics",
     ] {
         script = script.replace(&format!("$[[ inputs.{input} ]]"), "value");
     }
@@ -405,7 +406,7 @@ fn pipeline(gcl: &Path, proj: &Path, home: &Path) -> String {
 }
 
 /// Make `dir` what gitlab-ci-local needs: a git repo with a commit and an `origin` remote.
-fn git_project(dir: &Path) {
+pub(crate) fn git_project(dir: &Path) {
     for args in [
         &["init", "-q", "-b", "main"][..],
         &[

@@ -64,7 +64,8 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
         stderr(&o)
     );
     let files = emu.files();
-    assert_eq!(files.len(), 2, "{files:?}");
+    // The manifest, the archive and the save's job record.
+    assert_eq!(files.len(), 3, "{files:?}");
     for (name, version, file) in &files {
         assert_eq!(*name, package("unprotected"));
         let (cache, key) = version.split_once('.').unwrap();
@@ -74,6 +75,7 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
     }
     assert!(files.iter().any(|f| f.2.ends_with(".json")));
     assert!(files.iter().any(|f| f.2.ends_with(".tar.zst")));
+    assert!(files.iter().any(|f| f.2.contains(".rec.")));
     // The job token went in the JOB-TOKEN header, never in a URL.
     for r in emu.requests() {
         assert_eq!(r.header("job-token"), Some(emu.job_token.as_str()));
@@ -81,7 +83,7 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
     }
 
     // The next job hits, with one request for the manifest and one for the archive; after
-    // the restore it reads the last-use record and, the first time today, writes it.
+    // the restore it writes its job record (and reads no last-use record).
     emu.clear_requests();
     std::fs::remove_dir_all(p.path("out")).unwrap();
     let o = p.run(&mut {
@@ -101,8 +103,10 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
         .iter()
         .map(|r| r.path.rsplit('.').next().unwrap())
         .collect();
-    assert_eq!(files, ["json", "zst", "used", "used"], "{reqs:?}");
-    assert_eq!(reqs[3].method, "PUT");
+    assert_eq!(files.len(), 3, "{reqs:?}");
+    assert_eq!(files[..2], ["json", "zst"], "{reqs:?}");
+    assert_eq!(reqs[2].method, "PUT");
+    assert!(reqs[2].path.contains(".rec."), "{reqs:?}");
 }
 
 #[test]
@@ -125,7 +129,8 @@ fn ls_and_prune_work_and_a_token_that_cannot_delete_is_reported() {
     emu.deny_delete(false);
     let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(emu.files().len(), 2, "{:?}", emu.files());
+    // The kept entry: its manifest, archive and save record.
+    assert_eq!(emu.files().len(), 3, "{:?}", emu.files());
 }
 
 #[test]

@@ -77,7 +77,8 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     p.write("app.lock", "v1");
     p.test().ensure(&ARGS, &small_tree()).run();
     let files = walk(&root);
-    assert_eq!(files.len(), 2, "{files:?}");
+    // The manifest, the archive and the save's job record.
+    assert_eq!(files.len(), 3, "{files:?}");
     let dir = format!("cache/{}/local/out/", crate::common::project_root());
     assert!(
         files
@@ -100,8 +101,8 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     assert_eq!(installs(&p), 1);
     assert_eq!(
         requests() - before,
-        4,
-        "a hit is the manifest and the archive, then the last-use record read and (once a day) written"
+        3,
+        "a hit is the manifest and the archive, then its job record written"
     );
 
     // A second entry, then ls lists both through nginx's JSON listing, prune keeps one.
@@ -115,7 +116,7 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     explain_names_the_changed_lock(&p);
     let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(walk(&root).len(), 2, "{:?}", walk(&root));
+    assert_eq!(walk(&root).len(), 3, "{:?}", walk(&root));
 }
 
 /// `explain` lists the store to find the newest entry and names the lock that changed.

@@ -20,5 +20,6 @@ mod runner;
 mod s3;
 mod scopes;
 mod signing;
+mod stats;
 mod terminal;
 mod tier;

@@ -12,6 +12,7 @@ use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
 use crate::common::nginx::NginxStore;
 use crate::common::scenarios::{build_named_wheel, installs, npm_lock};
 use crate::common::{Project, require_tool, stderr, stdout};
+use crate::stats::stats_count_parallel_jobs_and_prune;
 
 /// Every job of these scenarios shares one project namespace, wherever its directory is.
 const NS: &str = "team/app";
@@ -20,7 +21,7 @@ const FLIGHT: [&str; 6] = ["--wait", "60", "--lease", "2", "--poll", "1"];
 
 /// A job directory of its own (parallel jobs must not share a workspace), using the
 /// project's store.
-fn job_dir(p: &Project, name: &str) -> PathBuf {
+pub(crate) fn job_dir(p: &Project, name: &str) -> PathBuf {
     let d = p.tmp.path().join("jobs").join(name);
     fs::create_dir_all(&d).unwrap();
     fs::write(d.join("app.lock"), "v1").unwrap();
@@ -45,7 +46,12 @@ fn tree_cmd() -> Vec<String> {
 
 const TREE: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
 
-fn ensure_in(p: &Project, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> StdCommand {
+pub(crate) fn ensure_in(
+    p: &Project,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> StdCommand {
     let mut c = in_dir(p, dir);
     c.arg("ensure")
         .args(TREE)
@@ -56,7 +62,7 @@ fn ensure_in(p: &Project, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> S
     c
 }
 
-fn run(mut c: StdCommand) -> Output {
+pub(crate) fn run(mut c: StdCommand) -> Output {
     c.output().unwrap()
 }
 
@@ -74,7 +80,7 @@ fn installs_in(dir: &Path) -> usize {
 }
 
 /// The entries `ls --json` lists.
-fn ls(p: &Project) -> Vec<serde_json::Value> {
+pub(crate) fn ls(p: &Project) -> Vec<serde_json::Value> {
     let mut c = p.cmd();
     c.args(["ls", "--json"]);
     let o = p.run(&mut c);
@@ -82,7 +88,7 @@ fn ls(p: &Project) -> Vec<serde_json::Value> {
     serde_json::from_str(&stdout(&o)).unwrap()
 }
 
-fn assert_ok(o: &Output) {
+pub(crate) fn assert_ok(o: &Output) {
     assert!(
         o.status.success(),
         "exit {:?}\n{}",
@@ -649,7 +655,7 @@ pub fn last_use(p: &Project) {
         assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     }
     let e = &ls(p)[0];
-    // Every write counts a day, so one day means one write for three hits.
+    // Hits count the days with one: three on one day are one.
     assert_eq!(e["hit_days"], 1, "{e:#}");
     let used = e["last_used"].as_u64().unwrap();
     assert!(crate::common::unix_now() - used < 120, "{e:#}");
@@ -702,14 +708,15 @@ every_store!(
     namespaces,
     time_saved,
     last_use,
+    stats_count_parallel_jobs_and_prune,
 );
 
 // ------------------------------------------------------- store-specific checks
 
-/// Three hits in a day: the registry sees one upload of the last-use record, and a hit
-/// (even with `--fallback` set) never lists packages.
+/// Three hits: the registry sees three uploads of job records, one each, no read of a
+/// last-use record, and a hit (even with `--fallback` set) never lists packages.
 #[test]
-fn three_hits_in_a_day_write_the_last_use_once_to_the_gitlab_registry() {
+fn three_hits_write_three_job_records_and_read_no_last_use_from_the_gitlab_registry() {
     let emu = Arc::new(GitlabEmu::start());
     let p = Project::with_store(Box::new(GitlabStore(emu.clone())));
     let d = job_dir(&p, "used");
@@ -721,17 +728,20 @@ fn three_hits_in_a_day_write_the_last_use_once_to_the_gitlab_registry() {
         assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     }
     let reqs = emu.requests();
-    let used_puts = reqs
-        .iter()
-        .filter(|r| r.method == "PUT" && r.path.ends_with(".used"))
-        .count();
-    assert_eq!(
-        used_puts,
-        1,
-        "{:#?}",
+    let shown = || {
         reqs.iter()
             .map(|r| (&r.method, &r.path))
             .collect::<Vec<_>>()
+    };
+    let record_puts = reqs
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains(".rec."))
+        .count();
+    assert_eq!(record_puts, 3, "{:#?}", shown());
+    assert!(
+        !reqs.iter().any(|r| r.path.ends_with(".used")),
+        "{:#?}",
+        shown()
     );
     assert!(
         !reqs
@@ -742,7 +752,7 @@ fn three_hits_in_a_day_write_the_last_use_once_to_the_gitlab_registry() {
 }
 
 #[test]
-fn three_hits_in_a_day_write_the_last_use_once_to_nginx() {
+fn three_hits_write_three_job_records_and_read_no_last_use_from_nginx() {
     let Some(store) = NginxStore::start() else {
         return;
     };
@@ -755,12 +765,14 @@ fn three_hits_in_a_day_write_the_last_use_once_to_nginx() {
         let o = run(ensure_in(&p, &d, &[], &[]));
         assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     }
-    let writes = fs::read_to_string(&log)
-        .unwrap()
+    let log = fs::read_to_string(&log).unwrap();
+    let writes = log
         .lines()
-        .filter(|l| l.starts_with("PUT ") && l.contains(".used"))
+        .filter(|l| l.starts_with("PUT ") && l.contains(".rec."))
         .count();
-    assert_eq!(writes, 1);
+    // The miss's save record, then one per hit.
+    assert_eq!(writes, 4, "{log}");
+    assert!(!log.contains(".used"), "{log}");
 }
 
 /// Rewrite what a directory store holds for one entry, as time would have: `created` (in

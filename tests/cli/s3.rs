@@ -47,9 +47,10 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
     let args = ARGS;
     p.test().ensure(&args, &cmd).run();
     let before = std::fs::read(p.path("out/big")).unwrap();
-    // v2/<project>/<scope>/<name>/<key>.json and .../<key>-<upload id>.tar.zst
+    // v2/<project>/<scope>/<name>/<key>.json, .../<key>-<upload id>.tar.zst and the save's
+    // job record .../<key>.rec.<fields>
     let objects = store.objects();
-    assert_eq!(objects.len(), 2, "{objects:?}");
+    assert_eq!(objects.len(), 3, "{objects:?}");
     let dir = format!("{}/local/out/", crate::common::project_root());
     let manifest = objects.iter().find(|o| o.ends_with(".json")).unwrap();
     let key = manifest
