@@ -207,10 +207,11 @@ pub struct PruneArgs {
     pub scope: Option<crate::scope::Scope>,
     /// Age after which an unfinished upload (an archive no manifest names, an incomplete S3
     /// multipart upload) counts as abandoned and is removed: hours (24), or a duration such
-    /// as 30m, 36h or 2d (younger ones may be uploads in flight; 0 removes those too)
-    #[arg(long, value_name = "AGE", default_value = "24", env = env_vars::CACHEGATE_ABANDONED_AFTER,
+    /// as 30m, 36h or 2d; 24 when not given (younger ones may be uploads in flight; 0 removes
+    /// those too). Given alone, it is the only rule: entries stay
+    #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_ABANDONED_AFTER,
           value_parser = parse_abandoned_after)]
-    pub abandoned_after: u64,
+    pub abandoned_after: Option<u64>,
     /// Keep only the N most recently used entries of each cache name (per project and scope)
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
     pub keep: Option<usize>,

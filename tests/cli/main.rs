@@ -8,6 +8,7 @@ mod common;
 mod core_loop;
 mod dist;
 mod doctor;
+mod faults;
 mod gitlab;
 mod hostile;
 mod http;
