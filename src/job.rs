@@ -230,6 +230,16 @@ impl Job {
         self.trouble
     }
 
+    /// What a job does about cache trouble before its install: goes on as a miss, or, under
+    /// `--strict`, stops.
+    pub(crate) fn as_miss(&self) -> &'static str {
+        if self.strict {
+            "stopping with exit 3 (--strict)"
+        } else {
+            "treating it as a miss"
+        }
+    }
+
     /// Cache trouble: a warning, remembered for `--strict`.
     pub(crate) fn trouble(&mut self, msg: String) {
         self.trouble = true;
@@ -307,19 +317,25 @@ impl Job {
                                 });
                             }
                             Some(why) => format!(
-                                "not restoring the {} entry {object}: {why}; treating it as a miss",
-                                scope.as_str()
+                                "not restoring the {} entry {object}: {why}; {}",
+                                scope.as_str(),
+                                self.as_miss()
                             ),
                         },
-                        Err(e) => format!("ignoring the {} entry {object}: {e:#}", scope.as_str()),
+                        Err(e) => format!(
+                            "ignoring the {} entry {object}: {e:#}; {}",
+                            scope.as_str(),
+                            self.as_miss()
+                        ),
                     }
                 }
                 Err(StoreError::NotFound) => continue,
                 Err(e) => {
                     let describe = backend.describe();
                     self.trouble(format!(
-                        "cannot look up {} in {describe}: {e}; treating it as a miss",
+                        "cannot look up {} in {describe}: {e}; {}",
                         self.plan.short_key(),
+                        self.as_miss()
                     ));
                     // Failing on the scope this job writes means the save would fail too; a
                     // scope it may only read says nothing about writing.
@@ -462,7 +478,7 @@ impl Job {
                     if replaced {
                         "the entry is removed and will be replaced"
                     } else {
-                        "treating it as a miss"
+                        self.as_miss()
                     }
                 ));
                 false
@@ -765,7 +781,11 @@ impl Job {
         {
             report::warn(&format!("{e:#}"));
         }
-        exit::code(ending, self.strict && self.trouble)
+        let code = exit::code(ending, self.strict && self.trouble);
+        if code == exit::TROUBLE && self.strict && self.trouble {
+            eprintln!("cachegate: exit 3: cache trouble under --strict (see the warning above)");
+        }
+        code
     }
 }
 

@@ -2,7 +2,10 @@
 //! fault: a store that never answers, a proxy that flips a byte, a process killed mid-step.
 
 use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::gitlab_emu::{Request, Response, Server};
 use crate::common::{ARGS, Project, tree_cmd};
 
 fn one_file() -> Vec<String> {
@@ -44,4 +47,42 @@ fn prune_refused_abandoned_after_alone_as_no_rule() {
     assert_eq!(listed(&p).len(), 1);
     p.test().ensure(&ARGS, &one_file()).installs(1).run();
     assert_eq!(fs::read_to_string(p.path("out/f")).unwrap(), "data\n");
+}
+
+/// An HTTP store on loopback that answers every request with `status` and counts them.
+fn failing_server(status: u16) -> (Server, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let server = Server::start(Arc::new(move |_req: Request| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Response::json(status, r#"{"message":"backend down"}"#.into())
+    }));
+    (server, count)
+}
+
+#[test]
+fn strict_said_treating_it_as_a_miss_and_then_exited_3() {
+    let (server, _) = failing_server(503);
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let backend = format!("{}/cache", server.url());
+    let args = [&ARGS[..], &["--backend", &backend, "--retries", "0"]].concat();
+    p.test()
+        .ensure(&[&args[..], &["--strict"]].concat(), &one_file())
+        .status(3)
+        .stderr_contains("cannot look up")
+        .stderr_contains("stopping with exit 3 (--strict)")
+        .stderr_contains("cachegate: exit 3: cache trouble under --strict")
+        .stderr_lacks("treating it as a miss")
+        .stderr_lacks("running")
+        .installs(0)
+        .run();
+    assert!(!p.path("out").exists());
+    // Without --strict the same trouble is a miss, and says so.
+    p.test()
+        .ensure(&args, &one_file())
+        .stderr_contains("treating it as a miss")
+        .stderr_lacks("--strict")
+        .installs(1)
+        .run();
 }
