@@ -5,14 +5,12 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
-
 use cachegate::cli::{Cli, Command};
 use cachegate::job::Job;
 use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, redact, sign};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cachegate::cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -289,8 +289,14 @@ fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
         } else {
             format!("lock files there: {}", found.join(", "))
         };
+        // A flag is one pattern (only CACHEGATE_LOCK is a list): `--lock a,b` was meant as two.
+        let list = if pattern.contains(',') {
+            "; a --lock flag is one pattern (repeat --lock for each)"
+        } else {
+            ""
+        };
         anyhow::anyhow!(
-            "--lock {pattern:?} matches nothing in {}; {hint}",
+            "--lock {pattern:?} matches nothing in {}{list}; {hint}",
             dir.display()
         )
     };

@@ -86,3 +86,63 @@ fn strict_said_treating_it_as_a_miss_and_then_exited_3() {
         .installs(1)
         .run();
 }
+
+#[test]
+fn path_with_a_comma_was_split_into_two_paths_on_the_command_line() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let args = ["--lock", "app.lock", "--path", "deps,v1"];
+    let install = tree_cmd("mkdir -p 'deps,v1' && echo data > 'deps,v1/f'");
+    p.test()
+        .ensure(&args, &install)
+        .stderr_contains("saved")
+        .stderr_lacks("nothing saved")
+        .warnings(0)
+        .installs(1)
+        .run();
+    fs::remove_dir_all(p.path("deps,v1")).unwrap();
+    p.test()
+        .ensure(&args, &install)
+        .stderr_contains("hit")
+        .installs(1)
+        .run();
+    assert_eq!(fs::read_to_string(p.path("deps,v1/f")).unwrap(), "data\n");
+    let o = p.test().args(["key", "--explain"]).args(args).run();
+    let paths: Vec<&str> = std::str::from_utf8(&o.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("path "))
+        .collect();
+    assert_eq!(paths, ["path     deps,v1"], "{paths:?}");
+
+    // The variable is still a list: two paths, both cached and restored.
+    let two = tree_cmd("mkdir -p out out2 && echo 1 > out/f && echo 2 > out2/f");
+    let o = p
+        .test()
+        .args(["key", "--explain", "--lock", "app.lock"])
+        .env("CACHEGATE_PATH", "out,out2")
+        .run();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("path     out\npath     out2\n"), "{text}");
+    p.test()
+        .ensure(&["--lock", "app.lock"], &two)
+        .env("CACHEGATE_PATH", "out,out2")
+        .installs(2)
+        .run();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    fs::remove_dir_all(p.path("out2")).unwrap();
+    p.test()
+        .ensure(&["--lock", "app.lock"], &two)
+        .env("CACHEGATE_PATH", "out,out2")
+        .stderr_contains("hit")
+        .installs(2)
+        .run();
+    assert_eq!(fs::read_to_string(p.path("out/f")).unwrap(), "1\n");
+    assert_eq!(fs::read_to_string(p.path("out2/f")).unwrap(), "2\n");
+    // A flag with a comma that names no file says why.
+    p.test()
+        .ensure(&["--lock", "app.lock,other.lock", "--path", "out"], &two)
+        .status(2)
+        .stderr_contains("a --lock flag is one pattern (repeat --lock for each)")
+        .run();
+}
