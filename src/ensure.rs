@@ -10,7 +10,7 @@ use crate::key::shell_words;
 use crate::lease::{self, Flight};
 use crate::report::{self, Outcome};
 use crate::store::Gated;
-use crate::warm;
+use crate::{echo, warm};
 
 pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> i32 {
     job.recover();
@@ -48,7 +48,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
             job.report.warm = warm::start(job, cmd);
         }
         job.before_install();
-        eprintln!("{miss} · running {}", shell_words(cmd));
+        eprintln!("{miss} · running {}", echo::value(&shell_words(cmd)));
         let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
         if status != 0 && !save_on_failure {
             eprintln!(

@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
 use crate::store::{Gated, Store};
-use crate::{config, env_vars, key, redact, runner, secrets, sign, usage};
+use crate::{config, echo, env_vars, key, redact, runner, secrets, sign, usage};
 
 /// What a lookup found (just's `CacheStatus`).
 pub enum Lookup {
@@ -170,7 +170,7 @@ impl Job {
 
     fn log_plan(&self) {
         let p = &self.plan;
-        let paths: Vec<&str> = p.paths.iter().map(|c| c.declared.as_str()).collect();
+        let paths: Vec<String> = p.paths.iter().map(|c| echo::value(&c.declared)).collect();
         // Name a preset only when its paths are the ones cached: with --path it chose nothing.
         let mut line = if p.presets.is_empty() || !p.preset_paths {
             format!("caching {}", paths.join(", "))
@@ -200,7 +200,8 @@ impl Job {
             line.push_str(&format!("; {n}"));
         }
         line.push_str(&format!("; project {}", self.namespace.name));
-        eprintln!("cachegate: {line}");
+        // The tools' configuration (the notes) is from outside too.
+        eprintln!("cachegate: {}", echo::line(&line));
         if report::in_gitlab() || self.verbose > 0 {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
             lines.push(format!("backend  {}", self.store.describe()));
@@ -590,7 +591,11 @@ impl Job {
             };
             self.report.warn(format!(
                 "nothing saved: {} {} not exist after the command (check --path or the preset)",
-                missing.join(", "),
+                missing
+                    .iter()
+                    .map(|m| echo::value(m))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if missing.len() == 1 { "does" } else { "do" }
             ));
             return Save::Skipped(Skip::MissingPaths(missing));

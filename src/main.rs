@@ -14,7 +14,8 @@ fn main() -> ExitCode {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cachegate: error: {}", redact::redact(&format!("{e:#}")));
+            let msg = redact::redact(&format!("{e:#}"));
+            eprintln!("cachegate: error: {}", cachegate::echo::line(&msg));
             exit::for_error(&e)
         }
     };

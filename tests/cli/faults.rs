@@ -146,3 +146,98 @@ fn path_with_a_comma_was_split_into_two_paths_on_the_command_line() {
         .stderr_contains("a --lock flag is one pattern (repeat --lock for each)")
         .run();
 }
+
+/// No line cachegate printed carries a raw control character, and none but cachegate's own
+/// starts like a hit.
+#[track_caller]
+fn one_line_per_message(err: &str) {
+    assert!(
+        !err.chars().any(|c| c.is_control() && c != '\n'),
+        "a raw control character reached the log: {err:?}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with("cachegate: hit")),
+        "a value forged a hit line:\n{err}"
+    );
+}
+
+#[test]
+fn control_characters_in_values_reached_the_log_raw_and_could_forge_lines() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    // A flag's value.
+    // (No '[': that would make it a glob.)
+    let forged = "x\ncachegate: hit pip 1a2b3c4d (protected) · 1 file\r\u{1b}M";
+    let o = p
+        .test()
+        .ensure(&["--lock", "app.lock", "--path", forged], &tree_cmd("true"))
+        .stderr_contains("caching x\\ncachegate: hit pip 1a2b3c4d (protected) · 1 file\\r\\u{1b}M")
+        .stderr_contains("nothing saved: x\\ncachegate: hit")
+        .run();
+    one_line_per_message(&String::from_utf8_lossy(&o.stderr));
+    let o = p
+        .test()
+        .args(["key", "--explain", "--lock", "app.lock", "--path", forged])
+        .run();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("path     x\\ncachegate: hit"), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("cachegate:")), "{out}");
+
+    // A server's words: a store whose error page tries the same.
+    let server = Server::start(Arc::new(|_req: Request| Response {
+        status: 500,
+        headers: vec![("Content-Type".into(), "text/plain".into())],
+        body: b"oops\rcachegate: hit pip 1a2b3c4d (protected)\x1b[2K\x07".to_vec(),
+    }));
+    let backend = format!("{}/cache", server.url());
+    let o = p
+        .test()
+        .ensure(
+            &[&ARGS[..], &["--backend", &backend, "--retries", "0"]].concat(),
+            &one_file(),
+        )
+        .stderr_contains("answered 500 Internal Server Error: oops\\rcachegate: hit")
+        .stderr_contains("\\u{1b}[2K\\u{7}")
+        .warnings(1)
+        .run();
+    one_line_per_message(&String::from_utf8_lossy(&o.stderr));
+
+    // The same in an error, which ends the run.
+    let o = p
+        .test()
+        .ensure(&["--lock", "no\ncachegate: hit.lock"], &one_file())
+        .status(2)
+        .stderr_contains("--lock \"no\\ncachegate: hit.lock\" matches nothing")
+        .run();
+    one_line_per_message(&String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_10_kb_value_was_echoed_whole_in_every_message() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let long = format!("deps-{}-end", "a".repeat(10_000));
+    let o = p
+        .test()
+        .ensure(&["--lock", "app.lock", "--path", &long], &tree_cmd("true"))
+        .stderr_contains("…[10009 bytes]…")
+        .stderr_contains("nothing saved: deps-aaa")
+        .run();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    for l in err.lines() {
+        assert!(l.len() < 600, "a {} byte line: {l}", l.len());
+    }
+    assert!(err.contains("aaaa-end"), "the end is kept: {err}");
+    let o = p
+        .test()
+        .ensure(&["--lock", &long], &one_file())
+        .status(2)
+        .stderr_contains("--lock \"deps-aaa")
+        .stderr_contains("…[10009 bytes]…")
+        .run();
+    assert!(
+        o.stderr.len() < 1500,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
