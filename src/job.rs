@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::archive::{self, Expected, Limits, UnpackError};
 use crate::backend::{Backend, StoreError};
@@ -414,7 +414,9 @@ impl Job {
         };
         let (scope, m) = (scope, m.clone());
         let start = Instant::now();
-        match self.unpack(scope, &m) {
+        let unpacked = self.unpack(scope, &m);
+        crate::backend::retry_log::summarize();
+        match unpacked {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
                 // After the restore: a local tier says whether the archive came from disk.
@@ -666,9 +668,9 @@ impl Job {
         let start = Instant::now();
         let archive_object = entry.archive(&entry::upload_id());
         let packed = (|| -> Result<archive::PackStats> {
-            let upload = backend.put(&archive_object)?;
+            let upload = backend.put(&archive_object).context("upload failed")?;
             let (upload, stats) = archive::pack(paths, upload, self.level)?;
-            upload.finish()?;
+            upload.finish().context("upload failed")?;
             Ok(stats)
         })();
         let stats = match packed {
@@ -779,6 +781,7 @@ impl Job {
 
     /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
     pub fn finish(&mut self, ending: Ending) -> i32 {
+        crate::backend::retry_log::summarize();
         if let Some(args) = &self.report_args
             && let Err(e) = self
                 .report

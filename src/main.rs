@@ -11,7 +11,10 @@ use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, r
 
 fn main() -> ExitCode {
     let cli = cachegate::cli::parse();
-    let code = match dispatch(cli) {
+    cachegate::backend::retry_log::show_all(cli.verbose > 0);
+    let result = dispatch(cli);
+    cachegate::backend::retry_log::summarize();
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             let msg = redact::redact(&format!("{e:#}"));

@@ -5,6 +5,8 @@ use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::faults::{Fault, FaultProxy};
+use crate::common::garage;
 use crate::common::gitlab_emu::{Request, Response, Server};
 use crate::common::{ARGS, Project, tree_cmd};
 
@@ -240,4 +242,91 @@ fn a_10_kb_value_was_echoed_whole_in_every_message() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// An entry of 12 MB that does not compress, saved straight to Garage, and the S3 URL of
+/// the same store behind the nginx-style fault proxy (requests forwarded one by one).
+fn s3_entry_behind_proxy() -> Option<(Project, Arc<FaultProxy>, String, Vec<u8>)> {
+    let (p, store) = crate::s3::garage_project()?;
+    p.write("app.lock", "v1");
+    p.test().ensure(&S3_ARGS, &tree_cmd(BIG)).installs(1).run();
+    let blob = fs::read(p.path("out/big")).unwrap();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let proxy = Arc::new(FaultProxy::start_with(
+        store.garage.s3_port,
+        Arc::new(|_: &str| unreachable!("no replacing here")),
+    ));
+    let backend = format!(
+        "s3://{}/{}?endpoint={}&region={}",
+        garage::BUCKET,
+        store.prefix,
+        proxy.url(""),
+        garage::REGION
+    );
+    Some((p, proxy, backend, blob))
+}
+
+const BIG: &str = "mkdir -p out && head -c 12000000 /dev/urandom > out/big";
+const S3_ARGS: [&str; 6] = ["--lock", "app.lock", "--path", "out", "--chunk-size", "2M"];
+
+#[test]
+fn one_failed_s3_restore_printed_a_retry_line_per_part_and_attempt() {
+    let Some((p, proxy, backend, blob)) = s3_entry_behind_proxy() else {
+        return;
+    };
+    proxy.set_fault(Fault::ShortAlways);
+    let o = p
+        .test()
+        .ensure(
+            &[&S3_ARGS[..], &["--backend", &backend, "--retries", "2"]].concat(),
+            &tree_cmd(BIG),
+        )
+        // The default verbosity, as a job runs it (the harness runs remote stores at -vvv).
+        .env("CACHEGATE_VERBOSE", "0")
+        .stderr_contains("could not restore")
+        .installs(2)
+        .run();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let retry_lines: Vec<&str> = err.lines().filter(|l| l.contains("retr")).collect();
+    assert_eq!(retry_lines.len(), 2, "{err}");
+    assert!(
+        retry_lines[1].contains("more retries after the one above (-v shows each)"),
+        "{err}"
+    );
+    // Every part was really retried: the proxy saw more than one request per range.
+    assert!(
+        proxy.archive_gets().len() > 12_000_000 / 2_000_000 + 2,
+        "{err}"
+    );
+
+    // -v still shows each one.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let o = p
+        .test()
+        .ensure(
+            &[&S3_ARGS[..], &["--backend", &backend, "--retries", "2"]].concat(),
+            &tree_cmd(BIG),
+        )
+        .env("CACHEGATE_VERBOSE", "1")
+        .installs(3)
+        .run();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.lines().filter(|l| l.contains("retr")).count() > 2,
+        "{err}"
+    );
+    assert!(!err.contains("more retries"), "{err}");
+
+    // Without the fault the entry restores whole: nothing was wrong with it.
+    proxy.set_fault(Fault::None);
+    fs::remove_dir_all(p.path("out")).unwrap();
+    p.test()
+        .ensure(
+            &[&S3_ARGS[..], &["--backend", &backend]].concat(),
+            &tree_cmd(BIG),
+        )
+        .stderr_contains("hit")
+        .installs(3)
+        .run();
+    assert_eq!(fs::read(p.path("out/big")).unwrap(), blob);
 }

@@ -18,6 +18,9 @@ pub enum Fault {
     IgnoreRange,
     /// The first range after offset 0 comes back with half its bytes.
     ShortOnce,
+    /// Every range after offset 0 comes back with half its bytes: a link that keeps
+    /// breaking, so every retry of a part breaks too.
+    ShortAlways,
     /// Every range after offset 0 has one byte flipped.
     FlipByte,
     /// After the first ranged response, the archive is rewritten in place (same size, other
@@ -105,6 +108,10 @@ impl FaultProxy {
             match fault {
                 Fault::ShortOnce if ranged_late && !s.fired && resp.status == 206 => {
                     s.fired = true;
+                    let half = resp.body.len() / 2;
+                    resp.body.truncate(half);
+                }
+                Fault::ShortAlways if ranged_late && resp.status == 206 => {
                     let half = resp.body.len() / 2;
                     resp.body.truncate(half);
                 }
