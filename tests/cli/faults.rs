@@ -330,3 +330,116 @@ fn one_failed_s3_restore_printed_a_retry_line_per_part_and_attempt() {
         .run();
     assert_eq!(fs::read(p.path("out/big")).unwrap(), blob);
 }
+
+/// An HTTP store on loopback that has nothing (404) and hangs up on every upload after
+/// reading a little of its body: the network dropping the connection mid-upload.
+fn store_that_drops_uploads() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cache", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                while r.read_line(&mut head).is_ok_and(|n| n > 2) {}
+                let mut conn = conn;
+                if head.starts_with("PUT") {
+                    let mut some = vec![0u8; 64 << 10];
+                    let _ = r.read_exact(&mut some);
+                    // Closed with unread bytes waiting, the socket answers with a reset:
+                    // the writer's next send fails.
+                    return;
+                }
+                let _ = conn.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn an_upload_cut_off_by_the_network_read_cannot_archive() {
+    let url = store_that_drops_uploads();
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let o = p
+        .test()
+        .ensure(
+            &[&ARGS[..], &["--backend", &url, "--retries", "0"]].concat(),
+            &tree_cmd("mkdir -p out && head -c 20000000 /dev/urandom > out/big"),
+        )
+        .stderr_contains("could not save")
+        .stderr_contains("upload failed")
+        .stderr_lacks("cannot archive")
+        .warnings(1)
+        .installs(1)
+        .run();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains(&url), "names the store: {err}");
+}
+
+#[test]
+fn a_feature_job_could_plant_an_unsigned_protected_entry_and_doctor_said_nothing() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    // A feature branch's script claims a protected ref for itself and plants a tree.
+    // The same command as the real job's (so the same key), only its output differs.
+    let install = tree_cmd("mkdir -p out && echo ${WHO:-real} > out/f");
+    p.test()
+        .env("WHO", "planted")
+        .env("GITLAB_CI", "true")
+        .env("CI_COMMIT_REF_PROTECTED", "true")
+        .ensure(&ARGS, &install)
+        .stderr_contains("(protected)")
+        .run();
+    let protected_job = [("GITLAB_CI", "true"), ("CI_COMMIT_REF_PROTECTED", "true")];
+    p.test()
+        .arg("doctor")
+        .envs(protected_job)
+        .stderr_contains("all checks passed")
+        .stderr_contains("CACHEGATE_TRUSTED_KEYS is not set: a job that sets CI_COMMIT_REF_PROTECTED=true itself can plant")
+        .warnings(1)
+        .run();
+    // An unprotected job is told nothing: it cannot be fooled this way about its own scope.
+    p.test()
+        .arg("doctor")
+        .env("GITLAB_CI", "true")
+        .env("CI_COMMIT_REF_PROTECTED", "false")
+        .warnings(0)
+        .run();
+
+    // With keys, the plant is a miss for the real protected job, and doctor is content.
+    let o = p.test().arg("keygen").run();
+    let keys = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (public, secret) = keys.trim().split_once('\n').unwrap();
+    let signed = [
+        ("CACHEGATE_TRUSTED_KEYS", public),
+        ("CACHEGATE_SIGNING_KEY", secret),
+    ];
+    p.test()
+        .arg("doctor")
+        .envs(protected_job)
+        .envs(signed)
+        .warnings(0)
+        .run();
+    p.test()
+        .arg("doctor")
+        .envs(protected_job)
+        .envs([signed[0]])
+        .stderr_contains("no CACHEGATE_SIGNING_KEY: what they save is unsigned")
+        .warnings(1)
+        .run();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    p.test()
+        .envs(protected_job)
+        .envs(signed)
+        .ensure(&ARGS, &install)
+        .stderr_contains("not restoring the protected entry")
+        .installs(2)
+        .run();
+    assert_eq!(fs::read_to_string(p.path("out/f")).unwrap(), "real\n");
+}
