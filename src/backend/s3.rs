@@ -332,6 +332,13 @@ impl S3Backend {
                             ev.retry_after.as_secs_f64()
                         ));
                     }),
+            )
+            // And one bound outside the retries: a store that accepts connections and never
+            // answers costs one more stall timeout at most, not one per retry.
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(transfer.connect + 2 * transfer.stall)
+                    .with_io_timeout(2 * transfer.stall),
             );
         Ok(S3Backend {
             spec: spec.clone(),

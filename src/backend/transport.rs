@@ -112,16 +112,29 @@ impl Transport {
         headers: &HeaderMap,
         body: Option<&[u8]>,
     ) -> StoreResult<Response> {
-        let deadline = Instant::now() + self.transfer.overall;
+        let start = Instant::now();
+        let deadline = start + self.transfer.overall;
+        // A store that accepts connections and never answers would cost every attempt a
+        // whole stall timeout; after the first silence the rest of the request shares one
+        // more, so no answer at all costs twice the stall timeout, whatever `--retries` is.
+        let mut silent_until: Option<Instant> = None;
         let mut attempt = 0;
         loop {
-            let outcome = self.follow(method.clone(), url.clone(), headers, body);
+            let timeout = silent_until.map_or(self.transfer.stall, |until| {
+                until.saturating_duration_since(Instant::now())
+            });
+            let outcome = self.follow(method.clone(), url.clone(), headers, body, timeout);
             let wait = match &outcome {
                 Ok(resp) if retryable(resp.status()) => {
                     Some(retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt)))
                 }
                 Ok(_) => None,
-                Err(Failure::Transient(_)) => Some(backoff(attempt)),
+                Err(Failure::Transient(e)) => {
+                    if is_silence(e) {
+                        silent_until.get_or_insert(start + 2 * self.transfer.stall);
+                    }
+                    Some(backoff(attempt))
+                }
                 Err(Failure::Final(_)) => None,
             };
             // A server that asks for more than MAX_RETRY_WAIT will not be back within a job's
@@ -130,6 +143,11 @@ impl Transport {
                 attempt < self.transfer.retries
                     && *w <= MAX_RETRY_WAIT
                     && Instant::now() + *w < deadline
+                    // An attempt with less than a quarter of a stall timeout left would be a
+                    // timeout decided in advance.
+                    && silent_until.is_none_or(|until| {
+                        Instant::now() + *w + self.transfer.stall / 4 < until
+                    })
             });
             match (outcome, wait) {
                 (outcome, Some(wait)) => {
@@ -190,13 +208,14 @@ impl Transport {
         mut url: Url,
         headers: &HeaderMap,
         mut body: Option<&[u8]>,
+        timeout: Duration,
     ) -> Result<Response, Failure> {
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
                 .client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
-                .timeout(self.transfer.stall);
+                .timeout(timeout);
             if Origin::of(&url) == self.origin {
                 req = req.headers(self.auth.clone());
             }
@@ -428,6 +447,12 @@ fn failure(e: reqwest::Error, transfer: &Transfer) -> Failure {
     } else {
         Failure::Final(reason)
     }
+}
+
+/// A request that timed out waiting for an answer (not for a connection: that is final).
+fn is_silence(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|i| i.kind() == io::ErrorKind::TimedOut)
 }
 
 /// Whether an error of type `T` is somewhere in the chain, also inside `io::Error`s (whose

@@ -4,6 +4,7 @@
 use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::common::faults::{Fault, FaultProxy};
 use crate::common::garage;
@@ -442,4 +443,78 @@ fn a_feature_job_could_plant_an_unsigned_protected_entry_and_doctor_said_nothing
         .installs(2)
         .run();
     assert_eq!(fs::read_to_string(p.path("out/f")).unwrap(), "real\n");
+}
+
+/// A store on loopback that accepts every connection, reads the request and never answers.
+/// Counts the connections.
+fn silent_store() -> (String, Arc<AtomicUsize>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let _ = conn.read(&mut buf);
+                std::thread::sleep(Duration::from_secs(60));
+                drop(conn);
+            });
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn a_store_that_never_answers_cost_retries_plus_one_stall_timeouts() {
+    let (url, connections) = silent_store();
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    // 4 attempts of 2 s each before; now the first silence and one more stall timeout.
+    let args = [&ARGS[..], &["--stall-timeout", "2", "--retries", "3"]].concat();
+    let start = Instant::now();
+    p.test()
+        .ensure(
+            &[&args[..], &["--backend", &format!("{url}/cache")]].concat(),
+            &one_file(),
+        )
+        .stderr_contains("no answer within 2 s (--stall-timeout)")
+        .stderr_contains("treating it as a miss")
+        .warnings(1)
+        .installs(1)
+        .run();
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(2 * 2 + 1),
+        "took {took:?}"
+    );
+    assert_eq!(fs::read_to_string(p.path("out/f")).unwrap(), "data\n");
+    // It was retried once, within the bound, not given up at the first silence.
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // The same for S3: the store client's own retries share the bound.
+    if !garage::available() {
+        return;
+    }
+    let store = garage::GarageStore::new();
+    let backend = format!(
+        "s3://{}/{}?endpoint={url}&region={}",
+        garage::BUCKET,
+        store.prefix,
+        garage::REGION
+    );
+    fs::remove_dir_all(p.path("out")).unwrap();
+    let start = Instant::now();
+    p.test()
+        .ensure(&[&args[..], &["--backend", &backend]].concat(), &one_file())
+        .envs(crate::common::Store::env(&store))
+        .stderr_contains("treating it as a miss")
+        .warnings(1)
+        .installs(2)
+        .run();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2 * 2 + 2), "took {took:?}");
 }
