@@ -533,13 +533,34 @@ impl Job {
                     let fits = |staged: &[std::path::PathBuf]| {
                         crate::fit::check(staged, &targets, &current.paths, &current.links)
                     };
-                    return archive::unpack_checked(
-                        reader,
-                        &targets,
-                        &expected,
-                        self.limits,
-                        &fits,
+                    let unpack = |reader| {
+                        archive::unpack_checked(reader, &targets, &expected, self.limits, &fits)
+                    };
+                    let why = match unpack(reader) {
+                        Err(UnpackError::Corrupt(why)) => why,
+                        done => return done,
+                    };
+                    // A byte flipped in transit looks just like a damaged entry: read it
+                    // again on a new connection before judging the stored one.
+                    eprintln!(
+                        "cachegate: the archive of {} arrived damaged ({}); reading it again on a new connection",
+                        self.plan.short_key(),
+                        echo::value(&why)
                     );
+                    backend.reconnect();
+                    let again = backend
+                        .get_archive(
+                            &current.archive,
+                            current.archive_size,
+                            &current.archive_blake3,
+                        )
+                        .map_err(|e| UnpackError::Transfer(e.into()))?;
+                    return match unpack(again) {
+                        Err(UnpackError::Corrupt(twice)) => Err(UnpackError::Corrupt(format!(
+                            "{twice} (read twice, on two connections)"
+                        ))),
+                        done => done,
+                    };
                 }
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(UnpackError::Transfer(e.into())),

@@ -119,6 +119,10 @@ pub trait Backend: Send + Sync {
         self.get(name)
     }
 
+    /// Forget kept-alive connections, so the next request opens a new one: a second read
+    /// after bytes arrived damaged must not ride the connection that damaged them.
+    fn reconnect(&self) {}
+
     /// Read a small object whole (manifests).
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
         let mut buf = Vec::new();

@@ -518,3 +518,60 @@ fn a_store_that_never_answers_cost_retries_plus_one_stall_timeouts() {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(2 * 2 + 2), "took {took:?}");
 }
+
+/// 6 MB that do not compress: with `ranged::ARGS`' 1 MB chunks, seven ranges.
+const SIX_MB: &str = "mkdir -p out && head -c 6000000 /dev/urandom > out/blob";
+use crate::ranged::ARGS as RANGED;
+
+#[test]
+fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
+    let Some(store) = crate::ranged::Proxied::start() else {
+        return;
+    };
+    let proxy = store.proxy.clone();
+    let p = Project::with_store(Box::new(store));
+    p.write("app.lock", "v1");
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .installs(1)
+        .run();
+    let blob = fs::read(p.path("out/blob")).unwrap();
+    // The archive's name carries its upload: a new save is a new name.
+    let manifests = || {
+        listed(&p)
+            .iter()
+            .map(|e| e["archive"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = manifests();
+    assert_eq!(before.len(), 1);
+
+    // One byte flipped on the way, once: the second read is intact, the entry stays.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    proxy.clear_seen();
+    proxy.set_fault(Fault::FlipOnce);
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .stderr_contains("arrived damaged (archive digest does not match the manifest); reading it again on a new connection")
+        .stderr_contains("cachegate: hit")
+        .stderr_lacks("removed")
+        .warnings(0)
+        .installs(1)
+        .run();
+    assert_eq!(fs::read(p.path("out/blob")).unwrap(), blob);
+    assert_eq!(manifests(), before, "the entry is the one saved");
+    // Read twice: every range of the second read went out again.
+    let gets = proxy.archive_gets();
+    assert!(gets.len() >= 2 * 6, "{gets:?}");
+
+    // Damaged every time it is read: the stored entry is judged bad only then.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    proxy.set_fault(Fault::FlipByte);
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .stderr_contains("read twice, on two connections")
+        .stderr_contains("the entry is removed and will be replaced")
+        .installs(2)
+        .run();
+    assert_ne!(manifests(), before, "replaced by the new save");
+}

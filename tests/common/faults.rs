@@ -23,6 +23,9 @@ pub enum Fault {
     ShortAlways,
     /// Every range after offset 0 has one byte flipped.
     FlipByte,
+    /// The first range after offset 0 has one byte flipped; later ones arrive intact (a
+    /// flaky link, not a damaged object).
+    FlipOnce,
     /// After the first ranged response, the archive is rewritten in place (same size, other
     /// bytes, new mtime, hence a new ETag).
     ReplaceAfterFirst,
@@ -114,6 +117,12 @@ impl FaultProxy {
                 Fault::ShortAlways if ranged_late && resp.status == 206 => {
                     let half = resp.body.len() / 2;
                     resp.body.truncate(half);
+                }
+                Fault::FlipOnce if ranged_late && !s.fired && resp.status == 206 => {
+                    s.fired = true;
+                    if let Some(b) = resp.body.get_mut(7) {
+                        *b ^= 0x55;
+                    }
                 }
                 Fault::FlipByte if ranged_late && resp.status == 206 => {
                     if let Some(b) = resp.body.get_mut(7) {
