@@ -195,6 +195,8 @@ pub fn check(mut job: Job) -> i32 {
 }
 
 pub fn save(mut job: Job, replace: bool) -> i32 {
+    // A swap cut short must not be archived half old, half new.
+    job.recover();
     job.replace |= replace;
     job.report.result = match job.save(None) {
         Save::Saved => Outcome::Saved,

@@ -575,3 +575,72 @@ fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
         .run();
     assert_ne!(manifests(), before, "replaced by the new save");
 }
+
+#[test]
+fn a_kill_between_renames_left_one_path_new_and_another_old() {
+    if !crate::common::require_tool("strace", "apt-get install strace") {
+        return;
+    }
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let two = ["--lock", "app.lock", "--path", "data", "--path", "data2"];
+    let install = tree_cmd("mkdir -p data data2 && echo new > data/f && echo new > data2/f");
+    p.test().ensure(&two, &install).installs(1).run();
+    // Each path's swap is two renames (the old tree aside, the new one in): kill the
+    // restore with SIGKILL as it enters each of the four, for real, and let the next run
+    // (a miss: the lock changed) show what its install found in place.
+    for when in 1..=4 {
+        p.write("data/f", "old\n").write("data2/f", "old\n");
+        p.write("app.lock", "v1");
+        // cachegate under strace, in the project's scrubbed environment.
+        let base = p.std_cmd();
+        let mut c = std::process::Command::new("strace");
+        c.current_dir(&p.dir).env_clear();
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.args([
+            "-o",
+            "/dev/null",
+            "-f",
+            "-e",
+            "trace=rename",
+            "-e",
+            "signal=none",
+        ])
+        .arg(format!("-einject=rename:signal=KILL:when={when}"))
+        .arg(base.get_program())
+        .arg("restore")
+        .args(two)
+        .arg("--")
+        .args(&install);
+        let o = c.output().unwrap();
+        assert!(!o.status.success(), "not killed at rename {when}: {o:?}");
+        let shown = |rel: &str| fs::read_to_string(p.path(rel)).unwrap_or("missing".into());
+        // What the kill left (nothing swapped yet at the first rename).
+        let left = (shown("data/f"), shown("data2/f"));
+        if when > 1 {
+            assert_ne!(left.0, left.1, "kill {when}: the swap was cut short");
+        }
+        p.write("app.lock", &format!("v{}", when + 1));
+        let seen = tree_cmd(
+            "cat data/f data2/f > seen.txt && mkdir -p data data2 && echo new > data/f && echo new > data2/f",
+        );
+        let next = p.test().ensure(&two, &seen);
+        let next = if when > 1 {
+            next.stderr_contains("an earlier restore was interrupted midway; put")
+        } else {
+            next
+        };
+        next.run();
+        assert_eq!(
+            fs::read_to_string(p.path("seen.txt")).unwrap(),
+            "old\nold\n",
+            "after a kill at rename {when}, the next run saw both paths as they were"
+        );
+        let left = crate::core_loop::staging_dirs(&p.dir);
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
