@@ -28,7 +28,12 @@ pub fn validate_glob(pattern: &str) -> Result<(), String> {
         .literal_separator(true)
         .build()
         .map(|_| ())
-        .map_err(|e| format!("--path {pattern:?} is not a valid glob: {e}"))
+        .map_err(|e| {
+            format!(
+                "--path {} is not a valid glob: {e}",
+                crate::echo::quoted(pattern)
+            )
+        })
 }
 
 /// Split a declared pattern into its literal leading directories and the rest.

@@ -24,6 +24,40 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Parse the command line. A list's variable (`CACHEGATE_PATH=a,b`) is split at its commas;
+/// a flag never is, so `--path 'a,b'` is one directory whose name has a comma, and
+/// `--lock '{a,b}.lock'` one glob.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    // Not `_mut`: that takes the values out, and their sources with them.
+    let mut cli = Cli::from_arg_matches(&matches)
+        .map_err(|e| e.format(&mut Cli::command()))
+        .unwrap_or_else(|e| e.exit());
+    if let (Some((_, sub)), Some(key)) = (matches.subcommand(), cli.command.key_args_mut()) {
+        split_if_from_env(sub, "locks", &mut key.locks);
+        split_if_from_env(sub, "paths", &mut key.paths);
+    }
+    cli
+}
+
+fn split_if_from_env(matches: &clap::ArgMatches, id: &str, values: &mut Vec<String>) {
+    if matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable) {
+        *values = split_list(values);
+    }
+}
+
+/// A variable's comma-separated list, blanks dropped.
+fn split_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Restore the cache on a hit; on a miss run CMD and save what it produced
@@ -129,6 +163,21 @@ pub enum Command {
 }
 
 /// Shells `cachegate completions` writes a script for.
+impl Command {
+    /// The key options of a command that computes a key.
+    fn key_args_mut(&mut self) -> Option<&mut KeyArgs> {
+        match self {
+            Command::Ensure { job, .. }
+            | Command::Restore { job, .. }
+            | Command::Save { job, .. }
+            | Command::Check { job, .. }
+            | Command::Explain { job, .. } => Some(&mut job.key),
+            Command::Key { job, .. } => Some(&mut job.key),
+            _ => None,
+        }
+    }
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionShell {
     Bash,
@@ -240,10 +289,11 @@ pub struct PruneArgs {
     pub scope: Option<crate::scope::Scope>,
     /// Age after which an unfinished upload (an archive no manifest names, an incomplete S3
     /// multipart upload) counts as abandoned and is removed: hours (24), or a duration such
-    /// as 30m, 36h or 2d (younger ones may be uploads in flight; 0 removes those too)
-    #[arg(long, value_name = "AGE", default_value = "24", env = env_vars::CACHEGATE_ABANDONED_AFTER,
+    /// as 30m, 36h or 2d; 24 when not given (younger ones may be uploads in flight; 0 removes
+    /// those too). Given alone, it is the only rule: entries stay
+    #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_ABANDONED_AFTER,
           value_parser = parse_abandoned_after)]
-    pub abandoned_after: u64,
+    pub abandoned_after: Option<u64>,
     /// Keep only the N most recently used entries of each cache name (per project and scope)
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
     pub keep: Option<usize>,
@@ -258,22 +308,14 @@ pub struct PruneArgs {
 /// Everything that goes into the key.
 #[derive(Args, Debug, Clone)]
 pub struct KeyArgs {
-    /// Lock file, glob or directory to fingerprint (repeatable)
-    #[arg(
-        long = "lock",
-        value_name = "PATTERN",
-        env = env_vars::CACHEGATE_LOCK,
-        value_delimiter = ','
-    )]
+    /// Lock file, glob or directory to fingerprint (repeatable; the variable takes a
+    /// comma-separated list)
+    #[arg(long = "lock", value_name = "PATTERN", env = env_vars::CACHEGATE_LOCK)]
     pub locks: Vec<String>,
 
-    /// Path to cache (repeatable); inferred from the lock file's name when not given
-    #[arg(
-        long = "path",
-        value_name = "PATH",
-        env = env_vars::CACHEGATE_PATH,
-        value_delimiter = ','
-    )]
+    /// Path to cache (repeatable; the variable takes a comma-separated list); inferred from
+    /// the lock file's name when not given
+    #[arg(long = "path", value_name = "PATH", env = env_vars::CACHEGATE_PATH)]
     pub paths: Vec<String>,
 
     /// Cache name; defaults to the preset's name (poetry, npm, ...)

@@ -72,6 +72,7 @@ pub fn check(backend: &dyn Backend) -> i32 {
         backend.describe(),
         scope.as_str()
     );
+    warn_unsigned_protected(scope);
     let probe = probe_name(scope);
     let failed = |check: &str, detail: String| {
         line(false, check, &detail);
@@ -149,4 +150,29 @@ pub fn check(backend: &dyn Backend) -> i32 {
     }
     eprintln!("cachegate: doctor: all checks passed");
     0
+}
+
+/// Any job can set `CI_COMMIT_REF_PROTECTED=true` in its own script, so the protected scope
+/// keeps honest jobs apart but stops no one: only signatures do. Writing it with no trusted
+/// keys means protected jobs restore whatever such a job planted.
+fn warn_unsigned_protected(scope: Scope) {
+    if scope != Scope::Protected {
+        return;
+    }
+    let set = |var: &str| std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+    if !set(crate::sign::TRUSTED_KEYS_VAR) {
+        report::warn(&format!(
+            "jobs here write the protected scope, and {} is not set: a job that sets \
+             CI_COMMIT_REF_PROTECTED=true itself can plant an entry that protected jobs restore; \
+             only signed entries are trustworthy (cachegate keygen; README, Trust and safety)",
+            crate::sign::TRUSTED_KEYS_VAR
+        ));
+    } else if !set(crate::sign::SIGNING_KEY_VAR) {
+        report::warn(&format!(
+            "jobs here write the protected scope with {} set but no {}: what they save is \
+             unsigned, and readers that trust the keys will not restore it",
+            crate::sign::TRUSTED_KEYS_VAR,
+            crate::sign::SIGNING_KEY_VAR
+        ));
+    }
 }

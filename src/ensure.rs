@@ -10,7 +10,7 @@ use crate::key::shell_words;
 use crate::lease::{self, Flight};
 use crate::report::{self, Outcome};
 use crate::store::Gated;
-use crate::warm;
+use crate::{echo, warm};
 
 pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> i32 {
     job.recover();
@@ -48,7 +48,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
             job.report.warm = warm::start(job, cmd);
         }
         job.before_install();
-        eprintln!("{miss} · running {}", shell_words(cmd));
+        eprintln!("{miss} · running {}", echo::value(&shell_words(cmd)));
         let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
         if status != 0 && !save_on_failure {
             eprintln!(
@@ -195,6 +195,8 @@ pub fn check(mut job: Job) -> i32 {
 }
 
 pub fn save(mut job: Job, replace: bool) -> i32 {
+    // A swap cut short must not be archived half old, half new.
+    job.recover();
     job.replace |= replace;
     job.report.result = match job.save(None) {
         Save::Saved => Outcome::Saved,

@@ -87,7 +87,7 @@ fn objects(job: &mut Job) -> Ending {
                 key::short(&m.key),
                 scope.as_str(),
                 report::secs(age as f64),
-                m.creator
+                crate::echo::value(&m.creator)
             );
             let diff = job.plan.components.diff(&m.components);
             if diff.is_empty() {
@@ -97,7 +97,7 @@ fn objects(job: &mut Job) -> Ending {
             } else {
                 crate::outln!("what differs (theirs -> yours):");
                 for d in diff {
-                    crate::outln!("  {d}");
+                    crate::outln!("  {}", crate::echo::line(&d.to_string()));
                 }
             }
         }

@@ -42,11 +42,14 @@ fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
                 .unwrap_or(1)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("cachegate: command not found: {}", cmd[0]);
+            eprintln!(
+                "cachegate: command not found: {}",
+                crate::echo::value(&cmd[0])
+            );
             127
         }
         Err(e) => {
-            eprintln!("cachegate: cannot run {}: {e}", cmd[0]);
+            eprintln!("cachegate: cannot run {}: {e}", crate::echo::value(&cmd[0]));
             126
         }
     }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::archive::{self, Expected, Limits, UnpackError};
 use crate::backend::{Backend, StoreError};
@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
 use crate::store::{Gated, Store};
-use crate::{config, env_vars, key, records, redact, runner, secrets, sign};
+use crate::{config, echo, env_vars, key, records, redact, runner, secrets, sign};
 
 /// What a lookup found (just's `CacheStatus`).
 pub enum Lookup {
@@ -170,7 +170,7 @@ impl Job {
 
     fn log_plan(&self) {
         let p = &self.plan;
-        let paths: Vec<&str> = p.paths.iter().map(|c| c.declared.as_str()).collect();
+        let paths: Vec<String> = p.paths.iter().map(|c| echo::value(&c.declared)).collect();
         // Name a preset only when its paths are the ones cached: with --path it chose nothing.
         let mut line = if p.presets.is_empty() || !p.preset_paths {
             format!("caching {}", paths.join(", "))
@@ -200,7 +200,8 @@ impl Job {
             line.push_str(&format!("; {n}"));
         }
         line.push_str(&format!("; project {}", self.namespace.name));
-        eprintln!("cachegate: {line}");
+        // The tools' configuration (the notes) is from outside too.
+        eprintln!("cachegate: {}", echo::line(&line));
         // In GitLab, ensure ends with one section holding all of it (`summary.rs`).
         let summary_later = self.report.command == "ensure" && report::in_gitlab();
         if !summary_later && (report::in_gitlab() || self.verbose > 0) {
@@ -236,6 +237,16 @@ impl Job {
     /// Whether cache trouble happened so far (`--strict` stops before the install).
     pub(crate) fn trouble_so_far(&self) -> bool {
         self.trouble
+    }
+
+    /// What a job does about cache trouble before its install: goes on as a miss, or, under
+    /// `--strict`, stops.
+    pub(crate) fn as_miss(&self) -> &'static str {
+        if self.strict {
+            "stopping with exit 3 (--strict)"
+        } else {
+            "treating it as a miss"
+        }
     }
 
     /// Cache trouble: a warning, remembered for `--strict`.
@@ -315,19 +326,25 @@ impl Job {
                                 });
                             }
                             Some(why) => format!(
-                                "not restoring the {} entry {object}: {why}; treating it as a miss",
-                                scope.as_str()
+                                "not restoring the {} entry {object}: {why}; {}",
+                                scope.as_str(),
+                                self.as_miss()
                             ),
                         },
-                        Err(e) => format!("ignoring the {} entry {object}: {e:#}", scope.as_str()),
+                        Err(e) => format!(
+                            "ignoring the {} entry {object}: {e:#}; {}",
+                            scope.as_str(),
+                            self.as_miss()
+                        ),
                     }
                 }
                 Err(StoreError::NotFound) => continue,
                 Err(e) => {
                     let describe = backend.describe();
                     self.trouble(format!(
-                        "cannot look up {} in {describe}: {e}; treating it as a miss",
+                        "cannot look up {} in {describe}: {e}; {}",
                         self.plan.short_key(),
+                        self.as_miss()
                     ));
                     // Failing on the scope this job writes means the save would fail too; a
                     // scope it may only read says nothing about writing.
@@ -405,7 +422,9 @@ impl Job {
         };
         let (scope, m) = (scope, m.clone());
         let start = Instant::now();
-        match self.unpack(scope, &m) {
+        let unpacked = self.unpack(scope, &m);
+        crate::backend::retry_log::summarize();
+        match unpacked {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
                 // After the restore: a local tier says whether the archive came from disk.
@@ -476,7 +495,7 @@ impl Job {
                     if replaced {
                         "the entry is removed and will be replaced"
                     } else {
-                        "treating it as a miss"
+                        self.as_miss()
                     }
                 ));
                 false
@@ -528,13 +547,34 @@ impl Job {
                     let fits = |staged: &[std::path::PathBuf]| {
                         crate::fit::check(staged, &targets, &current.paths, &current.links)
                     };
-                    return archive::unpack_checked(
-                        reader,
-                        &targets,
-                        &expected,
-                        self.limits,
-                        &fits,
+                    let unpack = |reader| {
+                        archive::unpack_checked(reader, &targets, &expected, self.limits, &fits)
+                    };
+                    let why = match unpack(reader) {
+                        Err(UnpackError::Corrupt(why)) => why,
+                        done => return done,
+                    };
+                    // A byte flipped in transit looks just like a damaged entry: read it
+                    // again on a new connection before judging the stored one.
+                    eprintln!(
+                        "cachegate: the archive of {} arrived damaged ({}); reading it again on a new connection",
+                        self.plan.short_key(),
+                        echo::value(&why)
                     );
+                    backend.reconnect();
+                    let again = backend
+                        .get_archive(
+                            &current.archive,
+                            current.archive_size,
+                            &current.archive_blake3,
+                        )
+                        .map_err(|e| UnpackError::Transfer(e.into()))?;
+                    return match unpack(again) {
+                        Err(UnpackError::Corrupt(twice)) => Err(UnpackError::Corrupt(format!(
+                            "{twice} (read twice, on two connections)"
+                        ))),
+                        done => done,
+                    };
                 }
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(UnpackError::Transfer(e.into())),
@@ -589,7 +629,11 @@ impl Job {
             };
             self.report.warn(format!(
                 "nothing saved: {} {} not exist after the command (check --path or the preset)",
-                missing.join(", "),
+                missing
+                    .iter()
+                    .map(|m| echo::value(m))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if missing.len() == 1 { "does" } else { "do" }
             ));
             return Save::Skipped(Skip::MissingPaths(missing));
@@ -672,9 +716,9 @@ impl Job {
         let start = Instant::now();
         let archive_object = entry.archive(&entry::upload_id());
         let packed = (|| -> Result<archive::PackStats> {
-            let upload = backend.put(&archive_object)?;
+            let upload = backend.put(&archive_object).context("upload failed")?;
             let (upload, stats) = archive::pack(paths, upload, self.level)?;
-            upload.finish()?;
+            upload.finish().context("upload failed")?;
             Ok(stats)
         })();
         let stats = match packed {
@@ -785,6 +829,7 @@ impl Job {
 
     /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
     pub fn finish(&mut self, ending: Ending) -> i32 {
+        crate::backend::retry_log::summarize();
         if let Some(args) = &self.report_args
             && let Err(e) = self
                 .report
@@ -800,7 +845,11 @@ impl Job {
         if self.report.command == "ensure" && report::in_gitlab() {
             self.print_summary();
         }
-        exit::code(ending, self.strict && self.trouble)
+        let code = exit::code(ending, self.strict && self.trouble);
+        if code == exit::TROUBLE && self.strict && self.trouble {
+            eprintln!("cachegate: exit 3: cache trouble under --strict (see the warning above)");
+        }
+        code
     }
 }
 

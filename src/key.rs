@@ -78,7 +78,7 @@ impl Components {
     pub fn explain(&self) -> String {
         let mut out = String::new();
         let mut line = |label: &str, value: &str| {
-            let _ = writeln!(out, "{label:<9}{value}");
+            let _ = writeln!(out, "{label:<9}{}", crate::echo::line(value));
         };
         line("key", &self.key());
         line(
@@ -87,7 +87,7 @@ impl Components {
         );
         line("name", &self.name);
         for p in &self.paths {
-            line("path", p);
+            line("path", &crate::echo::value(p));
         }
         for p in &self.fixed_paths {
             line(

@@ -7,6 +7,7 @@ pub mod cached;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod echo;
 pub mod ensure;
 pub mod entry;
 pub mod env_vars;

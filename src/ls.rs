@@ -359,8 +359,9 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
                     e.hit_days,
                     e.last_used
                         .map_or("never".into(), |t| format!("{} ago", age(t))),
-                    e.namespace,
-                    e.creator
+                    // A manifest is anyone's writing: one row stays one line.
+                    crate::echo::value(&e.namespace),
+                    crate::echo::value(&e.creator)
                 );
             }
             count += 1;

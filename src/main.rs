@@ -5,18 +5,20 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
-
 use cachegate::cli::{Cli, Command};
 use cachegate::job::Job;
 use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, redact, sign};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let code = match dispatch(cli) {
+    let cli = cachegate::cli::parse();
+    cachegate::backend::retry_log::show_all(cli.verbose > 0);
+    let result = dispatch(cli);
+    cachegate::backend::retry_log::summarize();
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("cachegate: error: {}", redact::redact(&format!("{e:#}")));
+            let msg = redact::redact(&format!("{e:#}"));
+            eprintln!("cachegate: error: {}", cachegate::echo::line(&msg));
             exit::for_error(&e)
         }
     };

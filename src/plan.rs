@@ -11,9 +11,9 @@ use globset::GlobBuilder;
 
 use crate::cli::KeyArgs;
 use crate::config::home;
-use crate::env_vars;
 use crate::key::{self, CmdInput, Components, EnvInput, LockFile};
 use crate::preset;
+use crate::{echo, env_vars};
 
 /// A cached path: how it is declared (and keyed) and where it is on this machine.
 #[derive(Debug, Clone)]
@@ -159,7 +159,8 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         let abs = resolve_path(&dir, d);
         if abs == dir || dir.starts_with(&abs) {
             bail!(
-                "--path {d:?} is the project directory or contains it; cache a directory inside it, such as .venv"
+                "--path {} is the project directory or contains it; cache a directory inside it, such as .venv",
+                echo::quoted(d)
             );
         }
         if *python || preset::looks_like_venv(d) {
@@ -178,9 +179,9 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         for b in &paths[i + 1..] {
             if !a.glob && !b.glob && (a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs)) {
                 bail!(
-                    "--path {:?} and --path {:?} overlap; cache one or the other",
-                    a.declared,
-                    b.declared
+                    "--path {} and --path {} overlap; cache one or the other",
+                    echo::quoted(&a.declared),
+                    echo::quoted(&b.declared)
                 );
             }
         }
@@ -238,7 +239,10 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         .iter()
         .map(|name| {
             if name.is_empty() || name.contains('=') {
-                bail!("--key-env {name:?} is not a variable name; pass the name only, e.g. --key-env PYTHON_VERSION");
+                bail!(
+                    "--key-env {} is not a variable name; pass the name only, e.g. --key-env PYTHON_VERSION",
+                    echo::quoted(name)
+                );
             }
             Ok(EnvInput {
                 name: name.clone(),
@@ -299,9 +303,16 @@ fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
         } else {
             format!("lock files there: {}", found.join(", "))
         };
+        // A flag is one pattern (only CACHEGATE_LOCK is a list): `--lock a,b` was meant as two.
+        let list = if pattern.contains(',') {
+            "; a --lock flag is one pattern (repeat --lock for each)"
+        } else {
+            ""
+        };
         anyhow::anyhow!(
-            "--lock {pattern:?} matches nothing in {}; {hint}",
-            dir.display()
+            "--lock {} matches nothing in {}{list}; {hint}",
+            echo::quoted(pattern),
+            echo::value(&dir.display().to_string())
         )
     };
     if pattern.trim().is_empty() {
@@ -337,7 +348,7 @@ fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
     let glob = GlobBuilder::new(&rest.join("/"))
         .literal_separator(true)
         .build()
-        .with_context(|| format!("--lock {pattern:?} is not a valid glob"))?
+        .with_context(|| format!("--lock {} is not a valid glob", echo::quoted(pattern)))?
         .compile_matcher();
     let files = walk_files(&root, Some(&|rel: &Path| glob.is_match(rel)))?;
     if files.is_empty() {
@@ -478,14 +489,16 @@ fn normalize_declared(p: &str) -> Result<String> {
             Component::RootDir => parts.insert(0, String::new()),
             Component::ParentDir | Component::Prefix(_) => {
                 bail!(
-                    "--path {p:?} contains '..'; name the directory directly (absolute paths are fine)"
+                    "--path {} contains '..'; name the directory directly (absolute paths are fine)",
+                    echo::quoted(p)
                 )
             }
         }
     }
     if parts.is_empty() || parts == [""] {
         bail!(
-            "--path {p:?} names the project or the root directory; name a directory inside it, such as .venv"
+            "--path {} names the project or the root directory; name a directory inside it, such as .venv",
+            echo::quoted(p)
         );
     }
     if prefix.is_empty() && parts[0].is_empty() {
@@ -503,7 +516,8 @@ fn validate_name(name: &str) -> Result<String> {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !ok {
         bail!(
-            "--name {name:?} is not a valid cache name; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            "--name {} is not a valid cache name; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            echo::quoted(name)
         );
     }
     Ok(name.to_string())
@@ -536,10 +550,11 @@ fn run_key_cmd(dir: &Path, cmd: &str) -> Result<CmdInput> {
         .current_dir(dir)
         .stdin(std::process::Stdio::null())
         .output()
-        .with_context(|| format!("--key-cmd {cmd:?} could not be started"))?;
+        .with_context(|| format!("--key-cmd {} could not be started", echo::quoted(cmd)))?;
     if !out.status.success() {
         bail!(
-            "--key-cmd {cmd:?} failed ({}): {}",
+            "--key-cmd {} failed ({}): {}",
+            echo::quoted(cmd),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );

@@ -19,16 +19,18 @@ impl crate::cli::PruneArgs {
             && self.unused_for.is_none()
             && self.keep.is_none()
             && self.max_size.is_none()
+            && self.abandoned_after.is_none()
         {
             anyhow::bail!(
-                "prune needs a rule: --older-than AGE, --unused-for AGE, --keep N or --max-size SIZE"
+                "prune needs a rule: --older-than AGE, --unused-for AGE, --keep N, --max-size SIZE \
+                 or --abandoned-after AGE"
             );
         }
         Ok(PruneRules {
             older_than_secs: self.older_than,
             unused_for_secs: self.unused_for,
             scope: self.scope,
-            abandoned_after: self.abandoned_after,
+            abandoned_after: self.abandoned_after.unwrap_or(DEFAULT_ABANDONED_AFTER),
             keep: self.keep,
             max_size: self.max_size,
             dry_run: self.dry_run,
@@ -76,6 +78,9 @@ fn boundary(hist: &BTreeMap<u64, u64>, max: u64, mut kept: u64) -> Option<(u64, 
 }
 
 const HOUR: u64 = 3600;
+
+/// Unreferenced archives younger than a day may be uploads still running.
+const DEFAULT_ABANDONED_AFTER: u64 = 24 * HOUR;
 
 /// Items a delete batch gathers before it runs `--concurrency` at a time, so that small
 /// groups still delete in parallel while memory stays fixed.

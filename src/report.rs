@@ -14,7 +14,10 @@ pub fn in_gitlab() -> bool {
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("cachegate: warning: {}", crate::redact::redact(msg));
+    eprintln!(
+        "cachegate: warning: {}",
+        crate::echo::line(&crate::redact::redact(msg))
+    );
 }
 
 /// Detail lines: a collapsed section in GitLab, plain lines elsewhere.
@@ -30,7 +33,7 @@ pub fn section(id: &str, title: &str, lines: &[String]) {
             "\x1b[0Ksection_start:{now}:cachegate_{id}[collapsed=true]\r\x1b[0Kcachegate: {title}"
         );
         for l in lines {
-            let _ = writeln!(err, "  {}", crate::redact::redact(l));
+            let _ = writeln!(err, "  {}", crate::echo::line(&crate::redact::redact(l)));
         }
         let _ = writeln!(
             err,
@@ -39,7 +42,11 @@ pub fn section(id: &str, title: &str, lines: &[String]) {
         );
     } else {
         for l in lines {
-            let _ = writeln!(err, "cachegate: {}", crate::redact::redact(l));
+            let _ = writeln!(
+                err,
+                "cachegate: {}",
+                crate::echo::line(&crate::redact::redact(l))
+            );
         }
     }
 }

@@ -79,11 +79,15 @@ pub fn remove_marker(plan: &Plan) {
 
 /// The log line that takes the place of the plan's in runner mode.
 pub fn log_plan(plan: &Plan) {
-    let paths: Vec<&str> = plan.paths.iter().map(|p| p.declared.as_str()).collect();
+    let paths: Vec<String> = plan
+        .paths
+        .iter()
+        .map(|p| crate::echo::value(&p.declared))
+        .collect();
     eprintln!(
         "cachegate: runner mode: GitLab's cache: carries {}; marker {}/{MARKER}",
         paths.join(", "),
-        plan.paths[0].declared
+        paths[0]
     );
 }
 

@@ -123,6 +123,9 @@ impl Gated {
 }
 
 impl Backend for Gated {
+    fn reconnect(&self) {
+        self.inner.reconnect();
+    }
     fn describe(&self) -> String {
         self.inner.describe()
     }

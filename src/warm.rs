@@ -78,7 +78,7 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
         Some((k, why)) => eprintln!(
             "cachegate: no warm start: the newest entry of {name} ({}) differs in more than lock files, dependency manifests and command: {}",
             key::short(&k),
-            why.join("; ")
+            crate::echo::line(&why.join("; "))
         ),
     }
     None

@@ -1,5 +1,6 @@
 //! The entry archive: tar, compressed with zstd, streamed in both directions.
 
+mod journal;
 mod pack;
 mod unpack;
 

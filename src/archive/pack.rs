@@ -36,6 +36,8 @@ pub struct HashWriter<W> {
     inner: W,
     hasher: blake3::Hasher,
     count: u64,
+    /// The inner writer (the upload) failed: the error is the store's, not the tree's.
+    broke: bool,
 }
 
 impl<W: Write> HashWriter<W> {
@@ -44,19 +46,20 @@ impl<W: Write> HashWriter<W> {
             inner,
             hasher: blake3::Hasher::new(),
             count: 0,
+            broke: false,
         }
     }
 }
 
 impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = self.inner.write(buf).inspect_err(|_| self.broke = true)?;
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().inspect_err(|_| self.broke = true)
     }
 }
 
@@ -81,15 +84,23 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
     let progress = Progress::save(paths.iter().map(|p| p.abs.clone()).collect());
 
     for (i, p) in paths.iter().enumerate() {
-        add_tree(&mut builder, p, i, &mut stats, &progress)
-            .with_context(|| format!("cannot archive {}", p.abs.display()))?;
+        if let Err(e) = add_tree(&mut builder, p, i, &mut stats, &progress) {
+            // A write into the upload fails inside the walk too: say which side broke.
+            let upload_broke = builder.get_ref().get_ref().get_ref().broke;
+            return Err(if upload_broke {
+                e.context(format!("upload failed while archiving {}", p.abs.display()))
+            } else {
+                e.context(format!("cannot archive {}", p.abs.display()))
+            });
+        }
     }
 
-    let encoder = builder.into_inner()?;
-    let buffered = encoder.finish()?;
+    // What is left is writing out: the upload's failures.
+    let encoder = builder.into_inner().context("upload failed")?;
+    let buffered = encoder.finish().context("upload failed")?;
     let hashed = buffered
         .into_inner()
-        .map_err(|e| anyhow::anyhow!("cannot flush archive: {}", e.error()))?;
+        .map_err(|e| anyhow::anyhow!("upload failed: {}", e.error()))?;
     stats.archive_bytes = hashed.count;
     stats.digest = hashed.hasher.finalize().to_hex().to_string();
     Ok((hashed.inner, stats))

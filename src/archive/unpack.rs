@@ -257,7 +257,7 @@ struct Stage {
 
 impl Stage {
     fn root(&self) -> PathBuf {
-        self.dir.path().join("t")
+        self.dir.path().join(STAGED)
     }
 }
 
@@ -894,7 +894,9 @@ const STAGING_PREFIX: &str = ".cachegate-staging-";
 /// Inside a staging directory: the file name of the target it is for, and where the target's
 /// previous tree waits while the new one is renamed into place.
 const TARGET_NOTE: &str = "target";
-const ASIDE: &str = "old";
+pub(super) const ASIDE: &str = "old";
+/// Inside a staging directory: the new tree, until it is renamed over the target.
+pub(super) const STAGED: &str = "t";
 
 /// A restore killed midway (a cancelled job, the OOM killer) leaves its staging directory
 /// beside the target, and if it died between the two renames of the swap, the previous tree
@@ -903,6 +905,7 @@ const ASIDE: &str = "old";
 pub fn recover_interrupted(targets: &[PathBuf]) -> Vec<PathBuf> {
     let mut restored = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut dead = Vec::new();
     for parent in targets.iter().filter_map(|t| t.parent()) {
         if !seen.insert(parent.to_path_buf()) {
             continue;
@@ -924,24 +927,39 @@ pub fn recover_interrupted(targets: &[PathBuf]) -> Vec<PathBuf> {
             if !e.file_type().is_ok_and(|t| t.is_dir()) || process_alive(pid) {
                 continue;
             }
-            let dir = e.path();
-            let aside = dir.join(ASIDE);
-            let note = fs::read(dir.join(TARGET_NOTE)).unwrap_or_default();
-            // One plain name, so the note can only ever point at a sibling of the staging dir.
-            let plain = !note.is_empty() && !note.contains(&b'/') && note != b"." && note != b"..";
-            if plain {
-                let target = parent.join(OsStr::from_bytes(&note));
-                if fs::symlink_metadata(&target).is_err()
-                    && fs::symlink_metadata(&aside).is_ok()
-                    && fs::rename(&aside, &target).is_ok()
-                {
-                    restored.push(target);
-                }
-            }
-            // remove_dir_all does not follow symlinks inside.
-            let _ = fs::remove_dir_all(&dir);
+            dead.push((parent.to_path_buf(), e.path(), pid));
         }
     }
+    // A multi-path swap cut short is rolled back whole first, every path of it.
+    for (_, dir, pid) in &dead {
+        restored.extend(super::journal::roll_back(
+            dir,
+            &format!("{STAGING_PREFIX}{pid}-"),
+        ));
+    }
+    for (parent, dir, _) in dead {
+        let parent = parent.as_path();
+        if fs::symlink_metadata(&dir).is_err() {
+            continue;
+        }
+        let aside = dir.join(ASIDE);
+        let note = fs::read(dir.join(TARGET_NOTE)).unwrap_or_default();
+        // One plain name, so the note can only ever point at a sibling of the staging dir.
+        let plain = !note.is_empty() && !note.contains(&b'/') && note != b"." && note != b"..";
+        if plain {
+            let target = parent.join(OsStr::from_bytes(&note));
+            if fs::symlink_metadata(&target).is_err()
+                && fs::symlink_metadata(&aside).is_ok()
+                && fs::rename(&aside, &target).is_ok()
+            {
+                restored.push(target);
+            }
+        }
+        // remove_dir_all does not follow symlinks inside.
+        let _ = fs::remove_dir_all(&dir);
+    }
+    restored.sort();
+    restored.dedup();
     restored
 }
 
@@ -957,6 +975,16 @@ fn process_alive(pid: libc::pid_t) -> bool {
 /// Rename every staged tree over its target. An existing target (even a symlink) is
 /// renamed aside first, never followed, and removed only after all swaps succeeded.
 fn swap_into_place(stages: &[Stage]) -> Result<(), UnpackError> {
+    // One path is one swap; several need the journal to be one step.
+    let journal = if stages.len() > 1 {
+        let listed: Vec<(&Path, &Path)> = stages
+            .iter()
+            .map(|s| (s.dir.path(), s.target.as_path()))
+            .collect();
+        Some(super::journal::Journal::begin(&listed).map_err(local)?)
+    } else {
+        None
+    };
     let mut old = Vec::new();
     let mut done: Vec<(usize, Option<PathBuf>)> = Vec::new();
     let result = (|| -> io::Result<()> {
@@ -989,7 +1017,13 @@ fn swap_into_place(stages: &[Stage]) -> Result<(), UnpackError> {
                 let _ = fs::rename(&a, &s.target);
             }
         }
+        if let Some(j) = journal {
+            j.commit();
+        }
         return Err(local(e));
+    }
+    if let Some(j) = journal {
+        j.commit();
     }
     // The old trees sit inside the staging dirs, which remove themselves on drop;
     // remove_dir_all does not follow symlinks.

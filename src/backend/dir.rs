@@ -74,7 +74,7 @@ impl Upload for DirUpload {
 
 impl Backend for DirBackend {
     fn describe(&self) -> String {
-        self.root.display().to_string()
+        crate::echo::value(&self.root.display().to_string())
     }
 
     fn stat(&self, name: &str) -> StoreResult<u64> {

@@ -296,6 +296,10 @@ impl GitlabBackend {
 }
 
 impl Backend for GitlabBackend {
+    fn reconnect(&self) {
+        self.transport.reconnect();
+    }
+
     fn describe(&self) -> String {
         format!(
             "gitlab project {} ({})",

@@ -213,6 +213,10 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl Backend for HttpBackend {
+    fn reconnect(&self) {
+        self.transport.reconnect();
+    }
+
     fn describe(&self) -> String {
         transport::display_url(&self.base)
             .trim_end_matches('/')

@@ -10,6 +10,7 @@ pub mod dir;
 pub mod gitlab;
 pub mod http;
 pub mod ranged;
+pub mod retry_log;
 pub mod s3;
 mod s3_multipart;
 pub mod tier;
@@ -117,6 +118,10 @@ pub trait Backend: Send + Sync {
         let _ = (size, blake3);
         self.get(name)
     }
+
+    /// Forget kept-alive connections, so the next request opens a new one: a second read
+    /// after bytes arrived damaged must not ride the connection that damaged them.
+    fn reconnect(&self) {}
 
     /// Read a small object whole (manifests).
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {

@@ -15,8 +15,6 @@ use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::redact;
-
 /// Bytes handed to the unpacker at a time: small enough that the chunk at the head streams
 /// to it while it downloads, large enough that the hand-over costs nothing.
 const PIECE: usize = 256 << 10;
@@ -193,11 +191,10 @@ impl Shared {
         )
         .when(|e| matches!(e, RangeError::Transient(_)) && Instant::now() < deadline)
         .notify(|e, wait| {
-            eprintln!(
-                "cachegate: {}; retrying that part in {:.1} s",
-                redact::redact(&e.to_string()),
+            super::retry_log::note(&format!(
+                "{e}; retrying that part in {:.1} s",
                 wait.as_secs_f64()
-            )
+            ))
         })
         .call()
         .map_err(|(RangeError::Transient(e) | RangeError::Final(e))| e)

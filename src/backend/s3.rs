@@ -324,14 +324,21 @@ impl S3Backend {
                     .with_min_delay(Duration::from_millis(50))
                     .with_max_delay(Duration::from_secs(3))
                     .with_notify(|ev: opendal::layers::RetryEvent<'_>| {
-                        eprintln!(
-                            "cachegate: {} failed ({}); retry {} in {:.1} s",
+                        super::retry_log::note(&format!(
+                            "{} failed ({}); retry {} in {:.1} s",
                             ev.op,
-                            redact::redact(&short(ev.err)),
+                            short(ev.err),
                             ev.attempt,
                             ev.retry_after.as_secs_f64()
-                        );
+                        ));
                     }),
+            )
+            // And one bound outside the retries: a store that accepts connections and never
+            // answers costs one more stall timeout at most, not one per retry.
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(transfer.connect + 2 * transfer.stall)
+                    .with_io_timeout(2 * transfer.stall),
             );
         Ok(S3Backend {
             spec: spec.clone(),

@@ -213,6 +213,10 @@ pub fn open(root: PathBuf, remote: Arc<dyn Backend>, max_size: Option<u64>) -> A
 struct TierRef(Arc<Tiered>);
 
 impl Backend for TierRef {
+    fn reconnect(&self) {
+        self.0.remote.reconnect();
+    }
+
     fn describe(&self) -> String {
         let t = &self.0;
         if t.served_locally.load(std::sync::atomic::Ordering::Relaxed) {

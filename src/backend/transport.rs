@@ -33,7 +33,8 @@ const PIPE_CAPACITY: usize = 1 << 20;
 /// A client for one store: its credentials go to `origin` and nowhere else.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client,
+    /// Shared by the clones; `reconnect` swaps in a client with no kept-alive connections.
+    client: Arc<std::sync::Mutex<Client>>,
     transfer: Transfer,
     origin: Origin,
     /// Headers that carry credentials (Authorization, JOB-TOKEN, PRIVATE-TOKEN, ...).
@@ -51,6 +52,30 @@ impl Origin {
             url.port_or_known_default(),
         )
     }
+}
+
+/// An HTTP client with the store's connect timeout and a connection pool of its own.
+fn build_client(transfer: &Transfer) -> anyhow::Result<Client> {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    let builder = || {
+        Client::builder()
+            .connect_timeout(transfer.connect)
+            // Every request sets its own timeout: the stall bound for small requests and
+            // downloads (it applies to each read), the overall bound for uploads.
+            .timeout(None)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cachegate/", env!("CARGO_PKG_VERSION")))
+    };
+    // An image without CA certificates (debian:*-slim, an empty chroot) gives the platform
+    // verifier no roots and the build fails. http:// stores need none; https:// ones then
+    // fail per request (unknown issuer), which is cache trouble, not a failed job.
+    builder()
+        .build()
+        .or_else(|_| builder().tls_certs_only(Vec::new()).build())
+        .map_err(|e| anyhow!("cannot set up an HTTP client: {e}"))
 }
 
 /// A credential header; its value is registered for redaction and marked sensitive so no
@@ -74,32 +99,27 @@ pub fn basic_auth(user: &str, password: &str) -> anyhow::Result<(HeaderName, Hea
 
 impl Transport {
     pub fn new(transfer: &Transfer, origin: &Url, auth: HeaderMap) -> anyhow::Result<Transport> {
-        static PROVIDER: Once = Once::new();
-        PROVIDER.call_once(|| {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let builder = || {
-            Client::builder()
-                .connect_timeout(transfer.connect)
-                // Every request sets its own timeout: the stall bound for small requests and
-                // downloads (it applies to each read), the overall bound for uploads.
-                .timeout(None)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("cachegate/", env!("CARGO_PKG_VERSION")))
-        };
-        // An image without CA certificates (debian:*-slim, an empty chroot) gives the platform
-        // verifier no roots and the build fails. http:// stores need none; https:// ones then
-        // fail per request (unknown issuer), which is cache trouble, not a failed job.
-        let client = builder()
-            .build()
-            .or_else(|_| builder().tls_certs_only(Vec::new()).build())
-            .map_err(|e| anyhow!("cannot set up an HTTP client: {e}"))?;
         Ok(Transport {
-            client,
+            client: Arc::new(std::sync::Mutex::new(build_client(transfer)?)),
             transfer: transfer.clone(),
             origin: Origin::of(origin),
             auth,
         })
+    }
+
+    fn client(&self) -> Client {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forget the kept-alive connections: the next request opens a new one (a second read
+    /// after bytes arrived damaged must not ride the same connection).
+    pub fn reconnect(&self) {
+        if let Ok(fresh) = build_client(&self.transfer) {
+            *self.client.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
     }
 
     /// Send a request whose body (if any) can be replayed: redirects are followed, and
@@ -112,16 +132,29 @@ impl Transport {
         headers: &HeaderMap,
         body: Option<&[u8]>,
     ) -> StoreResult<Response> {
-        let deadline = Instant::now() + self.transfer.overall;
+        let start = Instant::now();
+        let deadline = start + self.transfer.overall;
+        // A store that accepts connections and never answers would cost every attempt a
+        // whole stall timeout; after the first silence the rest of the request shares one
+        // more, so no answer at all costs twice the stall timeout, whatever `--retries` is.
+        let mut silent_until: Option<Instant> = None;
         let mut attempt = 0;
         loop {
-            let outcome = self.follow(method.clone(), url.clone(), headers, body);
+            let timeout = silent_until.map_or(self.transfer.stall, |until| {
+                until.saturating_duration_since(Instant::now())
+            });
+            let outcome = self.follow(method.clone(), url.clone(), headers, body, timeout);
             let wait = match &outcome {
                 Ok(resp) if retryable(resp.status()) => {
                     Some(retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt)))
                 }
                 Ok(_) => None,
-                Err(Failure::Transient(_)) => Some(backoff(attempt)),
+                Err(Failure::Transient(e)) => {
+                    if is_silence(e) {
+                        silent_until.get_or_insert(start + 2 * self.transfer.stall);
+                    }
+                    Some(backoff(attempt))
+                }
                 Err(Failure::Final(_)) => None,
             };
             // A server that asks for more than MAX_RETRY_WAIT will not be back within a job's
@@ -130,6 +163,11 @@ impl Transport {
                 attempt < self.transfer.retries
                     && *w <= MAX_RETRY_WAIT
                     && Instant::now() + *w < deadline
+                    // An attempt with less than a quarter of a stall timeout left would be a
+                    // timeout decided in advance.
+                    && silent_until.is_none_or(|until| {
+                        Instant::now() + *w + self.transfer.stall / 4 < until
+                    })
             });
             match (outcome, wait) {
                 (outcome, Some(wait)) => {
@@ -190,13 +228,14 @@ impl Transport {
         mut url: Url,
         headers: &HeaderMap,
         mut body: Option<&[u8]>,
+        timeout: Duration,
     ) -> Result<Response, Failure> {
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
-                .client
+                .client()
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
-                .timeout(self.transfer.stall);
+                .timeout(timeout);
             if Origin::of(&url) == self.origin {
                 req = req.headers(self.auth.clone());
             }
@@ -232,7 +271,7 @@ impl Transport {
     pub fn upload(&self, method: Method, url: &Url, headers: &HeaderMap) -> Box<dyn Upload> {
         let (writer, reader) = pipe::pipe(PIPE_CAPACITY);
         let mut req = self
-            .client
+            .client()
             .request(method.clone(), url.clone())
             .headers(headers.clone())
             .timeout(self.transfer.overall)
@@ -428,6 +467,12 @@ fn failure(e: reqwest::Error, transfer: &Transfer) -> Failure {
     } else {
         Failure::Final(reason)
     }
+}
+
+/// A request that timed out waiting for an answer (not for a connection: that is final).
+fn is_silence(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|i| i.kind() == io::ErrorKind::TimedOut)
 }
 
 /// Whether an error of type `T` is somewhere in the chain, also inside `io::Error`s (whose

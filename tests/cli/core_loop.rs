@@ -973,7 +973,7 @@ fn write_noise(dir: &std::path::Path, files: usize, size: usize) {
     }
 }
 
-fn staging_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn staging_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     fs::read_dir(dir)
         .unwrap()
         .flatten()

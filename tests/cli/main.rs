@@ -9,6 +9,7 @@ mod core_loop;
 mod dist;
 mod doctor;
 mod ecosystems;
+mod faults;
 mod gitlab;
 mod hostile;
 mod http;

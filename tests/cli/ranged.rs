@@ -37,7 +37,7 @@ const CHUNK: u64 = 1_000_000;
 
 /// 6 MB that do not compress: with 1 MB chunks the archive is seven ranges.
 const CMD: &str = "echo run >> installs.log && (cat out/marker 2>/dev/null || echo none) >> seen.log && rm -rf out && mkdir out && head -c 6000000 /dev/urandom > out/blob";
-const ARGS: [&str; 8] = [
+pub(crate) const ARGS: [&str; 8] = [
     "--lock",
     "app.lock",
     "--path",

@@ -18,8 +18,14 @@ pub enum Fault {
     IgnoreRange,
     /// The first range after offset 0 comes back with half its bytes.
     ShortOnce,
+    /// Every range after offset 0 comes back with half its bytes: a link that keeps
+    /// breaking, so every retry of a part breaks too.
+    ShortAlways,
     /// Every range after offset 0 has one byte flipped.
     FlipByte,
+    /// The first range after offset 0 has one byte flipped; later ones arrive intact (a
+    /// flaky link, not a damaged object).
+    FlipOnce,
     /// After the first ranged response, the archive is rewritten in place (same size, other
     /// bytes, new mtime, hence a new ETag).
     ReplaceAfterFirst,
@@ -107,6 +113,16 @@ impl FaultProxy {
                     s.fired = true;
                     let half = resp.body.len() / 2;
                     resp.body.truncate(half);
+                }
+                Fault::ShortAlways if ranged_late && resp.status == 206 => {
+                    let half = resp.body.len() / 2;
+                    resp.body.truncate(half);
+                }
+                Fault::FlipOnce if ranged_late && !s.fired && resp.status == 206 => {
+                    s.fired = true;
+                    if let Some(b) = resp.body.get_mut(7) {
+                        *b ^= 0x55;
+                    }
                 }
                 Fault::FlipByte if ranged_late && resp.status == 206 => {
                     if let Some(b) = resp.body.get_mut(7) {
