@@ -291,9 +291,9 @@ pub fn text(s: &Stats) -> String {
     let _ = writeln!(o, "{head}{}", fit(&s.backend, room));
     let _ = writeln!(
         o,
-        "{}: {} hits ({}), {} · {} avoided",
+        "{}: {} ({}), {} · {} avoided",
         report::counted(t.jobs, "job", "jobs"),
-        report::count(t.hits),
+        report::counted(t.hits, "hit", "hits"),
         rate(t),
         report::counted(t.installs, "install run", "installs run"),
         report::counted(t.hits, "install", "installs"),
