@@ -1,7 +1,6 @@
 //! Shell completions and the man page, generated from the clap definitions in `cli.rs` so
 //! they always match `--help` (as ripgrep and just do).
 
-use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -42,7 +41,7 @@ pub fn man_pages(dir: &Path) -> Result<()> {
 
 /// `cachegate completions SHELL`.
 pub fn completions_command(shell: CompletionShell) -> Result<i32> {
-    print(&completions(shell))?;
+    crate::output::write_bytes(&completions(shell));
     Ok(0)
 }
 
@@ -50,16 +49,7 @@ pub fn completions_command(shell: CompletionShell) -> Result<i32> {
 pub fn man_command(out_dir: Option<&Path>) -> Result<i32> {
     match out_dir {
         Some(dir) => man_pages(dir)?,
-        None => print(&man_page()?)?,
+        None => crate::output::write_bytes(&man_page()?),
     }
     Ok(0)
-}
-
-/// Write `bytes` to stdout. A reader that stops early (`| head`) is not an error.
-pub fn print(bytes: &[u8]) -> Result<()> {
-    let mut stdout = io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
-        _ => Ok(()),
-    }
 }

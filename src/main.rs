@@ -12,6 +12,7 @@ use cachegate::job::Job;
 use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, redact, sign};
 
 fn main() -> ExitCode {
+    cachegate::output::guard_std_fds();
     let cli = Cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,
@@ -44,12 +45,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Explain { job, cmd } => Ok(explain::explain(Job::open("explain", job, &cmd, v)?)),
         Command::Presets { json } => {
             if json {
-                println!(
+                cachegate::outln!(
                     "{}",
                     serde_json::to_string_pretty(cachegate::preset::PRESETS)?
                 );
             } else {
-                print!("{}", cachegate::preset::text_table());
+                cachegate::out!("{}", cachegate::preset::text_table());
             }
             Ok(0)
         }

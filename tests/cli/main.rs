@@ -11,6 +11,7 @@ mod doctor;
 mod gitlab;
 mod hostile;
 mod http;
+mod newuser;
 mod peers;
 mod presets;
 mod ranged;

@@ -1,0 +1,84 @@
+//! Regression tests for what a new user trips on (issue 19), one per defect, each named
+//! after it: closed pipes, lock order, system paths, setup mistakes, help, the README's own
+//! examples.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+
+use crate::common::{ARGS, Project, stderr, tree_cmd};
+
+fn one_file() -> Vec<String> {
+    tree_cmd("mkdir -p out && echo data > out/f")
+}
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE, so the
+/// test does not depend on when the reader goes away.
+fn pipe_without_reader() -> OwnedFd {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) returns.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    write
+}
+
+#[test]
+fn presets_json_panicked_on_a_closed_stdout() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    p.test().ensure(&ARGS, &one_file()).run();
+    let commands: &[&[&str]] = &[
+        &["presets", "--json"],
+        &["presets"],
+        &["ls"],
+        &["ls", "--json"],
+        &["key", "--lock", "app.lock", "--path", "out", "--explain"],
+        &["key", "--lock", "app.lock", "--path", "out", "--json"],
+        &["man"],
+        &["completions", "bash"],
+        &["keygen"],
+        &["prune", "--dry-run", "--keep", "0"],
+        &["explain", "--lock", "app.lock", "--path", "out"],
+        &["--help"],
+        &["ensure", "--help"],
+        &["--version"],
+    ];
+    for args in commands {
+        // A reader that is gone (`| head -1`), and a stdout the caller closed (`>&-`).
+        for closed in [false, true] {
+            let mut c = p.std_cmd();
+            c.args(*args).stderr(Stdio::piped());
+            if closed {
+                // SAFETY: runs in the child between fork and exec, closing only its stdout.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                        libc::close(1);
+                        Ok(())
+                    });
+                }
+            } else {
+                c.stdout(Stdio::from(pipe_without_reader()));
+            }
+            let out = c.output().unwrap();
+            let err = stderr(&out);
+            let how = if closed {
+                "closed stdout"
+            } else {
+                "closed pipe"
+            };
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{args:?} on a {how}: {:?}\n{err}",
+                out.status
+            );
+            assert!(
+                !err.contains("panicked")
+                    && !err.contains("Broken pipe")
+                    && !err.contains("Bad file descriptor")
+                    && !err.contains("failed printing"),
+                "{args:?} on a {how}:\n{err}"
+            );
+        }
+    }
+}
