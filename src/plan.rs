@@ -112,6 +112,10 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         }
     }
 
+    // The same set of lock files is the same cache, in whatever order `--lock` named them:
+    // the presets decide the name, the paths and their order, all part of the key.
+    presets.sort_by_key(|p| p.name);
+
     // (declared, optional, from a preset that cannot move)
     let mut declared: Vec<(String, bool, bool)> = Vec::new();
     let mut fixed = Vec::new();

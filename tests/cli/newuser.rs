@@ -82,3 +82,34 @@ fn presets_json_panicked_on_a_closed_stdout() {
         }
     }
 }
+
+#[test]
+fn lock_order_changed_the_cache_name_and_key() {
+    let p = Project::new();
+    p.write(
+        "package-lock.json",
+        r#"{"lockfileVersion": 3, "packages": {}}"#,
+    );
+    p.write("package.json", r#"{"name": "app"}"#);
+    p.write("requirements.txt", "six==1.16.0\n");
+    let key = |locks: [&str; 2]| {
+        let o = p
+            .test()
+            .args([
+                "key",
+                "--no-runtime-key",
+                "--lock",
+                locks[0],
+                "--lock",
+                locks[1],
+                "--json",
+            ])
+            .run();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let ab = key(["package-lock.json", "requirements.txt"]);
+    let ba = key(["requirements.txt", "package-lock.json"]);
+    assert_eq!(ab["key"], ba["key"], "{ab:#}\n{ba:#}");
+    assert_eq!(ab["components"]["name"], "npm-pip");
+    assert_eq!(ab["components"]["paths"], ba["components"]["paths"]);
+}
