@@ -630,12 +630,24 @@ impl Job {
             .replace_unfit
             .as_ref()
             .is_some_and(|o| *o == manifest_object);
+        // A replaced entry keeps what only its first save could measure: how long the
+        // install took (`save --replace` runs none), so later hits still say "saved ~N s".
+        let mut install_seconds = install_seconds;
         match backend.stat(&manifest_object) {
-            Ok(_) if replacing || self.replace => {}
+            Ok(_) if replacing || self.replace => {
+                if install_seconds.is_none() {
+                    install_seconds = self
+                        .existing(backend, &manifest_object)
+                        .and_then(|m| m.install_seconds);
+                }
+            }
             Ok(_) => {
                 eprintln!(
-                    "{} · already saved by another job; not saving again",
-                    self.head("exists", scope)
+                    "{} · already saved{}; not saving again (--replace overwrites it)",
+                    self.head("exists", scope),
+                    self.existing(backend, &manifest_object)
+                        .map(|m| saved_by(&m))
+                        .unwrap_or_default()
                 );
                 return Save::Exists;
             }
@@ -736,15 +748,7 @@ impl Job {
         archive_object: &str,
         body: &[u8],
     ) -> crate::backend::StoreResult<()> {
-        let scope = self.scopes.write;
-        let name = &self.plan.components.name;
-        let named = || {
-            backend.peek(manifest_object).ok().and_then(|b| {
-                Manifest::parse(&b, &self.ns, scope, name, &self.plan.key)
-                    .ok()
-                    .map(|m| m.archive)
-            })
-        };
+        let named = || self.existing(backend, manifest_object).map(|m| m.archive);
         let previous = named();
         backend.put_small(manifest_object, body)?;
         if let Some(old) = previous.filter(|a| a != archive_object) {
@@ -754,6 +758,13 @@ impl Job {
             let _ = backend.delete(archive_object);
         }
         Ok(())
+    }
+
+    /// The entry of this key already in the write scope, if it is one this job can read.
+    fn existing(&self, backend: &Gated, manifest_object: &str) -> Option<Manifest> {
+        let b = backend.peek(manifest_object).ok()?;
+        let name = &self.plan.components.name;
+        Manifest::parse(&b, &self.ns, self.scopes.write, name, &self.plan.key).ok()
     }
 
     /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
@@ -783,6 +794,17 @@ fn trusted_keys() -> Result<Option<Vec<ed25519_dalek::VerifyingKey>>> {
 }
 
 /// Who saved an entry: the CI job's URL, else `user@host`.
+/// " by X N ago" for an entry already there: the user's own earlier run reads as that, not
+/// as another job.
+fn saved_by(m: &Manifest) -> String {
+    let ago = report::secs(report::unix_now().saturating_sub(m.created) as f64);
+    if m.creator == creator() && std::env::var(env_vars::CI_JOB_URL).is_err() {
+        format!(" by an earlier run here ({}, {ago} ago)", m.creator)
+    } else {
+        format!(" by {} {ago} ago", m.creator)
+    }
+}
+
 pub(crate) fn creator() -> String {
     if let Ok(url) = std::env::var(env_vars::CI_JOB_URL) {
         return url;

@@ -2,6 +2,7 @@
 //! after it: closed pipes, lock order, system paths, setup mistakes, help, the README's own
 //! examples.
 
+use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
 
@@ -112,4 +113,55 @@ fn lock_order_changed_the_cache_name_and_key() {
     assert_eq!(ab["key"], ba["key"], "{ab:#}\n{ba:#}");
     assert_eq!(ab["components"]["name"], "npm-pip");
     assert_eq!(ab["components"]["paths"], ba["components"]["paths"]);
+}
+
+#[test]
+fn save_replace_dropped_the_entrys_install_time() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let slow = tree_cmd("sleep 1.2 && mkdir -p out && echo data > out/f");
+    p.test().ensure(&ARGS, &slow).run();
+    p.test()
+        .verb("restore", &ARGS, &slow)
+        .stderr_contains("install 1.")
+        .run();
+    p.write("out/g", "more");
+    p.test()
+        .verb(
+            "save",
+            &["--replace", "--lock", "app.lock", "--path", "out"],
+            &slow,
+        )
+        .stderr_contains("replaced")
+        .run();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    p.test()
+        .verb("restore", &ARGS, &slow)
+        .stderr_contains("install 1.")
+        .run();
+    assert_eq!(fs::read_to_string(p.path("out/g")).unwrap(), "more");
+}
+
+#[test]
+fn save_of_an_existing_key_blamed_another_job_for_the_users_own_run() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    p.test().ensure(&ARGS, &one_file()).run();
+    p.test()
+        .verb("save", &ARGS, &one_file())
+        .stderr_contains("already saved by an earlier run here")
+        .stderr_contains("--replace")
+        .stderr_lacks("another job")
+        .run();
+    // In CI the earlier save names the job that made it.
+    p.write("app.lock", "v2");
+    p.test()
+        .ensure(&ARGS, &one_file())
+        .env("CI_JOB_URL", "https://gitlab.example/g/p/-/jobs/1")
+        .run();
+    p.test()
+        .verb("save", &ARGS, &one_file())
+        .env("CI_JOB_URL", "https://gitlab.example/g/p/-/jobs/2")
+        .stderr_contains("already saved by https://gitlab.example/g/p/-/jobs/1")
+        .run();
 }
