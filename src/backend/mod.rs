@@ -166,6 +166,13 @@ pub trait Backend: Send + Sync {
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> StoreResult<()>;
 
+    /// The store itself is there: a directory store's root, an S3 bucket. A listing of one
+    /// that is not reads as an empty store, so `ls` and `prune` ask first. Stores that
+    /// cannot tell a missing root from an empty one (a plain HTTP server) say yes.
+    fn check_root(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Multipart uploads under `prefix` that never finished. Only S3 has them: the other
     /// stores write to a temporary object the server or the filesystem discards.
     fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {

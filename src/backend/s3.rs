@@ -720,6 +720,28 @@ impl Backend for S3Backend {
         Ok(())
     }
 
+    /// S3 answers a listing of a missing prefix with an empty page, of a missing bucket
+    /// with 404 NoSuchBucket.
+    fn check_root(&self) -> StoreResult<()> {
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        let opts = opendal::options::ListOptions {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let first = blocking
+            .lister_options("", opts)
+            .and_then(|mut l| l.next().transpose());
+        match first {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Other(anyhow!(
+                "the bucket {:?} does not exist at this endpoint (404); create it, or point --backend at an existing bucket",
+                self.spec.bucket
+            ))),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     fn delete(&self, name: &str) -> StoreResult<()> {
         match block(self.op.delete(name)) {
             Ok(()) => Ok(()),

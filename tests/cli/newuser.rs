@@ -165,3 +165,23 @@ fn save_of_an_existing_key_blamed_another_job_for_the_users_own_run() {
         .stderr_contains("already saved by https://gitlab.example/g/p/-/jobs/1")
         .run();
 }
+
+#[test]
+fn ls_and_prune_on_a_store_that_does_not_exist_listed_it_as_empty() {
+    let p = Project::new();
+    let gone = p.tmp.path().join("no-such-store");
+    let named = gone.display().to_string();
+    for args in [&["ls"][..], &["ls", "--json"], &["prune", "--keep", "1"]] {
+        p.test()
+            .args(args)
+            .env("CACHEGATE_BACKEND", &gone)
+            .status(3)
+            .stdout("")
+            .stderr_contains(&named)
+            .stderr_contains("does not exist")
+            .run();
+    }
+    assert!(!gone.exists(), "listing a store must not create it");
+    // An empty store that is there is an empty listing.
+    p.test().args(["ls", "--json"]).stdout("[]\n").run();
+}
