@@ -276,6 +276,15 @@ impl BackendSpec {
             }
             return Ok(BackendSpec::Http(s.to_string()));
         }
+        if !s.is_empty() && !s.contains("://") {
+            // A relative path would name another store from every job directory (and from
+            // `--dir`): it is refused with the absolute path it most likely meant.
+            let here = std::env::current_dir().map(|d| d.join(s.trim_start_matches("./")));
+            let meant = here.map_or(String::new(), |p| format!(" (here: {})", p.display()));
+            bail!(
+                "unknown backend {s:?}: a directory store needs an absolute path, such as /srv/cachegate{meant} or file:///srv/cachegate; accepted forms: {ACCEPTED_FORMS}"
+            );
+        }
         bail!("unknown backend {s:?}; accepted forms: {ACCEPTED_FORMS}")
     }
 
@@ -319,6 +328,20 @@ mod tests {
             let err = BackendSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    #[test]
+    fn a_relative_backend_said_only_unknown_backend() {
+        for rel in ["relstore", "./relstore", "cache/dir"] {
+            let err = BackendSpec::parse(rel).unwrap_err().to_string();
+            assert!(err.contains(&format!("{rel:?}")), "{err}");
+            assert!(err.contains("needs an absolute path"), "{err}");
+            let here = std::env::current_dir().unwrap();
+            let meant = here.join(rel.trim_start_matches("./"));
+            assert!(err.contains(&meant.display().to_string()), "{err}");
+        }
+        let err = BackendSpec::parse("ftp://x/y").unwrap_err().to_string();
+        assert!(!err.contains("absolute path"), "{err}");
     }
 
     #[test]

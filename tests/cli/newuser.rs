@@ -185,3 +185,24 @@ fn ls_and_prune_on_a_store_that_does_not_exist_listed_it_as_empty() {
     // An empty store that is there is an empty listing.
     p.test().args(["ls", "--json"]).stdout("[]\n").run();
 }
+
+#[test]
+fn a_relative_backend_said_only_unknown_backend() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let here = p.dir.join("relstore").display().to_string();
+    p.test()
+        .ensure(&ARGS, &one_file())
+        .env("CACHEGATE_BACKEND", "relstore")
+        .status(2)
+        .stderr_contains("\"relstore\"")
+        .stderr_contains("a directory store needs an absolute path")
+        .stderr_contains(&here)
+        .installs(0)
+        .run();
+    p.test()
+        .args(["ls", "--backend", "./relstore"])
+        .status(2)
+        .stderr_contains("needs an absolute path")
+        .run();
+}
