@@ -186,8 +186,17 @@ pub fn check(mut job: Job) -> i32 {
             job.report.hit = true;
             job.finish(Ending::Done)
         }
-        Lookup::Miss | Lookup::Unavailable { .. } => {
-            eprintln!("{} · not in {}", job.miss_head(), job.store.describe());
+        miss => {
+            let store = job.store.describe();
+            // A store that did not answer is no "not in": nobody could say either way.
+            let why = if matches!(miss, Lookup::Unavailable { .. }) {
+                format!(
+                    "unknown: the store {store} is unreachable or failing (see the warning above)"
+                )
+            } else {
+                format!("not in {store}")
+            };
+            eprintln!("{} · {why}", job.miss_head());
             job.report.result = Outcome::Miss;
             job.finish(Ending::Miss)
         }

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use crate::common::{ARGS, Project, stderr, tree_cmd};
@@ -205,4 +206,60 @@ fn a_relative_backend_said_only_unknown_backend() {
         .status(2)
         .stderr_contains("needs an absolute path")
         .run();
+}
+
+#[test]
+fn check_against_a_dead_store_read_like_a_miss() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let dead = format!("http://127.0.0.1:{}", crate::common::free_port());
+    p.test()
+        .verb("check", &ARGS, &one_file())
+        .env("CACHEGATE_BACKEND", &dead)
+        .env("CACHEGATE_RETRIES", "0")
+        .status(1)
+        .stderr_contains(&format!("the store {dead} is unreachable"))
+        .stderr_lacks(&format!("not in {dead}"))
+        .run();
+    // A store that answers and lacks the key is the plain miss.
+    p.test()
+        .verb("check", &ARGS, &one_file())
+        .status(1)
+        .stderr_contains("· not in ")
+        .run();
+}
+
+#[test]
+fn an_unreadable_file_under_a_cached_path_named_the_directory() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    fs::create_dir_all(p.path("out/sub")).unwrap();
+    fs::write(p.path("out/sub/locked"), "secret").unwrap();
+    fs::set_permissions(p.path("out/sub/locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    let mut c = p.std_cmd();
+    c.args(["save", "--lock", "app.lock", "--path", "out"]);
+    // root reads every file: the save runs as nobody, who owns the project and its store.
+    if unsafe { libc::geteuid() } == 0 {
+        let nobody = 65534;
+        for e in walkdir::WalkDir::new(p.tmp.path()) {
+            std::os::unix::fs::lchown(e.unwrap().path(), Some(nobody), Some(nobody)).unwrap();
+        }
+        // SAFETY: runs in the child between fork and exec; only async-signal-safe calls.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(nobody) != 0
+                    || libc::setuid(nobody) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let o = c.output().unwrap();
+    let err = stderr(&o);
+    let locked = p.path("out/sub/locked").display().to_string();
+    assert!(err.contains(&format!("cannot read {locked}")), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
 }
