@@ -243,6 +243,12 @@ pub struct KeyArgs {
     )]
     pub paths: Vec<String>,
 
+    /// Cache a --path outside the project and outside your own tool caches (a system
+    /// directory such as /opt/venv); a restore still never replaces a directory there that
+    /// cachegate did not create
+    #[arg(long, env = env_vars::CACHEGATE_ALLOW_OUTSIDE_PATH, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_outside_path: bool,
+
     /// Cache name; defaults to the preset's name (poetry, npm, ...)
     #[arg(long, env = env_vars::CACHEGATE_NAME)]
     pub name: Option<String>,

@@ -48,8 +48,12 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
             job.report.warm = warm::start(job, cmd);
         }
         job.before_install();
+        let made = crate::outside::absent(&job.plan.dir, &job.plan.targets());
         eprintln!("{miss} · running {}", shell_words(cmd));
         let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
+        if status == 0 {
+            crate::outside::claim(&job.plan.dir, &made);
+        }
         if status != 0 && !save_on_failure {
             eprintln!(
                 "{miss} · command exited {status} after {}; nothing saved",

@@ -48,6 +48,7 @@ pub const CACHEGATE_UNUSED_FOR: &str = "CACHEGATE_UNUSED_FOR";
 pub const CACHEGATE_VERBOSE: &str = "CACHEGATE_VERBOSE";
 pub const CACHEGATE_WAIT: &str = "CACHEGATE_WAIT";
 pub const CACHEGATE_ZSTD_WINDOW_LOG: &str = "CACHEGATE_ZSTD_WINDOW_LOG";
+pub const CACHEGATE_ALLOW_OUTSIDE_PATH: &str = "CACHEGATE_ALLOW_OUTSIDE_PATH";
 
 // cachegate's own secrets and the credentials of its stores.
 /// The secret ed25519 key that signs manifests (a protected, masked CI variable).
@@ -74,6 +75,43 @@ pub const CI_PROJECT_PATH: &str = "CI_PROJECT_PATH";
 pub const HOME: &str = "HOME";
 pub const USER: &str = "USER";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// Where cachegate notes the directories outside the project it created (outside.rs).
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+
+/// Variables naming a tool's own cache or install directory: a `--path` under one of them is
+/// the user's tool cache, cacheable without `--allow-outside-path` wherever it points.
+pub const TOOL_CACHE_VARS: &[&str] = &[
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "GOPATH",
+    "GOMODCACHE",
+    "GOCACHE",
+    "npm_config_cache",
+    "NPM_CONFIG_CACHE",
+    "YARN_CACHE_FOLDER",
+    "npm_config_store_dir",
+    "PNPM_HOME",
+    "BUN_INSTALL_CACHE_DIR",
+    "DENO_DIR",
+    "PIP_CACHE_DIR",
+    "UV_CACHE_DIR",
+    "UV_PROJECT_ENVIRONMENT",
+    "POETRY_CACHE_DIR",
+    "POETRY_VIRTUALENVS_PATH",
+    "PIPENV_CACHE_DIR",
+    "WORKON_HOME",
+    "VIRTUAL_ENV",
+    "CONDA_PKGS_DIRS",
+    "BUNDLE_PATH",
+    "GEM_HOME",
+    "COMPOSER_HOME",
+    "COMPOSER_CACHE_DIR",
+    "GRADLE_USER_HOME",
+    "NUGET_PACKAGES",
+    "MIX_HOME",
+    "HEX_HOME",
+    "XDG_CACHE_HOME",
+];
 
 // The progress bar (progress.rs).
 /// Set by most CI systems: no progress bar is drawn when it (or GITLAB_CI) is set, and

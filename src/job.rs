@@ -63,6 +63,8 @@ pub enum Skip {
     StoreFailed,
     /// `--refuse-secrets` found credential files.
     Secrets(Vec<String>),
+    /// A cached path is a symbolic link, which no restore accepts.
+    Link(String),
     /// The install failed (and `--save-on-failure` was not given).
     CommandFailed,
 }
@@ -438,6 +440,13 @@ impl Job {
                 ));
                 false
             }
+            Err(UnpackError::Foreign(paths)) => {
+                self.report.warn(format!(
+                    "not restoring {}: {paths} already exists and cachegate did not create it, so a restore would replace someone else's files; running the install instead (remove it once to let cachegate restore it)",
+                    self.plan.short_key()
+                ));
+                false
+            }
             Err(UnpackError::Unfit(why)) => {
                 let object = self.manifest_object(scope, &m.key);
                 self.report.warn(format!(
@@ -500,6 +509,11 @@ impl Job {
                 }
                 return Err(UnpackError::Tracked(shown.join(", ")));
             }
+            let foreign = crate::outside::foreign(&self.plan.dir, &targets);
+            if !foreign.is_empty() {
+                let shown: Vec<String> = foreign.iter().map(|p| p.display().to_string()).collect();
+                return Err(UnpackError::Foreign(shown.join(", ")));
+            }
             self.limits.check_archive_size(current.archive_size)?;
             let expected = Expected {
                 digest: current.archive_blake3.clone(),
@@ -514,13 +528,10 @@ impl Job {
                     let fits = |staged: &[std::path::PathBuf]| {
                         crate::fit::check(staged, &targets, &current.paths, &current.links)
                     };
-                    return archive::unpack_checked(
-                        reader,
-                        &targets,
-                        &expected,
-                        self.limits,
-                        &fits,
-                    );
+                    let stats =
+                        archive::unpack_checked(reader, &targets, &expected, self.limits, &fits)?;
+                    crate::outside::claim(&self.plan.dir, &targets);
+                    return Ok(stats);
                 }
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(UnpackError::Transfer(e.into())),
@@ -578,6 +589,27 @@ impl Job {
                 if missing.len() == 1 { "does" } else { "do" }
             ));
             return Save::Skipped(Skip::MissingPaths(missing));
+        }
+        // An archive holds a link at the top of a cached path as a link, which every restore
+        // rejects: saving it would only make each later run download, reject and save again.
+        if let Some(link) = paths
+            .iter()
+            .find(|p| std::fs::symlink_metadata(&p.abs).is_ok_and(|m| m.is_symlink()))
+        {
+            let to = std::fs::read_link(&link.abs).unwrap_or_default();
+            let real = std::fs::canonicalize(&link.abs).map_or_else(
+                |_| "the directory it points to".to_string(),
+                |r| {
+                    let shown = r.strip_prefix(&self.plan.dir).unwrap_or(&r);
+                    format!("--path {}", shown.display())
+                },
+            );
+            self.report.warn(format!(
+                "nothing saved: --path {:?} is a symbolic link (to {}), which a restore cannot put back; cache {real} instead",
+                link.declared,
+                to.display()
+            ));
+            return Save::Skipped(Skip::Link(link.declared.clone()));
         }
         if let Store::Marker(_) = self.store {
             return match runner::write_marker(&self.plan) {

@@ -23,6 +23,7 @@ pub mod lease;
 pub mod ls;
 pub mod namespace;
 pub mod output;
+pub mod outside;
 pub mod pipe;
 pub mod plan;
 pub mod preset;

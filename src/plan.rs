@@ -160,6 +160,15 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
                 "--path {d:?} is the project directory or contains it; cache a directory inside it, such as .venv"
             );
         }
+        // The user's own --path only: a preset's paths follow the tool's own settings.
+        if !args.paths.is_empty()
+            && !args.allow_outside_path
+            && let Some(why) = crate::outside::refusal(&dir, &abs)
+        {
+            bail!(
+                "--path {d:?} is not cached: {why}; a restore there would replace it. Name a directory inside the project or a tool cache, or pass --allow-outside-path to cache it anyway"
+            );
+        }
         if *python || preset::looks_like_venv(d) {
             fixed.push(abs.display().to_string());
         }

@@ -263,3 +263,129 @@ fn an_unreadable_file_under_a_cached_path_named_the_directory() {
     assert!(err.contains(&format!("cannot read {locked}")), "{err}");
     assert!(err.contains("Permission denied"), "{err}");
 }
+
+#[test]
+fn a_symlinked_path_saved_what_every_restore_rejects() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    fs::create_dir_all(p.path("real")).unwrap();
+    std::os::unix::fs::symlink("real", p.path("link")).unwrap();
+    let args = ["--lock", "app.lock", "--path", "link"];
+    let cmd = tree_cmd("echo data > link/f");
+    for run in 1..=2 {
+        p.test()
+            .ensure(&args, &cmd)
+            .stderr_contains("nothing saved: --path \"link\" is a symbolic link (to real)")
+            .stderr_contains("cache --path real instead")
+            .stderr_lacks("entry rejected")
+            .installs(run)
+            .run();
+    }
+    assert!(
+        p.store_files().iter().all(|f| !f.ends_with(".json")),
+        "{:?}",
+        p.store_files()
+    );
+    // The directory it points to is what caches.
+    let real = ["--lock", "app.lock", "--path", "real"];
+    let cmd = tree_cmd("echo data > real/f");
+    p.test().ensure(&real, &cmd).installs(3).run();
+    fs::remove_dir_all(p.path("real")).unwrap();
+    p.test()
+        .ensure(&real, &cmd)
+        .stderr_contains("cachegate: hit")
+        .installs(3)
+        .run();
+    assert_eq!(fs::read_to_string(p.path("real/f")).unwrap(), "data\n");
+}
+
+#[test]
+fn a_system_path_was_saved_and_swapped_without_a_word() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let system = p.tmp.path().join("etc");
+    fs::create_dir_all(&system).unwrap();
+    fs::write(system.join("shadow"), "root:x:...").unwrap();
+    let sys = system.display().to_string();
+    let cmd = tree_cmd(&format!("echo conf > {sys}/added"));
+    let args = ["--lock", "app.lock", "--path", &sys];
+    // Outside the project and the user's tool caches: a usage error, before anything runs.
+    for verb in ["ensure", "key", "save"] {
+        p.test()
+            .verb(verb, &args, &cmd)
+            .status(2)
+            .stderr_contains(&format!("--path {sys:?} is not cached"))
+            .stderr_contains("outside the project")
+            .stderr_contains("--allow-outside-path")
+            .installs(0)
+            .run();
+    }
+    assert!(p.store_files().is_empty());
+    // Named deliberately it caches; a restore still never replaces the directory, which
+    // cachegate did not create: the install runs instead and the user's files stay.
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-outside-path");
+    p.test().ensure(&allowed, &cmd).installs(1).run();
+    fs::write(system.join("mine"), "keep me").unwrap();
+    p.test()
+        .ensure(&allowed, &cmd)
+        .stderr_contains(&format!(
+            "{sys} already exists and cachegate did not create it"
+        ))
+        .installs(2)
+        .run();
+    assert_eq!(fs::read_to_string(system.join("mine")).unwrap(), "keep me");
+    assert_eq!(
+        fs::read_to_string(system.join("shadow")).unwrap(),
+        "root:x:..."
+    );
+}
+
+#[test]
+fn a_tool_cache_outside_the_project_needs_no_flag_and_restores_where_cachegate_made_it() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    // Under $HOME, and under a tool's own variable wherever it points.
+    let cargo_home = p.tmp.path().join("cargo");
+    let cargo = cargo_home.join("registry").display().to_string();
+    let args = [
+        "--lock",
+        "app.lock",
+        "--path",
+        "~/.cache/tool",
+        "--path",
+        &cargo,
+    ];
+    let cmd = tree_cmd(&format!(
+        "mkdir -p $HOME/.cache/tool {cargo} && echo a > $HOME/.cache/tool/a && echo b > {cargo}/b"
+    ));
+    p.test()
+        .ensure(&args, &cmd)
+        .env("CARGO_HOME", &cargo_home)
+        .installs(1)
+        .run();
+    // The install cachegate ran made both directories: a hit may replace them.
+    fs::remove_file(p.home.join(".cache/tool/a")).unwrap();
+    p.test()
+        .ensure(&args, &cmd)
+        .env("CARGO_HOME", &cargo_home)
+        .stderr_contains("cachegate: hit")
+        .installs(1)
+        .run();
+    assert_eq!(
+        fs::read_to_string(p.home.join(".cache/tool/a")).unwrap(),
+        "a\n"
+    );
+    // Without the variable the same directory is a system path.
+    p.test()
+        .verb("key", &args, &cmd)
+        .status(2)
+        .stderr_contains(&format!("--path {cargo:?} is not cached"))
+        .run();
+    // Credentials under $HOME are no tool cache.
+    p.test()
+        .verb("key", &["--lock", "app.lock", "--path", "~/.ssh"], &cmd)
+        .status(2)
+        .stderr_contains("it holds credentials (~/.ssh)")
+        .run();
+}
