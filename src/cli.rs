@@ -101,9 +101,15 @@ pub enum Command {
         /// Print every component that went into the key
         #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
-        /// Print the key and its components as JSON; with FILE, write that JSON to FILE
-        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+        /// Print the key and its components as JSON instead of the key (`--json FILE`, the
+        /// old form, still writes FILE for one release)
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
+              conflicts_with = "json_file")]
         json: Option<PathBuf>,
+        /// Write the key and its components as JSON to FILE and print what is printed
+        /// without it (- for stdout: the same as --json)
+        #[arg(long, value_name = "FILE")]
+        json_file: Option<PathBuf>,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -561,13 +567,50 @@ impl TransferArgs {
 /// Machine-readable reports.
 #[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
-    /// Write a JSON report of this run to FILE
-    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_JSON)]
+    /// Print a JSON report of this run on stdout, after the command's own output (`--json
+    /// FILE`, the old form, still writes FILE for one release)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
+          env = env_vars::CACHEGATE_JSON, conflicts_with = "json_file")]
     pub json: Option<PathBuf>,
+
+    /// Write the JSON report of this run to FILE (- for stdout)
+    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_JSON_FILE)]
+    pub json_file: Option<PathBuf>,
 
     /// Write CACHEGATE_HIT=true|false and friends to FILE (for `artifacts: reports: dotenv`)
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_DOTENV)]
     pub dotenv: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The one place `--json` and `--json-file` become where the JSON goes.
+    pub fn json_destination(&self) -> Option<PathBuf> {
+        json_destination(self.json.as_deref(), self.json_file.as_deref())
+    }
+}
+
+/// Where JSON goes, `-` being stdout, by the convention cargo and uv keep: `--json` prints
+/// it, `--json-file FILE` writes it. `--json FILE` (and `CACHEGATE_JSON=FILE`), the old
+/// form, still writes FILE for one release and says so.
+pub fn json_destination(
+    json: Option<&std::path::Path>,
+    json_file: Option<&std::path::Path>,
+) -> Option<PathBuf> {
+    if let Some(f) = json_file {
+        return Some(f.to_path_buf());
+    }
+    let v = json?;
+    let flag_like = ["-", "true", "1", "yes"]
+        .iter()
+        .any(|t| v.as_os_str().eq_ignore_ascii_case(t));
+    if flag_like {
+        return Some(PathBuf::from("-"));
+    }
+    eprintln!(
+        "cachegate: deprecated: --json {0} writes {0} this release only; use --json-file {0} (--json alone prints the JSON on stdout)",
+        v.display()
+    );
+    Some(v.to_path_buf())
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,7 +103,10 @@ impl Job {
     /// The plan from the key options, then the job: what every job command starts with.
     pub fn open(command: &'static str, args: JobArgs, cmd: &[String], verbose: u8) -> Result<Job> {
         let plan = crate::plan::plan(&args.key, cmd)?;
-        Job::new(command, plan, &args.store, Some(args.report), verbose)
+        let mut report = args.report;
+        report.json = report.json_destination();
+        report.json_file = None;
+        Job::new(command, plan, &args.store, Some(report), verbose)
     }
 
     pub fn new(

@@ -58,8 +58,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             job,
             explain,
             json,
+            json_file,
             cmd,
-        } => key::print(&plan::plan(&job.key, &cmd)?, explain, json.as_deref()),
+        } => {
+            let to = cachegate::cli::json_destination(json.as_deref(), json_file.as_deref());
+            key::print(&plan::plan(&job.key, &cmd)?, explain, to.as_deref())
+        }
         Command::Ls { store, json } => {
             ls::ls(&store.open()?, json, store.transfer.concurrency.into())
         }

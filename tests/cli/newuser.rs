@@ -389,3 +389,108 @@ fn a_tool_cache_outside_the_project_needs_no_flag_and_restores_where_cachegate_m
         .stderr_contains("it holds credentials (~/.ssh)")
         .run();
 }
+
+#[test]
+fn json_meant_a_file_a_flag_and_an_optional_file() {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let cmd = tree_cmd("mkdir -p out && echo data > out/f && echo installed");
+    let parse = |o: &std::process::Output, skip: &str| -> serde_json::Value {
+        let text = String::from_utf8_lossy(&o.stdout).replacen(skip, "", 1);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    // --json prints the report on stdout, after the command's own output.
+    let mut args = ARGS.to_vec();
+    args.push("--json");
+    let o = p
+        .test()
+        .ensure(&args, &cmd)
+        .stderr_lacks("deprecated")
+        .run();
+    assert_eq!(parse(&o, "installed\n")["result"], "miss");
+    // --json-file - is stdout too, and never a file named "-".
+    let o = p
+        .test()
+        .verb(
+            "check",
+            &["--lock", "app.lock", "--path", "out", "--json-file", "-"],
+            &cmd,
+        )
+        .run();
+    assert_eq!(parse(&o, "")["result"], "hit");
+    assert!(!p.path("-").exists());
+    // --json-file FILE writes FILE, stdout keeps only the command's output.
+    let report = p.tmp.path().join("report.json");
+    let r = report.display().to_string();
+    p.test()
+        .verb(
+            "restore",
+            &["--lock", "app.lock", "--path", "out", "--json-file", &r],
+            &cmd,
+        )
+        .stdout("")
+        .run();
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["result"], "hit");
+    // The old form still writes FILE this release, and says what to write instead.
+    fs::remove_file(&report).unwrap();
+    p.test()
+        .verb(
+            "check",
+            &["--lock", "app.lock", "--path", "out", "--json", &r],
+            &cmd,
+        )
+        .stdout("")
+        .stderr_contains(&format!(
+            "deprecated: --json {r} writes {r} this release only; use --json-file {r}"
+        ))
+        .warnings(0)
+        .run();
+    assert!(report.exists());
+    fs::remove_file(&report).unwrap();
+    p.test()
+        .verb("check", &["--lock", "app.lock", "--path", "out"], &cmd)
+        .env("CACHEGATE_JSON", &report)
+        .stderr_contains("deprecated")
+        .run();
+    assert!(report.exists());
+    // key: the same convention.
+    let o = p
+        .test()
+        .verb(
+            "key",
+            &["--lock", "app.lock", "--path", "out", "--json"],
+            &cmd,
+        )
+        .run();
+    let key = parse(&o, "")["key"].as_str().unwrap().to_string();
+    let o = p
+        .test()
+        .verb(
+            "key",
+            &["--lock", "app.lock", "--path", "out", "--json-file", &r],
+            &cmd,
+        )
+        .stderr_lacks("deprecated")
+        .run();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), key);
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["key"], key.as_str());
+    p.test()
+        .verb(
+            "key",
+            &[
+                "--lock",
+                "app.lock",
+                "--path",
+                "out",
+                "--json",
+                "--json-file",
+                &r,
+            ],
+            &cmd,
+        )
+        .status(2)
+        .stderr_contains("cannot be used with")
+        .run();
+}
