@@ -119,12 +119,98 @@ pub enum Command {
         #[arg(value_enum)]
         shell: CompletionShell,
     },
-    /// Print the man page (roff) on stdout, e.g. `cachegate man | man -l -`
+    /// Print the man page (roff) on stdout, e.g. `cachegate man | man -l -`, or one
+    /// command's: `cachegate man ensure`
     Man {
+        /// The command whose page to print (cachegate-COMMAND(1))
+        #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+        page: Option<String>,
         /// Write cachegate.1 and a cachegate-<command>.1 page for every command into DIR instead
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+/// Options only some of the commands that flatten them use: the others still accept them (a
+/// job's line and its `CACHEGATE_*` variables work with any command), but do not show them.
+const ENSURE_ONLY: &[&str] = &["save_on_failure", "fallback", "wait", "lease", "poll"];
+const SAVES: &[&str] = &["compression_level", "refuse_secrets"];
+const RESTORES: &[&str] = &[
+    "max_archive_size",
+    "max_unpacked_size",
+    "max_entries",
+    "max_path_length",
+    "max_ratio",
+    "zstd_window_log",
+];
+
+/// What each command hides of the options it flattens in.
+fn hidden(command: &str) -> Vec<&'static str> {
+    let mut h: Vec<&'static str> = Vec::new();
+    match command {
+        "ensure" => h.push("replace"),
+        "save" => {
+            h.extend(ENSURE_ONLY);
+            h.extend(RESTORES);
+        }
+        "restore" | "check" | "explain" => {
+            h.extend(ENSURE_ONLY);
+            h.extend(SAVES);
+            h.push("replace");
+            if command != "restore" {
+                h.extend(RESTORES);
+            }
+        }
+        // Small objects only: no ranges, no multipart parts.
+        "ls" | "prune" => h.push("chunk_size"),
+        "doctor" => h.extend(["chunk_size", "concurrency"]),
+        _ => {}
+    }
+    h
+}
+
+/// The command line as parsed, with each command's help, completions and man page showing
+/// only the options that command uses. `key` takes a whole ensure line but uses only the
+/// key options: it shows those.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let key_options: Vec<String> = KeyArgs::augment_args(clap::Command::new("key"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |mut sub| {
+            let ids: Vec<String> = sub
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .filter(|id| {
+                    if name == "key" {
+                        let own = ["explain", "json", "json_file", "cmd", "verbose", "help"];
+                        !key_options.contains(id) && !own.contains(&id.as_str())
+                    } else {
+                        hidden(&name).contains(&id.as_str())
+                    }
+                })
+                .collect();
+            for id in ids {
+                sub = sub.mut_arg(id, |a| a.hide(true));
+            }
+            sub
+        });
+    }
+    cmd
+}
+
+/// Parse the process's arguments through `command`.
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let mut matches = command().get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Shells `cachegate completions` writes a script for.

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 
 use cachegate::cli::{Cli, Command};
 use cachegate::job::Job;
@@ -13,7 +12,7 @@ use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, r
 
 fn main() -> ExitCode {
     cachegate::output::guard_std_fds();
-    let cli = Cli::parse();
+    let cli = cachegate::cli::parse();
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -74,6 +73,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Doctor { store } => doctor::run(&store.spec()?, &store.transfer.transfer()),
         Command::Keygen => sign::keygen_command(),
         Command::Completions { shell } => generate::completions_command(shell),
-        Command::Man { out_dir } => generate::man_command(out_dir.as_deref()),
+        Command::Man { page, out_dir } => {
+            generate::man_command(page.as_deref(), out_dir.as_deref())
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use crate::common::{ARGS, Project, stderr, tree_cmd};
+use crate::common::{ARGS, Project, Test, stderr, stdout, tree_cmd};
 
 fn one_file() -> Vec<String> {
     tree_cmd("mkdir -p out && echo data > out/f")
@@ -493,4 +493,120 @@ fn json_meant_a_file_a_flag_and_an_optional_file() {
         .status(2)
         .stderr_contains("cannot be used with")
         .run();
+}
+
+#[test]
+fn help_wrapped_mid_word_and_listed_options_the_command_does_not_use() {
+    let commands = [
+        "ensure", "restore", "save", "check", "explain", "ls", "prune", "doctor", "key", "presets",
+        "man",
+    ];
+    for c in commands {
+        let o = Test::new().args([c, "-h"]).env("COLUMNS", "80").run();
+        for line in stdout(&o).lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{c} -h: {line:?} is wider than 80"
+            );
+        }
+    }
+    let shows = |c: &str, flag: &str| {
+        let o = Test::new().args([c, "--help"]).run();
+        stdout(&o).contains(&format!("--{flag}"))
+    };
+    for c in ["restore", "check", "explain"] {
+        for flag in [
+            "save-on-failure",
+            "replace",
+            "compression-level",
+            "fallback",
+        ] {
+            assert!(!shows(c, flag), "{c} --help lists --{flag}");
+        }
+    }
+    assert!(shows("ensure", "save-on-failure") && !shows("ensure", "replace"));
+    assert!(shows("save", "replace") && shows("save", "compression-level"));
+    assert!(shows("restore", "max-archive-size"));
+    for c in ["ls", "prune", "doctor"] {
+        assert!(!shows(c, "chunk-size"), "{c} --help lists --chunk-size");
+        assert!(shows(c, "backend"), "{c}");
+    }
+    assert!(!shows("key", "backend") && !shows("key", "dotenv") && shows("key", "lock"));
+    // Hidden is not refused: a job's whole line still works with every command.
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let mut line = ARGS.to_vec();
+    line.extend(["--save-on-failure", "--replace", "--compression-level", "5"]);
+    p.test().verb("restore", &line, &one_file()).status(1).run();
+    p.test().verb("key", &line, &one_file()).run();
+}
+
+#[test]
+fn the_man_page_had_no_exit_status_environment_examples_or_command_pages() {
+    let man = Test::new().arg("man").run();
+    let page = stdout(&man);
+    for section in [".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH EXAMPLES"] {
+        assert!(page.contains(section), "cachegate(1) lacks {section}");
+    }
+    // Every option's CACHEGATE_* twin, hidden options' too, and the credentials.
+    let mut vars: Vec<String> = Vec::new();
+    let cmd = cachegate::cli::command();
+    for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+        for a in c.get_arguments() {
+            if let Some(v) = a.get_env() {
+                vars.push(v.to_string_lossy().into_owned());
+            }
+        }
+    }
+    vars.push("CACHEGATE_SIGNING_KEY".into());
+    vars.push("CACHEGATE_HTTP_TOKEN".into());
+    assert!(vars.len() > 40, "{vars:?}");
+    for v in &vars {
+        // roff escapes the underscore-free names as they are.
+        assert!(
+            page.contains(&format!("\\fB{v}\\fR")),
+            "cachegate(1) lacks {v}"
+        );
+    }
+    // One page per command, printed on its own, with its own options and examples.
+    let ensure = Test::new()
+        .args(["man", "ensure"])
+        .stdout_contains(".TH cachegate-ensure 1")
+        .run();
+    let ensure = stdout(&ensure);
+    assert!(
+        ensure.contains("save\\-on\\-failure") && !ensure.contains("\\-\\-replace"),
+        "{ensure}"
+    );
+    assert!(
+        ensure.contains(".SH EXAMPLES") && ensure.contains("poetry install"),
+        "{ensure}"
+    );
+    let p = Project::new();
+    let dir = p.tmp.path().join("man");
+    p.test().arg("man").arg("--out-dir").arg(&dir).run();
+    assert_eq!(
+        fs::read_to_string(dir.join("cachegate-ensure.1")).unwrap(),
+        ensure
+    );
+    Test::new()
+        .args(["man", "nope"])
+        .status(2)
+        .stderr_contains("no man page for \"nope\"; the commands are ensure, restore")
+        .run();
+    if crate::common::require_tool("man", "apt-get install -y man-db") {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} man ensure | MANWIDTH=80 man -l - 2>&1",
+                assert_cmd::cargo::cargo_bin("cachegate").display()
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("EXIT STATUS") && text.contains("ENVIRONMENT"),
+            "{text}"
+        );
+    }
 }
