@@ -209,13 +209,7 @@ impl Job {
         if report::in_gitlab() || self.verbose > 0 {
             let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
             lines.push(format!("backend  {}", self.store.describe()));
-            lines.push(format!(
-                "project  {} (from {}), stored under {}/{}/",
-                self.namespace.name,
-                self.namespace.source,
-                entry::LAYOUT_ROOT,
-                self.ns
-            ));
+            lines.push(format!("project  {}", self.namespace.describe()));
             lines.push(format!(
                 "scopes   write {}, read {}",
                 self.scopes.write.as_str(),

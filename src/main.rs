@@ -61,7 +61,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => {
             let to = cachegate::cli::json_destination(json.as_deref(), json_file.as_deref());
-            key::print(&plan::plan(&job.key, &cmd)?, explain, to.as_deref())
+            let plan = plan::plan(&job.key, &cmd)?;
+            if v > 0 {
+                let ns = cachegate::namespace::Namespace::resolve(
+                    job.store.namespace.as_deref(),
+                    &plan.dir,
+                )?;
+                eprintln!("cachegate: project {}", ns.describe());
+            }
+            key::print(&plan, explain, to.as_deref())
         }
         Command::Ls { store, json } => {
             ls::ls(&store.open()?, json, store.transfer.concurrency.into())

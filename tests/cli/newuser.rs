@@ -610,3 +610,83 @@ fn the_man_page_had_no_exit_status_environment_examples_or_command_pages() {
         );
     }
 }
+
+/// The shell blocks a `<!-- runnable -->` line marks in README.md and docs/*.md, with the
+/// file and line each starts at.
+fn runnable_blocks() -> Vec<(String, String)> {
+    let root = crate::common::dist::repo_root();
+    let mut files = vec![root.join("README.md")];
+    if let Ok(docs) = fs::read_dir(root.join("docs")) {
+        let mut more: Vec<_> = docs
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md"))
+            .collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut blocks = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            if lines[i].trim() == "<!-- runnable -->" {
+                let fence = lines.get(i + 1).copied().unwrap_or_default();
+                assert_eq!(
+                    fence,
+                    "```sh",
+                    "{}:{}: a runnable block is a ```sh block",
+                    file.display(),
+                    i + 2
+                );
+                let end = (i + 2..lines.len())
+                    .find(|&j| lines[j] == "```")
+                    .unwrap_or_else(|| panic!("{}:{}: unclosed block", file.display(), i + 2));
+                let name = format!("{}:{}", file.strip_prefix(&root).unwrap().display(), i + 2);
+                blocks.push((name, lines[i + 2..end].join("\n") + "\n"));
+                i = end;
+            }
+            i += 1;
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_readme_claimed_key_v_prints_the_project_segment() {
+    let blocks = runnable_blocks();
+    assert!(
+        blocks.len() >= 2,
+        "the README's runnable blocks are gone: {blocks:?}"
+    );
+    let bin = assert_cmd::cargo::cargo_bin("cachegate");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (name, script) in blocks {
+        // Each block in a fresh, empty directory, as a newcomer runs it: no CACHEGATE_*
+        // settings, the default store under a private XDG_CACHE_HOME.
+        let p = Project::new();
+        let out = std::process::Command::new("sh")
+            .arg("-eu")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(&p.dir)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", &p.home)
+            .env("XDG_CACHE_HOME", p.tmp.path().join("xdg"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: the block failed ({:?})\n{script}--- stdout\n{}--- stderr\n{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
