@@ -690,3 +690,108 @@ fn the_readme_claimed_key_v_prints_the_project_segment() {
         );
     }
 }
+
+/// A component job as a project writes it, with a before_script of its own.
+fn component_project(t: &std::path::Path, job: &str, inputs: &str) -> std::path::PathBuf {
+    let (proj, bin, dist) = (t.join("proj"), t.join("bin"), t.join("dist"));
+    for d in [&proj.join("templates"), &bin, &dist, &t.join("home")] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let root = crate::common::dist::repo_root();
+    fs::copy(
+        root.join("templates/cachegate.yml"),
+        proj.join("templates/cachegate.yml"),
+    )
+    .unwrap();
+    // An older cachegate in the image, and a release folder whose install.sh installs the
+    // cachegate under test, saying which version it was asked for.
+    fs::write(bin.join("cachegate"), "#!/bin/sh\necho 'cachegate 0.0.9'\n").unwrap();
+    fs::set_permissions(bin.join("cachegate"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        dist.join("install.sh"),
+        format!(
+            "cp {} \"$CACHEGATE_INSTALL_DIR/cachegate\" && echo \"install.sh: installed $CACHEGATE_VERSION\"\n",
+            assert_cmd::cargo::cargo_bin("cachegate").display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        proj.join(".gitlab-ci.yml"),
+        format!(
+            "include:\n  - local: templates/cachegate.yml\n    inputs:\n      download_url: file://{}\n      install_dir: {}\n{inputs}\n{job}",
+            dist.display(),
+            bin.display()
+        ),
+    )
+    .unwrap();
+    crate::dist::git_project(&proj);
+    proj
+}
+
+#[test]
+fn a_jobs_own_before_script_dropped_the_components_install() {
+    let Some(gcl) = crate::common::dist::gitlab_ci_local() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let job = "own:
+  extends: .cachegate
+  before_script:
+    - !reference [.cachegate-install, before_script]
+    - echo \"own before_script ran\"
+  script:
+    - echo \"have=$(cachegate --version) policy=${CACHEGATE_POLICY-unset} strict=${CACHEGATE_STRICT-unset}\"
+";
+    let proj = component_project(t, job, "      policy: pull\n      strict: true\n");
+    let out = crate::dist::pipeline(&gcl, &proj, &t.join("home"));
+    let version = env!("CARGO_PKG_VERSION");
+    // No version input: the component's own version is installed over the older one.
+    assert!(
+        out.contains(&format!("install.sh: installed {version}")),
+        "{out}"
+    );
+    assert!(out.contains("own before_script ran"), "{out}");
+    assert!(
+        out.contains(&format!("have=cachegate {version} policy=pull strict=true")),
+        "{out}"
+    );
+    // The defaults export nothing.
+    let job = "plain:
+  extends: .cachegate
+  script:
+    - echo \"policy=${CACHEGATE_POLICY-unset} strict=${CACHEGATE_STRICT-unset}\"
+";
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = component_project(tmp.path(), job, "");
+    let out = crate::dist::pipeline(&gcl, &proj, &tmp.path().join("home"));
+    assert!(out.contains("policy=unset strict=unset"), "{out}");
+}
+
+#[test]
+fn the_components_version_defaulted_to_latest_and_the_readme_missed_inputs() {
+    let root = crate::common::dist::repo_root();
+    let template = fs::read_to_string(root.join("templates/cachegate.yml")).unwrap();
+    let (spec, _) = template.split_once("\n---\n").unwrap();
+    let inputs: Vec<&str> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("    ")?.strip_suffix(':'))
+        .filter(|l| !l.starts_with(' '))
+        .collect();
+    assert!(
+        inputs.contains(&"local_tier_max_size") && inputs.contains(&"strict"),
+        "{inputs:?}"
+    );
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    for i in &inputs {
+        assert!(
+            readme.contains(&format!("| `{i}` |")),
+            "the README's input table lacks {i}"
+        );
+    }
+    // Every input says its type; the version's default is the component's own.
+    let typed = spec.matches("\n      type: ").count();
+    assert_eq!(typed, inputs.len(), "{spec}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(spec.contains(&format!("default: \"{version}\"")), "{spec}");
+}
