@@ -121,6 +121,9 @@ pub const CI: &str = "CI";
 /// Hidden (not a flag): seconds a restore or save runs before its bar shows (default 1; the
 /// terminal tests set 0 or a large value).
 pub const CACHEGATE_PROGRESS_DELAY: &str = "CACHEGATE_PROGRESS_DELAY";
+/// Hidden (not a flag): seconds between two plain progress lines when no bar is drawn
+/// (default 10; the tests set less).
+pub const CACHEGATE_PROGRESS_INTERVAL: &str = "CACHEGATE_PROGRESS_INTERVAL";
 
 // The S3 store's credential chain reads the standard AWS variables (and profiles); these are
 // the ones cachegate itself registers for redaction or checks.

@@ -795,3 +795,97 @@ fn the_components_version_defaulted_to_latest_and_the_readme_missed_inputs() {
     let version = env!("CARGO_PKG_VERSION");
     assert!(spec.contains(&format!("default: \"{version}\"")), "{spec}");
 }
+
+/// A project with one entry of `mb` megabytes of incompressible data under `out`.
+fn big_entry(mb: usize) -> Project {
+    let p = Project::new();
+    p.write("app.lock", "v1");
+    let made = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("mkdir -p out && head -c {mb}000000 /dev/urandom > out/big"),
+        ])
+        .current_dir(&p.dir)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    p.test().arg("save").args(ARGS).run();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    p
+}
+
+#[test]
+fn a_long_restore_was_silent_in_a_ci_log() {
+    let p = big_entry(30);
+    // The interval is 10 s; a shorter one shows the lines within a test's time.
+    let o = p
+        .test()
+        .arg("restore")
+        .args(ARGS)
+        .env("CI", "true")
+        .env("CACHEGATE_PROGRESS_INTERVAL", "0.001")
+        .stderr_contains("cachegate: restoring · ")
+        .stderr_contains(" of 30 MB (")
+        .stderr_contains("/s · ")
+        .stderr_contains("cachegate: hit out")
+        .run();
+    let err = stderr(&o);
+    assert!(!err.contains(['\r', '\x1b']), "{err:?}");
+    // At the default interval a quick restore prints its summary line alone.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    p.test()
+        .arg("restore")
+        .args(ARGS)
+        .env("CI", "true")
+        .stderr_lacks("restoring")
+        .run();
+}
+
+#[test]
+fn the_restore_bar_was_81_columns_and_wrapped_at_80() {
+    // A pane narrower than the old fixed-width bar line (about 77 columns at 8 MB).
+    let columns = 60;
+    if !crate::common::require_tool("tmux", "apt-get install -y tmux") {
+        return;
+    }
+    let p = big_entry(8);
+    let line = crate::terminal::cachegate_line(&p, "CACHEGATE_PROGRESS_DELAY=0", "restore");
+    let log =
+        crate::terminal::in_tmux_sized(&p, &format!("echo @@1@@ && {line} && echo @@2@@"), columns);
+    let drawn = log
+        .split("@@1@@")
+        .nth(1)
+        .unwrap()
+        .split("@@2@@")
+        .next()
+        .unwrap();
+    assert!(drawn.contains("restoring ["), "{drawn:?}");
+    // Each drawing of the bar, without its control sequences, fits the pane.
+    let plain: String = {
+        let mut out = String::new();
+        let mut chars = drawn.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // CSI: ESC [ params final-byte
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for d in chars.by_ref() {
+                        if d.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    };
+    for seg in plain
+        .split(['\r', '\n'])
+        .filter(|s| s.contains("restoring ["))
+    {
+        let n = seg.chars().count();
+        assert!(n <= usize::from(columns), "{n} columns: {seg:?}");
+    }
+}
