@@ -734,10 +734,13 @@ impl Backend for S3Backend {
             .and_then(|mut l| l.next().transpose());
         match first {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::Other(anyhow!(
-                "the bucket {:?} does not exist at this endpoint (404); create it, or point --backend at an existing bucket",
-                self.spec.bucket
-            ))),
+            // OpenDAL calls NoSuchBucket a bad configuration; it is, and this one is named.
+            Err(e) if e.kind() == ErrorKind::NotFound || detail(&e).contains("NoSuchBucket") => {
+                Err(StoreError::Other(anyhow!(
+                    "the bucket {:?} does not exist at this endpoint (404); create it, or point --backend at an existing bucket",
+                    self.spec.bucket
+                )))
+            }
             Err(e) => Err(store_error(e)),
         }
     }

@@ -889,3 +889,28 @@ fn the_restore_bar_was_81_columns_and_wrapped_at_80() {
         assert!(n <= usize::from(columns), "{n} columns: {seg:?}");
     }
 }
+
+#[test]
+fn ls_and_prune_on_a_bucket_that_does_not_exist_listed_it_as_empty() {
+    let Some((p, _)) = crate::s3::garage_project() else {
+        return;
+    };
+    let g = crate::common::garage::Garage::shared();
+    let region = crate::common::garage::REGION;
+    let missing = format!(
+        "s3://no-such-bucket/x?endpoint={}&region={region}",
+        g.endpoint()
+    );
+    for args in [&["ls"][..], &["prune", "--keep", "1"]] {
+        p.test()
+            .args(args)
+            .arg("--backend")
+            .arg(&missing)
+            .status(3)
+            .stdout("")
+            .stderr_contains("the bucket \"no-such-bucket\" does not exist")
+            .run();
+    }
+    // The bucket that is there, with nothing under the prefix yet, is an empty listing.
+    p.test().args(["ls", "--json"]).stdout("[]\n").run();
+}
