@@ -48,7 +48,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
             job.report.warm = warm::start(job, cmd);
         }
         job.before_install();
-        let made = crate::outside::absent(&job.plan.dir, &job.plan.targets());
+        let made = crate::outside::ours_before_install(&job.plan.dir, &job.plan.targets());
         eprintln!("{miss} · running {}", shell_words(cmd));
         let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
         if status == 0 {

@@ -62,10 +62,27 @@ fn claim_file(abs: &Path) -> Option<PathBuf> {
 }
 
 /// The identity of what is at `abs` now: a directory recreated by someone else is no
-/// longer the one cachegate made.
+/// longer the one cachegate made, even where the filesystem hands it the same inode number
+/// again (the birth time tells them apart where the filesystem records one). What is
+/// added inside it later does not change it.
 fn identity(abs: &Path) -> Option<String> {
     let m = std::fs::symlink_metadata(abs).ok()?;
-    Some(format!("{} {}\n{}\n", m.dev(), m.ino(), abs.display()))
+    let born = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Some(format!(
+        "{} {} {born}\n{}\n",
+        m.dev(),
+        m.ino(),
+        abs.display()
+    ))
+}
+
+fn claimed(abs: &Path) -> bool {
+    let note = claim_file(abs).and_then(|f| std::fs::read_to_string(f).ok());
+    note.is_some() && note == identity(abs)
 }
 
 /// Note that cachegate made what is at each of `targets` outside `project` now. Best effort:
@@ -79,12 +96,13 @@ pub fn claim(project: &Path, targets: &[PathBuf]) {
     }
 }
 
-/// The targets outside `project` that do not exist yet: what the install creates there is
-/// cachegate's (`claim` them after it).
-pub fn absent(project: &Path, targets: &[PathBuf]) -> Vec<PathBuf> {
+/// The targets outside `project` that are cachegate's before an install it runs: absent
+/// (what the install creates is cachegate's) or claimed already. `claim` them after it.
+pub fn ours_before_install(project: &Path, targets: &[PathBuf]) -> Vec<PathBuf> {
     targets
         .iter()
-        .filter(|t| !t.starts_with(project) && std::fs::symlink_metadata(t).is_err())
+        .filter(|t| !t.starts_with(project))
+        .filter(|t| std::fs::symlink_metadata(t).is_err() || claimed(t))
         .cloned()
         .collect()
 }
@@ -102,8 +120,7 @@ pub fn foreign(project: &Path, targets: &[PathBuf]) -> Vec<PathBuf> {
             if m.is_dir() && std::fs::read_dir(t).is_ok_and(|mut d| d.next().is_none()) {
                 return false;
             }
-            let claimed = claim_file(t).and_then(|f| std::fs::read_to_string(f).ok());
-            claimed.is_none() || claimed != identity(t)
+            !claimed(t)
         })
         .cloned()
         .collect()

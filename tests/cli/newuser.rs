@@ -376,6 +376,19 @@ fn a_tool_cache_outside_the_project_needs_no_flag_and_restores_where_cachegate_m
         fs::read_to_string(p.home.join(".cache/tool/a")).unwrap(),
         "a\n"
     );
+    // Recreated by someone else (the filesystem may well hand out the same inode number):
+    // no longer cachegate's, so it is left alone and the install runs.
+    let tool = p.home.join(".cache/tool");
+    fs::remove_dir_all(&tool).unwrap();
+    fs::create_dir(&tool).unwrap();
+    fs::write(tool.join("mine"), "keep me").unwrap();
+    p.test()
+        .ensure(&args, &cmd)
+        .env("CARGO_HOME", &cargo_home)
+        .stderr_contains("already exists and cachegate did not create it")
+        .installs(2)
+        .run();
+    assert_eq!(fs::read_to_string(tool.join("mine")).unwrap(), "keep me");
     // Without the variable the same directory is a system path.
     p.test()
         .verb("key", &args, &cmd)
