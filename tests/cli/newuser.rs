@@ -779,6 +779,17 @@ fn a_jobs_own_before_script_dropped_the_components_install() {
     let proj = component_project(tmp.path(), job, "");
     let out = crate::dist::pipeline(&gcl, &proj, &tmp.path().join("home"));
     assert!(out.contains("policy=unset strict=unset"), "{out}");
+    // A value outside an input's options is refused before any job runs, naming it.
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = component_project(tmp.path(), job, "      policy: bogus\n");
+    let o = std::process::Command::new(&gcl)
+        .current_dir(&proj)
+        .env("HOME", tmp.path().join("home"))
+        .args(["--force-shell-executor", "--no-color", "--list"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(text.contains("`bogus` cannot be used"), "{text}");
 }
 
 #[test]
