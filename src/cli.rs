@@ -27,12 +27,13 @@ pub struct Cli {
 /// Parse the command line. A list's variable (`CACHEGATE_PATH=a,b`) is split at its commas;
 /// a flag never is, so `--path 'a,b'` is one directory whose name has a comma, and
 /// `--lock '{a,b}.lock'` one glob.
+/// The process's arguments are parsed through `command`, which shows each command's own options.
 pub fn parse() -> Cli {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Cli::command().get_matches();
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
     // Not `_mut`: that takes the values out, and their sources with them.
     let mut cli = Cli::from_arg_matches(&matches)
-        .map_err(|e| e.format(&mut Cli::command()))
+        .map_err(|e| e.format(&mut command()))
         .unwrap_or_else(|e| e.exit());
     if let (Some((_, sub)), Some(key)) = (matches.subcommand(), cli.command.key_args_mut()) {
         split_if_from_env(sub, "locks", &mut key.locks);
@@ -142,9 +143,15 @@ pub enum Command {
         /// Print every component that went into the key
         #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
-        /// Print the key and its components as JSON; with FILE, write that JSON to FILE
-        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+        /// Print the key and its components as JSON instead of the key (`--json FILE`, the
+        /// old form, still writes FILE for one release)
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
+              conflicts_with = "json_file")]
         json: Option<PathBuf>,
+        /// Write the key and its components as JSON to FILE and print what is printed
+        /// without it (- for stdout: the same as --json)
+        #[arg(long, value_name = "FILE")]
+        json_file: Option<PathBuf>,
         /// The install command, after `--` (part of the key, not run)
         #[arg(last = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -154,15 +161,93 @@ pub enum Command {
         #[arg(value_enum)]
         shell: CompletionShell,
     },
-    /// Print the man page (roff) on stdout, e.g. `cachegate man | man -l -`
+    /// Print the man page (roff) on stdout, e.g. `cachegate man | man -l -`, or one
+    /// command's: `cachegate man ensure`
     Man {
+        /// The command whose page to print (cachegate-COMMAND(1))
+        #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+        page: Option<String>,
         /// Write cachegate.1 and a cachegate-<command>.1 page for every command into DIR instead
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
 }
 
-/// Shells `cachegate completions` writes a script for.
+/// Options only some of the commands that flatten them use: the others still accept them (a
+/// job's line and its `CACHEGATE_*` variables work with any command), but do not show them.
+const ENSURE_ONLY: &[&str] = &["save_on_failure", "fallback", "wait", "lease", "poll"];
+const SAVES: &[&str] = &["compression_level", "refuse_secrets"];
+const RESTORES: &[&str] = &[
+    "max_archive_size",
+    "max_unpacked_size",
+    "max_entries",
+    "max_path_length",
+    "max_ratio",
+    "zstd_window_log",
+];
+
+/// What each command hides of the options it flattens in.
+fn hidden(command: &str) -> Vec<&'static str> {
+    let mut h: Vec<&'static str> = Vec::new();
+    match command {
+        "ensure" => h.push("replace"),
+        "save" => {
+            h.extend(ENSURE_ONLY);
+            h.extend(RESTORES);
+        }
+        "restore" | "check" | "explain" => {
+            h.extend(ENSURE_ONLY);
+            h.extend(SAVES);
+            h.push("replace");
+            if command != "restore" {
+                h.extend(RESTORES);
+            }
+        }
+        // Small objects only: no ranges, no multipart parts.
+        "ls" | "prune" => h.push("chunk_size"),
+        "doctor" => h.extend(["chunk_size", "concurrency"]),
+        _ => {}
+    }
+    h
+}
+
+/// The command line as parsed, with each command's help, completions and man page showing
+/// only the options that command uses. `key` takes a whole ensure line but uses only the
+/// key options: it shows those.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let key_options: Vec<String> = KeyArgs::augment_args(clap::Command::new("key"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |mut sub| {
+            let ids: Vec<String> = sub
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .filter(|id| {
+                    if name == "key" {
+                        let own = ["explain", "json", "json_file", "cmd", "verbose", "help"];
+                        !key_options.contains(id) && !own.contains(&id.as_str())
+                    } else {
+                        hidden(&name).contains(&id.as_str())
+                    }
+                })
+                .collect();
+            for id in ids {
+                sub = sub.mut_arg(id, |a| a.hide(true));
+            }
+            sub
+        });
+    }
+    cmd
+}
+
 impl Command {
     /// The key options of a command that computes a key.
     fn key_args_mut(&mut self) -> Option<&mut KeyArgs> {
@@ -178,6 +263,7 @@ impl Command {
     }
 }
 
+/// Shells `cachegate completions` writes a script for.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionShell {
     Bash,
@@ -317,6 +403,12 @@ pub struct KeyArgs {
     /// the lock file's name when not given
     #[arg(long = "path", value_name = "PATH", env = env_vars::CACHEGATE_PATH)]
     pub paths: Vec<String>,
+
+    /// Cache a --path outside the project and outside your own tool caches (a system
+    /// directory such as /opt/venv); a restore still never replaces a directory there that
+    /// cachegate did not create
+    #[arg(long, env = env_vars::CACHEGATE_ALLOW_OUTSIDE_PATH, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_outside_path: bool,
 
     /// Cache name; defaults to the preset's name (poetry, npm, ...)
     #[arg(long, env = env_vars::CACHEGATE_NAME)]
@@ -630,9 +722,15 @@ impl TransferArgs {
 /// Machine-readable reports.
 #[derive(Args, Debug, Clone)]
 pub struct ReportArgs {
-    /// Write a JSON report of this run to FILE
-    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_JSON)]
+    /// Print a JSON report of this run on stdout, after the command's own output (`--json
+    /// FILE`, the old form, still writes FILE for one release)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
+          env = env_vars::CACHEGATE_JSON, conflicts_with = "json_file")]
     pub json: Option<PathBuf>,
+
+    /// Write the JSON report of this run to FILE (- for stdout)
+    #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_JSON_FILE)]
+    pub json_file: Option<PathBuf>,
 
     /// Write CACHEGATE_HIT=true|false and friends to FILE (for `artifacts: reports: dotenv`)
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_DOTENV)]
@@ -641,6 +739,37 @@ pub struct ReportArgs {
     /// Write cachegate_hit, cachegate_saved_seconds and friends to FILE as OpenMetrics text (for `artifacts: reports: metrics`)
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_METRICS)]
     pub metrics: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The one place `--json` and `--json-file` become where the JSON goes.
+    pub fn json_destination(&self) -> Option<PathBuf> {
+        json_destination(self.json.as_deref(), self.json_file.as_deref())
+    }
+}
+
+/// Where JSON goes, `-` being stdout, by the convention cargo and uv keep: `--json` prints
+/// it, `--json-file FILE` writes it. `--json FILE` (and `CACHEGATE_JSON=FILE`), the old
+/// form, still writes FILE for one release and says so.
+pub fn json_destination(
+    json: Option<&std::path::Path>,
+    json_file: Option<&std::path::Path>,
+) -> Option<PathBuf> {
+    if let Some(f) = json_file {
+        return Some(f.to_path_buf());
+    }
+    let v = json?;
+    let flag_like = ["-", "true", "1", "yes"]
+        .iter()
+        .any(|t| v.as_os_str().eq_ignore_ascii_case(t));
+    if flag_like {
+        return Some(PathBuf::from("-"));
+    }
+    eprintln!(
+        "cachegate: deprecated: --json {0} writes {0} this release only; use --json-file {0} (--json alone prints the JSON on stdout)",
+        v.display()
+    );
+    Some(v.to_path_buf())
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

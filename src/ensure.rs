@@ -48,8 +48,12 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
             job.report.warm = warm::start(job, cmd);
         }
         job.before_install();
+        let made = crate::outside::ours_before_install(&job.plan.dir, &job.plan.targets());
         eprintln!("{miss} · running {}", echo::value(&shell_words(cmd)));
         let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
+        if status == 0 {
+            crate::outside::claim(&job.plan.dir, &made);
+        }
         if status != 0 && !save_on_failure {
             eprintln!(
                 "{miss} · command exited {status} after {}; nothing saved",
@@ -186,8 +190,17 @@ pub fn check(mut job: Job) -> i32 {
             job.report.hit = true;
             job.finish(Ending::Done)
         }
-        Lookup::Miss | Lookup::Unavailable { .. } => {
-            eprintln!("{} · not in {}", job.miss_head(), job.store.describe());
+        miss => {
+            let store = job.store.describe();
+            // A store that did not answer is no "not in": nobody could say either way.
+            let why = if matches!(miss, Lookup::Unavailable { .. }) {
+                format!(
+                    "unknown: the store {store} is unreachable or failing (see the warning above)"
+                )
+            } else {
+                format!("not in {store}")
+            };
+            eprintln!("{} · {why}", job.miss_head());
             job.report.result = Outcome::Miss;
             job.finish(Ending::Miss)
         }

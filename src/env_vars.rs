@@ -15,6 +15,7 @@ pub const CACHEGATE_DRY_RUN: &str = "CACHEGATE_DRY_RUN";
 pub const CACHEGATE_EXPLAIN: &str = "CACHEGATE_EXPLAIN";
 pub const CACHEGATE_FALLBACK: &str = "CACHEGATE_FALLBACK";
 pub const CACHEGATE_JSON: &str = "CACHEGATE_JSON";
+pub const CACHEGATE_JSON_FILE: &str = "CACHEGATE_JSON_FILE";
 pub const CACHEGATE_KEEP: &str = "CACHEGATE_KEEP";
 pub const CACHEGATE_KEY_CMD: &str = "CACHEGATE_KEY_CMD";
 pub const CACHEGATE_KEY_ENV: &str = "CACHEGATE_KEY_ENV";
@@ -52,6 +53,7 @@ pub const CACHEGATE_UNUSED_FOR: &str = "CACHEGATE_UNUSED_FOR";
 pub const CACHEGATE_VERBOSE: &str = "CACHEGATE_VERBOSE";
 pub const CACHEGATE_WAIT: &str = "CACHEGATE_WAIT";
 pub const CACHEGATE_ZSTD_WINDOW_LOG: &str = "CACHEGATE_ZSTD_WINDOW_LOG";
+pub const CACHEGATE_ALLOW_OUTSIDE_PATH: &str = "CACHEGATE_ALLOW_OUTSIDE_PATH";
 
 // cachegate's own secrets and the credentials of its stores.
 /// The secret ed25519 key that signs manifests (a protected, masked CI variable).
@@ -78,6 +80,43 @@ pub const CI_PROJECT_PATH: &str = "CI_PROJECT_PATH";
 pub const HOME: &str = "HOME";
 pub const USER: &str = "USER";
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// Where cachegate notes the directories outside the project it created (outside.rs).
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+
+/// Variables naming a tool's own cache or install directory: a `--path` under one of them is
+/// the user's tool cache, cacheable without `--allow-outside-path` wherever it points.
+pub const TOOL_CACHE_VARS: &[&str] = &[
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "GOPATH",
+    "GOMODCACHE",
+    "GOCACHE",
+    "npm_config_cache",
+    "NPM_CONFIG_CACHE",
+    "YARN_CACHE_FOLDER",
+    "npm_config_store_dir",
+    "PNPM_HOME",
+    "BUN_INSTALL_CACHE_DIR",
+    "DENO_DIR",
+    "PIP_CACHE_DIR",
+    "UV_CACHE_DIR",
+    "UV_PROJECT_ENVIRONMENT",
+    "POETRY_CACHE_DIR",
+    "POETRY_VIRTUALENVS_PATH",
+    "PIPENV_CACHE_DIR",
+    "WORKON_HOME",
+    "VIRTUAL_ENV",
+    "CONDA_PKGS_DIRS",
+    "BUNDLE_PATH",
+    "GEM_HOME",
+    "COMPOSER_HOME",
+    "COMPOSER_CACHE_DIR",
+    "GRADLE_USER_HOME",
+    "NUGET_PACKAGES",
+    "MIX_HOME",
+    "HEX_HOME",
+    "XDG_CACHE_HOME",
+];
 
 // The progress bar (progress.rs).
 /// Set by most CI systems: no progress bar is drawn when it (or GITLAB_CI) is set, and
@@ -86,6 +125,9 @@ pub const CI: &str = "CI";
 /// Hidden (not a flag): seconds a restore or save runs before its bar shows (default 1; the
 /// terminal tests set 0 or a large value).
 pub const CACHEGATE_PROGRESS_DELAY: &str = "CACHEGATE_PROGRESS_DELAY";
+/// Hidden (not a flag): seconds between two plain progress lines when no bar is drawn
+/// (default 10; the tests set less).
+pub const CACHEGATE_PROGRESS_INTERVAL: &str = "CACHEGATE_PROGRESS_INTERVAL";
 
 // The S3 store's credential chain reads the standard AWS variables (and profiles); these are
 // the ones cachegate itself registers for redaction or checks.

@@ -63,6 +63,8 @@ pub enum Skip {
     StoreFailed,
     /// `--refuse-secrets` found credential files.
     Secrets(Vec<String>),
+    /// A cached path is a symbolic link, which no restore accepts.
+    Link(String),
     /// The install failed (and `--save-on-failure` was not given).
     CommandFailed,
 }
@@ -101,7 +103,10 @@ impl Job {
     /// The plan from the key options, then the job: what every job command starts with.
     pub fn open(command: &'static str, args: JobArgs, cmd: &[String], verbose: u8) -> Result<Job> {
         let plan = crate::plan::plan(&args.key, cmd)?;
-        Job::new(command, plan, &args.store, Some(args.report), verbose)
+        let mut report = args.report;
+        report.json = report.json_destination();
+        report.json_file = None;
+        Job::new(command, plan, &args.store, Some(report), verbose)
     }
 
     pub fn new(
@@ -214,13 +219,7 @@ impl Job {
         let p = &self.plan;
         let mut lines: Vec<String> = p.components.explain().lines().map(String::from).collect();
         lines.push(format!("backend  {}", self.store.describe()));
-        lines.push(format!(
-            "project  {} (from {}), stored under {}/{}/",
-            self.namespace.name,
-            self.namespace.source,
-            entry::LAYOUT_ROOT,
-            self.ns
-        ));
+        lines.push(format!("project  {}", self.namespace.describe()));
         lines.push(format!(
             "scopes   write {}, read {}",
             self.scopes.write.as_str(),
@@ -471,6 +470,13 @@ impl Job {
                 ));
                 false
             }
+            Err(UnpackError::Foreign(paths)) => {
+                self.report.warn(format!(
+                    "not restoring {}: {paths} already exists and cachegate did not create it, so a restore would replace someone else's files; running the install instead (remove it once to let cachegate restore it)",
+                    self.plan.short_key()
+                ));
+                false
+            }
             Err(UnpackError::Unfit(why)) => {
                 let object = self.manifest_object(scope, &m.key);
                 self.report.warn(format!(
@@ -532,6 +538,11 @@ impl Job {
                     shown.push(&more);
                 }
                 return Err(UnpackError::Tracked(shown.join(", ")));
+            }
+            let foreign = crate::outside::foreign(&self.plan.dir, &targets);
+            if !foreign.is_empty() {
+                let shown: Vec<String> = foreign.iter().map(|p| p.display().to_string()).collect();
+                return Err(UnpackError::Foreign(shown.join(", ")));
             }
             self.limits.check_archive_size(current.archive_size)?;
             let expected = Expected {
@@ -638,6 +649,27 @@ impl Job {
             ));
             return Save::Skipped(Skip::MissingPaths(missing));
         }
+        // An archive holds a link at the top of a cached path as a link, which every restore
+        // rejects: saving it would only make each later run download, reject and save again.
+        if let Some(link) = paths
+            .iter()
+            .find(|p| std::fs::symlink_metadata(&p.abs).is_ok_and(|m| m.is_symlink()))
+        {
+            let to = std::fs::read_link(&link.abs).unwrap_or_default();
+            let real = std::fs::canonicalize(&link.abs).map_or_else(
+                |_| "the directory it points to".to_string(),
+                |r| {
+                    let shown = r.strip_prefix(&self.plan.dir).unwrap_or(&r);
+                    format!("--path {}", shown.display())
+                },
+            );
+            self.report.warn(format!(
+                "nothing saved: --path {:?} is a symbolic link (to {}), which a restore cannot put back; cache {real} instead",
+                link.declared,
+                to.display()
+            ));
+            return Save::Skipped(Skip::Link(link.declared.clone()));
+        }
         if let Store::Marker(_) = self.store {
             return match runner::write_marker(&self.plan) {
                 Ok(()) => {
@@ -701,12 +733,24 @@ impl Job {
             .replace_unfit
             .as_ref()
             .is_some_and(|o| *o == manifest_object);
+        // A replaced entry keeps what only its first save could measure: how long the
+        // install took (`save --replace` runs none), so later hits still say "saved ~N s".
+        let mut install_seconds = install_seconds;
         match backend.stat(&manifest_object) {
-            Ok(_) if replacing || self.replace => {}
+            Ok(_) if replacing || self.replace => {
+                if install_seconds.is_none() {
+                    install_seconds = self
+                        .existing(backend, &manifest_object)
+                        .and_then(|m| m.install_seconds);
+                }
+            }
             Ok(_) => {
                 eprintln!(
-                    "{} · already saved by another job; not saving again",
-                    self.head("exists", scope)
+                    "{} · already saved{}; not saving again (--replace overwrites it)",
+                    self.head("exists", scope),
+                    self.existing(backend, &manifest_object)
+                        .map(|m| saved_by(&m))
+                        .unwrap_or_default()
                 );
                 return Save::Exists;
             }
@@ -807,15 +851,7 @@ impl Job {
         archive_object: &str,
         body: &[u8],
     ) -> crate::backend::StoreResult<()> {
-        let scope = self.scopes.write;
-        let name = &self.plan.components.name;
-        let named = || {
-            backend.peek(manifest_object).ok().and_then(|b| {
-                Manifest::parse(&b, &self.ns, scope, name, &self.plan.key)
-                    .ok()
-                    .map(|m| m.archive)
-            })
-        };
+        let named = || self.existing(backend, manifest_object).map(|m| m.archive);
         let previous = named();
         backend.put_small(manifest_object, body)?;
         if let Some(old) = previous.filter(|a| a != archive_object) {
@@ -825,6 +861,13 @@ impl Job {
             let _ = backend.delete(archive_object);
         }
         Ok(())
+    }
+
+    /// The entry of this key already in the write scope, if it is one this job can read.
+    fn existing(&self, backend: &Gated, manifest_object: &str) -> Option<Manifest> {
+        let b = backend.peek(manifest_object).ok()?;
+        let name = &self.plan.components.name;
+        Manifest::parse(&b, &self.ns, self.scopes.write, name, &self.plan.key).ok()
     }
 
     /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
@@ -867,6 +910,17 @@ fn trusted_keys() -> Result<Option<Vec<ed25519_dalek::VerifyingKey>>> {
 }
 
 /// Who saved an entry: the CI job's URL, else `user@host`.
+/// " by X N ago" for an entry already there: the user's own earlier run reads as that, not
+/// as another job.
+fn saved_by(m: &Manifest) -> String {
+    let ago = report::secs(report::unix_now().saturating_sub(m.created) as f64);
+    if m.creator == creator() && std::env::var(env_vars::CI_JOB_URL).is_err() {
+        format!(" by an earlier run here ({}, {ago} ago)", m.creator)
+    } else {
+        format!(" by {} {ago} ago", m.creator)
+    }
+}
+
 pub(crate) fn creator() -> String {
     if let Ok(url) = std::env::var(env_vars::CI_JOB_URL) {
         return url;

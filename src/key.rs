@@ -301,7 +301,7 @@ fn detect_libc() -> String {
 }
 
 /// `cachegate key`: the key on stdout, or every component (`--explain`), or both as JSON
-/// (`--json`; `--json FILE` writes the JSON there and prints as without it).
+/// (`--json`; `--json-file FILE` writes the JSON there and prints as without it).
 pub fn print(
     plan: &crate::plan::Plan,
     explain: bool,
@@ -320,7 +320,7 @@ pub fn print(
             return Ok(0);
         }
         std::fs::write(p, value()? + "\n")
-            .with_context(|| format!("cannot write --json {}", p.display()))?;
+            .with_context(|| format!("cannot write --json-file {}", p.display()))?;
     }
     if explain {
         crate::out!("{}", plan.components.explain());

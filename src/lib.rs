@@ -25,6 +25,7 @@ pub mod ls;
 pub mod metrics;
 pub mod namespace;
 pub mod output;
+pub mod outside;
 pub mod pipe;
 pub mod plan;
 pub mod preset;

@@ -251,6 +251,7 @@ fn walk_groups(
         }
         Ok(())
     };
+    backend.check_root()?;
     let root = format!("{}/", entry::LAYOUT_ROOT);
     let listed = backend.list_each(&root, &mut |o| {
         // Objects above the layout's depth are no entry's: not ours to list or delete.

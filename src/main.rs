@@ -10,6 +10,7 @@ use cachegate::job::Job;
 use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, redact, sign};
 
 fn main() -> ExitCode {
+    cachegate::output::guard_std_fds();
     let cli = cachegate::cli::parse();
     cachegate::backend::retry_log::show_all(cli.verbose > 0);
     let result = dispatch(cli);
@@ -46,12 +47,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Explain { job, cmd } => Ok(explain::explain(Job::open("explain", job, &cmd, v)?)),
         Command::Presets { json } => {
             if json {
-                println!(
+                cachegate::outln!(
                     "{}",
                     serde_json::to_string_pretty(cachegate::preset::PRESETS)?
                 );
             } else {
-                print!("{}", cachegate::preset::text_table());
+                cachegate::out!("{}", cachegate::preset::text_table());
             }
             Ok(0)
         }
@@ -59,8 +60,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             job,
             explain,
             json,
+            json_file,
             cmd,
-        } => key::print(&plan::plan(&job.key, &cmd)?, explain, json.as_deref()),
+        } => {
+            let to = cachegate::cli::json_destination(json.as_deref(), json_file.as_deref());
+            let plan = plan::plan(&job.key, &cmd)?;
+            if v > 0 {
+                let ns = cachegate::namespace::Namespace::resolve(
+                    job.store.namespace.as_deref(),
+                    &plan.dir,
+                )?;
+                eprintln!("cachegate: project {}", ns.describe());
+            }
+            key::print(&plan, explain, to.as_deref())
+        }
         Command::Ls { store, json } => {
             ls::ls(&store.open()?, json, store.transfer.concurrency.into())
         }
@@ -79,6 +92,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Doctor { store } => doctor::run(&store.spec()?, &store.transfer.transfer()),
         Command::Keygen => sign::keygen_command(),
         Command::Completions { shell } => generate::completions_command(shell),
-        Command::Man { out_dir } => generate::man_command(out_dir.as_deref()),
+        Command::Man { page, out_dir } => {
+            generate::man_command(page.as_deref(), out_dir.as_deref())
+        }
     }
 }

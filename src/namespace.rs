@@ -55,6 +55,18 @@ impl Namespace {
 
     /// The namespace as one path segment every store accepts (`[a-z0-9-]`): readable, and
     /// made unique by a digest of the full name, so `a/b-c` and `a-b/c` never share one.
+    /// `group/app (from CI_PROJECT_PATH), stored under v2/group-app-1a2b3c4d/`: what a
+    /// verbose log says, so an operator can scope credentials to the segment.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (from {}), stored under {}/{}/",
+            self.name,
+            self.source,
+            crate::entry::LAYOUT_ROOT,
+            self.segment()
+        )
+    }
+
     pub fn segment(&self) -> String {
         let mut slug = String::new();
         for c in self.name.chars() {

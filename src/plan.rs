@@ -116,6 +116,10 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         }
     }
 
+    // The same set of lock files is the same cache, in whatever order `--lock` named them:
+    // the presets decide the name, the paths and their order, all part of the key.
+    presets.sort_by_key(|p| p.name);
+
     // (declared, optional, from a preset that cannot move)
     let mut declared: Vec<(String, bool, bool)> = Vec::new();
     let mut skips: Vec<(String, &'static [&'static str])> = Vec::new();
@@ -161,6 +165,15 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             bail!(
                 "--path {} is the project directory or contains it; cache a directory inside it, such as .venv",
                 echo::quoted(d)
+            );
+        }
+        // The user's own --path only: a preset's paths follow the tool's own settings.
+        if !args.paths.is_empty()
+            && !args.allow_outside_path
+            && let Some(why) = crate::outside::refusal(&dir, &abs)
+        {
+            bail!(
+                "--path {d:?} is not cached: {why}; a restore there would replace it. Name a directory inside the project or a tool cache, or pass --allow-outside-path to cache it anyway"
             );
         }
         if *python || preset::looks_like_venv(d) {

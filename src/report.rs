@@ -199,8 +199,12 @@ impl Report {
     pub fn write_files(&self, json: Option<&Path>, dotenv: Option<&Path>) -> Result<()> {
         if let Some(path) = json {
             let text = serde_json::to_string_pretty(self)?;
-            std::fs::write(path, text + "\n")
-                .with_context(|| format!("cannot write --json {}", path.display()))?;
+            if path.as_os_str() == "-" {
+                crate::outln!("{text}");
+            } else {
+                std::fs::write(path, text + "\n")
+                    .with_context(|| format!("cannot write --json-file {}", path.display()))?;
+            }
         }
         if let Some(path) = dotenv {
             let lines = [

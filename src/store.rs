@@ -168,6 +168,9 @@ impl Backend for Gated {
         self.write()?;
         self.inner.delete(name)
     }
+    fn check_root(&self) -> StoreResult<()> {
+        self.inner.check_root()
+    }
     fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
         self.inner.incomplete_uploads(prefix)
     }

@@ -155,7 +155,9 @@ fn add_tree<W: Write>(
         } else if ft.is_file() {
             // Bounded by the size in the header: a file growing under us must not
             // desynchronise the archive.
-            let file = progress.reader(File::open(entry.path())?.take(meta.len()));
+            let opened = File::open(entry.path())
+                .with_context(|| format!("cannot read {}", entry.path().display()))?;
+            let file = progress.reader(opened.take(meta.len()));
             stats.files += 1;
             stats.bytes += meta.len();
             stats

@@ -104,6 +104,8 @@ pub enum UnpackError {
     Unfit(String),
     /// The target holds files the repository tracks, which the swap would replace.
     Tracked(String),
+    /// A target outside the project exists and cachegate did not make it (outside.rs).
+    Foreign(String),
 }
 
 impl std::fmt::Display for UnpackError {
@@ -114,6 +116,7 @@ impl std::fmt::Display for UnpackError {
             UnpackError::Local(e) => write!(f, "cannot write the restored files: {e:#}"),
             UnpackError::Unfit(m) => write!(f, "it does not fit here: {m}"),
             UnpackError::Tracked(m) => write!(f, "the repository tracks files there: {m}"),
+            UnpackError::Foreign(m) => write!(f, "cachegate did not create {m}"),
         }
     }
 }

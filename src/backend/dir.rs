@@ -106,6 +106,16 @@ impl Backend for DirBackend {
         Ok(())
     }
 
+    fn check_root(&self) -> StoreResult<()> {
+        if self.root.is_dir() {
+            return Ok(());
+        }
+        Err(StoreError::Other(anyhow!(
+            "the directory store {} does not exist (or is not a directory); create it (mkdir -p {0}) or point --backend at the cache directory",
+            self.root.display()
+        )))
+    }
+
     fn list_each(
         &self,
         prefix: &str,

@@ -171,6 +171,13 @@ pub trait Backend: Send + Sync {
     /// Remove an object; removing a missing object is not an error.
     fn delete(&self, name: &str) -> StoreResult<()>;
 
+    /// The store itself is there: a directory store's root, an S3 bucket. A listing of one
+    /// that is not reads as an empty store, so `ls` and `prune` ask first. Stores that
+    /// cannot tell a missing root from an empty one (a plain HTTP server) say yes.
+    fn check_root(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Multipart uploads under `prefix` that never finished. Only S3 has them: the other
     /// stores write to a temporary object the server or the filesystem discards.
     fn incomplete_uploads(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
@@ -274,6 +281,15 @@ impl BackendSpec {
             }
             return Ok(BackendSpec::Http(s.to_string()));
         }
+        if !s.is_empty() && !s.contains("://") {
+            // A relative path would name another store from every job directory (and from
+            // `--dir`): it is refused with the absolute path it most likely meant.
+            let here = std::env::current_dir().map(|d| d.join(s.trim_start_matches("./")));
+            let meant = here.map_or(String::new(), |p| format!(" (here: {})", p.display()));
+            bail!(
+                "unknown backend {s:?}: a directory store needs an absolute path, such as /srv/cachegate{meant} or file:///srv/cachegate; accepted forms: {ACCEPTED_FORMS}"
+            );
+        }
         bail!("unknown backend {s:?}; accepted forms: {ACCEPTED_FORMS}")
     }
 
@@ -317,6 +333,20 @@ mod tests {
             let err = BackendSpec::parse(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
+    }
+
+    #[test]
+    fn a_relative_backend_said_only_unknown_backend() {
+        for rel in ["relstore", "./relstore", "cache/dir"] {
+            let err = BackendSpec::parse(rel).unwrap_err().to_string();
+            assert!(err.contains(&format!("{rel:?}")), "{err}");
+            assert!(err.contains("needs an absolute path"), "{err}");
+            let here = std::env::current_dir().unwrap();
+            let meant = here.join(rel.trim_start_matches("./"));
+            assert!(err.contains(&meant.display().to_string()), "{err}");
+        }
+        let err = BackendSpec::parse("ftp://x/y").unwrap_err().to_string();
+        assert!(!err.contains("absolute path"), "{err}");
     }
 
     #[test]

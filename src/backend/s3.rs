@@ -727,6 +727,31 @@ impl Backend for S3Backend {
         Ok(())
     }
 
+    /// S3 answers a listing of a missing prefix with an empty page, of a missing bucket
+    /// with 404 NoSuchBucket.
+    fn check_root(&self) -> StoreResult<()> {
+        let _g = runtime().enter();
+        let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
+        let opts = opendal::options::ListOptions {
+            limit: Some(1),
+            ..Default::default()
+        };
+        let first = blocking
+            .lister_options("", opts)
+            .and_then(|mut l| l.next().transpose());
+        match first {
+            Ok(_) => Ok(()),
+            // OpenDAL calls NoSuchBucket a bad configuration; it is, and this one is named.
+            Err(e) if e.kind() == ErrorKind::NotFound || detail(&e).contains("NoSuchBucket") => {
+                Err(StoreError::Other(anyhow!(
+                    "the bucket {:?} does not exist at this endpoint (404); create it, or point --backend at an existing bucket",
+                    self.spec.bucket
+                )))
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     fn delete(&self, name: &str) -> StoreResult<()> {
         match block(self.op.delete(name)) {
             Ok(()) => Ok(()),

@@ -13,6 +13,7 @@ mod faults;
 mod gitlab;
 mod hostile;
 mod http;
+mod newuser;
 mod peers;
 mod presets;
 mod ranged;

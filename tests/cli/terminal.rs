@@ -12,6 +12,12 @@ use crate::common::{ARGS, Project, Test, require_tool, stdout};
 /// in a shell; everything the pane shows, control sequences included, is logged from the
 /// first byte. Returns the log once `script` has printed `END`.
 fn in_tmux(p: &Project, script: &str) -> String {
+    in_tmux_sized(p, script, 200)
+}
+
+/// `in_tmux` in a pane `columns` wide.
+pub(crate) fn in_tmux_sized(p: &Project, script: &str, columns: u16) -> String {
+    let cols = columns.to_string();
     let sock = p.tmp.path().join("tmux.sock");
     let log = p.tmp.path().join("pane.log");
     let tmux = |args: &[&str]| {
@@ -30,7 +36,7 @@ fn in_tmux(p: &Project, script: &str) -> String {
         "new-session",
         "-d",
         "-x",
-        "200",
+        &cols,
         "-y",
         "50",
         "sh",
@@ -59,7 +65,7 @@ fn sh_quote(p: &Path) -> String {
 /// A cachegate command line for the shell in tmux: only these variables, so neither the
 /// developer's nor CI's environment (CI=true) reaches it unless a step sets it; TERM is
 /// the one tmux gives the pane.
-fn cachegate_line(p: &Project, env: &str, verb: &str) -> String {
+pub(crate) fn cachegate_line(p: &Project, env: &str, verb: &str) -> String {
     let bin = assert_cmd::cargo::cargo_bin("cachegate");
     format!(
         "cd {dir} && env -i PATH=/usr/bin:/bin TERM=\"$TERM\" HOME={home} CACHEGATE_BACKEND={store} {env} {bin} {verb} {args}",
