@@ -299,6 +299,10 @@ impl Job {
             let why = match backend.get_small(&object) {
                 Ok(bytes) => {
                     match Manifest::parse(&bytes, &self.ns, scope, &name, &self.plan.key) {
+                        Ok(m) if m.files == 0 => format!(
+                            "not restoring the {} entry {object}: it holds no files, so the install did not produce what it caches; treating it as a miss",
+                            scope.as_str()
+                        ),
                         Ok(m) => match self.untrusted(scope, &m) {
                             None => {
                                 return Lookup::Hit(Hit::Entry {
@@ -578,6 +582,17 @@ impl Job {
                 if missing.len() == 1 { "does" } else { "do" }
             ));
             return Save::Skipped(Skip::MissingPaths(missing));
+        }
+        // An entry of empty directories would hit and skip an install that produced
+        // nothing there (a tool that put its tree somewhere else).
+        if !paths.iter().any(|p| crate::cached::holds_files(&p.abs)) {
+            let names: Vec<String> = paths.iter().map(|p| p.declared.clone()).collect();
+            self.report.warn(format!(
+                "nothing saved: {} {} no files after the command (check --path or the preset)",
+                names.join(", "),
+                if names.len() == 1 { "holds" } else { "hold" }
+            ));
+            return Save::Skipped(Skip::MissingPaths(names));
         }
         if let Store::Marker(_) = self.store {
             return match runner::write_marker(&self.plan) {

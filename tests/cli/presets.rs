@@ -966,3 +966,153 @@ fn a_manifest_listing_a_path_the_key_does_not_declare_is_not_restored() {
         "keep me\n"
     );
 }
+
+/// A poetry project of its own on `home`'s shared virtualenvs (poetry's default, under
+/// XDG_CACHE_HOME), depending on the wheel `pkg`.
+fn poetry_out_of_project(p: &Project, pkg: &str, xdg: &Path) -> Vec<(&'static str, String)> {
+    crate::common::scenarios::build_named_wheel(&p.path("wheels"), pkg, "1.0");
+    p.write(
+        "pyproject.toml",
+        &format!(
+            "[tool.poetry]\npackage-mode = false\n\n[tool.poetry.dependencies]\npython = \">=3.10\"\n{pkg} = {{ path = \"wheels/{pkg}-1.0-py3-none-any.whl\" }}\n"
+        ),
+    );
+    let env = vec![
+        ("PATH", tools_path()),
+        ("HOME", p.home.display().to_string()),
+        ("XDG_CACHE_HOME", xdg.display().to_string()),
+        ("POETRY_VIRTUALENVS_IN_PROJECT", "false".into()),
+    ];
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(&p.dir, &refs, "poetry lock -q");
+    env
+}
+
+fn poetry_imports(p: &Project, env: &[(&'static str, String)], pkg: &str) -> String {
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(
+        &p.dir,
+        &refs,
+        &format!("poetry run python -c 'import {pkg}; print({pkg}.VERSION)'"),
+    )
+}
+
+#[test]
+fn poetry_out_of_project_hit_never_replaces_another_projects_venv_nor_hits_at_another_path() {
+    if !need("poetry") {
+        return;
+    }
+    let a = Project::new();
+    let mut b = Project::new();
+    b.store = a.store.clone();
+    b.home = a.home.clone();
+    let xdg = a.tmp.path().join("shared-xdg");
+    let a_env = poetry_out_of_project(&a, "greet", &xdg);
+    let b_env = poetry_out_of_project(&b, "other", &xdg);
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    let venvs = xdg.join("pypoetry/virtualenvs");
+    a.test()
+        .ensure(&lock, &install)
+        .envs(a_env.clone())
+        .stderr_contains(&format!("caching this project's, {}", venvs.display()))
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    b.test()
+        .ensure(&lock, &install)
+        .envs(b_env.clone())
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    let envs_of = || {
+        let mut v: Vec<String> = fs::read_dir(&venvs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let both = envs_of();
+    assert_eq!(both.len(), 2, "{both:?}");
+
+    // A's environment is lost (a cleaned runner); its hit brings back A's alone and leaves
+    // B's in place.
+    let a_venv = sh(
+        &a.dir,
+        &a_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+        "poetry env info -p",
+    );
+    fs::remove_dir_all(a_venv.trim()).unwrap();
+    a.test()
+        .ensure(&lock, &install)
+        .envs(a_env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(1)
+        .warnings(0)
+        .run();
+    assert_eq!(envs_of(), both);
+    assert_eq!(poetry_imports(&a, &a_env, "greet").trim(), "1.0");
+    assert_eq!(poetry_imports(&b, &b_env, "other").trim(), "1.0");
+
+    // The same project cloned at another path: poetry would look for another venv name,
+    // so this is a miss that installs, never a hit that leaves poetry an empty venv.
+    let c = fresh_copy(&a, &["installs.log"]);
+    c.test()
+        .ensure(&lock, &install)
+        .envs(a_env.clone())
+        .stderr_contains("cachegate: miss poetry")
+        .installs(1)
+        .run();
+    assert_eq!(poetry_imports(&c, &a_env, "greet").trim(), "1.0");
+}
+
+#[test]
+fn poetry_with_xdg_cache_home_saves_its_venv_and_an_empty_entry_is_never_a_hit() {
+    if !need("poetry") {
+        return;
+    }
+    let p = Project::new();
+    let xdg = p.tmp.path().join("xdg-cache");
+    let env = poetry_out_of_project(&p, "greet", &xdg);
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_lacks("does not exist")
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .warnings(0)
+        .run();
+    let venvs = xdg.join("pypoetry/virtualenvs");
+    fs::remove_dir_all(&venvs).unwrap();
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(1)
+        .run();
+    assert_eq!(poetry_imports(&p, &env, "greet").trim(), "1.0");
+
+    // A command that leaves only an empty directory where the tree should be: nothing is
+    // saved, and the next run installs again.
+    let q = Project::new();
+    q.write("app.lock", "1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    q.test()
+        .ensure(&args, &cmd("mkdir -p out/empty"))
+        .stderr_contains("nothing saved: out holds no files after the command")
+        .installs(1)
+        .warnings(1)
+        .run();
+    q.test()
+        .ensure(&args, &cmd("mkdir -p out/empty"))
+        .stderr_contains("cachegate: miss")
+        .installs(2)
+        .run();
+}
