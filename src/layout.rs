@@ -157,10 +157,35 @@ pub fn workspace_dirs(dir: &Path) -> Result<Vec<String>> {
             patterns.extend(list.iter().filter_map(|v| v.as_str().map(String::from)));
         }
     }
-    expand_workspaces(dir, &patterns)
+    expand_workspaces(dir, &patterns, "package.json")
 }
 
-fn expand_workspaces(dir: &Path, patterns: &[String]) -> Result<Vec<String>> {
+/// The member directories of a uv workspace (`[tool.uv.workspace]` `members` minus
+/// `exclude`, each a directory with a `pyproject.toml`), relative to `dir`, sorted.
+pub fn uv_members(dir: &Path, pyproject: &toml::Table) -> Result<Vec<String>> {
+    let Some(ws) = pyproject
+        .get("tool")
+        .and_then(|t| t.get("uv"))
+        .and_then(|u| u.get("workspace"))
+    else {
+        return Ok(Vec::new());
+    };
+    let list = |k: &str| -> Vec<String> {
+        ws.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut patterns = list("members");
+    patterns.extend(list("exclude").into_iter().map(|e| format!("!{e}")));
+    expand_workspaces(dir, &patterns, "pyproject.toml")
+}
+
+fn expand_workspaces(dir: &Path, patterns: &[String], marker: &str) -> Result<Vec<String>> {
     let mut include = GlobSetBuilder::new();
     let mut exclude = GlobSetBuilder::new();
     let mut any = false;
@@ -204,17 +229,14 @@ fn expand_workspaces(dir: &Path, patterns: &[String]) -> Result<Vec<String>> {
         .into_iter()
         .filter_entry(|e| {
             let n = e.file_name();
-            n != "node_modules" && n != ".git"
+            n != "node_modules" && n != ".git" && n != ".venv"
         });
     for e in walker.flatten() {
         if !e.file_type().is_dir() {
             continue;
         }
         let rel = e.path().strip_prefix(dir).expect("walk stays under dir");
-        if include.is_match(rel)
-            && !exclude.is_match(rel)
-            && e.path().join("package.json").is_file()
-        {
+        if include.is_match(rel) && !exclude.is_match(rel) && e.path().join(marker).is_file() {
             out.push(
                 rel.components()
                     .map(|c| c.as_os_str().to_string_lossy())

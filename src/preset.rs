@@ -267,8 +267,14 @@ impl Inputs {
     pub fn describe(self) -> &'static str {
         match self {
             Inputs::None => "-",
-            Inputs::PackageJson => "dependency fields of every workspace package.json",
-            Inputs::Pyproject => "dependency tables of pyproject.toml",
+            Inputs::PackageJson => {
+                "dependency fields of every workspace package.json; tree-shaping settings of \
+                 pnpm-workspace.yaml, .npmrc, .yarnrc.yml"
+            }
+            Inputs::Pyproject => {
+                "name, version and dependency tables of pyproject.toml and of every uv \
+                 workspace member's"
+            }
             Inputs::Pipfile => "package sections of Pipfile",
         }
     }
