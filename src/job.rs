@@ -516,7 +516,8 @@ impl Job {
             ) {
                 Ok(reader) => {
                     let fits = |staged: &[std::path::PathBuf]| {
-                        crate::fit::check(staged, &targets, &current.paths, &current.links)
+                        crate::fit::check(staged, &targets, &current.paths, &current.links)?;
+                        crate::relocate::apply(current.relocation.as_ref(), staged, &self.plan.dir)
                     };
                     return archive::unpack_checked(
                         reader,
@@ -687,6 +688,10 @@ impl Job {
             signature: None,
             links: stats.links.clone(),
             namespace: Some(self.namespace.name.clone()),
+            relocation: self
+                .plan
+                .relocatable_python
+                .then(|| crate::relocate::scan(paths, &self.plan.dir)),
         };
         if let Some(key) = &self.signing {
             manifest.signature = Some(sign::sign(key, &manifest));

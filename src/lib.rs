@@ -29,6 +29,7 @@ pub mod preset;
 pub mod progress;
 pub mod prune;
 pub mod redact;
+pub mod relocate;
 pub mod report;
 pub mod runner;
 pub mod runtime;

@@ -41,6 +41,9 @@ pub struct Plan {
     pub command_env: Vec<(String, String, bool)>,
     /// What the presets read from the tools' configuration, for the log.
     pub notes: Vec<String>,
+    /// A Python preset is used: a save records which files hold the project's path, so a
+    /// restore at another path can rewrite them (`relocate`).
+    pub relocatable_python: bool,
 }
 
 impl Plan {
@@ -156,7 +159,11 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
                 "--path {d:?} is the project directory or contains it; cache a directory inside it, such as .venv"
             );
         }
-        if *python || preset::looks_like_venv(d) {
+        // A Python preset's environment inside the project is rewritten for the path it
+        // is restored at (`relocate`), so its location is not part of the key; one the user
+        // named, or one outside the project, stays where it was built.
+        let moves_with_project = *python && abs.starts_with(&dir);
+        if !moves_with_project && (*python || preset::looks_like_venv(d)) {
             fixed.push(abs.display().to_string());
         }
         paths.push(CachePath {
@@ -271,6 +278,9 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         preset_paths: args.paths.is_empty(),
         command_env,
         notes,
+        relocatable_python: presets
+            .iter()
+            .any(|p| p.runtime == preset::Runtime::Python),
     })
 }
 
