@@ -1116,3 +1116,183 @@ fn poetry_with_xdg_cache_home_saves_its_venv_and_an_empty_entry_is_never_a_hit()
         .installs(2)
         .run();
 }
+
+/// A uv workspace: a root that is no package, members `pkg-a` and `pkg-b` (uv's own build
+/// backend, which uv runs without downloading anything) and the local wheel `greet`.
+fn uv_workspace(p: &Project) -> Vec<(&'static str, String)> {
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write(
+        "pyproject.toml",
+        "[project]\nname = \"root\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"pkg-a\", \"pkg-b\", \"greet==1.0\"]\n\n[tool.uv]\npackage = false\n\n[tool.uv.sources]\npkg-a = { workspace = true }\npkg-b = { workspace = true }\n\n[tool.uv.workspace]\nmembers = [\"packages/*\"]\n",
+    );
+    for m in ["a", "b"] {
+        p.write(
+            &format!("packages/pkg-{m}/pyproject.toml"),
+            &format!("[project]\nname = \"pkg-{m}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\n\n[build-system]\nrequires = [\"uv_build>=0.8,<0.20\"]\nbuild-backend = \"uv_build\"\n"),
+        )
+        .write(
+            &format!("packages/pkg-{m}/src/pkg_{m}/__init__.py"),
+            &format!("X = '{m}'\n"),
+        );
+    }
+    let env = vec![
+        ("PATH", tools_path()),
+        ("UV_PYTHON_DOWNLOADS", "never".into()),
+        ("UV_NO_CACHE", "1".into()),
+        ("UV_OFFLINE", "1".into()),
+        ("UV_NO_INDEX", "1".into()),
+        ("UV_FIND_LINKS", p.path("wheels").display().to_string()),
+        ("HOME", p.home.display().to_string()),
+    ];
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(&p.dir, &refs, "uv lock -q");
+    env
+}
+
+fn sh_env(dir: &Path, env: &[(&'static str, String)], script: &str) -> String {
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(dir, &refs, script)
+}
+
+#[test]
+fn uv_workspace_restored_at_another_path_is_in_sync_and_an_edited_member_misses() {
+    if !need("uv") {
+        return;
+    }
+    let p = Project::new();
+    let env = uv_workspace(&p);
+    let install = cmd("uv sync --locked -q");
+    let lock = ["--lock", "uv.lock"];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: saved uv")
+        .installs(1)
+        .run();
+    let after_install = sh_env(&p.dir, &env, "uv sync --locked --dry-run 2>&1");
+    assert!(after_install.contains("Would make no changes"), "{after_install}");
+
+    // The next job checks the project out at another path (another runner slot) and later.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    q.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit uv")
+        .installs(0)
+        .warnings(0)
+        .run();
+    let dry = sh_env(&q.dir, &env, "uv sync --locked --dry-run 2>&1");
+    assert!(dry.contains("Would make no changes"), "{dry}");
+    let ran = sh_env(
+        &q.dir,
+        &env,
+        "uv run --frozen python -c 'import pkg_a, pkg_b, greet; print(pkg_a.X, pkg_b.X, greet.VERSION, pkg_a.__file__)' 2>&1",
+    );
+    assert!(!ran.contains("Installed"), "uv run reinstalled: {ran}");
+    assert!(
+        ran.contains(&format!(
+            "a b 1.0 {}/packages/pkg-a/src/pkg_a/__init__.py",
+            q.dir.display()
+        )),
+        "{ran}"
+    );
+    let listed = sh_env(&q.dir, &env, "uv pip list 2>&1");
+    for want in ["greet", "pkg-a", "pkg-b"] {
+        assert!(listed.contains(want), "{listed}");
+    }
+    assert!(!listed.contains(&p.dir.display().to_string()), "{listed}");
+
+    // A member gains a dependency without re-locking: `uv sync --locked` refuses, and so
+    // must the cache (no hit that turns the job green).
+    q.write(
+        "packages/pkg-a/pyproject.toml",
+        "[project]\nname = \"pkg-a\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"greet\"]\n\n[build-system]\nrequires = [\"uv_build>=0.8,<0.20\"]\nbuild-backend = \"uv_build\"\n",
+    );
+    fs::remove_dir_all(q.path(".venv")).unwrap();
+    let o = q
+        .test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .any_status()
+        .stderr_contains("cachegate: miss uv")
+        .installs(1)
+        .run();
+    assert!(!o.status.success(), "{}", stderr(&o));
+}
+
+/// The wheels are in the project, named relatively: the command is part of the key.
+fn pip_venv_install(extra: &str) -> Vec<String> {
+    cmd(&format!(
+        "python3 -m venv .venv && .venv/bin/pip install -q --no-index --find-links wheels -r requirements.txt{extra}"
+    ))
+}
+
+#[test]
+fn a_pip_venv_restored_at_another_path_runs_its_scripts_there() {
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let lock = ["--lock", "requirements.txt"];
+    p.test()
+        .ensure(&lock, &pip_venv_install(""))
+        .stderr_contains("cachegate: saved pip")
+        .installs(1)
+        .run();
+    let key = |p: &Project| stdout(&p.test().args(["key", "--lock", "requirements.txt"]).run());
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    assert_eq!(key(&p), key(&q), "the location is not in the key");
+    q.test()
+        .ensure(&lock, &pip_venv_install(""))
+        .stderr_contains("cachegate: hit pip")
+        .installs(0)
+        .warnings(0)
+        .run();
+    fs::remove_dir_all(&p.dir).unwrap();
+    let ran = sh(
+        &q.dir,
+        &[],
+        ". .venv/bin/activate && echo \"$VIRTUAL_ENV\" && greet && python -m pip list --disable-pip-version-check 2>&1 | grep greet && python -c 'import greet, sys; print(sys.prefix)'",
+    );
+    let venv = q.path(".venv").display().to_string();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        [
+            venv.as_str(),
+            "hello from greet 1.0",
+            "greet      1.0",
+            venv.as_str()
+        ],
+        "{ran}"
+    );
+    let cfg = fs::read_to_string(q.path(".venv/pyvenv.cfg")).unwrap();
+    assert!(cfg.contains(&venv), "{cfg}");
+}
+
+#[test]
+fn a_venv_holding_its_path_in_a_binary_file_misses_at_another_path_saying_which() {
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let lock = ["--lock", "requirements.txt"];
+    // What a compiled extension with an absolute rpath looks like to a scan.
+    let ext = " && printf 'ELF\\000%s/.venv/lib' \"$PWD\" > .venv/lib/ext.so";
+    p.test()
+        .ensure(&lock, &pip_venv_install(ext))
+        .stderr_contains("cachegate: saved pip")
+        .installs(1)
+        .run();
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    q.test()
+        .ensure(&lock, &pip_venv_install(ext))
+        .stderr_contains(&format!(
+            "it was saved at {} and .venv/lib/ext.so (a binary file) holds that path",
+            p.dir.display()
+        ))
+        .stderr_lacks("cachegate: hit")
+        .installs(1)
+        .warnings(1)
+        .run();
+    let ran = sh(&q.dir, &[], ".venv/bin/greet");
+    assert_eq!(ran.trim(), "hello from greet 1.0");
+}
