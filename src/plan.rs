@@ -278,9 +278,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         preset_paths: args.paths.is_empty(),
         command_env,
         notes,
-        relocatable_python: presets
-            .iter()
-            .any(|p| p.runtime == preset::Runtime::Python),
+        relocatable_python: presets.iter().any(|p| p.runtime == preset::Runtime::Python),
     })
 }
 

@@ -89,11 +89,8 @@ pub fn scan(paths: &[CachePath], dir: &Path) -> Relocation {
                     false
                 } else if bytes.contains(&0) {
                     if r.blocker.is_none() {
-                        r.blocker = Some(format!(
-                            "{}/{} (a binary file)",
-                            p.declared,
-                            rel.display()
-                        ));
+                        r.blocker =
+                            Some(format!("{}/{} (a binary file)", p.declared, rel.display()));
                     }
                     false
                 } else {
@@ -268,7 +265,9 @@ fn local_source(direct_url: &Path) -> Option<PathBuf> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(direct_url).ok()?).ok()?;
     let url = v.get("url")?.as_str()?.strip_prefix("file://")?;
     v.get("dir_info")?;
-    let decoded = percent_encoding::percent_decode_str(url).decode_utf8().ok()?;
+    let decoded = percent_encoding::percent_decode_str(url)
+        .decode_utf8()
+        .ok()?;
     Some(PathBuf::from(decoded.as_ref()))
 }
 
@@ -290,7 +289,9 @@ fn uv_cache_info(recorded: &str, source: &Path) -> Option<String> {
     let obj = v.as_object_mut()?;
     let defaults_only = obj.get("commit").is_none_or(|c| c.is_null())
         && obj.get("tags").is_none_or(|t| t.is_null())
-        && obj.get("env").is_none_or(|e| e.as_object().is_some_and(|m| m.is_empty()));
+        && obj
+            .get("env")
+            .is_none_or(|e| e.as_object().is_some_and(|m| m.is_empty()));
     let pyproject = std::fs::read_to_string(source.join("pyproject.toml")).ok();
     let custom_keys = pyproject
         .as_deref()
@@ -362,14 +363,21 @@ mod tests {
         let r = scan(&paths, &dir);
         assert_eq!(r.files, ["0/bin/black"]);
         assert_eq!(r.blocker, None);
-        std::fs::write(venv.join("ext.so"), format!("\0rpath={}/lib", dir.display())).unwrap();
+        std::fs::write(
+            venv.join("ext.so"),
+            format!("\0rpath={}/lib", dir.display()),
+        )
+        .unwrap();
         let r = scan(&paths, &dir);
         assert_eq!(r.blocker.as_deref(), Some(".venv/ext.so (a binary file)"));
 
         // Restored elsewhere: the script is rewritten, the binary refuses.
         let other = d.path().join("elsewhere/proj");
         let e = apply(Some(&r), &[venv.clone()], &other).unwrap_err();
-        assert!(e.contains("ext.so") && e.contains(&dir.display().to_string()), "{e}");
+        assert!(
+            e.contains("ext.so") && e.contains(&dir.display().to_string()),
+            "{e}"
+        );
         std::fs::remove_file(venv.join("ext.so")).unwrap();
         let r = scan(&paths, &dir);
         apply(Some(&r), &[venv.clone()], &other).unwrap();

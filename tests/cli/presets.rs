@@ -1170,7 +1170,10 @@ fn uv_workspace_restored_at_another_path_is_in_sync_and_an_edited_member_misses(
         .installs(1)
         .run();
     let after_install = sh_env(&p.dir, &env, "uv sync --locked --dry-run 2>&1");
-    assert!(after_install.contains("Would make no changes"), "{after_install}");
+    assert!(
+        after_install.contains("Would make no changes"),
+        "{after_install}"
+    );
 
     // The next job checks the project out at another path (another runner slot) and later.
     std::thread::sleep(std::time::Duration::from_millis(20));
