@@ -1299,3 +1299,74 @@ fn a_venv_holding_its_path_in_a_binary_file_misses_at_another_path_saying_which(
     let ran = sh(&q.dir, &[], ".venv/bin/greet");
     assert_eq!(ran.trim(), "hello from greet 1.0");
 }
+
+#[test]
+fn a_poetry_project_installed_editable_hits_at_another_path_and_poetry_run_uses_it() {
+    if !need("poetry") {
+        return;
+    }
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write(
+        "pyproject.toml",
+        "[project]\nname = \"app\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"greet\"]\n\n[project.scripts]\napp = \"app:main\"\n\n[tool.poetry]\npackages = [{ include = \"app\", from = \"src\" }]\n\n[tool.poetry.dependencies]\ngreet = { path = \"wheels/greet-1.0-py3-none-any.whl\" }\n\n[build-system]\nrequires = [\"poetry-core>=2.0\"]\nbuild-backend = \"poetry.core.masonry.api\"\n",
+    )
+    .write(
+        "src/app/__init__.py",
+        "import greet\ndef main():\n    print('app', greet.VERSION, __file__)\n",
+    );
+    let env = vec![
+        ("PATH", tools_path()),
+        ("HOME", p.home.display().to_string()),
+        (
+            "XDG_CACHE_HOME",
+            p.tmp.path().join("xdg").display().to_string(),
+        ),
+    ];
+    // Locking makes an environment; one outside the project would be poetry's choice later.
+    sh_env(
+        &p.dir,
+        &env,
+        "POETRY_VIRTUALENVS_IN_PROJECT=true poetry lock -q && rm -rf .venv",
+    );
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    fs::remove_dir_all(&p.dir).unwrap();
+    let mut qenv = env.clone();
+    qenv.push(("POETRY_VIRTUALENVS_IN_PROJECT", "true".into()));
+    q.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(0)
+        .warnings(0)
+        .run();
+    let ran = sh_env(
+        &q.dir,
+        &qenv,
+        "poetry env info -p && poetry run app && poetry run python -c 'import app; print(app.__file__)'",
+    );
+    let src = q.path("src/app/__init__.py").display().to_string();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        [
+            q.path(".venv").display().to_string(),
+            format!("app 1.0 {src}"),
+            src.clone()
+        ],
+        "{ran}"
+    );
+    // Nothing to install: poetry sees the restored environment as its own.
+    let again = sh_env(&q.dir, &qenv, "poetry install 2>&1");
+    assert!(
+        again.contains("No dependencies to install or update"),
+        "{again}"
+    );
+}
