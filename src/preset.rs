@@ -72,8 +72,9 @@ pub struct Preset {
     pub locks: &'static [&'static str],
     pub paths: &'static [&'static str],
     pub env: &'static [(&'static str, EnvValue)],
-    /// The cached tree embeds its own absolute location (Python virtualenvs), so it only
-    /// works where it was built; the key then includes that location.
+    /// The cached tree embeds its own absolute location (Python virtualenvs): inside the
+    /// project a restore elsewhere rewrites it (`relocate`), outside it the key includes
+    /// that location.
     pub relocatable: bool,
     pub runtime: Runtime,
     pub inputs: Inputs,

@@ -356,6 +356,10 @@ fn key_explain_and_json_show_every_component() {
             "PYV",
             "--key-cmd",
             "echo tool 1.2",
+            // A venv the user names keeps its location in the key (the preset's own moves
+            // with the project: `relocate`).
+            "--path",
+            ".venv",
         ])
         .args(["--", "pip", "install"])
         .env("PYV", "3.12")

@@ -867,7 +867,7 @@ fn presets_lists_every_preset_on_stdout_and_as_json() {
         .args(["presets"])
         .stdout_contains("cargo\n  lock file           Cargo.lock\n  cached paths        .cargo/registry, .cargo/git")
         .stdout_contains("runtime in the key  node: ABI")
-        .stdout_contains("consistency inputs  dependency tables of pyproject.toml")
+        .stdout_contains("consistency inputs  name, version and dependency tables of pyproject.toml")
         .run();
     for p in cachegate::preset::PRESETS {
         assert!(
