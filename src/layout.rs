@@ -90,11 +90,19 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
                 let home = env("WORKON_HOME")
                     .filter(|v| !v.is_empty())
                     .unwrap_or_else(|| "~/.local/share/virtualenvs".into());
+                // Every project of the user shares WORKON_HOME: only this one's
+                // environment is cached, named as pipenv names it (with a digest of the
+                // Pipfile's path, so another checkout path is another key).
+                let own = format!(
+                    "{}/{}",
+                    home.trim_end_matches('/'),
+                    pipenv_env_name(dir, env)
+                );
                 r.notes.push(format!(
-                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}"
+                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}"
                 ));
                 r.paths.push(PresetPath {
-                    declared: home,
+                    declared: own,
                     optional: false,
                 });
             } else {
@@ -123,6 +131,41 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
         },
     }
     Ok(r)
+}
+
+/// pipenv's `virtualenv_name`: `PIPENV_CUSTOM_VENV_NAME`, else the project directory's name
+/// (characters a shell would trip on as `_`, 42 at most), `-`, the first 8 characters of
+/// the urlsafe base64 of the first 6 bytes of the sha256 of the Pipfile's path, and
+/// `-$PIPENV_PYTHON` when that is set.
+fn pipenv_env_name(dir: &Path, env: Env) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    if let Some(custom) = env("PIPENV_CUSTOM_VENV_NAME").filter(|v| !v.is_empty()) {
+        return custom;
+    }
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if " &$`!*@\"()[]\\\r\n\t".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(42)
+        .collect();
+    let pipfile = dir.join("Pipfile");
+    let digest = sha2::Sha256::digest(pipfile.as_os_str().as_encoded_bytes());
+    let hash = base64::engine::general_purpose::URL_SAFE.encode(&digest[..6]);
+    let mut name = format!("{clean}-{}", &hash[..8]);
+    if let Some(py) = env("PIPENV_PYTHON").filter(|v| !v.is_empty()) {
+        name.push_str(&format!("-{py}"));
+    }
+    name
 }
 
 fn truthy(v: &str) -> bool {
@@ -803,6 +846,19 @@ mod tests {
         );
     }
 
+    fn python_pipenv_name(pipfile: &str, base: &str) -> String {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import base64, hashlib, re, sys; n = re.sub(r'[ &$`!*@\"()\\[\\]\\\\\\r\\n\\t]', '_', sys.argv[2])[0:42]; h = base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()[:6]).decode()[:8]; print(n + '-' + h)",
+                pipfile,
+                base,
+            ])
+            .output()
+            .expect("python3 runs");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     #[test]
     fn python_tools_use_the_environment_the_user_chose() {
         let d = tempfile::tempdir().unwrap();
@@ -846,9 +902,15 @@ mod tests {
             "WORKON_HOME" => Some("/wh".to_string()),
             _ => None,
         };
+        let own = format!("/wh/{}", pipenv_env_name(root, &no_env));
         assert_eq!(
             paths(&resolve(pipenv, root, &env).unwrap()),
-            [("/wh", false)]
+            [(own.as_str(), false)]
+        );
+        // What pipenv itself names the environment of /srv/my app/Pipfile.
+        assert_eq!(
+            pipenv_env_name(Path::new("/srv/my app"), &no_env),
+            python_pipenv_name("/srv/my app/Pipfile", "my app")
         );
         assert_eq!(
             paths(&resolve(pipenv, root, &no_env).unwrap()),

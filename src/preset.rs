@@ -292,10 +292,12 @@ impl Layout {
                  nodeLinker, cacheFolder and enableGlobalCache say"
             }
             Layout::Poetry => {
-                "or virtualenvs.path when POETRY_VIRTUALENVS_IN_PROJECT / poetry.toml say not in-project"
+                "or this project's environment in virtualenvs.path when POETRY_VIRTUALENVS_IN_PROJECT / poetry.toml say not in-project"
             }
             Layout::Uv => "or UV_PROJECT_ENVIRONMENT when set",
-            Layout::Pipenv => "or WORKON_HOME when PIPENV_VENV_IN_PROJECT is off",
+            Layout::Pipenv => {
+                "or this project's environment in WORKON_HOME when PIPENV_VENV_IN_PROJECT is off"
+            }
             Layout::Cargo => "under CARGO_HOME when set; never config.toml",
         }
     }
