@@ -180,7 +180,7 @@ fn update_records(staged: &[PathBuf], rewritten: &[PathBuf]) -> std::io::Result<
             let Some(info) = e.path().parent() else {
                 continue;
             };
-            if !info.extension().is_some_and(|x| x == "dist-info") {
+            if info.extension().is_none_or(|x| x != "dist-info") {
                 continue;
             }
             let base = info.parent().unwrap_or(info);
@@ -373,14 +373,14 @@ mod tests {
 
         // Restored elsewhere: the script is rewritten, the binary refuses.
         let other = d.path().join("elsewhere/proj");
-        let e = apply(Some(&r), &[venv.clone()], &other).unwrap_err();
+        let e = apply(Some(&r), std::slice::from_ref(&venv), &other).unwrap_err();
         assert!(
             e.contains("ext.so") && e.contains(&dir.display().to_string()),
             "{e}"
         );
         std::fs::remove_file(venv.join("ext.so")).unwrap();
         let r = scan(&paths, &dir);
-        apply(Some(&r), &[venv.clone()], &other).unwrap();
+        apply(Some(&r), std::slice::from_ref(&venv), &other).unwrap();
         let got = std::fs::read_to_string(venv.join("bin/black")).unwrap();
         assert_eq!(got, format!("#!{}/.venv/bin/python\n", other.display()));
     }
