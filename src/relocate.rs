@@ -135,7 +135,9 @@ pub fn apply(r: Option<&Relocation>, staged: &[PathBuf], dir: &Path) -> Result<(
             let Some(root) = index.parse::<usize>().ok().and_then(|i| staged.get(i)) else {
                 continue;
             };
-            let path = root.join(rel);
+            let path = inside(root, rel).ok_or_else(|| {
+                format!("its manifest names {f:?}, which is not a file inside the cached tree")
+            })?;
             rewrite(&path, old, new).map_err(|e| format!("cannot rewrite {f}: {e}"))?;
             rewritten.push(path);
         }
@@ -145,6 +147,28 @@ pub fn apply(r: Option<&Relocation>, staged: &[PathBuf], dir: &Path) -> Result<(
         refresh_uv_cache_info(s, dir);
     }
     Ok(())
+}
+
+/// `root/rel` when `rel` is a plain relative path whose directories inside `root` are real
+/// directories: a manifest must not steer a rewrite through a link out of the tree.
+fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let rel = Path::new(rel);
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain || rel.as_os_str().is_empty() {
+        return None;
+    }
+    let mut at = root.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(c) = parts.next() {
+        at.push(c);
+        if parts.peek().is_some() && !std::fs::symlink_metadata(&at).ok()?.is_dir() {
+            return None;
+        }
+    }
+    let meta = std::fs::symlink_metadata(&at).ok()?;
+    (meta.is_file() || meta.file_type().is_symlink()).then_some(at)
 }
 
 fn rewrite(path: &Path, old: &[u8], new: &[u8]) -> std::io::Result<()> {
@@ -245,6 +269,10 @@ fn refresh_uv_cache_info(staged: &Path, dir: &Path) {
         });
     for info in infos {
         let cache = info.path().join("uv_cache.json");
+        // Written in place: only a regular file, never through a link.
+        if !std::fs::symlink_metadata(&cache).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(&cache) else {
             continue;
         };
@@ -380,6 +408,16 @@ mod tests {
         );
         std::fs::remove_file(venv.join("ext.so")).unwrap();
         let r = scan(&paths, &dir);
+        // A manifest steering the rewrite out of the tree is refused.
+        std::os::unix::fs::symlink(d.path(), venv.join("out")).unwrap();
+        for bad in ["0/../outside", "0/out/x", "0//etc/passwd"] {
+            let forged = Relocation {
+                files: vec![bad.into()],
+                ..r.clone()
+            };
+            let e = apply(Some(&forged), std::slice::from_ref(&venv), &other).unwrap_err();
+            assert!(e.contains("not a file inside"), "{bad}: {e}");
+        }
         apply(Some(&r), std::slice::from_ref(&venv), &other).unwrap();
         let got = std::fs::read_to_string(venv.join("bin/black")).unwrap();
         assert_eq!(got, format!("#!{}/.venv/bin/python\n", other.display()));
