@@ -1370,3 +1370,65 @@ fn a_poetry_project_installed_editable_hits_at_another_path_and_poetry_run_uses_
         "{again}"
     );
 }
+
+#[test]
+fn pnpm_node_linker_set_in_pnpm_workspace_yaml_is_a_miss_not_the_isolated_tree() {
+    if !need("pnpm") {
+        return;
+    }
+    let p = Project::new();
+    let (_, v2) = dep_tarballs(p.tmp.path());
+    let store = p.tmp.path().join("pnpm-store");
+    p.write(
+        "package.json",
+        &format!(
+            r#"{{"name":"root","private":true,"dependencies":{{"dep":"file:{}"}}}}"#,
+            v2.display()
+        ),
+    )
+    .write("pnpm-workspace.yaml", "packages: []\n");
+    let install = format!(
+        "pnpm install --offline --frozen-lockfile --store-dir {}",
+        store.display()
+    );
+    sh(
+        &p.dir,
+        &[("HOME", p.home.to_str().unwrap())],
+        &format!(
+            "pnpm install --offline --store-dir {} && rm -rf node_modules",
+            store.display()
+        ),
+    );
+    let lock = ["--lock", "pnpm-lock.yaml"];
+    let env = [("PATH", tools_path())];
+    p.test()
+        .ensure(&lock, &cmd(&install))
+        .envs(env.clone())
+        .stderr_contains("cachegate: saved pnpm")
+        .installs(1)
+        .run();
+    assert!(
+        fs::symlink_metadata(p.path("node_modules/dep"))
+            .unwrap()
+            .is_symlink()
+    );
+
+    // The lock is byte for byte the same; the layout asked for is not.
+    let before = fs::read(p.path("pnpm-lock.yaml")).unwrap();
+    p.write("pnpm-workspace.yaml", "packages: []\nnodeLinker: hoisted\n");
+    fs::remove_dir_all(p.path("node_modules")).unwrap();
+    p.test()
+        .ensure(&lock, &cmd(&install))
+        .envs(env)
+        .stderr_contains("cachegate: miss pnpm")
+        .installs(2)
+        .run();
+    assert_eq!(fs::read(p.path("pnpm-lock.yaml")).unwrap(), before);
+    let dep = fs::symlink_metadata(p.path("node_modules/dep")).unwrap();
+    assert!(
+        dep.is_dir() && !dep.is_symlink(),
+        "hoisted: a real directory"
+    );
+    let got = sh(&p.dir, &[], "node -p \"require('dep')\"");
+    assert_eq!(got.trim(), "dep 2.0.0");
+}
