@@ -116,9 +116,11 @@ pub fn scan(paths: &[CachePath], dir: &Path) -> Relocation {
 /// holds the old project path when it moved, then uv's freshness records. The error says
 /// why the entry cannot be used here.
 pub fn apply(r: Option<&Relocation>, staged: &[PathBuf], dir: &Path) -> Result<(), String> {
-    if let Some(r) = r
-        && Path::new(&r.dir) != dir
-    {
+    // Only Python presets' entries carry a relocation record: other trees are not walked.
+    let Some(r) = r else {
+        return Ok(());
+    };
+    if Path::new(&r.dir) != dir {
         if let Some(b) = &r.blocker {
             return Err(format!(
                 "it was saved at {} and {b} holds that path, which cachegate cannot rewrite",
