@@ -100,6 +100,15 @@ fn concrete(plan: &Plan, declared: String, optional: bool) -> CachePath {
     }
 }
 
+/// Whether anything but directories lies at or under `path` (stops at the first).
+pub fn holds_files(path: &Path) -> bool {
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .any(|e| !e.file_type().is_dir())
+}
+
 /// What a save archives, and the declared paths that are missing (nothing saved then).
 pub fn for_save(plan: &Plan) -> (Vec<CachePath>, Vec<String>) {
     let mut paths: Vec<CachePath> = Vec::new();

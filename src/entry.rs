@@ -45,6 +45,10 @@ pub struct Manifest {
     /// The project the entry belongs to, as people know it (the path says it as a segment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Where a Python environment was saved and which of its files hold that path, so a
+    /// restore at another path can rewrite them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relocation: Option<crate::relocate::Relocation>,
 }
 
 /// A user string as exactly one path segment: bytes outside `[A-Za-z0-9_.-]`, a leading

@@ -29,6 +29,20 @@ const PACKAGE_JSON_FIELDS: &[&str] = &[
 
 /// Dotted paths into `pyproject.toml` that poetry's and uv's lock checks read.
 const PYPROJECT_FIELDS: &[&str] = &[
+    // The project itself is installed (editable) with its name and version, and uv's lock
+    // records both for every workspace member.
+    "project.name",
+    "project.version",
+    "project.dynamic",
+    "tool.poetry.name",
+    "tool.poetry.version",
+    "tool.poetry.packages",
+    "tool.poetry.package-mode",
+    "tool.poetry.scripts",
+    "project.scripts",
+    "project.gui-scripts",
+    "project.entry-points",
+    "tool.uv.package",
     "project.dependencies",
     "project.optional-dependencies",
     "project.requires-python",
@@ -76,9 +90,28 @@ pub fn collect(kind: Inputs, dir: &Path) -> Result<Vec<LockFile>> {
             if let Some(i) = pnpm_workspace(dir)? {
                 out.push(i);
             }
+            if let Some(i) = npmrc(dir)? {
+                out.push(i);
+            }
+            if let Some(i) = yarnrc(dir)? {
+                out.push(i);
+            }
         }
-        Inputs::Pyproject => toml_fields(dir, "pyproject.toml", PYPROJECT_FIELDS, &mut out)?,
-        Inputs::Pipfile => toml_fields(dir, "Pipfile", PIPFILE_FIELDS, &mut out)?,
+        Inputs::Pyproject => {
+            let root = toml_fields(dir, "pyproject.toml", PYPROJECT_FIELDS, &mut out)?;
+            // `uv sync --locked` checks every member against the lock; a hit must too.
+            for m in layout::uv_members(dir, &root.unwrap_or_default())? {
+                toml_fields(
+                    dir,
+                    &format!("{m}/pyproject.toml"),
+                    PYPROJECT_FIELDS,
+                    &mut out,
+                )?;
+            }
+        }
+        Inputs::Pipfile => {
+            toml_fields(dir, "Pipfile", PIPFILE_FIELDS, &mut out)?;
+        }
         Inputs::Gradle => out.extend(whole_files(dir, GRADLE_FILES)?),
         Inputs::Maven => out.extend(whole_files(dir, MAVEN_FILES)?),
         Inputs::Pixi => {
@@ -238,7 +271,8 @@ fn yaml_fields(
     Ok(Some((digest(rel.to_string(), &picked), doc)))
 }
 
-/// pnpm checks its lock against the catalogs and overrides of `pnpm-workspace.yaml` too.
+/// pnpm checks its lock against the catalogs and overrides of `pnpm-workspace.yaml` too,
+/// and its settings there shape the installed tree without touching the lock.
 const PNPM_WORKSPACE_FIELDS: &[&str] = &[
     "packages",
     "catalog",
@@ -248,8 +282,116 @@ const PNPM_WORKSPACE_FIELDS: &[&str] = &[
     "packageExtensions",
 ];
 
-fn pnpm_workspace(dir: &Path) -> Result<Option<LockFile>> {
-    let rel = "pnpm-workspace.yaml";
+/// Settings of npm, pnpm (`.npmrc`, `pnpm-workspace.yaml`) and yarn berry (`.yarnrc.yml`)
+/// that change what an install puts on disk (layout, built packages, platforms) or whether
+/// it fails, while the lock file stays byte for byte the same. Written without `-` and in
+/// lower case: `.npmrc` spells them `node-linker`, the YAML files `nodeLinker`.
+const TREE_SETTINGS: &[&str] = &[
+    // pnpm
+    "nodelinker",
+    "allowbuilds",
+    "onlybuiltdependencies",
+    "onlybuiltdependenciesfile",
+    "neverbuiltdependencies",
+    "ignoredbuiltdependencies",
+    "dangerouslyallowallbuilds",
+    "ignorescripts",
+    "sideeffectscache",
+    "hoist",
+    "hoistpattern",
+    "publichoistpattern",
+    "shamefullyhoist",
+    "hoistworkspacepackages",
+    "virtualstoredir",
+    "virtualstoredirmaxlength",
+    "modulesdir",
+    "dedupepeerdependents",
+    "dedupedirectdeps",
+    "dedupeinjecteddeps",
+    "autoinstallpeers",
+    "strictpeerdependencies",
+    "resolvepeersfromworkspaceroot",
+    "injectworkspacepackages",
+    "linkworkspacepackages",
+    "sharedworkspacelockfile",
+    "symlink",
+    "enablemodulesdir",
+    "prefersymlinkedexecutables",
+    "supportedarchitectures",
+    "nodeversion",
+    "enginestrict",
+    // npm
+    "installstrategy",
+    "globalstyle",
+    "legacybundling",
+    "installlinks",
+    "legacypeerdeps",
+    "strictpeerdeps",
+    "omit",
+    "include",
+    "production",
+    "only",
+    "optional",
+    "os",
+    "cpu",
+    "libc",
+    // yarn berry
+    "nmhoistinglimits",
+    "nmmode",
+    "nmselfreferences",
+    "pnpmode",
+    "pnpfallbackmode",
+    "pnpignorepatterns",
+    "enablescripts",
+];
+
+fn tree_setting(key: &str) -> Option<String> {
+    let k: String = key
+        .trim()
+        .trim_end_matches("[]")
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    TREE_SETTINGS.contains(&k.as_str()).then_some(k)
+}
+
+/// The tree-shaping settings of the project's `.npmrc` (read by npm and pnpm): `key=value`
+/// lines, `key[]=value` appending to a list.
+fn npmrc(dir: &Path) -> Result<Option<LockFile>> {
+    let rel = ".npmrc";
+    let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
+        return Ok(None);
+    };
+    let mut picked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with(['#', ';']) {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if let Some(name) = tree_setting(k) {
+            let v = v.trim().trim_matches(['"', '\'']).to_string();
+            let list = picked.entry(name).or_default();
+            if k.trim().ends_with("[]") {
+                list.push(v);
+            } else {
+                *list = vec![v];
+            }
+        }
+    }
+    Ok(Some(digest(rel.to_string(), &picked)))
+}
+
+/// yarn berry's tree-shaping settings in `.yarnrc.yml`.
+fn yarnrc(dir: &Path) -> Result<Option<LockFile>> {
+    yaml_settings(dir, ".yarnrc.yml", &[])
+}
+
+/// The listed fields and the tree-shaping settings of a YAML file, emitted canonically.
+fn yaml_settings(dir: &Path, rel: &str, fields: &[&str]) -> Result<Option<LockFile>> {
     let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
         return Ok(None);
     };
@@ -258,24 +400,44 @@ fn pnpm_workspace(dir: &Path) -> Result<Option<LockFile>> {
     let Some(doc) = docs.first() else {
         return Ok(None);
     };
-    let mut picked: BTreeMap<&str, String> = BTreeMap::new();
-    for f in PNPM_WORKSPACE_FIELDS {
-        let v = &doc[*f];
-        if v.is_badvalue() {
-            continue;
-        }
+    let mut picked: BTreeMap<String, String> = BTreeMap::new();
+    let mut pick = |name: String, v: &yaml_rust2::Yaml| -> Result<()> {
         let mut emitted = String::new();
         yaml_rust2::YamlEmitter::new(&mut emitted)
             .dump(v)
-            .with_context(|| format!("cannot read {f} in {rel}"))?;
-        picked.insert(f, emitted);
+            .with_context(|| format!("cannot read {name} in {rel}"))?;
+        picked.insert(name, emitted);
+        Ok(())
+    };
+    for f in fields {
+        let v = &doc[*f];
+        if !v.is_badvalue() {
+            pick((*f).to_string(), v)?;
+        }
+    }
+    if let Some(map) = doc.as_hash() {
+        for (k, v) in map {
+            if let Some(name) = k.as_str().and_then(tree_setting) {
+                pick(name, v)?;
+            }
+        }
     }
     Ok(Some(digest(rel.to_string(), &picked)))
 }
 
-fn toml_fields(dir: &Path, rel: &str, fields: &[&str], out: &mut Vec<LockFile>) -> Result<()> {
+fn pnpm_workspace(dir: &Path) -> Result<Option<LockFile>> {
+    yaml_settings(dir, "pnpm-workspace.yaml", PNPM_WORKSPACE_FIELDS)
+}
+
+/// Digest `fields` of the TOML file `rel` into `out`; the parsed file, when it exists.
+fn toml_fields(
+    dir: &Path,
+    rel: &str,
+    fields: &[&str],
+    out: &mut Vec<LockFile>,
+) -> Result<Option<toml::Table>> {
     let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
-        return Ok(());
+        return Ok(None);
     };
     let table: toml::Table = text
         .parse()
@@ -292,7 +454,7 @@ fn toml_fields(dir: &Path, rel: &str, fields: &[&str], out: &mut Vec<LockFile>) 
         }
     }
     out.push(digest(rel.to_string(), &picked));
-    Ok(())
+    Ok(Some(table))
 }
 
 /// serde_json writes maps in key order here (no `preserve_order`), so equal content
@@ -466,6 +628,129 @@ mod tests {
             "name: a\nresolution: workspace\ndependencies:\n  args: ^2.6.0\n",
         );
         assert_ne!(hashes(Inputs::Pubspec, root), base);
+    }
+
+    #[test]
+    fn pnpm_npm_and_yarn_settings_that_shape_the_tree_count_and_others_do_not() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |f: &str, t: &str| std::fs::write(root.join(f), t).unwrap();
+        write(
+            "pnpm-workspace.yaml",
+            "packages: ['p/*']\nallowBuilds:\n  esbuild: false\n",
+        );
+        let base = hashes(Inputs::PackageJson, root);
+        write(
+            "pnpm-workspace.yaml",
+            "packages: ['p/*']\nallowBuilds:\n  esbuild: true\n",
+        );
+        let built = hashes(Inputs::PackageJson, root);
+        assert_ne!(built, base);
+        write(
+            "pnpm-workspace.yaml",
+            "packages: ['p/*']\nallowBuilds:\n  esbuild: true\nnodeLinker: hoisted\n",
+        );
+        assert_ne!(hashes(Inputs::PackageJson, root), built);
+        write(
+            "pnpm-workspace.yaml",
+            "packages: ['p/*']\nallowBuilds:\n  esbuild: true\nnodeLinker: hoisted\nreporter: silent\n",
+        );
+        let hoisted = hashes(Inputs::PackageJson, root);
+
+        write(
+            ".npmrc",
+            "registry=https://r.example/\n//r.example/:_authToken=a\n",
+        );
+        let npmrc = hashes(Inputs::PackageJson, root);
+        assert_eq!(npmrc.len(), hoisted.len() + 1, "{npmrc:?}");
+        // A rotated token or another registry mirror: the same tree.
+        write(
+            ".npmrc",
+            "registry=https://mirror.example/\n//r.example/:_authToken=b\n",
+        );
+        assert_eq!(hashes(Inputs::PackageJson, root), npmrc);
+        for setting in [
+            "node-linker=hoisted",
+            "shamefully-hoist=true",
+            "only-built-dependencies[]=esbuild",
+            "install-strategy=nested",
+            "omit=dev",
+        ] {
+            write(
+                ".npmrc",
+                &format!("registry=https://r.example/\n{setting}\n"),
+            );
+            assert_ne!(hashes(Inputs::PackageJson, root), npmrc, "{setting}");
+        }
+        std::fs::remove_file(root.join(".npmrc")).unwrap();
+
+        write(".yarnrc.yml", "yarnPath: .yarn/releases/y.cjs\n");
+        let yarn = hashes(Inputs::PackageJson, root);
+        write(".yarnrc.yml", "yarnPath: .yarn/releases/z.cjs\n");
+        assert_eq!(hashes(Inputs::PackageJson, root), yarn);
+        write(
+            ".yarnrc.yml",
+            "yarnPath: .yarn/releases/z.cjs\nnmHoistingLimits: workspaces\n",
+        );
+        assert_ne!(hashes(Inputs::PackageJson, root), yarn);
+    }
+
+    #[test]
+    fn uv_workspace_members_dependencies_names_and_versions_count() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let write = |f: &str, t: &str| {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        write(
+            "pyproject.toml",
+            "[project]\nname='root'\nversion='0.1.0'\n[tool.uv.workspace]\nmembers=['packages/*']\nexclude=['packages/skip']\n",
+        );
+        for m in ["a", "b", "skip"] {
+            write(
+                &format!("packages/{m}/pyproject.toml"),
+                &format!("[project]\nname='pkg-{m}'\nversion='0.1.0'\ndescription='x'\n"),
+            );
+        }
+        let base = hashes(Inputs::Pyproject, root);
+        let files: Vec<&str> = base.iter().map(|h| h.split('@').next().unwrap()).collect();
+        assert_eq!(
+            files,
+            [
+                "pyproject.toml",
+                "packages/a/pyproject.toml",
+                "packages/b/pyproject.toml"
+            ]
+        );
+        write(
+            "packages/b/pyproject.toml",
+            "[project]\nname='pkg-b'\nversion='0.1.0'\ndescription='y'\n",
+        );
+        assert_eq!(hashes(Inputs::Pyproject, root), base);
+        write(
+            "packages/skip/pyproject.toml",
+            "[project]\nname='pkg-skip'\nversion='9'\n",
+        );
+        assert_eq!(hashes(Inputs::Pyproject, root), base);
+        write(
+            "packages/a/pyproject.toml",
+            "[project]\nname='pkg-a'\nversion='0.1.0'\ndependencies=['six']\n",
+        );
+        let dep = hashes(Inputs::Pyproject, root);
+        assert_ne!(dep, base);
+        write(
+            "packages/a/pyproject.toml",
+            "[project]\nname='pkg-a'\nversion='0.2.0'\ndependencies=['six']\n",
+        );
+        assert_ne!(hashes(Inputs::Pyproject, root), dep);
+        let member = hashes(Inputs::Pyproject, root);
+        write(
+            "pyproject.toml",
+            "[project]\nname='root'\nversion='0.1.1'\n[tool.uv.workspace]\nmembers=['packages/*']\nexclude=['packages/skip']\n",
+        );
+        assert_ne!(hashes(Inputs::Pyproject, root), member);
     }
 
     #[test]

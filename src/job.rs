@@ -317,6 +317,10 @@ impl Job {
             let why = match backend.get_small(&object) {
                 Ok(bytes) => {
                     match Manifest::parse(&bytes, &self.ns, scope, &name, &self.plan.key) {
+                        Ok(m) if m.files == 0 => format!(
+                            "not restoring the {} entry {object}: it holds no files, so the install did not produce what it caches; treating it as a miss",
+                            scope.as_str()
+                        ),
                         Ok(m) => match self.untrusted(scope, &m) {
                             None => {
                                 return Lookup::Hit(Hit::Entry {
@@ -556,7 +560,8 @@ impl Job {
             ) {
                 Ok(reader) => {
                     let fits = |staged: &[std::path::PathBuf]| {
-                        crate::fit::check(staged, &targets, &current.paths, &current.links)
+                        crate::fit::check(staged, &targets, &current.paths, &current.links)?;
+                        crate::relocate::apply(current.relocation.as_ref(), staged, &self.plan.dir)
                     };
                     let unpack = |reader| {
                         archive::unpack_checked(reader, &targets, &expected, self.limits, &fits)
@@ -669,6 +674,17 @@ impl Job {
                 to.display()
             ));
             return Save::Skipped(Skip::Link(link.declared.clone()));
+        }
+        // An entry of empty directories would hit and skip an install that produced
+        // nothing there (a tool that put its tree somewhere else).
+        if !paths.iter().any(|p| crate::cached::holds_files(&p.abs)) {
+            let names: Vec<String> = paths.iter().map(|p| p.declared.clone()).collect();
+            self.report.warn(format!(
+                "nothing saved: {} {} no files after the command (check --path or the preset)",
+                names.join(", "),
+                if names.len() == 1 { "holds" } else { "hold" }
+            ));
+            return Save::Skipped(Skip::MissingPaths(names));
         }
         if let Store::Marker(_) = self.store {
             return match runner::write_marker(&self.plan) {
@@ -787,6 +803,10 @@ impl Job {
             signature: None,
             links: stats.links.clone(),
             namespace: Some(self.namespace.name.clone()),
+            relocation: self
+                .plan
+                .relocatable_python
+                .then(|| crate::relocate::scan(paths, &self.plan.dir)),
         };
         if let Some(key) = &self.signing {
             manifest.signature = Some(sign::sign(key, &manifest));

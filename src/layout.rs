@@ -93,11 +93,19 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
                 let home = env("WORKON_HOME")
                     .filter(|v| !v.is_empty())
                     .unwrap_or_else(|| "~/.local/share/virtualenvs".into());
+                // Every project of the user shares WORKON_HOME: only this one's
+                // environment is cached, named as pipenv names it (with a digest of the
+                // Pipfile's path, so another checkout path is another key).
+                let own = format!(
+                    "{}/{}",
+                    home.trim_end_matches('/'),
+                    pipenv_env_name(dir, env)
+                );
                 r.notes.push(format!(
-                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}"
+                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}"
                 ));
                 r.paths.push(PresetPath {
-                    declared: home,
+                    declared: own,
                     optional: false,
                 });
             } else {
@@ -270,6 +278,41 @@ fn maven_repo(dir: &Path, env: Env) -> Option<(String, String)> {
     })
 }
 
+/// pipenv's `virtualenv_name`: `PIPENV_CUSTOM_VENV_NAME`, else the project directory's name
+/// (characters a shell would trip on as `_`, 42 at most), `-`, the first 8 characters of
+/// the urlsafe base64 of the first 6 bytes of the sha256 of the Pipfile's path, and
+/// `-$PIPENV_PYTHON` when that is set.
+fn pipenv_env_name(dir: &Path, env: Env) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    if let Some(custom) = env("PIPENV_CUSTOM_VENV_NAME").filter(|v| !v.is_empty()) {
+        return custom;
+    }
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if " &$`!*@\"()[]\\\r\n\t".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(42)
+        .collect();
+    let pipfile = dir.join("Pipfile");
+    let digest = sha2::Sha256::digest(pipfile.as_os_str().as_encoded_bytes());
+    let hash = base64::engine::general_purpose::URL_SAFE.encode(&digest[..6]);
+    let mut name = format!("{clean}-{}", &hash[..8]);
+    if let Some(py) = env("PIPENV_PYTHON").filter(|v| !v.is_empty()) {
+        name.push_str(&format!("-{py}"));
+    }
+    name
+}
+
 fn truthy(v: &str) -> bool {
     matches!(
         v.trim().to_ascii_lowercase().as_str(),
@@ -302,10 +345,35 @@ pub fn workspace_dirs(dir: &Path) -> Result<Vec<String>> {
             patterns.extend(list.iter().filter_map(|v| v.as_str().map(String::from)));
         }
     }
-    expand_workspaces(dir, &patterns)
+    expand_workspaces(dir, &patterns, "package.json")
 }
 
-fn expand_workspaces(dir: &Path, patterns: &[String]) -> Result<Vec<String>> {
+/// The member directories of a uv workspace (`[tool.uv.workspace]` `members` minus
+/// `exclude`, each a directory with a `pyproject.toml`), relative to `dir`, sorted.
+pub fn uv_members(dir: &Path, pyproject: &toml::Table) -> Result<Vec<String>> {
+    let Some(ws) = pyproject
+        .get("tool")
+        .and_then(|t| t.get("uv"))
+        .and_then(|u| u.get("workspace"))
+    else {
+        return Ok(Vec::new());
+    };
+    let list = |k: &str| -> Vec<String> {
+        ws.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut patterns = list("members");
+    patterns.extend(list("exclude").into_iter().map(|e| format!("!{e}")));
+    expand_workspaces(dir, &patterns, "pyproject.toml")
+}
+
+fn expand_workspaces(dir: &Path, patterns: &[String], marker: &str) -> Result<Vec<String>> {
     let mut include = GlobSetBuilder::new();
     let mut exclude = GlobSetBuilder::new();
     let mut any = false;
@@ -349,17 +417,14 @@ fn expand_workspaces(dir: &Path, patterns: &[String]) -> Result<Vec<String>> {
         .into_iter()
         .filter_entry(|e| {
             let n = e.file_name();
-            n != "node_modules" && n != ".git"
+            n != "node_modules" && n != ".git" && n != ".venv"
         });
     for e in walker.flatten() {
         if !e.file_type().is_dir() {
             continue;
         }
         let rel = e.path().strip_prefix(dir).expect("walk stays under dir");
-        if include.is_match(rel)
-            && !exclude.is_match(rel)
-            && e.path().join("package.json").is_file()
-        {
+        if include.is_match(rel) && !exclude.is_match(rel) && e.path().join(marker).is_file() {
             out.push(
                 rel.components()
                     .map(|c| c.as_os_str().to_string_lossy())
@@ -498,22 +563,18 @@ fn read_toml(path: &Path) -> Result<Option<toml::Table>> {
 }
 
 /// Poetry's settings, most specific first: `POETRY_*` variables, the project's
-/// `poetry.toml`, the user's `config.toml`.
+/// `poetry.toml`, the user's `config.toml` (in `POETRY_CONFIG_DIR`, else XDG's config home).
 fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
     let config_dir = env("POETRY_CONFIG_DIR")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| {
-            env("XDG_CONFIG_HOME")
-                .filter(|v| !v.is_empty())
-                .map(|x| PathBuf::from(x).join("pypoetry"))
-        })
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config/pypoetry")));
+        .or_else(|| xdg_home(env, "XDG_CONFIG_HOME", ".config").map(|x| x.join("pypoetry")));
     let mut files = vec![read_toml(&dir.join("poetry.toml"))?];
     if let Some(c) = config_dir {
         files.push(read_toml(&c.join("config.toml"))?);
     }
     let setting = |var: &str, key: &str| -> Option<String> {
-        if let Some(v) = env(var) {
+        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
             return Some(v);
         }
         files.iter().flatten().find_map(|t| {
@@ -524,17 +585,12 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         })
     };
     let in_project = setting("POETRY_VIRTUALENVS_IN_PROJECT", "in-project").map(|v| truthy(&v));
-    let cache_dir = setting("POETRY_CACHE_DIR", "cache-dir")
-        .or_else(|| {
-            files
-                .iter()
-                .flatten()
-                .find_map(|t| t.get("cache-dir")?.as_str().map(String::from))
-        })
-        .unwrap_or_else(|| "~/.cache/pypoetry".into());
     let venvs = setting("POETRY_VIRTUALENVS_PATH", "path")
         .unwrap_or_else(|| "{cache-dir}/virtualenvs".into())
-        .replace("{cache-dir}", cache_dir.trim_end_matches('/'));
+        .replace(
+            "{cache-dir}",
+            poetry_cache_dir(&files, env).trim_end_matches('/'),
+        );
     // Poetry uses an environment it already made for this project (`poetry lock` makes one)
     // before it would make `.venv`, whatever in-project says, unless `.venv` exists.
     if in_project != Some(false)
@@ -564,32 +620,58 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         }
         return Ok(());
     }
+    // The directory is shared by every project of this user: only this project's
+    // environment is cached, and its name holds a digest of the project path, so the key
+    // (which holds the declared path) tells one checkout from another.
+    let own = format!(
+        "{}/{}-py*",
+        venvs.trim_end_matches('/'),
+        poetry_env_base(dir)?
+    );
     r.notes.push(format!(
-        "poetry keeps its virtualenvs in {venvs} (virtualenvs.in-project is false)"
+        "poetry keeps its virtualenvs in {venvs} (virtualenvs.in-project is false); caching this project's, {own}"
     ));
     r.paths.push(PresetPath {
-        declared: venvs,
+        declared: own,
         optional: false,
     });
     Ok(())
 }
 
-/// The environment poetry made for the project in `dir` earlier, in its virtualenvs
-/// directory: `<name>-<first 8 of urlsafe base64 sha256 of the project path>-py<X.Y>`.
-/// When several Pythons have one, poetry's `envs.toml` says which is in use.
-fn existing_poetry_env(dir: &Path, venvs: &str, env: Env) -> Result<Option<String>> {
+/// `$VAR` when it is set to an absolute path (what XDG and platformdirs accept), else
+/// `~/<fallback>`.
+fn xdg_home(env: Env, var: &str, fallback: &str) -> Option<PathBuf> {
+    env(var)
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(fallback)))
+}
+
+/// Poetry's `cache-dir`: `POETRY_CACHE_DIR`, then `cache-dir` in `poetry.toml` or the user's
+/// `config.toml`, then platformdirs' user cache dir (`$XDG_CACHE_HOME/pypoetry`), as
+/// `poetry config cache-dir` prints it.
+fn poetry_cache_dir(files: &[Option<toml::Table>], env: Env) -> String {
+    if let Some(v) = env("POETRY_CACHE_DIR").filter(|v| !v.is_empty()) {
+        return v;
+    }
+    if let Some(v) = files
+        .iter()
+        .flatten()
+        .find_map(|t| t.get("cache-dir")?.as_str().map(String::from))
+    {
+        return v;
+    }
+    match env("XDG_CACHE_HOME").filter(|v| v.starts_with('/')) {
+        Some(x) => format!("{}/pypoetry", x.trim_end_matches('/')),
+        None => "~/.cache/pypoetry".into(),
+    }
+}
+
+/// The name poetry gives this project's environments before the `-py<X.Y>` suffix:
+/// `<name>-<first 8 of urlsafe base64 sha256 of the project path>`.
+fn poetry_env_base(dir: &Path) -> Result<String> {
     use base64::Engine as _;
     use sha2::Digest as _;
-    let venvs_abs = match venvs.strip_prefix("~/") {
-        Some(rest) => match env("HOME") {
-            Some(h) => PathBuf::from(h).join(rest),
-            None => return Ok(None),
-        },
-        None => dir.join(venvs),
-    };
-    if !venvs_abs.is_dir() {
-        return Ok(None);
-    }
     let pyproject = read_toml(&dir.join("pyproject.toml"))?.unwrap_or_default();
     let name = pyproject
         .get("project")
@@ -622,7 +704,24 @@ fn existing_poetry_env(dir: &Path, venvs: &str, env: Env) -> Result<Option<Strin
         .collect();
     let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
     let hash = base64::engine::general_purpose::URL_SAFE.encode(digest);
-    let base = format!("{sanitized}-{}", &hash[..8]);
+    Ok(format!("{sanitized}-{}", &hash[..8]))
+}
+
+/// The environment poetry made for the project in `dir` earlier, in its virtualenvs
+/// directory: `<name>-<first 8 of urlsafe base64 sha256 of the project path>-py<X.Y>`.
+/// When several Pythons have one, poetry's `envs.toml` says which is in use.
+fn existing_poetry_env(dir: &Path, venvs: &str, env: Env) -> Result<Option<String>> {
+    let venvs_abs = match venvs.strip_prefix("~/") {
+        Some(rest) => match env("HOME") {
+            Some(h) => PathBuf::from(h).join(rest),
+            None => return Ok(None),
+        },
+        None => dir.join(venvs),
+    };
+    if !venvs_abs.is_dir() {
+        return Ok(None);
+    }
+    let base = poetry_env_base(dir)?;
     let mut found: Vec<String> = std::fs::read_dir(&venvs_abs)
         .map(|d| {
             d.flatten()
@@ -925,6 +1024,76 @@ mod tests {
     }
 
     #[test]
+    fn poetry_cache_dir_follows_poetry_cache_dir_then_config_then_xdg() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let poetry = for_lock_file("poetry.lock").unwrap();
+        let own = poetry_env_base(root).unwrap();
+        let off = |k: &str, extra: &[(&str, &str)]| -> Option<String> {
+            if k == "POETRY_VIRTUALENVS_IN_PROJECT" {
+                return Some("false".into());
+            }
+            extra
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let cached = |extra: &[(&str, &str)]| {
+            let env = |k: &str| off(k, extra);
+            resolve(poetry, root, &env).unwrap().paths[0]
+                .declared
+                .clone()
+        };
+        assert_eq!(
+            cached(&[]),
+            format!("~/.cache/pypoetry/virtualenvs/{own}-py*")
+        );
+        assert_eq!(
+            cached(&[("XDG_CACHE_HOME", "/xdg/")]),
+            format!("/xdg/pypoetry/virtualenvs/{own}-py*")
+        );
+        // platformdirs ignores a relative XDG_CACHE_HOME.
+        assert_eq!(
+            cached(&[("XDG_CACHE_HOME", "rel")]),
+            format!("~/.cache/pypoetry/virtualenvs/{own}-py*")
+        );
+        let home = root.join("home");
+        write(
+            &home,
+            ".config/pypoetry/config.toml",
+            "cache-dir = \"/cfg\"\n",
+        );
+        let h = home.display().to_string();
+        assert_eq!(
+            cached(&[("HOME", &h), ("XDG_CACHE_HOME", "/xdg")]),
+            format!("/cfg/virtualenvs/{own}-py*")
+        );
+        assert_eq!(
+            cached(&[("HOME", &h), ("POETRY_CACHE_DIR", "/pcd")]),
+            format!("/pcd/virtualenvs/{own}-py*")
+        );
+        write(root, "cfgdir/config.toml", "cache-dir = \"/other\"\n");
+        let c = root.join("cfgdir").display().to_string();
+        assert_eq!(
+            cached(&[("HOME", &h), ("POETRY_CONFIG_DIR", &c)]),
+            format!("/other/virtualenvs/{own}-py*")
+        );
+    }
+
+    fn python_pipenv_name(pipfile: &str, base: &str) -> String {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import base64, hashlib, re, sys; n = re.sub(r'[ &$`!*@\"()\\[\\]\\\\\\r\\n\\t]', '_', sys.argv[2])[0:42]; h = base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()[:6]).decode()[:8]; print(n + '-' + h)",
+                pipfile,
+                base,
+            ])
+            .output()
+            .expect("python3 runs");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
     fn python_tools_use_the_environment_the_user_chose() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
@@ -942,7 +1111,8 @@ mod tests {
             _ => None,
         };
         let r = resolve(poetry, root, &env).unwrap();
-        assert_eq!(paths(&r), [("/envs", false)]);
+        let own = poetry_env_base(root).unwrap();
+        assert_eq!(paths(&r), [(format!("/envs/{own}-py*").as_str(), false)]);
         assert!(r.env.is_empty(), "the user's setting is not overridden");
 
         write(
@@ -952,7 +1122,7 @@ mod tests {
         );
         let env = |k: &str| (k == "POETRY_CACHE_DIR").then(|| "/pc".to_string());
         let r = resolve(poetry, root, &env).unwrap();
-        assert_eq!(paths(&r), [("/pc/v", false)]);
+        assert_eq!(paths(&r), [(format!("/pc/v/{own}-py*").as_str(), false)]);
 
         let uv = for_lock_file("uv.lock").unwrap();
         let env = |k: &str| (k == "UV_PROJECT_ENVIRONMENT").then(|| "/work/env".to_string());
@@ -966,9 +1136,15 @@ mod tests {
             "WORKON_HOME" => Some("/wh".to_string()),
             _ => None,
         };
+        let own = format!("/wh/{}", pipenv_env_name(root, &no_env));
         assert_eq!(
             paths(&resolve(pipenv, root, &env).unwrap()),
-            [("/wh", false)]
+            [(own.as_str(), false)]
+        );
+        // What pipenv itself names the environment of /srv/my app/Pipfile.
+        assert_eq!(
+            pipenv_env_name(Path::new("/srv/my app"), &no_env),
+            python_pipenv_name("/srv/my app/Pipfile", "my app")
         );
         assert_eq!(
             paths(&resolve(pipenv, root, &no_env).unwrap()),

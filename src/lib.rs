@@ -33,6 +33,7 @@ pub mod progress;
 pub mod prune;
 pub mod records;
 pub mod redact;
+pub mod relocate;
 pub mod report;
 pub mod runner;
 pub mod runtime;

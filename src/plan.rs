@@ -45,6 +45,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Directories made before the command runs (a preset's tool needs them to exist).
     pub create_dirs: Vec<PathBuf>,
+    /// A Python preset is used: a save records which files hold the project's path, so a
+    /// restore at another path can rewrite them (`relocate`).
+    pub relocatable_python: bool,
 }
 
 impl Plan {
@@ -79,6 +82,16 @@ impl Plan {
     pub fn abs_of(&self, declared: &str) -> PathBuf {
         resolve_path(&self.dir, declared)
     }
+}
+
+/// A path to cache as the plan first gathers it.
+struct Declared {
+    path: String,
+    optional: bool,
+    /// From a preset whose tree holds its own location (a venv, a conda prefix).
+    fixed: bool,
+    /// From a Python preset: `relocate` rewrites such a tree for another path.
+    python: bool,
 }
 
 pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
@@ -120,8 +133,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
     // the presets decide the name, the paths and their order, all part of the key.
     presets.sort_by_key(|p| p.name);
 
-    // (declared, optional, from a preset that cannot move)
-    let mut declared: Vec<(String, bool, bool)> = Vec::new();
+    let mut declared: Vec<Declared> = Vec::new();
     let mut skips: Vec<(String, &'static [&'static str])> = Vec::new();
     let mut fixed = Vec::new();
     let mut resolved = Vec::new();
@@ -140,9 +152,14 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         for (p, r) in &resolved {
             for path in &r.paths {
                 let d = normalize_declared(&path.declared)?;
-                if !declared.iter().any(|(x, _, _)| *x == d) {
+                if !declared.iter().any(|x| x.path == d) {
                     skips.push((d.clone(), p.skip));
-                    declared.push((d, path.optional, !p.relocatable));
+                    declared.push(Declared {
+                        path: d,
+                        optional: path.optional,
+                        fixed: !p.relocatable,
+                        python: p.runtime == preset::Runtime::Python,
+                    });
                 }
             }
         }
@@ -152,14 +169,25 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             if crate::cached::has_glob_meta(&p) {
                 crate::cached::validate_glob(&p).map_err(anyhow::Error::msg)?;
             }
-            if !declared.iter().any(|(x, _, _)| *x == p) {
-                declared.push((p, false, false));
+            if !declared.iter().any(|x| x.path == p) {
+                declared.push(Declared {
+                    path: p,
+                    optional: false,
+                    fixed: false,
+                    python: false,
+                });
             }
         }
     }
 
     let mut paths = Vec::new();
-    for (d, optional, python) in &declared {
+    for Declared {
+        path: d,
+        optional,
+        fixed: unmovable,
+        python,
+    } in &declared
+    {
         let abs = resolve_path(&dir, d);
         if abs == dir || dir.starts_with(&abs) {
             bail!(
@@ -176,7 +204,11 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
                 "--path {d:?} is not cached: {why}; a restore there would replace it. Name a directory inside the project or a tool cache, or pass --allow-outside-path to cache it anyway"
             );
         }
-        if *python || preset::looks_like_venv(d) {
+        // A Python preset's environment inside the project is rewritten for the path it
+        // is restored at (`relocate`), so its location is not part of the key; one the user
+        // named, or one outside the project, stays where it was built.
+        let moves_with_project = *unmovable && *python && abs.starts_with(&dir);
+        if !moves_with_project && (*unmovable || preset::looks_like_venv(d)) {
             fixed.push(abs.display().to_string());
         }
         paths.push(CachePath {
@@ -187,7 +219,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
             skip: skips.iter().find(|(x, _)| x == d).map_or(&[], |(_, s)| s),
         });
     }
-    let declared: Vec<String> = declared.into_iter().map(|(d, _, _)| d).collect();
+    let declared: Vec<String> = declared.into_iter().map(|d| d.path).collect();
     for (i, a) in paths.iter().enumerate() {
         for b in &paths[i + 1..] {
             if !a.glob && !b.glob && (a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs)) {
@@ -298,6 +330,7 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         command_env,
         notes,
         create_dirs,
+        relocatable_python: presets.iter().any(|p| p.runtime == preset::Runtime::Python),
     })
 }
 

@@ -101,8 +101,9 @@ pub struct Preset {
     pub paths: &'static [&'static str],
     pub env: &'static [(&'static str, EnvValue)],
     /// The cached tree embeds its own absolute location (Python virtualenvs, conda
-    /// prefixes, pub's package config), so it only works where it was built; the key then
-    /// includes that location.
+    /// prefixes, pub's package config), so it only works where it was built. A Python
+    /// preset's environment inside the project is rewritten for another path (`relocate`);
+    /// every other such tree has its location in the key.
     pub relocatable: bool,
     pub runtime: Runtime,
     pub inputs: Inputs,
@@ -401,8 +402,14 @@ impl Inputs {
     pub fn describe(self) -> &'static str {
         match self {
             Inputs::None => "-",
-            Inputs::PackageJson => "dependency fields of every workspace package.json",
-            Inputs::Pyproject => "dependency tables of pyproject.toml",
+            Inputs::PackageJson => {
+                "dependency fields of every workspace package.json; tree-shaping settings of \
+                 pnpm-workspace.yaml, .npmrc, .yarnrc.yml"
+            }
+            Inputs::Pyproject => {
+                "name, version and dependency tables of pyproject.toml and of every uv \
+                 workspace member's"
+            }
             Inputs::Pipfile => "package sections of Pipfile",
             Inputs::Gradle => {
                 "every build script, version catalog, gradle.properties and wrapper properties (whole)"
@@ -425,10 +432,12 @@ impl Layout {
                  nodeLinker, cacheFolder and enableGlobalCache say"
             }
             Layout::Poetry => {
-                "or virtualenvs.path when POETRY_VIRTUALENVS_IN_PROJECT / poetry.toml say not in-project"
+                "or this project's environment in virtualenvs.path when POETRY_VIRTUALENVS_IN_PROJECT / poetry.toml say not in-project"
             }
             Layout::Uv => "or UV_PROJECT_ENVIRONMENT when set",
-            Layout::Pipenv => "or WORKON_HOME when PIPENV_VENV_IN_PROJECT is off",
+            Layout::Pipenv => {
+                "or this project's environment in WORKON_HOME when PIPENV_VENV_IN_PROJECT is off"
+            }
             Layout::Cargo => "under CARGO_HOME when set; never config.toml",
             Layout::Gradle => {
                 "under GRADLE_USER_HOME when set; never *.lock, gc.properties or daemon/"

@@ -47,6 +47,16 @@ pub fn state(plan: &Plan) -> State {
             crate::key::short(key)
         ));
     }
+    // The key leaves out where a project's Python environment lies, because a restore from
+    // a store rewrites it for the new path; GitLab's cache puts it back untouched.
+    let built_at = text.lines().find_map(|l| l.strip_prefix("dir "));
+    let here = plan.dir.display().to_string();
+    if plan.relocatable_python && built_at != Some(here.as_str()) {
+        return State::Not(format!(
+            "{first} was built at {}, and GitLab's cache does not rewrite the paths a virtualenv holds",
+            built_at.unwrap_or("another path")
+        ));
+    }
     if let Some(p) = plan.missing_paths().first() {
         return State::Not(format!("{p} is missing"));
     }
@@ -62,8 +72,10 @@ pub fn write_marker(plan: &Plan) -> Result<(), String> {
         ));
     }
     let body = format!(
-        "{HEADER}\nkey {}\nname {}\n",
-        plan.key, plan.components.name
+        "{HEADER}\nkey {}\nname {}\ndir {}\n",
+        plan.key,
+        plan.components.name,
+        plan.dir.display()
     );
     // Temp file + rename: a job killed mid-write never leaves a marker that half-matches.
     let tmp = first.abs.join(format!("{MARKER}.tmp"));

@@ -108,7 +108,7 @@ pub fn parse_trusted_keys(text: &str) -> Result<Vec<VerifyingKey>> {
 /// JSON-quoted so no value can contain a line break and forge the next line.
 pub fn signed_message(m: &Manifest) -> Vec<u8> {
     let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
-    format!(
+    let mut message = format!(
         "{MESSAGE_HEADER}\nformat {}\nscope {}\nname {}\nkey {}\narchive {}\nsize {}\nblake3 {}\npaths {}\n",
         m.format,
         q(&m.scope),
@@ -118,8 +118,15 @@ pub fn signed_message(m: &Manifest) -> Vec<u8> {
         m.archive_size,
         q(&m.archive_blake3),
         serde_json::to_string(&m.paths).expect("strings serialize"),
-    )
-    .into_bytes()
+    );
+    // What a restore rewrites is signed too; manifests without it sign as they always did.
+    if let Some(r) = &m.relocation {
+        message.push_str(&format!(
+            "relocation {}\n",
+            serde_json::to_string(r).expect("relocation serializes")
+        ));
+    }
+    message.into_bytes()
 }
 
 /// The value for the manifest's `signature` field.

@@ -131,11 +131,12 @@ fn missing_and_failing_commands_keep_their_status_and_save_nothing() {
         .run();
     assert!(p.store_files().is_empty(), "{:?}", p.store_files());
 
-    // --save-on-failure saves what the failed command left.
+    // --save-on-failure saves what the failed command left (a file: an entry of empty
+    // directories is never saved).
     p.test()
         .ensure(
             &[&ARGS[..], &["--save-on-failure"]].concat(),
-            &tree_cmd("mkdir -p out && exit 3"),
+            &tree_cmd("mkdir -p out && touch out/partial && exit 3"),
         )
         .status(3)
         .run();
@@ -357,6 +358,10 @@ fn key_explain_and_json_show_every_component() {
             "PYV",
             "--key-cmd",
             "echo tool 1.2",
+            // A venv the user names keeps its location in the key (the preset's own moves
+            // with the project: `relocate`).
+            "--path",
+            ".venv",
         ])
         .args(["--", "pip", "install"])
         .env("PYV", "3.12")

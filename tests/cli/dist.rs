@@ -687,3 +687,59 @@ fn walk_has(root: &Path, prefix: &str) -> bool {
         .iter()
         .any(|f| f.starts_with(prefix))
 }
+
+/// GitLab's shell runners build one project at several paths (`/builds/<token>/<slot>/...`):
+/// a job at the second path hits the entry saved at the first, and the restored venv runs
+/// there (its console script, pip, the activate script).
+#[test]
+fn gitlab_ci_local_shell_jobs_at_two_build_paths_share_one_python_entry() {
+    let Some(gcl) = gitlab_ci_local() else { return };
+    if !require_tool("python3", "apt-get install -y python3 python3-venv") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (store, home) = (t.join("store"), t.join("home"));
+    fs::create_dir_all(&home).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("cachegate");
+    let mut outs = Vec::new();
+    for slot in ["0", "1"] {
+        let proj = t.join(format!("builds/tok/{slot}/group/proj"));
+        fs::create_dir_all(&proj).unwrap();
+        build_wheel(&proj.join("wheels"), "1.0");
+        fs::write(proj.join("requirements.txt"), "greet==1.0\n").unwrap();
+        fs::write(
+            proj.join(".gitlab-ci.yml"),
+            format!(
+                "deps:
+  variables:
+    CACHEGATE_BACKEND: {store}
+  script:
+    - {bin} ensure --lock requirements.txt -- sh -c 'echo run >> {log} && python3 -m venv .venv && .venv/bin/pip install -q --no-index --find-links wheels -r requirements.txt'
+    - .venv/bin/greet
+    - . .venv/bin/activate && echo \"venv=$VIRTUAL_ENV\" && python -m pip list 2>/dev/null | grep greet
+",
+                store = store.display(),
+                bin = bin.display(),
+                log = t.join("installs.log").display(),
+            ),
+        )
+        .unwrap();
+        git_project(&proj);
+        let out = pipeline(&gcl, &proj, &home);
+        assert!(out.contains("hello from greet 1.0"), "{out}");
+        assert!(
+            out.contains(&format!("venv={}/.venv", proj.display())),
+            "{out}"
+        );
+        outs.push(out);
+    }
+    assert!(outs[0].contains("cachegate: saved pip"), "{}", outs[0]);
+    assert!(outs[1].contains("cachegate: hit pip"), "{}", outs[1]);
+    let installs = fs::read_to_string(t.join("installs.log")).unwrap();
+    assert_eq!(
+        installs.lines().count(),
+        1,
+        "the second path did not install"
+    );
+}

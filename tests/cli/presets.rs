@@ -867,7 +867,7 @@ fn presets_lists_every_preset_on_stdout_and_as_json() {
         .args(["presets"])
         .stdout_contains("cargo\n  lock file           Cargo.lock\n  cached paths        .cargo/registry, .cargo/git")
         .stdout_contains("runtime in the key  node: ABI")
-        .stdout_contains("consistency inputs  dependency tables of pyproject.toml")
+        .stdout_contains("consistency inputs  name, version and dependency tables of pyproject.toml")
         .run();
     for p in cachegate::preset::PRESETS {
         assert!(
@@ -965,4 +965,470 @@ fn a_manifest_listing_a_path_the_key_does_not_declare_is_not_restored() {
         fs::read_to_string(p.path("src/main.js")).unwrap(),
         "keep me\n"
     );
+}
+
+/// A poetry project of its own on `home`'s shared virtualenvs (poetry's default, under
+/// XDG_CACHE_HOME), depending on the wheel `pkg`.
+fn poetry_out_of_project(p: &Project, pkg: &str, xdg: &Path) -> Vec<(&'static str, String)> {
+    crate::common::scenarios::build_named_wheel(&p.path("wheels"), pkg, "1.0");
+    p.write(
+        "pyproject.toml",
+        &format!(
+            "[tool.poetry]\npackage-mode = false\n\n[tool.poetry.dependencies]\npython = \">=3.10\"\n{pkg} = {{ path = \"wheels/{pkg}-1.0-py3-none-any.whl\" }}\n"
+        ),
+    );
+    let env = vec![
+        ("PATH", tools_path()),
+        ("HOME", p.home.display().to_string()),
+        ("XDG_CACHE_HOME", xdg.display().to_string()),
+        ("POETRY_VIRTUALENVS_IN_PROJECT", "false".into()),
+    ];
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(&p.dir, &refs, "poetry lock -q");
+    env
+}
+
+fn poetry_imports(p: &Project, env: &[(&'static str, String)], pkg: &str) -> String {
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(
+        &p.dir,
+        &refs,
+        &format!("poetry run python -c 'import {pkg}; print({pkg}.VERSION)'"),
+    )
+}
+
+#[test]
+fn poetry_out_of_project_hit_never_replaces_another_projects_venv_nor_hits_at_another_path() {
+    if !need("poetry") {
+        return;
+    }
+    let a = Project::new();
+    let mut b = Project::new();
+    b.store = a.store.clone();
+    b.home = a.home.clone();
+    let xdg = a.tmp.path().join("shared-xdg");
+    let a_env = poetry_out_of_project(&a, "greet", &xdg);
+    let b_env = poetry_out_of_project(&b, "other", &xdg);
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    let venvs = xdg.join("pypoetry/virtualenvs");
+    a.test()
+        .ensure(&lock, &install)
+        .envs(a_env.clone())
+        .stderr_contains(&format!("caching this project's, {}", venvs.display()))
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    b.test()
+        .ensure(&lock, &install)
+        .envs(b_env.clone())
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    let envs_of = || {
+        let mut v: Vec<String> = fs::read_dir(&venvs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let both = envs_of();
+    assert_eq!(both.len(), 2, "{both:?}");
+
+    // A's environment is lost (a cleaned runner); its hit brings back A's alone and leaves
+    // B's in place.
+    let a_venv = sh(
+        &a.dir,
+        &a_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+        "poetry env info -p",
+    );
+    fs::remove_dir_all(a_venv.trim()).unwrap();
+    a.test()
+        .ensure(&lock, &install)
+        .envs(a_env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(1)
+        .warnings(0)
+        .run();
+    assert_eq!(envs_of(), both);
+    assert_eq!(poetry_imports(&a, &a_env, "greet").trim(), "1.0");
+    assert_eq!(poetry_imports(&b, &b_env, "other").trim(), "1.0");
+
+    // The same project cloned at another path: poetry would look for another venv name,
+    // so this is a miss that installs, never a hit that leaves poetry an empty venv.
+    let c = fresh_copy(&a, &["installs.log"]);
+    c.test()
+        .ensure(&lock, &install)
+        .envs(a_env.clone())
+        .stderr_contains("cachegate: miss poetry")
+        .installs(1)
+        .run();
+    assert_eq!(poetry_imports(&c, &a_env, "greet").trim(), "1.0");
+}
+
+#[test]
+fn poetry_with_xdg_cache_home_saves_its_venv_and_an_empty_entry_is_never_a_hit() {
+    if !need("poetry") {
+        return;
+    }
+    let p = Project::new();
+    let xdg = p.tmp.path().join("xdg-cache");
+    let env = poetry_out_of_project(&p, "greet", &xdg);
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_lacks("does not exist")
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .warnings(0)
+        .run();
+    let venvs = xdg.join("pypoetry/virtualenvs");
+    fs::remove_dir_all(&venvs).unwrap();
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(1)
+        .run();
+    assert_eq!(poetry_imports(&p, &env, "greet").trim(), "1.0");
+
+    // A command that leaves only an empty directory where the tree should be: nothing is
+    // saved, and the next run installs again.
+    let q = Project::new();
+    q.write("app.lock", "1");
+    let args = ["--lock", "app.lock", "--path", "out"];
+    q.test()
+        .ensure(&args, &cmd("mkdir -p out/empty"))
+        .stderr_contains("nothing saved: out holds no files after the command")
+        .installs(1)
+        .warnings(1)
+        .run();
+    q.test()
+        .ensure(&args, &cmd("mkdir -p out/empty"))
+        .stderr_contains("cachegate: miss")
+        .installs(2)
+        .run();
+}
+
+/// A uv workspace: a root that is no package, members `pkg-a` and `pkg-b` (uv's own build
+/// backend, which uv runs without downloading anything) and the local wheel `greet`.
+fn uv_workspace(p: &Project) -> Vec<(&'static str, String)> {
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write(
+        "pyproject.toml",
+        "[project]\nname = \"root\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"pkg-a\", \"pkg-b\", \"greet==1.0\"]\n\n[tool.uv]\npackage = false\n\n[tool.uv.sources]\npkg-a = { workspace = true }\npkg-b = { workspace = true }\n\n[tool.uv.workspace]\nmembers = [\"packages/*\"]\n",
+    );
+    for m in ["a", "b"] {
+        p.write(
+            &format!("packages/pkg-{m}/pyproject.toml"),
+            &format!("[project]\nname = \"pkg-{m}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\n\n[build-system]\nrequires = [\"uv_build>=0.8,<0.20\"]\nbuild-backend = \"uv_build\"\n"),
+        )
+        .write(
+            &format!("packages/pkg-{m}/src/pkg_{m}/__init__.py"),
+            &format!("X = '{m}'\n"),
+        );
+    }
+    let env = vec![
+        ("PATH", tools_path()),
+        ("UV_PYTHON_DOWNLOADS", "never".into()),
+        ("UV_NO_CACHE", "1".into()),
+        ("UV_OFFLINE", "1".into()),
+        ("UV_NO_INDEX", "1".into()),
+        ("UV_FIND_LINKS", p.path("wheels").display().to_string()),
+        ("HOME", p.home.display().to_string()),
+    ];
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(&p.dir, &refs, "uv lock -q");
+    env
+}
+
+fn sh_env(dir: &Path, env: &[(&'static str, String)], script: &str) -> String {
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sh(dir, &refs, script)
+}
+
+#[test]
+fn uv_workspace_restored_at_another_path_is_in_sync_and_an_edited_member_misses() {
+    if !need("uv") {
+        return;
+    }
+    let p = Project::new();
+    let env = uv_workspace(&p);
+    let install = cmd("uv sync --locked -q");
+    let lock = ["--lock", "uv.lock"];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: saved uv")
+        .installs(1)
+        .run();
+    let after_install = sh_env(&p.dir, &env, "uv sync --locked --dry-run 2>&1");
+    assert!(
+        after_install.contains("Would make no changes"),
+        "{after_install}"
+    );
+
+    // The next job checks the project out at another path (another runner slot) and later.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    q.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit uv")
+        .installs(0)
+        .warnings(0)
+        .run();
+    let dry = sh_env(&q.dir, &env, "uv sync --locked --dry-run 2>&1");
+    assert!(dry.contains("Would make no changes"), "{dry}");
+    let ran = sh_env(
+        &q.dir,
+        &env,
+        "uv run --frozen python -c 'import pkg_a, pkg_b, greet; print(pkg_a.X, pkg_b.X, greet.VERSION, pkg_a.__file__)' 2>&1",
+    );
+    assert!(!ran.contains("Installed"), "uv run reinstalled: {ran}");
+    assert!(
+        ran.contains(&format!(
+            "a b 1.0 {}/packages/pkg-a/src/pkg_a/__init__.py",
+            q.dir.display()
+        )),
+        "{ran}"
+    );
+    let listed = sh_env(&q.dir, &env, "uv pip list 2>&1");
+    for want in ["greet", "pkg-a", "pkg-b"] {
+        assert!(listed.contains(want), "{listed}");
+    }
+    assert!(!listed.contains(&p.dir.display().to_string()), "{listed}");
+
+    // A member gains a dependency without re-locking: `uv sync --locked` refuses, and so
+    // must the cache (no hit that turns the job green).
+    q.write(
+        "packages/pkg-a/pyproject.toml",
+        "[project]\nname = \"pkg-a\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"greet\"]\n\n[build-system]\nrequires = [\"uv_build>=0.8,<0.20\"]\nbuild-backend = \"uv_build\"\n",
+    );
+    fs::remove_dir_all(q.path(".venv")).unwrap();
+    let o = q
+        .test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .any_status()
+        .stderr_contains("cachegate: miss uv")
+        .installs(1)
+        .run();
+    assert!(!o.status.success(), "{}", stderr(&o));
+}
+
+/// The wheels are in the project, named relatively: the command is part of the key.
+fn pip_venv_install(extra: &str) -> Vec<String> {
+    cmd(&format!(
+        "python3 -m venv .venv && .venv/bin/pip install -q --no-index --find-links wheels -r requirements.txt{extra}"
+    ))
+}
+
+#[test]
+fn a_pip_venv_restored_at_another_path_runs_its_scripts_there() {
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let lock = ["--lock", "requirements.txt"];
+    p.test()
+        .ensure(&lock, &pip_venv_install(""))
+        .stderr_contains("cachegate: saved pip")
+        .installs(1)
+        .run();
+    let key = |p: &Project| stdout(&p.test().args(["key", "--lock", "requirements.txt"]).run());
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    assert_eq!(key(&p), key(&q), "the location is not in the key");
+    q.test()
+        .ensure(&lock, &pip_venv_install(""))
+        .stderr_contains("cachegate: hit pip")
+        .installs(0)
+        .warnings(0)
+        .run();
+    fs::remove_dir_all(&p.dir).unwrap();
+    let ran = sh(
+        &q.dir,
+        &[],
+        ". .venv/bin/activate && echo \"$VIRTUAL_ENV\" && greet && python -m pip list --disable-pip-version-check 2>&1 | grep greet && python -c 'import greet, sys; print(sys.prefix)'",
+    );
+    let venv = q.path(".venv").display().to_string();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        [
+            venv.as_str(),
+            "hello from greet 1.0",
+            "greet      1.0",
+            venv.as_str()
+        ],
+        "{ran}"
+    );
+    let cfg = fs::read_to_string(q.path(".venv/pyvenv.cfg")).unwrap();
+    assert!(cfg.contains(&venv), "{cfg}");
+}
+
+#[test]
+fn a_venv_holding_its_path_in_a_binary_file_misses_at_another_path_saying_which() {
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let lock = ["--lock", "requirements.txt"];
+    // What a compiled extension with an absolute rpath looks like to a scan.
+    let ext = " && printf 'ELF\\000%s/.venv/lib' \"$PWD\" > .venv/lib/ext.so";
+    p.test()
+        .ensure(&lock, &pip_venv_install(ext))
+        .stderr_contains("cachegate: saved pip")
+        .installs(1)
+        .run();
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    q.test()
+        .ensure(&lock, &pip_venv_install(ext))
+        .stderr_contains(&format!(
+            "it was saved at {} and .venv/lib/ext.so (a binary file) holds that path",
+            p.dir.display()
+        ))
+        .stderr_lacks("cachegate: hit")
+        .installs(1)
+        .warnings(1)
+        .run();
+    let ran = sh(&q.dir, &[], ".venv/bin/greet");
+    assert_eq!(ran.trim(), "hello from greet 1.0");
+}
+
+#[test]
+fn a_poetry_project_installed_editable_hits_at_another_path_and_poetry_run_uses_it() {
+    if !need("poetry") {
+        return;
+    }
+    let p = Project::new();
+    build_wheel(&p.path("wheels"), "1.0");
+    p.write(
+        "pyproject.toml",
+        "[project]\nname = \"app\"\nversion = \"0.1.0\"\nrequires-python = \">=3.10\"\ndependencies = [\"greet\"]\n\n[project.scripts]\napp = \"app:main\"\n\n[tool.poetry]\npackages = [{ include = \"app\", from = \"src\" }]\n\n[tool.poetry.dependencies]\ngreet = { path = \"wheels/greet-1.0-py3-none-any.whl\" }\n\n[build-system]\nrequires = [\"poetry-core>=2.0\"]\nbuild-backend = \"poetry.core.masonry.api\"\n",
+    )
+    .write(
+        "src/app/__init__.py",
+        "import greet\ndef main():\n    print('app', greet.VERSION, __file__)\n",
+    );
+    let env = vec![
+        ("PATH", tools_path()),
+        ("HOME", p.home.display().to_string()),
+        (
+            "XDG_CACHE_HOME",
+            p.tmp.path().join("xdg").display().to_string(),
+        ),
+    ];
+    // Locking makes an environment; one outside the project would be poetry's choice later.
+    sh_env(
+        &p.dir,
+        &env,
+        "POETRY_VIRTUALENVS_IN_PROJECT=true poetry lock -q && rm -rf .venv",
+    );
+    let install = cmd("poetry install -q");
+    let lock = ["--lock", "poetry.lock"];
+    p.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: saved poetry")
+        .installs(1)
+        .run();
+    let q = fresh_copy(&p, &[".venv", "installs.log"]);
+    fs::remove_dir_all(&p.dir).unwrap();
+    let mut qenv = env.clone();
+    qenv.push(("POETRY_VIRTUALENVS_IN_PROJECT", "true".into()));
+    q.test()
+        .ensure(&lock, &install)
+        .envs(env.clone())
+        .stderr_contains("cachegate: hit poetry")
+        .installs(0)
+        .warnings(0)
+        .run();
+    let ran = sh_env(
+        &q.dir,
+        &qenv,
+        "poetry env info -p && poetry run app && poetry run python -c 'import app; print(app.__file__)'",
+    );
+    let src = q.path("src/app/__init__.py").display().to_string();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        [
+            q.path(".venv").display().to_string(),
+            format!("app 1.0 {src}"),
+            src.clone()
+        ],
+        "{ran}"
+    );
+    // Nothing to install: poetry sees the restored environment as its own.
+    let again = sh_env(&q.dir, &qenv, "poetry install 2>&1");
+    assert!(
+        again.contains("No dependencies to install or update"),
+        "{again}"
+    );
+}
+
+#[test]
+fn pnpm_node_linker_set_in_pnpm_workspace_yaml_is_a_miss_not_the_isolated_tree() {
+    if !need("pnpm") {
+        return;
+    }
+    let p = Project::new();
+    let (_, v2) = dep_tarballs(p.tmp.path());
+    let store = p.tmp.path().join("pnpm-store");
+    p.write(
+        "package.json",
+        &format!(
+            r#"{{"name":"root","private":true,"dependencies":{{"dep":"file:{}"}}}}"#,
+            v2.display()
+        ),
+    )
+    .write("pnpm-workspace.yaml", "packages: []\n");
+    let install = format!(
+        "pnpm install --offline --frozen-lockfile --store-dir {}",
+        store.display()
+    );
+    sh(
+        &p.dir,
+        &[("HOME", p.home.to_str().unwrap())],
+        &format!(
+            "pnpm install --offline --store-dir {} && rm -rf node_modules",
+            store.display()
+        ),
+    );
+    let lock = ["--lock", "pnpm-lock.yaml"];
+    let env = [("PATH", tools_path())];
+    p.test()
+        .ensure(&lock, &cmd(&install))
+        .envs(env.clone())
+        .stderr_contains("cachegate: saved pnpm")
+        .installs(1)
+        .run();
+    assert!(
+        fs::symlink_metadata(p.path("node_modules/dep"))
+            .unwrap()
+            .is_symlink()
+    );
+
+    // The lock is byte for byte the same; the layout asked for is not.
+    let before = fs::read(p.path("pnpm-lock.yaml")).unwrap();
+    p.write("pnpm-workspace.yaml", "packages: []\nnodeLinker: hoisted\n");
+    fs::remove_dir_all(p.path("node_modules")).unwrap();
+    p.test()
+        .ensure(&lock, &cmd(&install))
+        .envs(env)
+        .stderr_contains("cachegate: miss pnpm")
+        .installs(2)
+        .run();
+    assert_eq!(fs::read(p.path("pnpm-lock.yaml")).unwrap(), before);
+    let dep = fs::symlink_metadata(p.path("node_modules/dep")).unwrap();
+    assert!(
+        dep.is_dir() && !dep.is_symlink(),
+        "hoisted: a real directory"
+    );
+    let got = sh(&p.dir, &[], "node -p \"require('dep')\"");
+    assert_eq!(got.trim(), "dep 2.0.0");
 }

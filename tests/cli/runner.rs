@@ -146,3 +146,41 @@ fn runner_mode_has_no_listing_or_pruning() {
         assert!(stderr(&o).contains("stores nothing"), "{}", stderr(&o));
     }
 }
+
+/// A store restore rewrites a venv for a new checkout path; GitLab's cache does not, so a
+/// venv it carries to another path (another runner slot) must be a miss, never a hit whose
+/// scripts name the old path.
+#[test]
+fn runner_mode_venv_carried_to_another_checkout_path_is_a_miss() {
+    if !require_tool("python3", "apt-get install -y python3 python3-venv") {
+        return;
+    }
+    let p = Project::new();
+    build_wheel(&p.tmp.path().join("wheels"), "1.0");
+    p.write("requirements.txt", "greet==1.0\n");
+    let cmd = pip_install_cmd(&p);
+    let o = runner(&p, "ensure", &cmd);
+    assert!(stderr(&o).contains("saved pip"), "{}", stderr(&o));
+    // The same project in another slot, with GitLab's cache putting the .venv back there.
+    let mut q = Project::new();
+    q.dir = q.tmp.path().join("slot1/project");
+    fs::create_dir_all(&q.dir).unwrap();
+    fs::copy(p.path("requirements.txt"), q.path("requirements.txt")).unwrap();
+    cp(&p.path(".venv"), &q.path(".venv"));
+    let o = runner(&q, "ensure", &cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            ".venv was built at {}, and GitLab's cache does not rewrite",
+            p.dir.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(installs(&q), 1, "the install ran at the new path");
+    let imp = StdCommand::new(q.path(".venv/bin/python"))
+        .args(["-c", "import greet; print(greet.VERSION)"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&imp).trim(), "1.0", "{}", stderr(&imp));
+}
