@@ -274,7 +274,7 @@ impl Shared {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
             Damaged(format!(
-                "bytes {from}-{} of the archive do not match their digest {READ_TWICE}",
+                "bytes {from}-{} of the archive: digest does not match the manifest {READ_TWICE}",
                 to - 1
             )),
         ))
