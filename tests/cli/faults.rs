@@ -592,7 +592,38 @@ fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
         "the flipped one: {counts:?}"
     );
 
+    // An entry saved before range digests: the whole archive is read again instead.
+    let mut old = manifest.clone();
+    old.as_object_mut().unwrap().remove("chunks");
+    fs::write(
+        root.join(format!("{stem}.json")),
+        serde_json::to_vec(&old).unwrap(),
+    )
+    .unwrap();
+    fs::remove_dir_all(p.path("out")).unwrap();
+    proxy.clear_seen();
+    proxy.set_fault(Fault::FlipOnce);
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .stderr_contains("arrived damaged (archive digest does not match the manifest); reading it again on a new connection")
+        .stderr_contains("cachegate: hit")
+        .stderr_lacks("removed")
+        .installs(1)
+        .run();
+    assert_eq!(fs::read(p.path("out/blob")).unwrap(), blob);
+    assert_eq!(manifests(), before, "the entry is the one saved");
+    assert!(
+        range_counts(&proxy).values().all(|n| *n == 2),
+        "every range twice: {:?}",
+        range_counts(&proxy)
+    );
+
     // Damaged every time it is read: the stored entry is judged bad only then.
+    fs::write(
+        root.join(format!("{stem}.json")),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
     proxy.clear_seen();
     proxy.set_fault(Fault::FlipByte);
