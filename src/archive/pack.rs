@@ -218,3 +218,31 @@ fn add_tree<W: Write>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piece_digests_cover_each_chunk_whatever_the_write_sizes() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = HashWriter::new(Vec::new(), 64);
+        for part in data.chunks(37) {
+            w.write_all(part).unwrap();
+        }
+        w.end_piece();
+        let want: Vec<[u8; CHUNK_DIGEST_BYTES]> = data
+            .chunks(64)
+            .map(|c| {
+                blake3::hash(c).as_bytes()[..CHUNK_DIGEST_BYTES]
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(w.sums, want);
+        let c = ChunkDigests::new(64, &w.sums);
+        assert_eq!(c.decode(1000), Some(want));
+        // Another size, another count: not these digests.
+        assert_eq!(c.decode(2000), None);
+    }
+}
