@@ -648,7 +648,7 @@ impl Backend for S3Backend {
                 retries: self.retries,
                 deadline: Instant::now() + self.overall,
             },
-            sums,
+            sums.filter(|_| meta.content_length() == size),
         ))
     }
 
