@@ -49,6 +49,59 @@ pub struct Manifest {
     /// restore at another path can rewrite them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relocation: Option<crate::relocate::Relocation>,
+    /// A digest per range of the archive, so a range damaged in transit can be fetched
+    /// again alone. Entries saved before these existed have none (and readers before them
+    /// ignore the field): the whole archive is read again instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkDigests>,
+}
+
+/// Bytes of each range digest kept: enough to tell which range arrived damaged; whether
+/// the archive is the one saved is still decided by its whole, full-length digest.
+pub const CHUNK_DIGEST_BYTES: usize = 16;
+
+/// The blake3 of each `size`-byte piece of the archive (the last may be shorter), as the
+/// saving job wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkDigests {
+    /// The saving job's `--chunk-size`: readers with the same one verify each range.
+    pub size: u64,
+    /// The first `CHUNK_DIGEST_BYTES` of each piece's blake3, concatenated, in base64
+    /// (5.5 kB for 1 GB in 4 MiB pieces).
+    pub blake3: String,
+    /// The signing key's signature over these (`sign::sign_chunks`): the manifest's own
+    /// signature covers only what readers before chunk digests check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl ChunkDigests {
+    pub fn new(size: u64, sums: &[[u8; CHUNK_DIGEST_BYTES]]) -> ChunkDigests {
+        use base64::Engine as _;
+        ChunkDigests {
+            size,
+            blake3: base64::engine::general_purpose::STANDARD.encode(sums.concat()),
+            signature: None,
+        }
+    }
+
+    /// The digests, when they are well-formed for an archive of `total` bytes (one per
+    /// piece); `None` for anything else, which is then read as a manifest without them.
+    pub fn decode(&self, total: u64) -> Option<Vec<[u8; CHUNK_DIGEST_BYTES]>> {
+        use base64::Engine as _;
+        if self.size == 0 {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&self.blake3)
+            .ok()?;
+        let sums: Vec<[u8; CHUNK_DIGEST_BYTES]> = raw
+            .chunks_exact(CHUNK_DIGEST_BYTES)
+            .map(|c| c.try_into().expect("exact chunks"))
+            .collect();
+        (raw.len() % CHUNK_DIGEST_BYTES == 0 && sums.len() as u64 == total.div_ceil(self.size))
+            .then_some(sums)
+    }
 }
 
 /// A user string as exactly one path segment: bytes outside `[A-Za-z0-9_.-]`, a leading

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::archive::{self, Expected, Limits, UnpackError};
-use crate::backend::{Backend, StoreError};
+use crate::backend::{Backend, StoreError, ranged};
 use crate::cli::{JobArgs, ReportArgs, StoreArgs};
 use crate::entry::{self, EntryName, Manifest};
 use crate::exit::{self, Ending};
@@ -83,6 +83,8 @@ pub struct Job {
     pub scopes: Scopes,
     pub strict: bool,
     pub level: i32,
+    /// `--chunk-size`: the pieces a save records a digest of, as downloads fetch them.
+    pub chunk_size: u64,
     pub verbose: u8,
     pub report: Report,
     pub report_args: Option<ReportArgs>,
@@ -155,6 +157,7 @@ impl Job {
             scopes,
             strict: args.strict,
             level: args.compression_level,
+            chunk_size: args.transfer.chunk_size,
             verbose,
             report,
             report_args,
@@ -557,6 +560,7 @@ impl Job {
                 &current.archive,
                 current.archive_size,
                 &current.archive_blake3,
+                current.chunks.as_ref(),
             ) {
                 Ok(reader) => {
                     let fits = |staged: &[std::path::PathBuf]| {
@@ -567,7 +571,8 @@ impl Job {
                         archive::unpack_checked(reader, &targets, &expected, self.limits, &fits)
                     };
                     let why = match unpack(reader) {
-                        Err(UnpackError::Corrupt(why)) => why,
+                        // A range checked against its digest was fetched again already.
+                        Err(UnpackError::Corrupt(why)) if !why.ends_with(ranged::READ_TWICE) => why,
                         done => return done,
                     };
                     // A byte flipped in transit looks just like a damaged entry: read it
@@ -583,12 +588,18 @@ impl Job {
                             &current.archive,
                             current.archive_size,
                             &current.archive_blake3,
+                            current.chunks.as_ref(),
                         )
                         .map_err(|e| UnpackError::Transfer(e.into()))?;
                     return match unpack(again) {
-                        Err(UnpackError::Corrupt(twice)) => Err(UnpackError::Corrupt(format!(
-                            "{twice} (read twice, on two connections)"
-                        ))),
+                        Err(UnpackError::Corrupt(twice))
+                            if !twice.ends_with(ranged::READ_TWICE) =>
+                        {
+                            Err(UnpackError::Corrupt(format!(
+                                "{twice} {}",
+                                ranged::READ_TWICE
+                            )))
+                        }
                         done => done,
                     };
                 }
@@ -777,7 +788,7 @@ impl Job {
         let archive_object = entry.archive(&entry::upload_id());
         let packed = (|| -> Result<archive::PackStats> {
             let upload = backend.put(&archive_object).context("upload failed")?;
-            let (upload, stats) = archive::pack(paths, upload, self.level)?;
+            let (upload, stats) = archive::pack(paths, upload, self.level, self.chunk_size)?;
             upload.finish().context("upload failed")?;
             Ok(stats)
         })();
@@ -807,9 +818,13 @@ impl Job {
                 .plan
                 .relocatable_python
                 .then(|| crate::relocate::scan(paths, &self.plan.dir)),
+            chunks: stats.chunks.clone(),
         };
         if let Some(key) = &self.signing {
             manifest.signature = Some(sign::sign(key, &manifest));
+            if let Some(c) = &mut manifest.chunks {
+                c.signature = Some(sign::sign_chunks(key, &manifest.archive_blake3, c));
+            }
         }
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         let committed = if self.replace || replacing {

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
-use crate::entry::Manifest;
+use crate::entry::{ChunkDigests, Manifest};
 
 pub use crate::env_vars::{
     CACHEGATE_SIGNING_KEY as SIGNING_KEY_VAR, CACHEGATE_TRUSTED_KEYS as TRUSTED_KEYS_VAR,
@@ -20,6 +20,9 @@ const SECRET_PREFIX: &str = "cachegate-ed25519-secret:";
 /// What the `signature` field starts with, so a future scheme can sit beside it.
 const SIGNATURE_PREFIX: &str = "ed25519:";
 const MESSAGE_HEADER: &str = "cachegate-signed-manifest-v1";
+/// The range digests are signed apart (`ChunkDigests::signature`), so the manifest's own
+/// message stays what readers before them verify.
+const CHUNKS_HEADER: &str = "cachegate-signed-chunks-v1";
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
@@ -129,9 +132,30 @@ pub fn signed_message(m: &Manifest) -> Vec<u8> {
     message.into_bytes()
 }
 
+/// The bytes signed for the range digests, bound to the archive they describe.
+fn chunks_message(archive_blake3: &str, c: &ChunkDigests) -> Vec<u8> {
+    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    format!(
+        "{CHUNKS_HEADER}\nblake3 {}\nsize {}\nchunks {}\n",
+        q(archive_blake3),
+        c.size,
+        q(&c.blake3)
+    )
+    .into_bytes()
+}
+
 /// The value for the manifest's `signature` field.
 pub fn sign(key: &SigningKey, m: &Manifest) -> String {
-    let sig = key.sign(&signed_message(m));
+    signature_text(key, &signed_message(m))
+}
+
+/// The value for the range digests' `signature` field.
+pub fn sign_chunks(key: &SigningKey, archive_blake3: &str, c: &ChunkDigests) -> String {
+    signature_text(key, &chunks_message(archive_blake3, c))
+}
+
+fn signature_text(key: &SigningKey, message: &[u8]) -> String {
+    let sig = key.sign(message);
     format!(
         "{SIGNATURE_PREFIX}{}:{}",
         b64().encode(key.verifying_key().to_bytes()),
@@ -144,13 +168,7 @@ pub fn verify(trusted: &[VerifyingKey], m: &Manifest) -> Result<()> {
     let Some(sig) = &m.signature else {
         bail!("it is not signed, and {TRUSTED_KEYS_VAR} requires a trusted signature");
     };
-    let parsed = sig.strip_prefix(SIGNATURE_PREFIX).and_then(|rest| {
-        let (public, sig) = rest.split_once(':')?;
-        let public = <[u8; 32]>::try_from(b64().decode(public).ok()?).ok()?;
-        let sig = <[u8; 64]>::try_from(b64().decode(sig).ok()?).ok()?;
-        Some((public, Signature::from_bytes(&sig)))
-    });
-    let Some((public, sig)) = parsed else {
+    let Some((public, sig)) = parse_signature(sig) else {
         bail!("its signature is malformed");
     };
     let Some(key) = trusted.iter().find(|k| k.to_bytes() == public) else {
@@ -162,7 +180,32 @@ pub fn verify(trusted: &[VerifyingKey], m: &Manifest) -> Result<()> {
     if key.verify_strict(&signed_message(m), &sig).is_err() {
         bail!("its signature does not match its contents (the manifest was altered after signing)");
     }
+    // They decide which ranges are fetched again and when an entry is judged damaged.
+    if let Some(c) = &m.chunks {
+        let same_key = c
+            .signature
+            .as_deref()
+            .and_then(parse_signature)
+            .filter(|(p, _)| *p == public);
+        let signed = same_key.is_some_and(|(_, sig)| {
+            key.verify_strict(&chunks_message(&m.archive_blake3, c), &sig)
+                .is_ok()
+        });
+        if !signed {
+            bail!(
+                "its range digests are not signed by the key that signed it (the manifest was altered after signing)"
+            );
+        }
+    }
     Ok(())
+}
+
+fn parse_signature(sig: &str) -> Option<([u8; 32], Signature)> {
+    let rest = sig.strip_prefix(SIGNATURE_PREFIX)?;
+    let (public, sig) = rest.split_once(':')?;
+    let public = <[u8; 32]>::try_from(b64().decode(public).ok()?).ok()?;
+    let sig = <[u8; 64]>::try_from(b64().decode(sig).ok()?).ok()?;
+    Some((public, Signature::from_bytes(&sig)))
 }
 
 #[cfg(test)]

@@ -141,9 +141,10 @@ impl Backend for Gated {
         name: &str,
         size: u64,
         blake3: &str,
+        chunks: Option<&crate::entry::ChunkDigests>,
     ) -> StoreResult<Box<dyn Read + Send>> {
         self.read()?;
-        self.inner.get_archive(name, size, blake3)
+        self.inner.get_archive(name, size, blake3, chunks)
     }
     fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
         self.read()?;

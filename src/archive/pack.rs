@@ -12,6 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::entry::{CHUNK_DIGEST_BYTES, ChunkDigests};
 use crate::plan::CachePath;
 use crate::progress::Progress;
 
@@ -22,6 +23,9 @@ pub struct PackStats {
     pub bytes: u64,
     pub archive_bytes: u64,
     pub digest: String,
+    /// The blake3 of each `chunk`-byte piece, as `pack` was asked; `None` for an archive
+    /// of one piece (it is fetched whole).
+    pub chunks: Option<crate::entry::ChunkDigests>,
     /// Things skipped (sockets, FIFOs, devices), for the log.
     pub skipped: Vec<String>,
     /// Credential files that went into the archive, for a warning.
@@ -38,16 +42,33 @@ pub struct HashWriter<W> {
     count: u64,
     /// The inner writer (the upload) failed: the error is the store's, not the tree's.
     broke: bool,
+    /// Bytes per piece digest, the hasher of the piece being written, and those done.
+    chunk: u64,
+    piece: blake3::Hasher,
+    sums: Vec<[u8; CHUNK_DIGEST_BYTES]>,
 }
 
 impl<W: Write> HashWriter<W> {
-    pub fn new(inner: W) -> Self {
+    pub fn new(inner: W, chunk: u64) -> Self {
         HashWriter {
             inner,
             hasher: blake3::Hasher::new(),
             count: 0,
             broke: false,
+            chunk: chunk.max(1),
+            piece: blake3::Hasher::new(),
+            sums: Vec::new(),
         }
+    }
+
+    fn end_piece(&mut self) {
+        let sum = self.piece.finalize();
+        self.sums.push(
+            sum.as_bytes()[..CHUNK_DIGEST_BYTES]
+                .try_into()
+                .expect("blake3 is 32 bytes"),
+        );
+        self.piece.reset();
     }
 }
 
@@ -55,7 +76,17 @@ impl<W: Write> Write for HashWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf).inspect_err(|_| self.broke = true)?;
         self.hasher.update(&buf[..n]);
-        self.count += n as u64;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let room = (self.chunk - self.count % self.chunk) as usize;
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.piece.update(now);
+            self.count += now.len() as u64;
+            if self.count % self.chunk == 0 {
+                self.end_piece();
+            }
+            rest = later;
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -63,8 +94,15 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, PackStats)> {
-    let hashed = HashWriter::new(out);
+/// `chunk` is the store's `--chunk-size`: the archive gets a digest per piece of that size,
+/// the ranges a parallel download fetches.
+pub fn pack<W: Write>(
+    paths: &[CachePath],
+    out: W,
+    level: i32,
+    chunk: u64,
+) -> Result<(W, PackStats)> {
+    let hashed = HashWriter::new(out, chunk);
     let buffered = io::BufWriter::with_capacity(1 << 20, hashed);
     let mut encoder = zstd::stream::write::Encoder::new(buffered, level)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -98,9 +136,15 @@ pub fn pack<W: Write>(paths: &[CachePath], out: W, level: i32) -> Result<(W, Pac
     // What is left is writing out: the upload's failures.
     let encoder = builder.into_inner().context("upload failed")?;
     let buffered = encoder.finish().context("upload failed")?;
-    let hashed = buffered
+    let mut hashed = buffered
         .into_inner()
         .map_err(|e| anyhow::anyhow!("upload failed: {}", e.error()))?;
+    if hashed.count % hashed.chunk != 0 {
+        hashed.end_piece();
+    }
+    if hashed.sums.len() > 1 {
+        stats.chunks = Some(ChunkDigests::new(hashed.chunk, &hashed.sums));
+    }
     stats.archive_bytes = hashed.count;
     stats.digest = hashed.hasher.finalize().to_hex().to_string();
     Ok((hashed.inner, stats))
@@ -175,4 +219,32 @@ fn add_tree<W: Write>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piece_digests_cover_each_chunk_whatever_the_write_sizes() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = HashWriter::new(Vec::new(), 64);
+        for part in data.chunks(37) {
+            w.write_all(part).unwrap();
+        }
+        w.end_piece();
+        let want: Vec<[u8; CHUNK_DIGEST_BYTES]> = data
+            .chunks(64)
+            .map(|c| {
+                blake3::hash(c).as_bytes()[..CHUNK_DIGEST_BYTES]
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(w.sums, want);
+        let c = ChunkDigests::new(64, &w.sums);
+        assert_eq!(c.decode(1000), Some(want));
+        // Another size, another count: not these digests.
+        assert_eq!(c.decode(2000), None);
+    }
 }

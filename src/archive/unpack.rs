@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 
+use crate::backend::ranged::Damaged;
 use crate::pipe::{self, PipeWriter};
 
 /// Bounds that stop decompression bombs and entry floods before they fill the disk.
@@ -139,6 +140,8 @@ struct HashReader<R> {
     count: u64,
     limit: u64,
     source_failed: bool,
+    /// The source found a range that matched its digest on neither of two reads.
+    damaged: Option<String>,
 }
 
 impl<R: Read> Read for HashReader<R> {
@@ -146,7 +149,10 @@ impl<R: Read> Read for HashReader<R> {
         let n = match self.inner.read(buf) {
             Ok(n) => n,
             Err(e) => {
-                self.source_failed = true;
+                match e.get_ref().and_then(|i| i.downcast_ref::<Damaged>()) {
+                    Some(d) => self.damaged = Some(d.0.clone()),
+                    None => self.source_failed = true,
+                }
                 return Err(e);
             }
         };
@@ -166,6 +172,7 @@ struct Decoded {
     digest: String,
     raw: u64,
     source_failed: bool,
+    damaged: Option<String>,
     error: Option<String>,
 }
 
@@ -185,6 +192,7 @@ fn spawn_decoder(
             count: 0,
             limit: expected_size,
             source_failed: false,
+            damaged: None,
         };
         let result = decode(&mut hr, limits, &tx);
         let error = result.err().map(|e| e.to_string());
@@ -202,6 +210,7 @@ fn spawn_decoder(
             digest: hr.hasher.finalize().to_hex().to_string(),
             raw: hr.count,
             source_failed: hr.source_failed,
+            damaged: hr.damaged,
             error,
         }
     })
@@ -831,6 +840,9 @@ pub fn unpack_checked(
         .join()
         .map_err(|_| local(anyhow!("decompression thread panicked")))?;
 
+    if let Some(why) = decoded.damaged {
+        return Err(corrupt(why));
+    }
     if decoded.source_failed {
         return Err(UnpackError::Transfer(anyhow!(
             "{}",

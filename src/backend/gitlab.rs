@@ -345,10 +345,11 @@ impl Backend for GitlabBackend {
         name: &str,
         size: u64,
         _blake3: &str,
+        chunks: Option<&crate::entry::ChunkDigests>,
     ) -> StoreResult<Box<dyn Read + Send>> {
         let loc = locate(name)?;
         self.transport
-            .download(&self.file_url(&loc, &loc.file)?, size)
+            .download(&self.file_url(&loc, &loc.file)?, size, chunks)
     }
 
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {

@@ -248,8 +248,9 @@ impl Backend for HttpBackend {
         name: &str,
         size: u64,
         _blake3: &str,
+        chunks: Option<&crate::entry::ChunkDigests>,
     ) -> StoreResult<Box<dyn Read + Send>> {
-        self.transport.download(&self.url(name)?, size)
+        self.transport.download(&self.url(name)?, size, chunks)
     }
 
     fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {

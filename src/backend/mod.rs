@@ -22,6 +22,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
+use crate::entry::ChunkDigests;
+
 /// Why a backend call failed, as far as callers need to branch on it.
 #[derive(Debug)]
 pub enum StoreError {
@@ -109,13 +111,15 @@ pub trait Backend: Send + Sync {
     /// Stream an archive the manifest says is `size` bytes with this blake3: large ones in
     /// parallel ranges where the store can, small ones (and stores that cannot) as one
     /// `get`. The digest is checked by the caller; a tier uses it to vet its own copy.
+    /// `chunks`, the manifest's range digests, let a parallel download check each range.
     fn get_archive(
         &self,
         name: &str,
         size: u64,
         blake3: &str,
+        chunks: Option<&ChunkDigests>,
     ) -> StoreResult<Box<dyn Read + Send>> {
-        let _ = (size, blake3);
+        let _ = (size, blake3, chunks);
         self.get(name)
     }
 

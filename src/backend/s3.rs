@@ -623,10 +623,13 @@ impl Backend for S3Backend {
         name: &str,
         size: u64,
         _blake3: &str,
+        chunks: Option<&crate::entry::ChunkDigests>,
     ) -> StoreResult<Box<dyn Read + Send>> {
         if self.concurrency <= 1 || size <= self.chunk as u64 {
             return self.get(name);
         }
+        let (chunk, concurrency, sums) =
+            super::ranged::plan(self.chunk as u64, self.concurrency, size, chunks);
         let meta = block(self.op.stat(name)).map_err(store_error)?;
         let _g = runtime().enter();
         let ranges = Arc::new(S3Ranges {
@@ -640,11 +643,12 @@ impl Backend for S3Backend {
             None,
             super::ranged::Split {
                 total: meta.content_length(),
-                chunk: self.chunk as u64,
-                concurrency: self.concurrency,
+                chunk,
+                concurrency,
                 retries: self.retries,
                 deadline: Instant::now() + self.overall,
             },
+            sums.filter(|_| meta.content_length() == size),
         ))
     }
 

@@ -242,6 +242,7 @@ impl Backend for TierRef {
         name: &str,
         size: u64,
         blake3: &str,
+        chunks: Option<&crate::entry::ChunkDigests>,
     ) -> StoreResult<Box<dyn Read + Send>> {
         let t = &self.0;
         if let Some(f) = t.local_archive(name, size, blake3) {
@@ -249,7 +250,7 @@ impl Backend for TierRef {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Box::new(f));
         }
-        let inner = t.remote.get_archive(name, size, blake3)?;
+        let inner = t.remote.get_archive(name, size, blake3, chunks)?;
         Ok(Box::new(Tee {
             inner,
             copy: t.tier.put(name).ok(),

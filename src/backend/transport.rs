@@ -307,12 +307,24 @@ impl Transport {
     /// answers 206 gets the rest as parallel ranges bound to the first response's version,
     /// while that first body streams on as the first chunk. A server that ignores `Range`
     /// (200) is read as one stream.
-    pub fn download(&self, url: &Url, size: u64) -> StoreResult<Box<dyn Read + Send>> {
-        let chunk = self.transfer.chunk_size as u64;
-        if self.transfer.concurrency <= 1 || size <= chunk {
+    /// With `chunks` (the manifest's range digests), ranges are cut to whole pieces of
+    /// theirs and each is checked (`ranged::plan`).
+    pub fn download(
+        &self,
+        url: &Url,
+        size: u64,
+        chunks: Option<&crate::entry::ChunkDigests>,
+    ) -> StoreResult<Box<dyn Read + Send>> {
+        if self.transfer.concurrency <= 1 || size <= self.transfer.chunk_size as u64 {
             let resp = self.send_ok(Method::GET, url, &HeaderMap::new(), None)?;
             return Ok(self.bounded(resp));
         }
+        let (chunk, concurrency, sums) = super::ranged::plan(
+            self.transfer.chunk_size as u64,
+            self.transfer.concurrency,
+            size,
+            chunks,
+        );
         let mut h = HeaderMap::new();
         h.insert(RANGE, range_header(0, chunk));
         let resp = self.send_ok(Method::GET, url, &h, None)?;
@@ -336,10 +348,11 @@ impl Transport {
             super::ranged::Split {
                 total,
                 chunk,
-                concurrency: self.transfer.concurrency,
+                concurrency,
                 retries: self.transfer.retries,
                 deadline: Instant::now() + self.transfer.overall,
             },
+            sums.filter(|_| total == size),
         ))
     }
 
@@ -424,6 +437,9 @@ impl super::ranged::Ranges for RangeGet {
 
     fn describe(&self) -> String {
         format!("GET {}", display_url(&self.url))
+    }
+    fn reconnect(&self) {
+        self.transport.reconnect();
     }
 }
 

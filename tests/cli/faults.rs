@@ -523,12 +523,22 @@ fn a_store_that_never_answers_cost_retries_plus_one_stall_timeouts() {
 const SIX_MB: &str = "mkdir -p out && head -c 6000000 /dev/urandom > out/blob";
 use crate::ranged::ARGS as RANGED;
 
+/// How many times each range of the archive was asked for.
+fn range_counts(proxy: &FaultProxy) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for g in proxy.archive_gets() {
+        *counts.entry(g.range.unwrap_or_default()).or_default() += 1;
+    }
+    counts
+}
+
 #[test]
 fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
     let Some(store) = crate::ranged::Proxied::start() else {
         return;
     };
     let proxy = store.proxy.clone();
+    let root = store.nginx.root.join("cache");
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
     p.test()
@@ -545,8 +555,51 @@ fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
     };
     let before = manifests();
     assert_eq!(before.len(), 1);
+    // A digest per 1 MB range: 7 of 16 bytes, in base64.
+    let (stem, _) = before[0].rsplit_once('-').unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join(format!("{stem}.json"))).unwrap()).unwrap();
+    assert_eq!(manifest["chunks"]["size"], 1_000_000, "{manifest}");
+    assert_eq!(
+        manifest["chunks"]["blake3"].as_str().unwrap().len(),
+        152,
+        "{manifest}"
+    );
 
-    // One byte flipped on the way, once: the second read is intact, the entry stays.
+    // One byte flipped on the way, once: that range alone is fetched again, on a new
+    // connection, and the entry stays.
+    fs::remove_dir_all(p.path("out")).unwrap();
+    proxy.clear_seen();
+    proxy.set_fault(Fault::FlipOnce);
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .stderr_contains("arrived damaged; fetching that range again on a new connection")
+        .stderr_lacks("reading it again")
+        .stderr_contains("cachegate: hit")
+        .stderr_lacks("removed")
+        .warnings(0)
+        .installs(1)
+        .run();
+    assert_eq!(fs::read(p.path("out/blob")).unwrap(), blob);
+    assert_eq!(manifests(), before, "the entry is the one saved");
+    let counts = range_counts(&proxy);
+    assert_eq!(counts.len(), 7, "seven ranges: {counts:?}");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(twice.len(), 1, "one range fetched again: {counts:?}");
+    assert_eq!(*twice[0].1, 2, "{counts:?}");
+    assert!(
+        !twice[0].0.starts_with("bytes=0-"),
+        "the flipped one: {counts:?}"
+    );
+
+    // An entry saved before range digests: the whole archive is read again instead.
+    let mut old = manifest.clone();
+    old.as_object_mut().unwrap().remove("chunks");
+    fs::write(
+        root.join(format!("{stem}.json")),
+        serde_json::to_vec(&old).unwrap(),
+    )
+    .unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
     proxy.clear_seen();
     proxy.set_fault(Fault::FlipOnce);
@@ -555,25 +608,74 @@ fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
         .stderr_contains("arrived damaged (archive digest does not match the manifest); reading it again on a new connection")
         .stderr_contains("cachegate: hit")
         .stderr_lacks("removed")
-        .warnings(0)
         .installs(1)
         .run();
     assert_eq!(fs::read(p.path("out/blob")).unwrap(), blob);
     assert_eq!(manifests(), before, "the entry is the one saved");
-    // Read twice: every range of the second read went out again.
-    let gets = proxy.archive_gets();
-    assert!(gets.len() >= 2 * 6, "{gets:?}");
+    assert!(
+        range_counts(&proxy).values().all(|n| *n == 2),
+        "every range twice: {:?}",
+        range_counts(&proxy)
+    );
 
     // Damaged every time it is read: the stored entry is judged bad only then.
+    fs::write(
+        root.join(format!("{stem}.json")),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
     fs::remove_dir_all(p.path("out")).unwrap();
+    proxy.clear_seen();
     proxy.set_fault(Fault::FlipByte);
     p.test()
         .ensure(&RANGED, &tree_cmd(SIX_MB))
-        .stderr_contains("read twice, on two connections")
+        .stderr_contains("digest does not match the manifest (read twice, on two connections)")
+        .stderr_lacks("reading it again")
         .stderr_contains("the entry is removed and will be replaced")
         .installs(2)
         .run();
     assert_ne!(manifests(), before, "replaced by the new save");
+}
+
+#[test]
+fn a_range_damaged_in_the_store_is_read_twice_and_the_entry_removed() {
+    let Some(store) = crate::ranged::Proxied::start() else {
+        return;
+    };
+    let proxy = store.proxy.clone();
+    let root = store.nginx.root.join("cache");
+    let p = Project::with_store(Box::new(store));
+    p.write("app.lock", "v1");
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .installs(1)
+        .run();
+    let archive = listed(&p)[0]["archive"].as_str().unwrap().to_string();
+    // One byte rots on the server's disk, in the fourth range.
+    let file = root.join(&archive);
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[3_500_000] ^= 0x55;
+    fs::write(&file, &bytes).unwrap();
+
+    fs::remove_dir_all(p.path("out")).unwrap();
+    proxy.clear_seen();
+    p.test()
+        .ensure(&RANGED, &tree_cmd(SIX_MB))
+        .stderr_contains("bytes 3000000-3999999 of")
+        .stderr_contains("arrived damaged; fetching that range again on a new connection")
+        .stderr_contains("bytes 3000000-3999999 of the archive: digest does not match the manifest (read twice, on two connections)")
+        .stderr_contains("the entry is removed and will be replaced")
+        .stderr_lacks("reading it again")
+        .installs(2)
+        .run();
+    let counts = range_counts(&proxy);
+    assert_eq!(counts.get("bytes=3000000-3999999"), Some(&2), "{counts:?}");
+    assert!(counts.values().all(|n| *n <= 2), "{counts:?}");
+    assert_ne!(
+        listed(&p)[0]["archive"].as_str().unwrap(),
+        archive,
+        "replaced by the new save"
+    );
 }
 
 #[test]

@@ -194,6 +194,53 @@ fn tampering_untrusted_keys_and_unsigned_entries_are_misses_with_a_reason() {
 }
 
 #[test]
+fn range_digests_are_signed_apart_and_altering_them_is_a_miss() {
+    let keys = keygen(&project());
+    let p = project();
+    // 3 MB that do not compress, in 1 MB ranges: the manifest has a digest per range.
+    let args = [&ARGS[..], &["--chunk-size", "1M"]].concat();
+    let run = |env: &[(&str, &str)]| {
+        let _ = fs::remove_dir_all(p.path("out"));
+        let o = p
+            .test()
+            .env("GITLAB_CI", "true")
+            .env("CI_COMMIT_REF_PROTECTED", "true")
+            .envs(env.iter().copied())
+            .ensure(
+                &args,
+                &crate::common::tree_cmd("mkdir -p out && head -c 3000000 /dev/urandom > out/blob"),
+            )
+            .any_status()
+            .run();
+        stderr(&o)
+    };
+    run(&[("CACHEGATE_SIGNING_KEY", &keys.secret)]);
+    let m = manifest(&p);
+    assert!(m["chunks"]["signature"].as_str().is_some(), "{m}");
+    let err = run(&[("CACHEGATE_TRUSTED_KEYS", &keys.public)]);
+    assert!(err.contains("cachegate: hit"), "{err}");
+
+    // Other digests with the manifest's own signature intact: they could steer which
+    // ranges are judged damaged, so the entry is not trusted.
+    let mut altered = m.clone();
+    let digests = m["chunks"]["blake3"].as_str().unwrap();
+    altered["chunks"]["blake3"] = format!("AAAA{}", &digests[4..]).into();
+    set_manifest(&p, &altered);
+    let err = run(&[("CACHEGATE_TRUSTED_KEYS", &keys.public)]);
+    assert!(
+        err.contains("its range digests are not signed by the key that signed it"),
+        "{err}"
+    );
+
+    // Without them it is an entry as cachegate wrote it before range digests: trusted.
+    let mut old = m.clone();
+    old.as_object_mut().unwrap().remove("chunks");
+    set_manifest(&p, &old);
+    let err = run(&[("CACHEGATE_TRUSTED_KEYS", &keys.public)]);
+    assert!(err.contains("cachegate: hit"), "{err}");
+}
+
+#[test]
 fn unprotected_entries_need_no_signature_for_unprotected_readers() {
     let keys = keygen(&project());
     let p = project();
