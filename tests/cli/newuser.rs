@@ -769,6 +769,31 @@ fn a_jobs_own_before_script_dropped_the_components_install() {
         out.contains(&format!("have=cachegate {version} policy=pull strict=true")),
         "{out}"
     );
+    // The install already ran, so the after_script has nothing to say.
+    assert!(!out.contains("did not install cachegate"), "{out}");
+    // Without the reference the job fails, and the log says why and what to write.
+    let tmp = tempfile::tempdir().unwrap();
+    let dropped = "dropped:
+  extends: .cachegate
+  before_script:
+    - echo \"own before_script only\"
+  script:
+    - cachegate --version
+";
+    let proj = component_project(tmp.path(), dropped, "");
+    let o = std::process::Command::new(&gcl)
+        .current_dir(&proj)
+        .env("HOME", tmp.path().join("home"))
+        .args(["--force-shell-executor", "--no-color"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("the job's own before_script replaced the one of .cachegate")
+            && text.contains("!reference [.cachegate-install, before_script]"),
+        "{text}"
+    );
     // The defaults export nothing.
     let job = "plain:
   extends: .cachegate
