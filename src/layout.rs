@@ -102,7 +102,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
                     pipenv_env_name(dir, env)
                 );
                 r.notes.push(format!(
-                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}"
+                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}, named after this checkout's path, so a checkout at another path is another entry (PIPENV_VENV_IN_PROJECT set to 1 shares one)"
                 ));
                 r.paths.push(PresetPath {
                     declared: own,
@@ -629,7 +629,7 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         poetry_env_base(dir)?
     );
     r.notes.push(format!(
-        "poetry keeps its virtualenvs in {venvs} (virtualenvs.in-project is false); caching this project's, {own}"
+        "poetry keeps its virtualenvs in {venvs} (virtualenvs.in-project is false); caching this project's, {own}, named after this checkout's path, so a checkout at another path is another entry (POETRY_VIRTUALENVS_IN_PROJECT set to true shares one)"
     ));
     r.paths.push(PresetPath {
         declared: own,

@@ -1016,6 +1016,8 @@ fn poetry_out_of_project_hit_never_replaces_another_projects_venv_nor_hits_at_an
         .ensure(&lock, &install)
         .envs(a_env.clone())
         .stderr_contains(&format!("caching this project's, {}", venvs.display()))
+        // The hit/miss line's preset note says why another checkout path misses.
+        .stderr_contains("so a checkout at another path is another entry")
         .stderr_contains("cachegate: saved poetry")
         .installs(1)
         .run();
