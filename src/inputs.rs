@@ -248,27 +248,54 @@ fn yaml_fields(
     rel: &str,
     fields: &[&str],
 ) -> Result<Option<(LockFile, yaml_rust2::Yaml)>> {
+    let Some(docs) = yaml_docs(dir, rel)? else {
+        return Ok(None);
+    };
+    let doc = docs.into_iter().next().unwrap_or(yaml_rust2::Yaml::Null);
+    Ok(Some((yaml_digest(rel, &doc, fields, false)?, doc)))
+}
+
+/// The documents of a YAML file; `None` when there is no file.
+fn yaml_docs(dir: &Path, rel: &str) -> Result<Option<Vec<yaml_rust2::Yaml>>> {
     let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
         return Ok(None);
     };
-    let doc = yaml_rust2::YamlLoader::load_from_str(&text)
-        .with_context(|| format!("{rel} is not valid YAML"))?
-        .into_iter()
-        .next()
-        .unwrap_or(yaml_rust2::Yaml::Null);
-    let mut picked: BTreeMap<&str, String> = BTreeMap::new();
-    for f in fields {
-        let v = &doc[*f];
-        if v.is_badvalue() {
-            continue;
-        }
+    yaml_rust2::YamlLoader::load_from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{rel} is not valid YAML"))
+}
+
+/// The digest of a YAML document's `fields`, emitted canonically, and with `settings` its
+/// tree-shaping settings too.
+fn yaml_digest(
+    rel: &str,
+    doc: &yaml_rust2::Yaml,
+    fields: &[&str],
+    settings: bool,
+) -> Result<LockFile> {
+    let mut picked: BTreeMap<String, String> = BTreeMap::new();
+    let mut pick = |name: String, v: &yaml_rust2::Yaml| -> Result<()> {
         let mut emitted = String::new();
         yaml_rust2::YamlEmitter::new(&mut emitted)
             .dump(v)
-            .with_context(|| format!("cannot read {f} in {rel}"))?;
-        picked.insert(f, emitted);
+            .with_context(|| format!("cannot read {name} in {rel}"))?;
+        picked.insert(name, emitted);
+        Ok(())
+    };
+    for f in fields {
+        let v = &doc[*f];
+        if !v.is_badvalue() {
+            pick((*f).to_string(), v)?;
+        }
     }
-    Ok(Some((digest(rel.to_string(), &picked), doc)))
+    if let Some(map) = doc.as_hash().filter(|_| settings) {
+        for (k, v) in map {
+            if let Some(name) = k.as_str().and_then(tree_setting) {
+                pick(name, v)?;
+            }
+        }
+    }
+    Ok(digest(rel.to_string(), &picked))
 }
 
 /// pnpm checks its lock against the catalogs and overrides of `pnpm-workspace.yaml` too,
@@ -392,37 +419,12 @@ fn yarnrc(dir: &Path) -> Result<Option<LockFile>> {
 
 /// The listed fields and the tree-shaping settings of a YAML file, emitted canonically.
 fn yaml_settings(dir: &Path, rel: &str, fields: &[&str]) -> Result<Option<LockFile>> {
-    let Ok(text) = std::fs::read_to_string(dir.join(rel)) else {
+    let Some(docs) = yaml_docs(dir, rel)? else {
         return Ok(None);
     };
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text)
-        .with_context(|| format!("{rel} is not valid YAML"))?;
-    let Some(doc) = docs.first() else {
-        return Ok(None);
-    };
-    let mut picked: BTreeMap<String, String> = BTreeMap::new();
-    let mut pick = |name: String, v: &yaml_rust2::Yaml| -> Result<()> {
-        let mut emitted = String::new();
-        yaml_rust2::YamlEmitter::new(&mut emitted)
-            .dump(v)
-            .with_context(|| format!("cannot read {name} in {rel}"))?;
-        picked.insert(name, emitted);
-        Ok(())
-    };
-    for f in fields {
-        let v = &doc[*f];
-        if !v.is_badvalue() {
-            pick((*f).to_string(), v)?;
-        }
-    }
-    if let Some(map) = doc.as_hash() {
-        for (k, v) in map {
-            if let Some(name) = k.as_str().and_then(tree_setting) {
-                pick(name, v)?;
-            }
-        }
-    }
-    Ok(Some(digest(rel.to_string(), &picked)))
+    docs.first()
+        .map(|doc| yaml_digest(rel, doc, fields, true))
+        .transpose()
 }
 
 fn pnpm_workspace(dir: &Path) -> Result<Option<LockFile>> {
