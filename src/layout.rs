@@ -283,8 +283,6 @@ fn maven_repo(dir: &Path, env: Env) -> Option<(String, String)> {
 /// the urlsafe base64 of the first 6 bytes of the sha256 of the Pipfile's path, and
 /// `-$PIPENV_PYTHON` when that is set.
 fn pipenv_env_name(dir: &Path, env: Env) -> String {
-    use base64::Engine as _;
-    use sha2::Digest as _;
     if let Some(custom) = env("PIPENV_CUSTOM_VENV_NAME").filter(|v| !v.is_empty()) {
         return custom;
     }
@@ -292,21 +290,7 @@ fn pipenv_env_name(dir: &Path, env: Env) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let clean: String = base
-        .chars()
-        .map(|c| {
-            if " &$`!*@\"()[]\\\r\n\t".contains(c) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .take(42)
-        .collect();
-    let pipfile = dir.join("Pipfile");
-    let digest = sha2::Sha256::digest(pipfile.as_os_str().as_encoded_bytes());
-    let hash = base64::engine::general_purpose::URL_SAFE.encode(&digest[..6]);
-    let mut name = format!("{clean}-{}", &hash[..8]);
+    let mut name = env_name(&base, " &$`!*@\"()[]\\\r\n\t", &dir.join("Pipfile"));
     if let Some(py) = env("PIPENV_PYTHON").filter(|v| !v.is_empty()) {
         name.push_str(&format!("-{py}"));
     }
@@ -670,8 +654,6 @@ fn poetry_cache_dir(files: &[Option<toml::Table>], env: Env) -> String {
 /// The name poetry gives this project's environments before the `-py<X.Y>` suffix:
 /// `<name>-<first 8 of urlsafe base64 sha256 of the project path>`.
 fn poetry_env_base(dir: &Path) -> Result<String> {
-    use base64::Engine as _;
-    use sha2::Digest as _;
     let pyproject = read_toml(&dir.join("pyproject.toml"))?.unwrap_or_default();
     let name = pyproject
         .get("project")
@@ -691,20 +673,23 @@ fn poetry_env_base(dir: &Path) -> Result<String> {
             canonical.push(c);
         }
     }
-    let sanitized: String = canonical
+    Ok(env_name(&canonical, " $`!*@\"\\\r\n\t", dir))
+}
+
+/// How poetry and pipenv name an environment kept outside the project: `name` with the
+/// characters each avoids as `_`, 42 at most, `-`, and the first 8 characters of the urlsafe
+/// base64 of the sha256 of `path` (the project directory or its Pipfile).
+fn env_name(name: &str, avoided: &str, path: &Path) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let clean: String = name
         .chars()
-        .map(|c| {
-            if " $`!*@\"\\\r\n\t".contains(c) {
-                '_'
-            } else {
-                c
-            }
-        })
+        .map(|c| if avoided.contains(c) { '_' } else { c })
         .take(42)
         .collect();
-    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    let hash = base64::engine::general_purpose::URL_SAFE.encode(digest);
-    Ok(format!("{sanitized}-{}", &hash[..8]))
+    let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    let hash = base64::engine::general_purpose::URL_SAFE.encode(&digest[..6]);
+    format!("{clean}-{hash}")
 }
 
 /// The environment poetry made for the project in `dir` earlier, in its virtualenvs
