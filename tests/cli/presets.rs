@@ -202,6 +202,23 @@ fn a_package_json_changed_without_its_lock_is_not_a_hit() {
     assert!(stderr(&o).contains("npm error"), "{}", stderr(&o));
 }
 
+/// Writes the pnpm project's lock offline from `store`, removes what that install made
+/// (`made`, as `rm -rf` takes it), and returns the frozen install a job runs.
+fn pnpm_locked(p: &Project, store: &Path, made: &str) -> String {
+    sh(
+        &p.dir,
+        &[("HOME", p.home.to_str().unwrap())],
+        &format!(
+            "pnpm install --offline --store-dir {} && rm -rf {made}",
+            store.display()
+        ),
+    );
+    format!(
+        "pnpm install --offline --frozen-lockfile --store-dir {}",
+        store.display()
+    )
+}
+
 #[test]
 fn pnpm_workspace_packages_resolve_their_dependencies_after_a_hit() {
     if !need("pnpm") {
@@ -227,18 +244,7 @@ fn pnpm_workspace_packages_resolve_their_dependencies_after_a_hit() {
                 v1.display()
             ),
         );
-    let install = format!(
-        "pnpm install --offline --frozen-lockfile --store-dir {}",
-        store.display()
-    );
-    sh(
-        &p.dir,
-        &[("HOME", p.home.to_str().unwrap())],
-        &format!(
-            "pnpm install --offline --store-dir {} && rm -rf node_modules packages/*/node_modules",
-            store.display()
-        ),
-    );
+    let install = pnpm_locked(&p, &store, "node_modules packages/*/node_modules");
     let lock = ["--lock", "pnpm-lock.yaml"];
     let env = [("PATH", tools_path())];
     p.test()
@@ -1389,18 +1395,7 @@ fn pnpm_node_linker_set_in_pnpm_workspace_yaml_is_a_miss_not_the_isolated_tree()
         ),
     )
     .write("pnpm-workspace.yaml", "packages: []\n");
-    let install = format!(
-        "pnpm install --offline --frozen-lockfile --store-dir {}",
-        store.display()
-    );
-    sh(
-        &p.dir,
-        &[("HOME", p.home.to_str().unwrap())],
-        &format!(
-            "pnpm install --offline --store-dir {} && rm -rf node_modules",
-            store.display()
-        ),
-    );
+    let install = pnpm_locked(&p, &store, "node_modules");
     let lock = ["--lock", "pnpm-lock.yaml"];
     let env = [("PATH", tools_path())];
     p.test()
