@@ -532,11 +532,10 @@ fn range_counts(proxy: &FaultProxy) -> std::collections::BTreeMap<String, usize>
     counts
 }
 
-#[test]
-fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
-    let Some(store) = crate::ranged::Proxied::start() else {
-        return;
-    };
+/// A project whose 6 MB entry (seven 1 MB ranges) is saved on nginx behind the fault proxy,
+/// and where nginx keeps the store's files.
+fn saved_through_proxy() -> Option<(Project, Arc<FaultProxy>, std::path::PathBuf)> {
+    let store = crate::ranged::Proxied::start()?;
     let proxy = store.proxy.clone();
     let root = store.nginx.root.join("cache");
     let p = Project::with_store(Box::new(store));
@@ -545,6 +544,14 @@ fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
         .ensure(&RANGED, &tree_cmd(SIX_MB))
         .installs(1)
         .run();
+    Some((p, proxy, root))
+}
+
+#[test]
+fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
+    let Some((p, proxy, root)) = saved_through_proxy() else {
+        return;
+    };
     let blob = fs::read(p.path("out/blob")).unwrap();
     // The archive's name carries its upload: a new save is a new name.
     let manifests = || {
@@ -639,17 +646,9 @@ fn one_flipped_byte_in_transit_deleted_a_valid_entry() {
 
 #[test]
 fn a_range_damaged_in_the_store_is_read_twice_and_the_entry_removed() {
-    let Some(store) = crate::ranged::Proxied::start() else {
+    let Some((p, proxy, root)) = saved_through_proxy() else {
         return;
     };
-    let proxy = store.proxy.clone();
-    let root = store.nginx.root.join("cache");
-    let p = Project::with_store(Box::new(store));
-    p.write("app.lock", "v1");
-    p.test()
-        .ensure(&RANGED, &tree_cmd(SIX_MB))
-        .installs(1)
-        .run();
     let archive = listed(&p)[0]["archive"].as_str().unwrap().to_string();
     // One byte rots on the server's disk, in the fourth range.
     let file = root.join(&archive);
