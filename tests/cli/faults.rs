@@ -9,17 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::faults::{Fault, FaultProxy};
 use crate::common::garage;
 use crate::common::gitlab_emu::{Request, Response, Server};
-use crate::common::{ARGS, Project, tree_cmd};
-
-fn one_file() -> Vec<String> {
-    tree_cmd("mkdir -p out && echo data > out/f")
-}
-
-/// What `ls --json` says about the store's entries.
-fn listed(p: &Project) -> Vec<serde_json::Value> {
-    let o = p.test().args(["ls", "--json"]).run();
-    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
-}
+use crate::common::{ARGS, Project, listed, one_file, tree_cmd};
 
 #[test]
 fn prune_refused_abandoned_after_alone_as_no_rule() {

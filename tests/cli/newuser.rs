@@ -7,11 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use crate::common::{ARGS, Project, Test, stderr, stdout, tree_cmd};
-
-fn one_file() -> Vec<String> {
-    tree_cmd("mkdir -p out && echo data > out/f")
-}
+use crate::common::{ARGS, Project, Test, one_file, stderr, stdout, tree_cmd};
 
 /// A pipe whose reading end is already closed: every write to it fails with EPIPE, so the
 /// test does not depend on when the reader goes away.

@@ -9,17 +9,7 @@ use std::process::Stdio;
 
 use crate::common::dist::repo_root;
 use crate::common::gitlab_emu::GitlabEmu;
-use crate::common::{ARGS, Project, free_port, require, stderr, tree_cmd};
-
-fn one_file() -> Vec<String> {
-    tree_cmd("mkdir -p out && echo data > out/f")
-}
-
-/// What `ls --json` says about the store's entries.
-fn listed(p: &Project) -> Vec<serde_json::Value> {
-    let o = p.test().args(["ls", "--json"]).run();
-    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
-}
+use crate::common::{ARGS, Project, free_port, listed, one_file, require, stderr};
 
 #[test]
 fn key_and_explain_refused_options_that_ensure_accepts() {

@@ -31,6 +31,17 @@ pub fn tree_cmd(body: &str) -> Vec<String> {
     ]
 }
 
+/// An install that makes one small file under `out`.
+pub fn one_file() -> Vec<String> {
+    tree_cmd("mkdir -p out && echo data > out/f")
+}
+
+/// What `ls --json` says about the store's entries.
+pub fn listed(p: &Project) -> Vec<serde_json::Value> {
+    let o = p.test().args(["ls", "--json"]).run();
+    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+}
+
 /// A loopback port nothing listens on right now, for a test server to take.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
