@@ -440,6 +440,22 @@ pub struct KeyArgs {
     pub salt: Option<String>,
 }
 
+impl From<&KeyArgs> for crate::plan::Request {
+    fn from(a: &KeyArgs) -> Self {
+        crate::plan::Request {
+            locks: a.locks.clone(),
+            paths: a.paths.clone(),
+            allow_outside_path: a.allow_outside_path,
+            name: a.name.clone(),
+            key_env: a.key_env.clone(),
+            key_cmd: a.key_cmd.clone(),
+            dir: a.dir.clone(),
+            no_runtime_key: a.no_runtime_key,
+            salt: a.salt.clone(),
+        }
+    }
+}
+
 /// Where entries are stored and how.
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {

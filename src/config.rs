@@ -7,12 +7,6 @@ use anyhow::{Result, bail};
 use crate::backend::BackendSpec;
 use crate::env_vars;
 
-pub(crate) fn home() -> Option<PathBuf> {
-    std::env::var_os(env_vars::HOME)
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-}
-
 /// Where entries go when `--backend` is not given.
 pub fn backend_spec(flag: Option<&str>) -> Result<BackendSpec> {
     if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
@@ -38,7 +32,7 @@ pub fn backend_spec(flag: Option<&str>) -> Result<BackendSpec> {
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| home().map(|h| h.join(".cache")));
+        .or_else(|| crate::paths::home().map(|h| h.join(".cache")));
     match base {
         Some(b) => Ok(BackendSpec::Dir(b.join("cachegate"))),
         None => bail!(

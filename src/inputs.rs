@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::key::LockFile;
-use crate::layout;
 use crate::preset::Inputs;
+use crate::preset_paths;
 
 const PACKAGE_JSON_FIELDS: &[&str] = &[
     "dependencies",
@@ -71,7 +71,7 @@ pub fn collect(kind: Inputs, dir: &Path) -> Result<Vec<LockFile>> {
         Inputs::PackageJson => {
             let mut files = vec!["package.json".to_string()];
             files.extend(
-                layout::workspace_dirs(dir)?
+                preset_paths::workspace_dirs(dir)?
                     .into_iter()
                     .map(|d| format!("{d}/package.json")),
             );
@@ -100,7 +100,7 @@ pub fn collect(kind: Inputs, dir: &Path) -> Result<Vec<LockFile>> {
         Inputs::Pyproject => {
             let root = toml_fields(dir, "pyproject.toml", PYPROJECT_FIELDS, &mut out)?;
             // `uv sync --locked` checks every member against the lock; a hit must too.
-            for m in layout::uv_members(dir, &root.unwrap_or_default())? {
+            for m in preset_paths::uv_members(dir, &root.unwrap_or_default())? {
                 toml_fields(
                     dir,
                     &format!("{m}/pyproject.toml"),
@@ -189,10 +189,8 @@ const NOT_SOURCES: &[&str] = &[
 /// Every file of the project (`.gitignore` honoured) whose name matches `names`, hashed whole.
 fn whole_files(dir: &Path, names: &[&str]) -> Result<Vec<LockFile>> {
     let mut out = Vec::new();
-    let walker = ignore::WalkBuilder::new(dir)
-        .hidden(false)
-        .require_git(false)
-        .follow_links(false)
+    let names = crate::paths::Names::new(names);
+    let walker = crate::paths::walk_project(dir)
         .max_depth(Some(12))
         .filter_entry(|e| {
             let dir = e.depth() > 0 && e.file_type().is_some_and(|t| t.is_dir());
@@ -203,13 +201,11 @@ fn whole_files(dir: &Path, names: &[&str]) -> Result<Vec<LockFile>> {
                     || e.path().join("caches/modules-2").is_dir()
                     || e.path().join("wrapper/dists").is_dir()))
         })
-        .sort_by_file_name(|a, b| a.cmp(b))
         .build();
     for entry in walker {
         let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy();
-        if !entry.file_type().is_some_and(|t| t.is_file()) || !crate::preset::skipped(names, &name)
-        {
+        if !entry.file_type().is_some_and(|t| t.is_file()) || !names.is_match(&name) {
             continue;
         }
         let bytes = std::fs::read(entry.path())

@@ -28,10 +28,8 @@ fn run_command(plan: &Plan, cmd: &[String]) -> i32 {
     }
     let mut c = Command::new(&cmd[0]);
     c.args(&cmd[1..]).current_dir(&plan.dir);
-    for (k, v, ours) in &plan.command_env {
-        if *ours {
-            c.env(k, v);
-        }
+    for v in plan.command_env.iter().filter(|v| v.ours) {
+        c.env(&v.name, &v.value);
     }
     match c.status() {
         Ok(status) => {

@@ -104,7 +104,7 @@ pub struct Job {
 impl Job {
     /// The plan from the key options, then the job: what every job command starts with.
     pub fn open(command: &'static str, args: JobArgs, cmd: &[String], verbose: u8) -> Result<Job> {
-        let plan = crate::plan::plan(&args.key, cmd)?;
+        let plan = crate::plan::plan(&(&args.key).into(), cmd)?;
         let mut report = args.report;
         report.json = report.json_destination();
         report.json_file = None;
@@ -192,13 +192,19 @@ impl Job {
         let set: Vec<String> = p
             .command_env
             .iter()
-            .map(|(k, v, ours)| {
-                if *ours {
-                    format!("{k}={v}")
-                } else {
-                    format!("{k}={v} (already set, kept)")
-                }
-            })
+            .map(
+                |crate::plan::CommandVar {
+                     name: k,
+                     value: v,
+                     ours,
+                 }| {
+                    if *ours {
+                        format!("{k}={v}")
+                    } else {
+                        format!("{k}={v} (already set, kept)")
+                    }
+                },
+            )
             .collect();
         if !set.is_empty() {
             line.push_str(&format!("; command env {}", set.join(" ")));
@@ -531,7 +537,7 @@ impl Job {
         for _ in 0..3 {
             // The manifest's paths (a glob's matches), each one the key declares.
             let targets: Vec<std::path::PathBuf> =
-                crate::cached::for_restore(&self.plan, &current.paths)
+                crate::cached::for_restore(&self.plan.dir, &self.plan.paths, &current.paths)
                     .map_err(UnpackError::Corrupt)?
                     .into_iter()
                     .map(|c| c.abs)
@@ -646,7 +652,8 @@ impl Job {
         if !self.store.writes() {
             return Save::Skipped(Skip::Policy);
         }
-        let (paths, missing) = crate::cached::for_save(&self.plan);
+        let crate::cached::ToSave { paths, missing } =
+            crate::cached::for_save(&self.plan.dir, &self.plan.paths);
         if !missing.is_empty() || paths.is_empty() {
             // Only optional paths were declared and none exists: name them all.
             let missing: Vec<String> = if missing.is_empty() {
@@ -688,7 +695,7 @@ impl Job {
         }
         // An entry of empty directories would hit and skip an install that produced
         // nothing there (a tool that put its tree somewhere else).
-        if !paths.iter().any(|p| crate::cached::holds_files(&p.abs)) {
+        if !paths.iter().any(|p| crate::paths::holds_files(&p.abs)) {
             let names: Vec<String> = paths.iter().map(|p| p.declared.clone()).collect();
             self.report.warn(format!(
                 "nothing saved: {} {} no files after the command (check --path or the preset)",
@@ -746,7 +753,7 @@ impl Job {
     }
 
     /// Pack and upload the archive, then commit the manifest (first writer wins).
-    fn upload(&mut self, paths: &[crate::plan::CachePath], install_seconds: Option<f64>) -> Save {
+    fn upload(&mut self, paths: &[crate::paths::CachePath], install_seconds: Option<f64>) -> Save {
         let Store::Objects(backend) = &self.store else {
             unreachable!("runner mode saves a marker")
         };

@@ -64,7 +64,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cmd,
         } => {
             let to = cachegate::cli::json_destination(json.as_deref(), json_file.as_deref());
-            let plan = plan::plan(&job.key, &cmd)?;
+            let plan = plan::plan(&(&job.key).into(), &cmd)?;
             if v > 0 {
                 let ns = cachegate::namespace::Namespace::resolve(
                     job.store.namespace.as_deref(),

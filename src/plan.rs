@@ -7,26 +7,38 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use globset::GlobBuilder;
 
-use crate::cli::KeyArgs;
-use crate::config::home;
-use crate::key::{self, CmdInput, Components, EnvInput, LockFile};
-use crate::preset;
+use crate::key::{self, CmdInput, Components, EnvInput, LockFile, RuntimeInput};
+use crate::paths::{self, CachePath, Names, has_glob_meta};
+use crate::preset::{self, Preset};
+use crate::preset_paths::Resolved;
 use crate::{echo, env_vars};
 
-/// A cached path: how it is declared (and keyed) and where it is on this machine.
-#[derive(Debug, Clone)]
-pub struct CachePath {
-    pub declared: String,
-    pub abs: PathBuf,
-    /// May be absent after the command without a warning (a workspace package's
-    /// `node_modules` when everything was hoisted).
-    pub optional: bool,
-    /// A `--path` glob: expanded after the command for a save, its matches recorded.
-    pub glob: bool,
-    /// File names never archived from this path (the preset's `skip`).
-    pub skip: &'static [&'static str],
+/// What the key is made from, as the user asked for it (flags and variables); the plan
+/// checks every value.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Lock files, globs or directories to fingerprint.
+    pub locks: Vec<String>,
+    /// Paths to cache; empty for the presets' own.
+    pub paths: Vec<String>,
+    pub allow_outside_path: bool,
+    pub name: Option<String>,
+    pub key_env: Vec<String>,
+    pub key_cmd: Vec<String>,
+    /// The project directory; the current one when not given.
+    pub dir: Option<PathBuf>,
+    pub no_runtime_key: bool,
+    pub salt: Option<String>,
+}
+
+/// A variable set for the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandVar {
+    pub name: String,
+    pub value: String,
+    /// cachegate set it; otherwise the user had, and the user's value is kept (and logged).
+    pub ours: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -39,8 +51,8 @@ pub struct Plan {
     pub presets: Vec<&'static str>,
     /// Whether the cached paths are the presets' (no `--path` replaced them).
     pub preset_paths: bool,
-    /// Variables set for the command, as (name, value, whether cachegate set it).
-    pub command_env: Vec<(String, String, bool)>,
+    /// Variables set for the command.
+    pub command_env: Vec<CommandVar>,
     /// What the presets read from the tools' configuration, for the log.
     pub notes: Vec<String>,
     /// Directories made before the command runs (a preset's tool needs them to exist).
@@ -61,7 +73,7 @@ impl Plan {
         for p in &self.paths {
             if p.glob {
                 out.extend(
-                    crate::cached::expand(&|d| self.abs_of(d), &p.declared)
+                    paths::expand(&|d| self.abs_of(d), &p.declared)
                         .iter()
                         .map(|d| self.abs_of(d)),
                 );
@@ -75,12 +87,12 @@ impl Plan {
     /// The cached paths (as declared) that do not exist, not even as a dangling link, or
     /// that are globs matching nothing; optional preset paths never count.
     pub fn missing_paths(&self) -> Vec<String> {
-        crate::cached::for_save(self).1
+        crate::cached::for_save(&self.dir, &self.paths).missing
     }
 
     /// A declared path on this machine.
     pub fn abs_of(&self, declared: &str) -> PathBuf {
-        resolve_path(&self.dir, declared)
+        paths::resolve(&self.dir, declared)
     }
 }
 
@@ -92,221 +104,83 @@ struct Declared {
     fixed: bool,
     /// From a Python preset: `relocate` rewrites such a tree for another path.
     python: bool,
+    /// File names never archived from it (its preset's `skip`).
+    skip: &'static [&'static str],
 }
 
-pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let dir = match &args.dir {
-        Some(d) => std::path::absolute(cwd.join(d))?,
-        None => cwd,
-    };
-    if !dir.is_dir() {
-        bail!("--dir {:?} is not a directory", dir.display().to_string());
-    }
-    if args.locks.is_empty() {
-        bail!(
-            "no lock file given: pass --lock FILE (for example --lock poetry.lock), or set CACHEGATE_LOCK"
-        );
-    }
+/// A preset the lock files picked, with what it settled on in this project.
+struct Chosen {
+    preset: &'static Preset,
+    resolved: Resolved,
+}
 
+/// The lock files as fingerprinted, and the presets their names pick (sorted by name).
+struct Locks {
+    files: BTreeSet<LockFile>,
+    presets: Vec<&'static Preset>,
+}
+
+/// What the command is given: its variables, the log's notes, the directories it needs.
+#[derive(Default)]
+struct CommandSetup {
+    env: Vec<CommandVar>,
+    notes: Vec<String>,
+    create_dirs: Vec<PathBuf>,
+}
+
+pub fn plan(args: &Request, command: &[String]) -> Result<Plan> {
+    let dir = project_dir(args)?;
     let env_of = |k: &str| std::env::var(k).ok();
-    let mut locks = BTreeSet::new();
-    let mut presets: Vec<&'static preset::Preset> = Vec::new();
-    for pattern in &args.locks {
-        let files = resolve_lock(&dir, pattern)?;
-        let hashes = hash_files(&files)?;
-        for (file, hash) in files.into_iter().zip(hashes) {
-            let base = file.file_name().map(|n| n.to_string_lossy().to_string());
-            if let Some(p) = base.as_deref().and_then(preset::for_lock_file)
-                && !presets.iter().any(|q| q.name == p.name)
-            {
-                presets.push(p);
-            }
-            locks.insert(LockFile {
-                path: display_rel(&dir, &file),
-                blake3: hash,
-            });
-        }
-    }
-
-    // The same set of lock files is the same cache, in whatever order `--lock` named them:
-    // the presets decide the name, the paths and their order, all part of the key.
-    presets.sort_by_key(|p| p.name);
-
-    let mut declared: Vec<Declared> = Vec::new();
-    let mut skips: Vec<(String, &'static [&'static str])> = Vec::new();
-    let mut fixed = Vec::new();
-    let mut resolved = Vec::new();
-    for p in &presets {
-        let r = crate::layout::resolve(p, &dir, &env_of)?;
-        resolved.push((*p, r));
-    }
-    if args.paths.is_empty() {
-        if presets.is_empty() {
-            bail!(
-                "no --path given and no preset knows the lock file(s) {}; pass --path DIR (presets exist for {})",
-                args.locks.join(", "),
-                preset::known_names().join(", ")
-            );
-        }
-        for (p, r) in &resolved {
-            for path in &r.paths {
-                let d = normalize_declared(&path.declared)?;
-                if !declared.iter().any(|x| x.path == d) {
-                    skips.push((d.clone(), p.skip));
-                    declared.push(Declared {
-                        path: d,
-                        optional: path.optional,
-                        fixed: !p.relocatable,
-                        python: p.runtime == preset::Runtime::Python,
-                    });
-                }
-            }
-        }
-    } else {
-        for p in &args.paths {
-            let p = normalize_declared(p)?;
-            if crate::cached::has_glob_meta(&p) {
-                crate::cached::validate_glob(&p).map_err(anyhow::Error::msg)?;
-            }
-            if !declared.iter().any(|x| x.path == p) {
-                declared.push(Declared {
-                    path: p,
-                    optional: false,
-                    fixed: false,
-                    python: false,
-                });
-            }
-        }
-    }
-
-    let mut paths = Vec::new();
-    for Declared {
-        path: d,
-        optional,
-        fixed: unmovable,
-        python,
-    } in &declared
-    {
-        let abs = resolve_path(&dir, d);
-        if abs == dir || dir.starts_with(&abs) {
-            bail!(
-                "--path {} is the project directory or contains it; cache a directory inside it, such as .venv",
-                echo::quoted(d)
-            );
-        }
-        // The user's own --path only: a preset's paths follow the tool's own settings.
-        if !args.paths.is_empty()
-            && !args.allow_outside_path
-            && let Some(why) = crate::outside::refusal(&dir, &abs)
-        {
-            bail!(
-                "--path {d:?} is not cached: {why}; a restore there would replace it. Name a directory inside the project or a tool cache, or pass --allow-outside-path to cache it anyway"
-            );
-        }
-        // A Python preset's environment inside the project is rewritten for the path it
-        // is restored at (`relocate`), so its location is not part of the key; one the user
-        // named, or one outside the project, stays where it was built.
-        let moves_with_project = *unmovable && *python && abs.starts_with(&dir);
-        if !moves_with_project && (*unmovable || preset::looks_like_venv(d)) {
-            fixed.push(abs.display().to_string());
-        }
-        paths.push(CachePath {
-            declared: d.clone(),
-            abs,
-            optional: *optional,
-            glob: crate::cached::has_glob_meta(d),
-            skip: skips.iter().find(|(x, _)| x == d).map_or(&[], |(_, s)| s),
-        });
-    }
-    let declared: Vec<String> = declared.into_iter().map(|d| d.path).collect();
-    for (i, a) in paths.iter().enumerate() {
-        for b in &paths[i + 1..] {
-            if !a.glob && !b.glob && (a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs)) {
-                bail!(
-                    "--path {} and --path {} overlap; cache one or the other",
-                    echo::quoted(&a.declared),
-                    echo::quoted(&b.declared)
-                );
-            }
-        }
-    }
-
-    let name = match &args.name {
-        Some(n) => validate_name(n)?,
-        None if !presets.is_empty() => presets.iter().map(|p| p.name).collect::<Vec<_>>().join("-"),
-        None => default_name(&declared[0]),
-    };
-
-    let mut command_env = Vec::new();
-    let mut notes = Vec::new();
-    let mut create_dirs = Vec::new();
-    for (_, r) in &resolved {
-        // The preset's variables point the tool at the preset's paths; with other --path
-        // values they would send the install somewhere that is not cached.
-        if !args.paths.is_empty() {
-            continue;
-        }
-        notes.extend(r.notes.iter().cloned());
-        create_dirs.extend(r.create.iter().map(|d| resolve_path(&dir, d)));
-        for (var, value) in &r.env {
-            if command_env
-                .iter()
-                .any(|(n, _, _): &(String, String, bool)| n == var)
-            {
-                continue;
-            }
-            match std::env::var(var) {
-                // A value the user set wins; the log says so.
-                Ok(existing) => command_env.push((var.to_string(), existing, false)),
-                Err(_) => command_env.push((var.to_string(), value.clone(), true)),
-            }
-        }
-    }
-    let mut runtime = Vec::new();
-    let mut inputs = Vec::new();
-    for p in &presets {
-        if !args.no_runtime_key
-            && let Some(r) = crate::runtime::probe(p.runtime, p.name, &dir, &env_of)
-            && !runtime.contains(&r)
-        {
-            runtime.push(r);
-        }
-        for i in crate::inputs::collect(p.inputs, &dir)? {
-            if !inputs.contains(&i) {
-                inputs.push(i);
-            }
-        }
-    }
-
-    let env = args
-        .key_env
+    let locks = fingerprint_locks(&dir, &args.locks)?;
+    let chosen = locks
+        .presets
         .iter()
-        .map(|name| {
-            if name.is_empty() || name.contains('=') {
-                bail!(
-                    "--key-env {} is not a variable name; pass the name only, e.g. --key-env PYTHON_VERSION",
-                    echo::quoted(name)
-                );
-            }
-            Ok(EnvInput {
-                name: name.clone(),
-                value: std::env::var(name).ok(),
+        .map(|p| {
+            Ok(Chosen {
+                preset: p,
+                resolved: crate::preset_paths::resolve(p, &dir, &env_of)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let declared = declared_paths(args, &chosen)?;
+    let paths = cache_paths(args, &dir, &declared)?;
+    let fixed = fixed_paths(&dir, &declared);
+    let declared: Vec<String> = declared.into_iter().map(|d| d.path).collect();
+    let name = match &args.name {
+        Some(n) => validate_name(n)?,
+        None if !locks.presets.is_empty() => locks
+            .presets
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join("-"),
+        None => default_name(&declared[0]),
+    };
+    // The preset's variables point the tool at the preset's paths; with other --path
+    // values they would send the install somewhere that is not cached.
+    let setup = if args.paths.is_empty() {
+        command_setup(&dir, &chosen)
+    } else {
+        CommandSetup::default()
+    };
+    let runtime = if args.no_runtime_key {
+        Vec::new()
+    } else {
+        runtimes(&locks.presets, &dir, &env_of)
+    };
+    let inputs = preset_inputs(&locks.presets, &dir)?;
+    let env = key_env(&args.key_env)?;
     let commands = args
         .key_cmd
         .iter()
         .map(|c| run_key_cmd(&dir, c))
         .collect::<Result<Vec<_>>>()?;
-
     let components = Components {
         format: key::ENTRY_FORMAT,
         name,
         paths: declared,
         fixed_paths: fixed,
-        locks: locks.into_iter().collect(),
+        locks: locks.files.into_iter().collect(),
         command: command.to_vec(),
         platform: key::platform(),
         image: std::env::var(env_vars::CI_JOB_IMAGE)
@@ -325,16 +199,245 @@ pub fn plan(args: &KeyArgs, command: &[String]) -> Result<Plan> {
         key,
         components,
         paths,
-        presets: presets.iter().map(|p| p.name).collect(),
+        presets: locks.presets.iter().map(|p| p.name).collect(),
         preset_paths: args.paths.is_empty(),
-        command_env,
-        notes,
-        create_dirs,
-        relocatable_python: presets.iter().any(|p| p.runtime == preset::Runtime::Python),
+        command_env: setup.env,
+        notes: setup.notes,
+        create_dirs: setup.create_dirs,
+        relocatable_python: locks
+            .presets
+            .iter()
+            .any(|p| p.runtime == preset::Runtime::Python),
     })
 }
 
-use crate::cached::has_glob_meta;
+fn project_dir(args: &Request) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let dir = match &args.dir {
+        Some(d) => std::path::absolute(cwd.join(d))?,
+        None => cwd,
+    };
+    if !dir.is_dir() {
+        bail!("--dir {:?} is not a directory", dir.display().to_string());
+    }
+    if args.locks.is_empty() {
+        bail!(
+            "no lock file given: pass --lock FILE (for example --lock poetry.lock), or set CACHEGATE_LOCK"
+        );
+    }
+    Ok(dir)
+}
+
+fn fingerprint_locks(dir: &Path, patterns: &[String]) -> Result<Locks> {
+    let mut files = BTreeSet::new();
+    let mut presets: Vec<&'static Preset> = Vec::new();
+    for pattern in patterns {
+        let found = resolve_lock(dir, pattern)?;
+        let hashes = hash_files(&found)?;
+        for (file, hash) in found.into_iter().zip(hashes) {
+            let base = file.file_name().map(|n| n.to_string_lossy().to_string());
+            if let Some(p) = base.as_deref().and_then(preset::for_lock_file)
+                && !presets.iter().any(|q| q.name == p.name)
+            {
+                presets.push(p);
+            }
+            files.insert(LockFile {
+                path: display_rel(dir, &file),
+                blake3: hash,
+            });
+        }
+    }
+    // The same set of lock files is the same cache, in whatever order `--lock` named them:
+    // the presets decide the name, the paths and their order, all part of the key.
+    presets.sort_by_key(|p| p.name);
+    Ok(Locks { files, presets })
+}
+
+/// The paths to cache: the user's `--path` values, or else the presets'.
+fn declared_paths(args: &Request, chosen: &[Chosen]) -> Result<Vec<Declared>> {
+    let mut declared: Vec<Declared> = Vec::new();
+    if !args.paths.is_empty() {
+        for p in &args.paths {
+            let p = normalize_declared(p)?;
+            if has_glob_meta(&p) {
+                paths::glob(&p).map_err(|e| {
+                    anyhow::anyhow!("--path {} is not a valid glob: {e}", echo::quoted(&p))
+                })?;
+            }
+            if !declared.iter().any(|x| x.path == p) {
+                declared.push(Declared {
+                    path: p,
+                    optional: false,
+                    fixed: false,
+                    python: false,
+                    skip: &[],
+                });
+            }
+        }
+        return Ok(declared);
+    }
+    if chosen.is_empty() {
+        bail!(
+            "no --path given and no preset knows the lock file(s) {}; pass --path DIR (presets exist for {})",
+            args.locks.join(", "),
+            preset::known_names().join(", ")
+        );
+    }
+    for Chosen {
+        preset: p,
+        resolved,
+    } in chosen
+    {
+        for path in &resolved.paths {
+            let d = normalize_declared(&path.declared)?;
+            if !declared.iter().any(|x| x.path == d) {
+                declared.push(Declared {
+                    path: d,
+                    optional: path.optional,
+                    fixed: !p.relocatable,
+                    python: p.runtime == preset::Runtime::Python,
+                    skip: p.skip,
+                });
+            }
+        }
+    }
+    Ok(declared)
+}
+
+/// The declared paths on this machine, each checked to be one a restore may replace.
+fn cache_paths(args: &Request, dir: &Path, declared: &[Declared]) -> Result<Vec<CachePath>> {
+    let mut out = Vec::new();
+    for d in declared {
+        let abs = paths::resolve(dir, &d.path);
+        if abs == dir || dir.starts_with(&abs) {
+            bail!(
+                "--path {} is the project directory or contains it; cache a directory inside it, such as .venv",
+                echo::quoted(&d.path)
+            );
+        }
+        // The user's own --path only: a preset's paths follow the tool's own settings.
+        if !args.paths.is_empty()
+            && !args.allow_outside_path
+            && let Some(why) = crate::outside::refusal(dir, &abs)
+        {
+            bail!(
+                "--path {:?} is not cached: {why}; a restore there would replace it. Name a directory inside the project or a tool cache, or pass --allow-outside-path to cache it anyway",
+                d.path
+            );
+        }
+        out.push(CachePath {
+            declared: d.path.clone(),
+            abs,
+            optional: d.optional,
+            glob: has_glob_meta(&d.path),
+            skip: Names::new(d.skip),
+        });
+    }
+    for (i, a) in out.iter().enumerate() {
+        for b in &out[i + 1..] {
+            if !a.glob && !b.glob && (a.abs.starts_with(&b.abs) || b.abs.starts_with(&a.abs)) {
+                bail!(
+                    "--path {} and --path {} overlap; cache one or the other",
+                    echo::quoted(&a.declared),
+                    echo::quoted(&b.declared)
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The cached paths whose location is part of the key: trees that only work where they
+/// were built.
+fn fixed_paths(dir: &Path, declared: &[Declared]) -> Vec<String> {
+    let mut fixed = Vec::new();
+    for d in declared {
+        let abs = paths::resolve(dir, &d.path);
+        // A Python preset's environment inside the project is rewritten for the path it
+        // is restored at (`relocate`), so its location is not part of the key; one the user
+        // named, or one outside the project, stays where it was built.
+        let moves_with_project = d.fixed && d.python && abs.starts_with(dir);
+        if !moves_with_project && (d.fixed || preset::looks_like_venv(&d.path)) {
+            fixed.push(abs.display().to_string());
+        }
+    }
+    fixed
+}
+
+fn command_setup(dir: &Path, chosen: &[Chosen]) -> CommandSetup {
+    let mut setup = CommandSetup::default();
+    for Chosen { resolved: r, .. } in chosen {
+        setup.notes.extend(r.notes.iter().cloned());
+        setup
+            .create_dirs
+            .extend(r.create.iter().map(|d| paths::resolve(dir, d)));
+        for (var, value) in &r.env {
+            if setup.env.iter().any(|v| v.name == *var) {
+                continue;
+            }
+            setup.env.push(match std::env::var(var) {
+                // A value the user set wins; the log says so.
+                Ok(existing) => CommandVar {
+                    name: var.to_string(),
+                    value: existing,
+                    ours: false,
+                },
+                Err(_) => CommandVar {
+                    name: var.to_string(),
+                    value: value.clone(),
+                    ours: true,
+                },
+            });
+        }
+    }
+    setup
+}
+
+fn runtimes(
+    presets: &[&Preset],
+    dir: &Path,
+    env_of: crate::preset_paths::Env,
+) -> Vec<RuntimeInput> {
+    let mut out = Vec::new();
+    for p in presets {
+        if let Some(r) = crate::runtime::probe(p.runtime, p.name, dir, env_of)
+            && !out.contains(&r)
+        {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn preset_inputs(presets: &[&Preset], dir: &Path) -> Result<Vec<LockFile>> {
+    let mut out = Vec::new();
+    for p in presets {
+        for i in crate::inputs::collect(p.inputs, dir)? {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn key_env(names: &[String]) -> Result<Vec<EnvInput>> {
+    names
+        .iter()
+        .map(|name| {
+            if name.is_empty() || name.contains('=') {
+                bail!(
+                    "--key-env {} is not a variable name; pass the name only, e.g. --key-env PYTHON_VERSION",
+                    echo::quoted(name)
+                );
+            }
+            Ok(EnvInput {
+                name: name.clone(),
+                value: std::env::var(name).ok(),
+            })
+        })
+        .collect()
+}
 
 /// Files a `--lock` pattern names: a file, a directory (walked with .gitignore honoured),
 /// or a glob. Matching nothing is an error: a typo must not silently key on nothing.
@@ -376,26 +479,13 @@ fn resolve_lock(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>> {
         }
         return Ok(files);
     }
-    // Walk from the longest literal prefix so `sub/**/*.lock` does not walk the whole tree.
-    let mut base = PathBuf::new();
-    let mut rest = Vec::new();
-    for (i, part) in pattern.split('/').enumerate() {
-        if rest.is_empty() && !has_glob_meta(part) {
-            if i == 0 && part.is_empty() {
-                base.push("/");
-            } else {
-                base.push(part);
-            }
-        } else {
-            rest.push(part);
-        }
+    let split = paths::split_literal(pattern);
+    let mut root = dir.to_path_buf();
+    for (i, part) in split.base.iter().enumerate() {
+        root.push(if i == 0 && part.is_empty() { "/" } else { part });
     }
-    let root = dir.join(&base);
-    let glob = GlobBuilder::new(&rest.join("/"))
-        .literal_separator(true)
-        .build()
-        .with_context(|| format!("--lock {} is not a valid glob", echo::quoted(pattern)))?
-        .compile_matcher();
+    let glob = paths::matcher(&split.rest)
+        .with_context(|| format!("--lock {} is not a valid glob", echo::quoted(pattern)))?;
     let files = walk_files(&root, Some(&|rel: &Path| glob.is_match(rel)))?;
     if files.is_empty() {
         return Err(nothing());
@@ -425,12 +515,8 @@ fn walk_files(root: &Path, filter: Option<Filter>) -> Result<Vec<PathBuf>> {
     if !root.is_dir() {
         return Ok(out);
     }
-    let walker = ignore::WalkBuilder::new(root)
-        .hidden(false)
-        .require_git(false)
-        .follow_links(false)
+    let walker = paths::walk_project(root)
         .filter_entry(|e| e.file_name() != ".git")
-        .sort_by_file_name(|a, b| a.cmp(b))
         .build();
     for entry in walker {
         let entry = entry.with_context(|| format!("cannot walk {}", root.display()))?;
@@ -446,37 +532,29 @@ fn walk_files(root: &Path, filter: Option<Filter>) -> Result<Vec<PathBuf>> {
 }
 
 /// A `--lock` directory can hold thousands of small files, where opening and reading, not
-/// hashing, is the cost: several threads keep several reads in flight.
+/// hashing, is the cost: more threads than cores keep several reads in flight (a few dozen
+/// files are not worth the threads).
 fn hash_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    use rayon::prelude::*;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get() * 2)
         .min(8)
         .min(files.len() / 64 + 1);
-    if threads <= 1 {
+    let pool = (threads > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .ok()
+        })
+        .flatten();
+    let Some(pool) = pool else {
         return files.iter().map(|f| hash_file(f)).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut hashed: Vec<(usize, Result<String>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(f) = files.get(i) else { break };
-                        mine.push((i, hash_file(f)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("hashing thread panicked"))
-            .collect()
-    });
-    hashed.sort_unstable_by_key(|(i, _)| *i);
-    hashed.into_iter().map(|(_, h)| h).collect()
+    };
+    // Every file is hashed, and the first failure in `--lock` order is the one reported.
+    let hashed: Vec<Result<String>> =
+        pool.install(|| files.par_iter().map(|f| hash_file(f)).collect());
+    hashed.into_iter().collect()
 }
 
 fn hash_file(path: &Path) -> Result<String> {
@@ -504,15 +582,6 @@ fn display_rel(dir: &Path, file: &Path) -> String {
             .join("/"),
         Err(_) => file.display().to_string(),
     }
-}
-
-fn resolve_path(dir: &Path, declared: &str) -> PathBuf {
-    if let Some(rest) = declared.strip_prefix("~/")
-        && let Some(h) = home()
-    {
-        return h.join(rest);
-    }
-    dir.join(declared)
 }
 
 /// Paths are keyed as written, so `./.venv/` and `.venv` must be one path; `..` is refused

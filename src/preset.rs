@@ -4,9 +4,13 @@
 //! Each tool is one entry of `PRESETS`: the lock files it writes, what it installs into,
 //! the variables that point it there, the runtime its tree depends on and the files it
 //! checks its lock against. Where a tool's own configuration can move what it installs
-//! (workspaces, yarn berry's linker, a user's virtualenv settings), `layout` reads it.
+//! (workspaces, yarn berry's linker, a user's virtualenv settings), `preset_paths` reads it.
+
+use std::sync::LazyLock;
 
 use serde::Serialize;
+
+use crate::paths::Names;
 
 /// How a preset's environment variable gets its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -328,16 +332,17 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
-/// Whether a file name matches one of a preset's `skip` patterns.
-pub fn skipped(patterns: &[&str], file_name: &str) -> bool {
-    patterns.iter().any(|p| matches(p, file_name))
-}
+/// Each preset's lock file names, compiled once, in the order of `PRESETS`.
+static LOCK_NAMES: LazyLock<Vec<Names>> =
+    LazyLock::new(|| PRESETS.iter().map(|p| Names::new(p.locks)).collect());
 
 /// The preset for a lock file, judged by its file name alone.
 pub fn for_lock_file(file_name: &str) -> Option<&'static Preset> {
     PRESETS
         .iter()
-        .find(|p| p.locks.iter().any(|pattern| matches(pattern, file_name)))
+        .zip(LOCK_NAMES.iter())
+        .find(|(_, names)| names.is_match(file_name))
+        .map(|(p, _)| p)
 }
 
 /// The lock file names presets know, for error messages.
@@ -373,15 +378,6 @@ pub fn discards_tree(command: &[String]) -> Option<String> {
             format!("`npm {sub}` deletes node_modules before it installs"),
         ),
         _ => None,
-    }
-}
-
-fn matches(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        Some((pre, post)) => {
-            name.len() >= pre.len() + post.len() && name.starts_with(pre) && name.ends_with(post)
-        }
-        None => pattern == name,
     }
 }
 
@@ -650,6 +646,7 @@ mod tests {
     /// nothing a tool needs is skipped.
     #[test]
     fn gradle_and_maven_skip_their_lock_and_origin_files_only() {
+        let skipped = |patterns: &[&str], name: &str| Names::new(patterns).is_match(name);
         let gradle = for_lock_file("build.gradle").unwrap();
         for name in ["modules-2.lock", "gc.properties", "gradle-8.5-bin.zip.lck"] {
             assert!(skipped(gradle.skip, name), "{name}");

@@ -190,8 +190,7 @@ impl Drop for Progress {
 }
 
 fn content_bytes(root: &Path) -> u64 {
-    walkdir::WalkDir::new(root)
-        .follow_links(false)
+    crate::paths::walk(root)
         .into_iter()
         .flatten()
         .filter_map(|e| e.metadata().ok())

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::plan::CachePath;
+use crate::paths::CachePath;
 
 /// Most files one manifest lists for rewriting; more makes the entry unmovable.
 const MAX_FILES: usize = 50_000;
@@ -65,12 +65,7 @@ pub fn scan(paths: &[CachePath], dir: &Path) -> Relocation {
         ..Relocation::default()
     };
     for (index, p) in paths.iter().enumerate() {
-        for e in walkdir::WalkDir::new(&p.abs)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .flatten()
-        {
+        for e in crate::paths::walk_sorted(&p.abs).into_iter().flatten() {
             let rel = e.path().strip_prefix(&p.abs).unwrap_or(e.path());
             let name = format!("{index}/{}", rel.display());
             let ft = e.file_type();
@@ -389,7 +384,7 @@ mod tests {
             abs: venv.clone(),
             optional: false,
             glob: false,
-            skip: &[],
+            skip: crate::paths::Names::default(),
         }];
         let r = scan(&paths, &dir);
         assert_eq!(r.files, ["0/bin/black"]);

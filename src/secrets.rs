@@ -61,7 +61,7 @@ fn has_key(path: &Path, key: impl Fn(&str) -> bool) -> bool {
 pub fn scan(roots: &[PathBuf]) -> Vec<Finding> {
     roots
         .iter()
-        .flat_map(|r| walkdir::WalkDir::new(r).follow_links(false))
+        .flat_map(|r| crate::paths::walk(r))
         .flatten()
         .filter(|e| e.file_type().is_file())
         .filter_map(|e| check(e.path()))

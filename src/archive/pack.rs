@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::entry::{CHUNK_DIGEST_BYTES, ChunkDigests};
-use crate::plan::CachePath;
+use crate::paths::CachePath;
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Default)]
@@ -159,14 +159,11 @@ fn add_tree<W: Write>(
 ) -> Result<()> {
     let root = path.abs.as_path();
     let prefix = index.to_string();
-    for entry in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
+    for entry in crate::paths::walk_sorted(root) {
         let entry = entry?;
         if entry.depth() > 0
             && !entry.file_type().is_dir()
-            && crate::preset::skipped(path.skip, &entry.file_name().to_string_lossy())
+            && path.skip.is_match(&entry.file_name().to_string_lossy())
         {
             continue;
         }

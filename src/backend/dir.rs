@@ -21,7 +21,7 @@ impl DirBackend {
     }
 
     fn path(&self, name: &str) -> StoreResult<PathBuf> {
-        // Names come from `layout`, but a backend is the last line of defence for the
+        // Names come from `entry::ObjectName`, but a backend is the last line of defence for the
         // invariant that nothing lands outside its root.
         if !crate::entry::safe_object_name(name) {
             return Err(StoreError::Other(anyhow!("invalid object name {name:?}")));

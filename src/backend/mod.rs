@@ -1,5 +1,5 @@
 //! Where entries live. Every store speaks the same small object interface: names are
-//! `/`-separated relative paths built by `layout`, never by user strings, so a backend only
+//! `/`-separated relative paths built by `entry::ObjectName`, never by user strings, so a backend only
 //! has to map them onto its own namespace.
 //!
 //! The contract each backend keeps: `put` streams and becomes visible only on `finish`

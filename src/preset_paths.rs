@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::GlobSetBuilder;
 
+use crate::paths;
 use crate::preset::{EnvValue, Layout, Preset};
 
 /// A path the preset caches, as declared (relative to the project, absolute, or `~/`).
@@ -371,9 +372,7 @@ fn expand_workspaces(dir: &Path, patterns: &[String], marker: &str) -> Result<Ve
         if pat.is_empty() || pat.starts_with('/') || pat.split('/').any(|s| s == "..") {
             continue;
         }
-        let glob = GlobBuilder::new(pat)
-            .literal_separator(true)
-            .build()
+        let glob = paths::glob(pat)
             .with_context(|| format!("workspace pattern {raw:?} is not a valid glob"))?;
         if neg {
             exclude.add(glob);
@@ -393,11 +392,9 @@ fn expand_workspaces(dir: &Path, patterns: &[String], marker: &str) -> Result<Ve
     let include = include.build()?;
     let exclude = exclude.build()?;
     let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(dir)
+    let walker = paths::walk_sorted(dir)
         .min_depth(1)
         .max_depth(depth.min(16))
-        .follow_links(false)
-        .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| {
             let n = e.file_name();
@@ -409,12 +406,7 @@ fn expand_workspaces(dir: &Path, patterns: &[String], marker: &str) -> Result<Ve
         }
         let rel = e.path().strip_prefix(dir).expect("walk stays under dir");
         if include.is_match(rel) && !exclude.is_match(rel) && e.path().join(marker).is_file() {
-            out.push(
-                rel.components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            );
+            out.push(paths::slash_rel(dir, e.path()));
         }
     }
     Ok(out)
