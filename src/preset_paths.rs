@@ -37,195 +37,228 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
     let mut r = Resolved::default();
-    let set_env = |r: &mut Resolved| {
-        for (var, value) in p.env {
-            let v = match value {
-                EnvValue::Literal(v) => v.to_string(),
-                EnvValue::Abs(rel) => dir.join(rel).display().to_string(),
-                EnvValue::AbsAfter(flag, rel) => format!("{flag}{}", dir.join(rel).display()),
-            };
-            r.env.push((var.to_string(), v));
-        }
-    };
-    let fixed = |r: &mut Resolved| {
-        for d in p.paths {
-            r.paths.push(PresetPath {
-                declared: d.to_string(),
-                optional: false,
-            });
-        }
-    };
     match p.layout {
         Layout::Fixed => {
-            fixed(&mut r);
-            set_env(&mut r);
+            preset_fixed(p, &mut r);
+            preset_env(p, dir, &mut r);
         }
         Layout::NodeWorkspaces => {
-            fixed(&mut r);
+            preset_fixed(p, &mut r);
             workspace_modules(dir, &mut r)?;
         }
         Layout::Yarn => {
             if is_yarn_berry(dir) {
                 yarn_berry(dir, env, &mut r)?;
             } else {
-                fixed(&mut r);
+                preset_fixed(p, &mut r);
                 workspace_modules(dir, &mut r)?;
             }
         }
         Layout::Poetry => poetry(p, dir, env, &mut r)?,
-        Layout::Uv => match env("UV_PROJECT_ENVIRONMENT").filter(|v| !v.is_empty()) {
-            Some(v) => {
-                r.notes.push(format!(
-                    "UV_PROJECT_ENVIRONMENT={v} is the environment uv uses"
-                ));
-                r.paths.push(PresetPath {
-                    declared: v,
-                    optional: false,
-                });
-            }
-            None => {
-                fixed(&mut r);
-                set_env(&mut r);
-            }
-        },
-        Layout::Pipenv => {
-            let in_project = env("PIPENV_VENV_IN_PROJECT").map(|v| truthy(&v));
-            if in_project == Some(false) {
-                let home = env("WORKON_HOME")
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| "~/.local/share/virtualenvs".into());
-                // Every project of the user shares WORKON_HOME: only this one's
-                // environment is cached, named as pipenv names it (with a digest of the
-                // Pipfile's path, so another checkout path is another key).
-                let own = format!(
-                    "{}/{}",
-                    home.trim_end_matches('/'),
-                    pipenv_env_name(dir, env)
-                );
-                r.notes.push(format!(
-                    "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}, named after this checkout's path, so a checkout at another path is another entry (PIPENV_VENV_IN_PROJECT set to 1 shares one)"
-                ));
-                r.paths.push(PresetPath {
-                    declared: own,
-                    optional: false,
-                });
-            } else {
-                fixed(&mut r);
-                set_env(&mut r);
-            }
-        }
-        Layout::Cargo => match env("CARGO_HOME").filter(|v| !v.is_empty()) {
-            Some(home) => {
-                let home = home.trim_end_matches('/').to_string();
-                r.notes
-                    .push(format!("CARGO_HOME={home}: caching its download caches"));
-                for sub in ["registry", "git"] {
-                    r.paths.push(PresetPath {
-                        declared: format!("{home}/{sub}"),
-                        optional: sub == "git",
-                    });
-                }
-            }
-            None => {
-                fixed(&mut r);
-                // A project without git dependencies has no .cargo/git.
-                r.paths[1].optional = true;
-                set_env(&mut r);
-            }
-        },
-        Layout::Gradle => match user_dir(dir, env, "GRADLE_USER_HOME") {
-            Some(home) => {
-                r.notes.push(format!(
-                    "GRADLE_USER_HOME={home}: caching its dependency cache and wrapper dists"
-                ));
-                for (sub, optional) in [("caches/modules-2", false), ("wrapper/dists", true)] {
-                    r.paths.push(PresetPath {
-                        declared: format!("{home}/{sub}"),
-                        optional,
-                    });
-                }
-            }
-            None => {
-                fixed(&mut r);
-                // Only projects built through the wrapper have its dists.
-                r.paths[1].optional = true;
-                set_env(&mut r);
-            }
-        },
-        Layout::Maven => match maven_repo(dir, env) {
-            Some((repo, why)) => {
-                r.notes.push(why);
-                r.paths.push(PresetPath {
-                    declared: repo,
-                    optional: false,
-                });
-            }
-            None => {
-                fixed(&mut r);
-                set_env(&mut r);
-            }
-        },
-        Layout::Terraform => {
-            match user_dir(dir, env, "TF_PLUGIN_CACHE_DIR") {
-                Some(d) => {
-                    r.notes.push(format!(
-                        "TF_PLUGIN_CACHE_DIR={d}: caching that plugin cache"
-                    ));
-                    r.paths.push(PresetPath {
-                        declared: d,
-                        optional: false,
-                    });
-                }
-                None => {
-                    fixed(&mut r);
-                    set_env(&mut r);
-                }
-            }
-            r.create.push(r.paths[0].declared.clone());
-        }
+        Layout::Uv => uv(p, dir, env, &mut r),
+        Layout::Pipenv => pipenv(p, dir, env, &mut r),
+        Layout::Cargo => cargo(p, dir, env, &mut r),
+        Layout::Gradle => gradle(p, dir, env, &mut r),
+        Layout::Maven => maven(p, dir, env, &mut r),
+        Layout::Terraform => terraform(p, dir, env, &mut r),
         Layout::Conda => {
-            fixed(&mut r);
-            set_env(&mut r);
+            preset_fixed(p, &mut r);
+            preset_env(p, dir, &mut r);
             r.notes.push(format!(
                 "environments under {} hold their prefix (conda rewrote it into scripts and \
                  binaries), so the key holds that location: another checkout path is a miss",
                 dir.join(p.paths[0]).display()
             ));
         }
-        Layout::Dart => {
-            r.notes.push(
-                "pub's .dart_tool/package_config.json names packages by absolute path, so the \
-                 key holds the location: another checkout path is a miss"
-                    .into(),
-            );
-            match user_dir(dir, env, "PUB_CACHE") {
-                Some(d) => {
-                    r.notes
-                        .push(format!("PUB_CACHE={d}: caching that pub cache"));
-                    r.paths.push(PresetPath {
-                        declared: d,
-                        optional: false,
-                    });
-                    r.paths.push(PresetPath {
-                        declared: p.paths[1].to_string(),
-                        optional: false,
-                    });
-                }
-                None => {
-                    fixed(&mut r);
-                    set_env(&mut r);
-                }
-            }
-            // What `flutter pub get` writes beside `.dart_tool` (absent for plain Dart).
-            for f in [".flutter-plugins-dependencies", ".flutter-plugins"] {
+        Layout::Dart => dart(p, dir, env, &mut r),
+    }
+    Ok(r)
+}
+
+/// The preset's own variables for the command, its relative paths made absolute.
+fn preset_env(p: &Preset, dir: &Path, r: &mut Resolved) {
+    for (var, value) in p.env {
+        let v = match value {
+            EnvValue::Literal(v) => v.to_string(),
+            EnvValue::Abs(rel) => dir.join(rel).display().to_string(),
+            EnvValue::AbsAfter(flag, rel) => format!("{flag}{}", dir.join(rel).display()),
+        };
+        r.env.push((var.to_string(), v));
+    }
+}
+
+/// The preset's own paths, as its table lists them.
+fn preset_fixed(p: &Preset, r: &mut Resolved) {
+    for d in p.paths {
+        r.paths.push(PresetPath {
+            declared: d.to_string(),
+            optional: false,
+        });
+    }
+}
+
+/// uv's environment: `UV_PROJECT_ENVIRONMENT` when the user set it.
+fn uv(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    match env("UV_PROJECT_ENVIRONMENT").filter(|v| !v.is_empty()) {
+        Some(v) => {
+            r.notes.push(format!(
+                "UV_PROJECT_ENVIRONMENT={v} is the environment uv uses"
+            ));
+            r.paths.push(PresetPath {
+                declared: v,
+                optional: false,
+            });
+        }
+        None => {
+            preset_fixed(p, r);
+            preset_env(p, dir, r);
+        }
+    }
+}
+
+/// pipenv's environment: in the project unless `PIPENV_VENV_IN_PROJECT` turns that off.
+fn pipenv(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    let in_project = env("PIPENV_VENV_IN_PROJECT").map(|v| truthy(&v));
+    if in_project == Some(false) {
+        let home = env("WORKON_HOME")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "~/.local/share/virtualenvs".into());
+        // Every project of the user shares WORKON_HOME: only this one's
+        // environment is cached, named as pipenv names it (with a digest of the
+        // Pipfile's path, so another checkout path is another key).
+        let own = format!(
+            "{}/{}",
+            home.trim_end_matches('/'),
+            pipenv_env_name(dir, env)
+        );
+        r.notes.push(format!(
+                "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}, named after this checkout's path, so a checkout at another path is another entry (PIPENV_VENV_IN_PROJECT set to 1 shares one)"
+            ));
+        r.paths.push(PresetPath {
+            declared: own,
+            optional: false,
+        });
+    } else {
+        preset_fixed(p, r);
+        preset_env(p, dir, r);
+    }
+}
+
+/// Cargo's download caches: under `CARGO_HOME` when the user set it.
+fn cargo(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    match env("CARGO_HOME").filter(|v| !v.is_empty()) {
+        Some(home) => {
+            let home = home.trim_end_matches('/').to_string();
+            r.notes
+                .push(format!("CARGO_HOME={home}: caching its download caches"));
+            for sub in ["registry", "git"] {
                 r.paths.push(PresetPath {
-                    declared: f.into(),
-                    optional: true,
+                    declared: format!("{home}/{sub}"),
+                    optional: sub == "git",
                 });
             }
         }
+        None => {
+            preset_fixed(p, r);
+            // A project without git dependencies has no .cargo/git.
+            r.paths[1].optional = true;
+            preset_env(p, dir, r);
+        }
     }
-    Ok(r)
+}
+
+/// Gradle's dependency cache and wrapper dists: under `GRADLE_USER_HOME` when set.
+fn gradle(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    match user_dir(dir, env, "GRADLE_USER_HOME") {
+        Some(home) => {
+            r.notes.push(format!(
+                "GRADLE_USER_HOME={home}: caching its dependency cache and wrapper dists"
+            ));
+            for (sub, optional) in [("caches/modules-2", false), ("wrapper/dists", true)] {
+                r.paths.push(PresetPath {
+                    declared: format!("{home}/{sub}"),
+                    optional,
+                });
+            }
+        }
+        None => {
+            preset_fixed(p, r);
+            // Only projects built through the wrapper have its dists.
+            r.paths[1].optional = true;
+            preset_env(p, dir, r);
+        }
+    }
+}
+
+/// Maven's local repository, wherever the user's settings put it.
+fn maven(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    match maven_repo(dir, env) {
+        Some((repo, why)) => {
+            r.notes.push(why);
+            r.paths.push(PresetPath {
+                declared: repo,
+                optional: false,
+            });
+        }
+        None => {
+            preset_fixed(p, r);
+            preset_env(p, dir, r);
+        }
+    }
+}
+
+/// Terraform's plugin cache (`TF_PLUGIN_CACHE_DIR` when set), made before `init` runs.
+fn terraform(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    match user_dir(dir, env, "TF_PLUGIN_CACHE_DIR") {
+        Some(d) => {
+            r.notes.push(format!(
+                "TF_PLUGIN_CACHE_DIR={d}: caching that plugin cache"
+            ));
+            r.paths.push(PresetPath {
+                declared: d,
+                optional: false,
+            });
+        }
+        None => {
+            preset_fixed(p, r);
+            preset_env(p, dir, r);
+        }
+    }
+    r.create.push(r.paths[0].declared.clone());
+}
+
+/// pub's cache (`PUB_CACHE` when set), `.dart_tool` and what flutter writes beside it.
+fn dart(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
+    r.notes.push(
+        "pub's .dart_tool/package_config.json names packages by absolute path, so the \
+             key holds the location: another checkout path is a miss"
+            .into(),
+    );
+    match user_dir(dir, env, "PUB_CACHE") {
+        Some(d) => {
+            r.notes
+                .push(format!("PUB_CACHE={d}: caching that pub cache"));
+            r.paths.push(PresetPath {
+                declared: d,
+                optional: false,
+            });
+            r.paths.push(PresetPath {
+                declared: p.paths[1].to_string(),
+                optional: false,
+            });
+        }
+        None => {
+            preset_fixed(p, r);
+            preset_env(p, dir, r);
+        }
+    }
+    // What `flutter pub get` writes beside `.dart_tool` (absent for plain Dart).
+    for f in [".flutter-plugins-dependencies", ".flutter-plugins"] {
+        r.paths.push(PresetPath {
+            declared: f.into(),
+            optional: true,
+        });
+    }
 }
 
 /// A directory variable the user set, without its trailing slash.
