@@ -4,7 +4,7 @@
 use crate::backend::{Backend, StoreError};
 use crate::cli::FlightArgs;
 use crate::exit::Ending;
-use crate::install::run_install;
+use crate::install::{Installed, run_install};
 use crate::job::{Hit, Job, Lookup, Save, Skip, creator};
 use crate::key::shell_words;
 use crate::lease::{self, Flight};
@@ -50,7 +50,10 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
         job.before_install();
         let made = crate::outside::ours_before_install(&job.plan.dir, &job.plan.targets());
         eprintln!("{miss} · running {}", echo::value(&shell_words(cmd)));
-        let (status, secs) = run_install(&job.plan, cmd, &mut job.report);
+        let Installed {
+            status,
+            seconds: secs,
+        } = run_install(&job.plan, cmd, &mut job.report);
         if status == 0 {
             crate::outside::claim(&job.plan.dir, &made);
         }

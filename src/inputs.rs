@@ -221,34 +221,41 @@ fn whole_files(dir: &Path, names: &[&str]) -> Result<Vec<LockFile>> {
 
 /// The root `pubspec.yaml` and, for a pub workspace, each member's.
 fn pubspecs(dir: &Path, out: &mut Vec<LockFile>) -> Result<()> {
-    let Some((root, doc)) = yaml_fields(dir, "pubspec.yaml", PUBSPEC_FIELDS)? else {
+    let Some(YamlFile { digest, doc }) = yaml_fields(dir, "pubspec.yaml", PUBSPEC_FIELDS)? else {
         return Ok(());
     };
-    out.push(root);
+    out.push(digest);
     for member in doc["workspace"].as_vec().into_iter().flatten() {
         let Some(m) = member.as_str() else { continue };
         let m = m.trim_end_matches('/');
         if m.split('/').any(|c| c == "..") {
             continue;
         }
-        if let Some((f, _)) = yaml_fields(dir, &format!("{m}/pubspec.yaml"), PUBSPEC_FIELDS)? {
-            out.push(f);
+        if let Some(f) = yaml_fields(dir, &format!("{m}/pubspec.yaml"), PUBSPEC_FIELDS)? {
+            out.push(f.digest);
         }
     }
     Ok(())
 }
 
+/// A YAML file read for its fields.
+struct YamlFile {
+    /// The digest of the fields.
+    digest: LockFile,
+    /// The whole document (a pub workspace lists its members there).
+    doc: yaml_rust2::Yaml,
+}
+
 /// The digest of `fields` of a YAML file, and the document; `None` when there is no file.
-fn yaml_fields(
-    dir: &Path,
-    rel: &str,
-    fields: &[&str],
-) -> Result<Option<(LockFile, yaml_rust2::Yaml)>> {
+fn yaml_fields(dir: &Path, rel: &str, fields: &[&str]) -> Result<Option<YamlFile>> {
     let Some(docs) = yaml_docs(dir, rel)? else {
         return Ok(None);
     };
     let doc = docs.into_iter().next().unwrap_or(yaml_rust2::Yaml::Null);
-    Ok(Some((yaml_digest(rel, &doc, fields, false)?, doc)))
+    Ok(Some(YamlFile {
+        digest: yaml_digest(rel, &doc, fields, false)?,
+        doc,
+    }))
 }
 
 /// The documents of a YAML file; `None` when there is no file.

@@ -7,14 +7,21 @@ use std::time::Instant;
 use crate::plan::Plan;
 use crate::report::Report;
 
+/// How the install went.
+pub(crate) struct Installed {
+    /// Its exit status as a shell would report it.
+    pub status: i32,
+    pub seconds: f64,
+}
+
 /// Run the install and record its status and duration in the report.
-pub(crate) fn run_install(plan: &Plan, cmd: &[String], report: &mut Report) -> (i32, f64) {
+pub(crate) fn run_install(plan: &Plan, cmd: &[String], report: &mut Report) -> Installed {
     let start = Instant::now();
     let status = run_command(plan, cmd);
-    let secs = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     report.command_status = Some(status);
-    report.install_seconds = Some(secs);
-    (status, secs)
+    report.install_seconds = Some(seconds);
+    Installed { status, seconds }
 }
 
 /// Run the install with inherited stdio and the preset's variables; its exit status as a

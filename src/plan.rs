@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::key::{self, CmdInput, Components, EnvInput, LockFile, RuntimeInput};
 use crate::paths::{self, CachePath, Names, has_glob_meta};
 use crate::preset::{self, Preset};
-use crate::preset_paths::Resolved;
+use crate::preset_paths::{EnvVar, Resolved};
 use crate::{echo, env_vars};
 
 /// What the key is made from, as the user asked for it (flags and variables); the plan
@@ -371,19 +371,19 @@ fn command_setup(dir: &Path, chosen: &[Chosen]) -> CommandSetup {
         setup
             .create_dirs
             .extend(r.create.iter().map(|d| paths::resolve(dir, d)));
-        for (var, value) in &r.env {
-            if setup.env.iter().any(|v| v.name == *var) {
+        for EnvVar { name, value } in &r.env {
+            if setup.env.iter().any(|v| v.name == *name) {
                 continue;
             }
-            setup.env.push(match std::env::var(var) {
+            setup.env.push(match std::env::var(name) {
                 // A value the user set wins; the log says so.
                 Ok(existing) => CommandVar {
-                    name: var.to_string(),
+                    name: name.clone(),
                     value: existing,
                     ours: false,
                 },
                 Err(_) => CommandVar {
-                    name: var.to_string(),
+                    name: name.clone(),
                     value: value.clone(),
                     ours: true,
                 },

@@ -20,12 +20,28 @@ pub struct PresetPath {
     pub optional: bool,
 }
 
+/// A variable a preset sets for the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl EnvVar {
+    fn new(name: impl Into<String>, value: impl Into<String>) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
 /// The paths and the variables for the command a preset settles on in this project.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolved {
     pub paths: Vec<PresetPath>,
     /// Variables for the command; a variable the user set keeps the user's value.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<EnvVar>,
     /// What the tool's configuration decided, for the log.
     pub notes: Vec<String>,
     /// Directories (as declared) the command needs to exist before it runs.
@@ -83,7 +99,7 @@ fn preset_env(p: &Preset, dir: &Path, r: &mut Resolved) {
             EnvValue::Abs(rel) => dir.join(rel).display().to_string(),
             EnvValue::AbsAfter(flag, rel) => format!("{flag}{}", dir.join(rel).display()),
         };
-        r.env.push((var.to_string(), v));
+        r.env.push(EnvVar::new(*var, v));
     }
 }
 
@@ -193,10 +209,10 @@ fn gradle(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
 /// Maven's local repository, wherever the user's settings put it.
 fn maven(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
     match maven_repo(dir, env) {
-        Some((repo, why)) => {
+        Some(Setting { path, why }) => {
             r.notes.push(why);
             r.paths.push(PresetPath {
-                declared: repo,
+                declared: path,
                 optional: false,
             });
         }
@@ -277,10 +293,16 @@ fn in_project(dir: &Path, path: &str) -> String {
     }
 }
 
+/// A setting of the tool's that moves a cached path, and the log line that says so.
+struct Setting {
+    path: String,
+    why: String,
+}
+
 /// The local repository the user chose, and why: `-Dmaven.repo.local` in the project's
 /// `.mvn/maven.config` (command-line flags, which win) or in `MAVEN_OPTS`. A `MAVEN_OPTS`
 /// without it means `~/.m2/repository`, since the preset's value would not be used.
-fn maven_repo(dir: &Path, env: Env) -> Option<(String, String)> {
+fn maven_repo(dir: &Path, env: Env) -> Option<Setting> {
     const FLAG: &str = "-Dmaven.repo.local=";
     let find = |text: &str| {
         text.split_whitespace()
@@ -292,23 +314,23 @@ fn maven_repo(dir: &Path, env: Env) -> Option<(String, String)> {
         .ok()
         .and_then(|t| find(&t))
     {
-        return Some((
-            repo.clone(),
-            format!(".mvn/maven.config sets maven.repo.local={repo}"),
-        ));
+        return Some(Setting {
+            why: format!(".mvn/maven.config sets maven.repo.local={repo}"),
+            path: repo,
+        });
     }
     let opts = env("MAVEN_OPTS")?;
     Some(match find(&opts) {
-        Some(repo) => (
-            repo.clone(),
-            format!("MAVEN_OPTS sets maven.repo.local={repo}"),
-        ),
-        None => (
-            "~/.m2/repository".into(),
-            "MAVEN_OPTS is set without -Dmaven.repo.local, so Maven uses ~/.m2/repository; \
+        Some(repo) => Setting {
+            why: format!("MAVEN_OPTS sets maven.repo.local={repo}"),
+            path: repo,
+        },
+        None => Setting {
+            path: "~/.m2/repository".into(),
+            why: "MAVEN_OPTS is set without -Dmaven.repo.local, so Maven uses ~/.m2/repository; \
              add -Dmaven.repo.local=$CI_PROJECT_DIR/.m2/repository to keep it in the project"
                 .into(),
-        ),
+        },
     })
 }
 
@@ -515,8 +537,7 @@ fn yarn_berry(dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
             // Left unset, yarn 4 keeps packages in a cache shared by every project on the
             // machine; the project's own cache folder is what a CI cache can carry.
             if other.is_none() {
-                r.env
-                    .push(("YARN_ENABLE_GLOBAL_CACHE".into(), "false".into()));
+                r.env.push(EnvVar::new("YARN_ENABLE_GLOBAL_CACHE", "false"));
             }
             rel(yarnrc(&doc, env, "YARN_CACHE_FOLDER", "cacheFolder")
                 .unwrap_or_else(|| ".yarn/cache".into()))
@@ -624,7 +645,7 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         }
         for (var, value) in p.env {
             if let EnvValue::Literal(v) = value {
-                r.env.push((var.to_string(), v.to_string()));
+                r.env.push(EnvVar::new(*var, *v));
             }
         }
         return Ok(());
@@ -858,7 +879,7 @@ mod tests {
             ]
         );
         // The global cache is yarn 4's default; the project's own is what gets cached.
-        assert_eq!(r.env, [("YARN_ENABLE_GLOBAL_CACHE".into(), "false".into())]);
+        assert_eq!(r.env, [EnvVar::new("YARN_ENABLE_GLOBAL_CACHE", "false")]);
 
         write(
             root,
@@ -901,8 +922,8 @@ mod tests {
             paths(&r),
             [(".cargo/registry", false), (".cargo/git", true)]
         );
-        assert_eq!(r.env[0].0, "CARGO_HOME");
-        assert_eq!(PathBuf::from(&r.env[0].1), d.path().join(".cargo"));
+        assert_eq!(r.env[0].name, "CARGO_HOME");
+        assert_eq!(PathBuf::from(&r.env[0].value), d.path().join(".cargo"));
         let env = |k: &str| (k == "CARGO_HOME").then(|| "/ch/".to_string());
         let r = resolve(cargo, d.path(), &env).unwrap();
         assert_eq!(paths(&r), [("/ch/registry", false), ("/ch/git", true)]);
@@ -923,7 +944,7 @@ mod tests {
                 (".gradle/wrapper/dists", true)
             ]
         );
-        assert_eq!(r.env, [("GRADLE_USER_HOME".into(), abs(".gradle"))]);
+        assert_eq!(r.env, [EnvVar::new("GRADLE_USER_HOME", abs(".gradle"))]);
         // GitLab's advice, `$CI_PROJECT_DIR/.gradle`: the same relative paths as the default.
         let env = |k: &str| (k == "GRADLE_USER_HOME").then(|| abs(".gradle/"));
         let r = resolve(gradle, root, &env).unwrap();
@@ -940,7 +961,7 @@ mod tests {
         let r = resolve(maven, root, &no_env).unwrap();
         assert_eq!(paths(&r), [(".m2/repository", false)]);
         let opts = format!("-Dmaven.repo.local={}", abs(".m2/repository"));
-        assert_eq!(r.env, [("MAVEN_OPTS".into(), opts)]);
+        assert_eq!(r.env, [EnvVar::new("MAVEN_OPTS", opts)]);
         let env = |k: &str| (k == "MAVEN_OPTS").then(|| "-Xmx1g -Dmaven.repo.local=/r/".into());
         assert_eq!(paths(&resolve(maven, root, &env).unwrap()), [("/r", false)]);
         // Other options only: Maven's default repository is where it will go.
@@ -970,8 +991,8 @@ mod tests {
         assert_eq!(r.create, [".terraform.d/plugin-cache"]);
         assert_eq!(
             r.env,
-            [(
-                "TF_PLUGIN_CACHE_DIR".into(),
+            [EnvVar::new(
+                "TF_PLUGIN_CACHE_DIR",
                 abs(".terraform.d/plugin-cache")
             )]
         );
@@ -991,7 +1012,7 @@ mod tests {
                 (".flutter-plugins", true)
             ]
         );
-        assert_eq!(r.env, [("PUB_CACHE".into(), abs(".pub-cache"))]);
+        assert_eq!(r.env, [EnvVar::new("PUB_CACHE", abs(".pub-cache"))]);
         let env = |k: &str| (k == "PUB_CACHE").then(|| "/pc".to_string());
         let r = resolve(dart, root, &env).unwrap();
         assert_eq!(&paths(&r)[..2], [("/pc", false), (".dart_tool", false)]);
@@ -1112,7 +1133,7 @@ mod tests {
         assert_eq!(paths(&r), [(".venv", false)]);
         assert_eq!(
             r.env,
-            [("POETRY_VIRTUALENVS_IN_PROJECT".into(), "true".into())]
+            [EnvVar::new("POETRY_VIRTUALENVS_IN_PROJECT", "true")]
         );
 
         let env = |k: &str| match k {

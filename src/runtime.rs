@@ -137,7 +137,7 @@ const PYTHON_FULL_PROBE: &str = "import sys, os, platform; sys.stdout.write(plat
 /// answers `--version` in a few ms and its resolved path is read here; anything else (a
 /// wrapper script) is asked the long way.
 fn python(preset: &str, dir: &Path, env: Env) -> String {
-    let (exe, asked) = find_python(preset, dir, env);
+    let Interpreter { exe, asked } = find_python(preset, dir, env);
     let Some(exe) = exe else {
         return absent(&asked);
     };
@@ -233,7 +233,14 @@ fn through_pyenv_shim(found: &Path, env: Env) -> Option<PathBuf> {
     exe.is_file().then_some(exe)
 }
 
-fn find_python(preset: &str, dir: &Path, env: Env) -> (Option<PathBuf>, String) {
+/// The interpreter a Python tool will run, as asked for and as found.
+struct Interpreter {
+    exe: Option<PathBuf>,
+    /// What was asked for (a version, a path, `python3`), for the log when it is absent.
+    asked: String,
+}
+
+fn find_python(preset: &str, dir: &Path, env: Env) -> Interpreter {
     let request = if preset == "uv" {
         env("UV_PYTHON").filter(|v| !v.trim().is_empty())
     } else {
@@ -244,7 +251,10 @@ fn find_python(preset: &str, dir: &Path, env: Env) -> (Option<PathBuf>, String) 
     let Some(req) = request else {
         let found = find_on_path("python3", env);
         let resolved = found.as_deref().and_then(|f| through_pyenv_shim(f, env));
-        return (resolved.or(found), "python3".into());
+        return Interpreter {
+            exe: resolved.or(found),
+            asked: "python3".into(),
+        };
     };
     if req.contains('/') {
         let p = if Path::new(&req).is_absolute() {
@@ -252,14 +262,20 @@ fn find_python(preset: &str, dir: &Path, env: Env) -> (Option<PathBuf>, String) 
         } else {
             dir.join(&req)
         };
-        return (p.is_file().then_some(p), req);
+        return Interpreter {
+            exe: p.is_file().then_some(p),
+            asked: req,
+        };
     }
     // A pyenv version name ("3.12.1", or "3.12" for the newest 3.12.x installed).
     if let Some(root) = pyenv_root(env) {
         let versions = root.join("versions");
         let exact = versions.join(&req).join("bin/python");
         if exact.is_file() {
-            return (Some(exact), req);
+            return Interpreter {
+                exe: Some(exact),
+                asked: req,
+            };
         }
         let newest = std::fs::read_dir(&versions).ok().and_then(|d| {
             d.flatten()
@@ -271,16 +287,19 @@ fn find_python(preset: &str, dir: &Path, env: Env) -> (Option<PathBuf>, String) 
                 .max_by_key(|n| version_tuple(n))
         });
         if let Some(v) = newest {
-            return (Some(versions.join(v).join("bin/python")), req);
+            return Interpreter {
+                exe: Some(versions.join(v).join("bin/python")),
+                asked: req,
+            };
         }
     }
     let numeric = req
         .trim_start_matches("python")
         .trim_start_matches("cpython-");
-    (
-        find_on_path(&format!("python{numeric}"), env),
-        format!("python{numeric}"),
-    )
+    Interpreter {
+        exe: find_on_path(&format!("python{numeric}"), env),
+        asked: format!("python{numeric}"),
+    }
 }
 
 fn version_tuple(v: &str) -> Vec<u64> {
@@ -379,11 +398,11 @@ mod tests {
         std::fs::create_dir_all(&proj).unwrap();
         std::fs::write(proj.join(".python-version"), "# pinned\n3.12\n").unwrap();
         let env = env_of(vec![("PYENV_ROOT", root.display().to_string())]);
-        let (exe, _) = find_python("pip", &proj, &env);
+        let exe = find_python("pip", &proj, &env).exe;
         assert_eq!(exe.unwrap(), root.join("versions/3.12.10/bin/python"));
         std::fs::write(proj.join(".python-version"), "3.13.0\n").unwrap();
         assert_eq!(
-            find_python("poetry", &proj, &env).0.unwrap(),
+            find_python("poetry", &proj, &env).exe.unwrap(),
             root.join("versions/3.13.0/bin/python")
         );
         // uv reads UV_PYTHON first.
@@ -392,11 +411,11 @@ mod tests {
             ("UV_PYTHON", "3.12.1".into()),
         ]);
         assert_eq!(
-            find_python("uv", &proj, &env).0.unwrap(),
+            find_python("uv", &proj, &env).exe.unwrap(),
             root.join("versions/3.12.1/bin/python")
         );
         assert_eq!(
-            find_python("pip", &proj, &env).0.unwrap(),
+            find_python("pip", &proj, &env).exe.unwrap(),
             root.join("versions/3.13.0/bin/python")
         );
     }
@@ -410,7 +429,7 @@ mod tests {
             let full = run_probe(d.path(), Some(n), "node", &["-e", NODE_FULL_PROBE]);
             assert_eq!(node(d.path(), &env), full);
         }
-        let (Some(py), _) = find_python("pip", d.path(), &env) else {
+        let Some(py) = find_python("pip", d.path(), &env).exe else {
             return;
         };
         let full = run_probe(
@@ -444,7 +463,7 @@ mod tests {
             _ => None,
         };
         assert_eq!(
-            find_python("pip", &proj, &env).0.unwrap(),
+            find_python("pip", &proj, &env).exe.unwrap(),
             root.join("versions/3.12.1/bin/python3")
         );
         // A version file above the project counts, as it does for pyenv.
@@ -452,7 +471,7 @@ mod tests {
         std::fs::write(root.join("versions/3.13.0/bin/python"), "").unwrap();
         std::fs::write(d.path().join("p/.python-version"), "3.13.0\n").unwrap();
         assert_eq!(
-            find_python("pip", &proj, &env).0.unwrap(),
+            find_python("pip", &proj, &env).exe.unwrap(),
             root.join("versions/3.13.0/bin/python")
         );
     }
