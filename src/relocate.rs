@@ -192,7 +192,7 @@ fn update_records(staged: &[PathBuf], rewritten: &[PathBuf]) -> std::io::Result<
         return Ok(());
     }
     for s in staged {
-        for e in walkdir::WalkDir::new(s)
+        for e in crate::paths::walk(s)
             .max_depth(6)
             .into_iter()
             .flatten()
@@ -256,7 +256,7 @@ fn lexical(path: &Path) -> PathBuf {
 /// member after a hit. Rewritten only for the default cache keys and a source inside the
 /// project: anything else (`tool.uv.cache-keys`, a git commit) is left for uv to judge.
 fn refresh_uv_cache_info(staged: &Path, dir: &Path) {
-    let infos = walkdir::WalkDir::new(staged)
+    let infos = crate::paths::walk(staged)
         .min_depth(1)
         .max_depth(5)
         .into_iter()

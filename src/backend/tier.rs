@@ -105,7 +105,7 @@ fn file_digest(path: &Path) -> io::Result<String> {
 
 /// Delete the least recently used files under `root` until at most `max` bytes remain.
 pub fn prune_lru(root: &Path, max: u64) {
-    let mut files: Vec<(SystemTime, u64, PathBuf)> = walkdir::WalkDir::new(root)
+    let mut files: Vec<(SystemTime, u64, PathBuf)> = crate::paths::walk(root)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
