@@ -192,19 +192,13 @@ impl Job {
         let set: Vec<String> = p
             .command_env
             .iter()
-            .map(
-                |crate::plan::CommandVar {
-                     name: k,
-                     value: v,
-                     ours,
-                 }| {
-                    if *ours {
-                        format!("{k}={v}")
-                    } else {
-                        format!("{k}={v} (already set, kept)")
-                    }
-                },
-            )
+            .map(|v| {
+                if v.ours {
+                    format!("{}={}", v.name, v.value)
+                } else {
+                    format!("{}={} (already set, kept)", v.name, v.value)
+                }
+            })
             .collect();
         if !set.is_empty() {
             line.push_str(&format!("; command env {}", set.join(" ")));
