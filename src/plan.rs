@@ -211,6 +211,8 @@ pub fn plan(args: &Request, command: &[String]) -> Result<Plan> {
     })
 }
 
+/// The project directory, checked before anything is read; a request without a lock file
+/// is refused here too, before any file is looked at.
 fn project_dir(args: &Request) -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let dir = match &args.dir {
