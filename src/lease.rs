@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, StoreError, StoreResult};
-use crate::entry::EntryName;
+use crate::entry::{EntryName, ObjectName};
 
 /// How long to wait, how long a lease lives unrenewed, and the longest pause between polls.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,8 @@ pub enum Flight<'a> {
 
 pub struct Lease<'a> {
     backend: &'a dyn Backend,
-    name: String,
+    /// Boxed: a name is most of a lease, and `Flight`'s other variants are small.
+    name: Box<ObjectName>,
     record: Record,
     /// Whom this job took over from, if anyone.
     pub takeover: Option<Takeover>,
@@ -133,7 +134,7 @@ pub fn acquire<'a>(
                 Ok(true) => {
                     return Flight::Leader(Lease {
                         backend,
-                        name,
+                        name: Box::new(name),
                         record,
                         takeover,
                         waited: start.elapsed(),
@@ -256,7 +257,7 @@ pub fn acquire<'a>(
 /// race, each reads the lease again and only the one whose record is there leads.
 fn confirm(
     backend: &dyn Backend,
-    name: &str,
+    name: &ObjectName,
     ours: &Record,
     settings: &Settings,
 ) -> StoreResult<bool> {
@@ -371,7 +372,7 @@ mod tests {
             panic!("a waiter takes over from a failed leader")
         };
         assert_eq!(next.takeover, Some(Takeover::Failed("first".into())));
-        assert_eq!(next.name, entry().lease(1));
+        assert_eq!(*next.name, entry().lease(1));
     }
 
     #[test]

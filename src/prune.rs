@@ -90,8 +90,9 @@ const DELETE_BATCH: usize = 512;
 /// whole or not at all), abandoned uploads, and leftovers (deleted quietly).
 enum Doomed {
     Entry(Box<Listed>),
-    Abandoned(ObjectMeta),
-    Leftover(ObjectMeta),
+    /// An archive no manifest names, as listed.
+    Abandoned(ObjectName, ObjectMeta),
+    Leftover(ObjectName),
 }
 
 #[derive(Default)]
@@ -120,7 +121,7 @@ impl PruneRules {
     /// Whether a group (`v2/<project>/<scope>/<name>/`) is within `--scope`.
     fn wants(&self, group: &str) -> bool {
         self.scope
-            .is_none_or(|s| group.split('/').nth(2).and_then(Scope::parse) == Some(s))
+            .is_none_or(|s| entry::group_scope(group) == Some(s))
     }
 
     /// Run `work` on `items` `--concurrency` at a time, or, in a dry run, nothing: what
@@ -136,9 +137,8 @@ impl PruneRules {
         bounded(items, self.concurrency, work)
     }
 
-    fn in_scope(&self, name: &str) -> bool {
-        self.scope
-            .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
+    fn in_scope(&self, object: &ObjectName) -> bool {
+        self.scope.is_none_or(|s| object.scope() == s)
     }
 
     /// Bytes per `unit` of last use of the entries the other rules keep.
@@ -218,8 +218,8 @@ impl Deleter<'_> {
                 Doomed::Entry(e) => {
                     // Manifest first: the entry disappears atomically for readers.
                     backend.delete(&e.manifest)?;
-                    if !e.archive.is_empty() {
-                        backend.delete(&e.archive)?;
+                    if let Some(a) = &e.archive {
+                        backend.delete(a)?;
                     }
                     if let Some(u) = &e.usage {
                         backend.delete(u)?;
@@ -228,7 +228,7 @@ impl Deleter<'_> {
                         backend.delete(r)?;
                     }
                 }
-                Doomed::Abandoned(o) | Doomed::Leftover(o) => backend.delete(&o.name)?,
+                Doomed::Abandoned(o, _) | Doomed::Leftover(o) => backend.delete(o)?,
             }
             Ok(())
         });
@@ -250,7 +250,7 @@ impl Deleter<'_> {
                             .map_or("never".into(), |t| format!("{} ago", age(t)))
                     );
                 }
-                Doomed::Abandoned(o) => {
+                Doomed::Abandoned(_, o) => {
                     self.tally.abandoned += 1;
                     self.tally.freed += o.size;
                     crate::outln!(
@@ -298,11 +298,8 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             let Group { entries, objects } = g;
             let referenced: HashSet<String> = entries
                 .iter()
-                .flat_map(|e| {
-                    [e.archive.clone(), e.usage.clone().unwrap_or_default()]
-                        .into_iter()
-                        .chain(e.records.iter().cloned())
-                })
+                .flat_map(|e| e.archive.iter().chain(&e.usage).chain(&e.records))
+                .map(ToString::to_string)
                 .collect();
             // Most recently used first: an entry survives only if every rule lets it.
             for (nth, e) in entries
@@ -327,36 +324,36 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                 } else {
                     del.tally.kept += e.archive_bytes;
                     for name in records::expired(&e.records, now) {
-                        del.push(Doomed::Leftover(ObjectMeta {
-                            name,
-                            size: 0,
-                            modified: None,
-                        }))?;
+                        del.push(Doomed::Leftover(name))?;
                     }
                 }
             }
-            for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
-                if referenced.contains(&o.name) {
+            for o in objects {
+                // What is not of the layout is no entry's: not ours to delete.
+                let Some(object) = o.object().filter(|n| rules.in_scope(n)) else {
                     continue;
-                }
-                if o.name.ends_with(".tar.zst") {
-                    if older(&o, rules.abandoned_after) {
-                        del.push(Doomed::Abandoned(o))?;
-                    }
+                };
+                if referenced.contains(&o.name) {
                     continue;
                 }
                 // A lease is done with once its owner is long gone; a last-use record once
                 // its entry is.
-                let leftover = match ObjectName::parse(&o.name) {
-                    Some(ObjectName::Lease(..)) => older(&o, 86_400),
-                    Some(ObjectName::Usage(_)) => true,
+                let leftover = match &object {
+                    ObjectName::Archive(..) => {
+                        if older(&o, rules.abandoned_after) {
+                            del.push(Doomed::Abandoned(object, o))?;
+                        }
+                        continue;
+                    }
+                    ObjectName::Lease(..) => older(&o, 86_400),
+                    ObjectName::Usage(_) => true,
                     // Kept a while for `stats`: a hit on another scope's entry lands here.
-                    Some(ObjectName::Record(_, fields)) => records::Record::parse(&fields)
+                    ObjectName::Record(_, fields) => records::Record::parse(fields)
                         .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
                     _ => false,
                 };
                 if leftover {
-                    del.push(Doomed::Leftover(o))?;
+                    del.push(Doomed::Leftover(object))?;
                 }
             }
             Ok(())
@@ -368,7 +365,11 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     let incomplete: Vec<IncompleteUpload> = backend
         .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
         .into_iter()
-        .filter(|u| rules.in_scope(&u.name))
+        .filter(|u| {
+            rules
+                .scope
+                .is_none_or(|s| u.object().is_some_and(|n| n.scope() == s))
+        })
         .filter(|u| {
             u.initiated
                 .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
