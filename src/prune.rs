@@ -202,6 +202,47 @@ struct Deleter<'a> {
 }
 
 impl Deleter<'_> {
+    /// What no entry of the group owns any more: abandoned uploads, leases long done with,
+    /// last-use records of gone entries and old job records.
+    fn push_unowned(
+        &mut self,
+        objects: Vec<ObjectMeta>,
+        referenced: &HashSet<String>,
+        now: u64,
+    ) -> Result<()> {
+        let older =
+            |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
+        for o in objects {
+            // What is not of the layout is no entry's: not ours to delete.
+            let Some(object) = o.object().filter(|n| self.rules.in_scope(n)) else {
+                continue;
+            };
+            if referenced.contains(&o.name) {
+                continue;
+            }
+            // A lease is done with once its owner is long gone; a last-use record once its
+            // entry is.
+            let leftover = match &object {
+                ObjectName::Archive(..) => {
+                    if older(&o, self.rules.abandoned_after) {
+                        self.push(Doomed::Abandoned(object, o))?;
+                    }
+                    continue;
+                }
+                ObjectName::Lease(..) => older(&o, 86_400),
+                ObjectName::Usage(_) => true,
+                // Kept a while for `stats`: a hit on another scope's entry lands here.
+                ObjectName::Record(_, fields) => records::Record::parse(fields)
+                    .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
+                _ => false,
+            };
+            if leftover {
+                self.push(Doomed::Leftover(object))?;
+            }
+        }
+        Ok(())
+    }
+
     fn push(&mut self, d: Doomed) -> Result<()> {
         self.batch.push(d);
         if self.batch.len() >= DELETE_BATCH {
@@ -266,6 +307,38 @@ impl Deleter<'_> {
     }
 }
 
+/// Abort the incomplete multipart uploads (S3) old enough to be dead: an upload still
+/// running is younger than the bound. How many were (or would be) aborted.
+fn abort_incomplete(backend: &dyn Backend, rules: &PruneRules, now: u64) -> Result<u64> {
+    let incomplete: Vec<IncompleteUpload> = backend
+        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
+        .into_iter()
+        .filter(|u| {
+            rules
+                .scope
+                .is_none_or(|s| u.object().is_some_and(|n| n.scope() == s))
+        })
+        .filter(|u| {
+            u.initiated
+                .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
+        })
+        .collect();
+    let (aborted, failed) = rules.act(&incomplete, |u| Ok(backend.abort_upload(u)?));
+    let abort_verb = if rules.dry_run {
+        "would abort"
+    } else {
+        "aborted"
+    };
+    for (u, _) in incomplete.iter().zip(aborted).filter(|(_, d)| d.is_some()) {
+        crate::outln!(
+            "{abort_verb} incomplete upload {} ({} old)",
+            u.name,
+            age(u.initiated.unwrap_or(now))
+        );
+    }
+    failed.map_or(Ok(incomplete.len() as u64), Err)
+}
+
 /// Delete entries by age, time unused, per-name count and total size (least recently used
 /// first), plus what no entry owns any more: archives no manifest names (old enough to be
 /// abandoned uploads), leases older than a day, last-use records of gone entries, and job
@@ -287,8 +360,6 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         batch: Vec::new(),
         tally: Tally::default(),
     };
-    let older =
-        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
     for_each_group(
         backend,
         rules.concurrency,
@@ -328,80 +399,23 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                     }
                 }
             }
-            for o in objects {
-                // What is not of the layout is no entry's: not ours to delete.
-                let Some(object) = o.object().filter(|n| rules.in_scope(n)) else {
-                    continue;
-                };
-                if referenced.contains(&o.name) {
-                    continue;
-                }
-                // A lease is done with once its owner is long gone; a last-use record once
-                // its entry is.
-                let leftover = match &object {
-                    ObjectName::Archive(..) => {
-                        if older(&o, rules.abandoned_after) {
-                            del.push(Doomed::Abandoned(object, o))?;
-                        }
-                        continue;
-                    }
-                    ObjectName::Lease(..) => older(&o, 86_400),
-                    ObjectName::Usage(_) => true,
-                    // Kept a while for `stats`: a hit on another scope's entry lands here.
-                    ObjectName::Record(_, fields) => records::Record::parse(fields)
-                        .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
-                    _ => false,
-                };
-                if leftover {
-                    del.push(Doomed::Leftover(object))?;
-                }
-            }
+            del.push_unowned(objects, &referenced, now)?;
             Ok(())
         },
     )?;
     del.flush()?;
-    // Incomplete multipart uploads (S3): an upload still running is younger than the bound,
-    // so only dead ones are aborted.
-    let incomplete: Vec<IncompleteUpload> = backend
-        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
-        .into_iter()
-        .filter(|u| {
-            rules
-                .scope
-                .is_none_or(|s| u.object().is_some_and(|n| n.scope() == s))
-        })
-        .filter(|u| {
-            u.initiated
-                .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
-        })
-        .collect();
-    let (aborted, failed) = rules.act(&incomplete, |u| Ok(backend.abort_upload(u)?));
-    let abort_verb = if rules.dry_run {
-        "would abort"
-    } else {
-        "aborted"
-    };
-    for (u, _) in incomplete.iter().zip(aborted).filter(|(_, d)| d.is_some()) {
-        crate::outln!(
-            "{abort_verb} incomplete upload {} ({} old)",
-            u.name,
-            age(u.initiated.unwrap_or(now))
-        );
-    }
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    let incomplete = abort_incomplete(backend, rules, now)?;
     let t = del.tally;
     let n = |n: u64, one, many| report::counted(n, one, many);
     eprintln!(
         "cachegate: {verb} {} and {} ({} incomplete), {} freed; {}, {} kept",
         n(t.deleted, "entry", "entries"),
         n(
-            t.abandoned + incomplete.len() as u64,
+            t.abandoned + incomplete,
             "abandoned upload",
             "abandoned uploads"
         ),
-        incomplete.len(),
+        incomplete,
         report::bytes(t.freed),
         n(t.entries - t.deleted, "entry", "entries"),
         report::bytes(t.kept)
