@@ -390,8 +390,10 @@ impl std::fmt::Display for ObjectName {
     }
 }
 
-/// The `v2/<project>/<scope>/<name>/` a listed object lies in (with the slash: it is a list
-/// prefix); `None` for an object above that depth, which is no entry's.
+/// The `v2/<project>/<scope>/<name>/` a listed object at the layout's depth or deeper lies
+/// in: the group `ls` and `prune` walk it in (with the slash: it is a list prefix). In name
+/// order the objects of one group are contiguous and the groups ascend. `None` for an
+/// object above that depth, which is no entry's.
 pub fn group_of(name: &str) -> Option<&str> {
     let (end, _) = name.match_indices('/').nth(3)?;
     Some(&name[..=end])
