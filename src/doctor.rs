@@ -20,7 +20,7 @@ fn line(ok: bool, check: &str, detail: &str) {
 
 /// A probe where this directory's jobs would save: the same project and scope, so doctor
 /// needs no more rights than a save.
-fn probe_name(scope: Scope) -> String {
+fn probe_name(scope: Scope) -> ObjectName {
     let mut r = [0u8; 8];
     // A clock-derived fallback is unique enough for a probe that is removed right away.
     if getrandom::fill(&mut r).is_err() {
@@ -31,7 +31,7 @@ fn probe_name(scope: Scope) -> String {
     let ns = crate::namespace::Namespace::resolve(None, &dir)
         .map(|n| n.segment())
         .unwrap_or_else(|_| "default".into());
-    ObjectName::Probe(ns, scope, hex).to_string()
+    ObjectName::Probe(ns, scope, hex)
 }
 
 /// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when

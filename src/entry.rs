@@ -23,9 +23,10 @@ pub struct Manifest {
     pub format: u32,
     pub key: String,
     pub name: String,
-    pub scope: String,
-    /// Object name of the archive.
-    pub archive: String,
+    /// The scope the manifest says it was saved in (checked against where it lies).
+    pub scope: AsWritten<Scope>,
+    /// The archive's object, as the manifest names it.
+    pub archive: AsWritten<ObjectName>,
     pub archive_size: u64,
     pub archive_blake3: String,
     pub files: u64,
@@ -101,6 +102,77 @@ impl ChunkDigests {
             .collect();
         (raw.len() % CHUNK_DIGEST_BYTES == 0 && sums.len() as u64 == total.div_ceil(self.size))
             .then_some(sums)
+    }
+}
+
+/// A typed field of a manifest as it was read: the value when its text is one, else the text
+/// itself. Manifests are JSON anyone who can write the store may have planted or damaged;
+/// such a field makes the manifest refused by `Manifest::parse` (and quoted in the refusal)
+/// rather than unreadable, and it serializes back to the same JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsWritten<T> {
+    Known(T),
+    Unknown(String),
+}
+
+/// What an `AsWritten` field can hold: read from and written as one string.
+pub trait Textual: Sized {
+    fn from_text(s: &str) -> Option<Self>;
+    fn text(&self) -> String;
+}
+
+impl Textual for Scope {
+    fn from_text(s: &str) -> Option<Scope> {
+        Scope::parse(s)
+    }
+    fn text(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
+impl Textual for ObjectName {
+    fn from_text(s: &str) -> Option<ObjectName> {
+        ObjectName::parse(s)
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl<T> AsWritten<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            AsWritten::Known(t) => Some(t),
+            AsWritten::Unknown(_) => None,
+        }
+    }
+}
+
+impl<T: Textual> From<T> for AsWritten<T> {
+    fn from(t: T) -> Self {
+        AsWritten::Known(t)
+    }
+}
+
+impl<T: Textual> std::fmt::Display for AsWritten<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsWritten::Known(t) => f.write_str(&t.text()),
+            AsWritten::Unknown(s) => f.write_str(s),
+        }
+    }
+}
+
+impl<T: Textual> Serialize for AsWritten<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de, T: Textual> Deserialize<'de> for AsWritten<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(T::from_text(&s).map_or(AsWritten::Unknown(s), AsWritten::Known))
     }
 }
 
@@ -184,36 +256,31 @@ impl EntryName {
         format!("{}{}", self.dir(), segment(&self.key))
     }
 
-    pub fn manifest(&self) -> String {
-        format!("{}{MANIFEST_EXT}", self.base())
+    pub fn manifest(&self) -> ObjectName {
+        ObjectName::Manifest(self.clone())
     }
 
-    pub fn usage(&self) -> String {
-        format!("{}{USAGE_EXT}", self.base())
+    pub fn usage(&self) -> ObjectName {
+        ObjectName::Usage(self.clone())
     }
 
-    pub fn lease(&self, generation: u32) -> String {
-        format!("{}{LEASE_EXT}{generation}", self.base())
+    pub fn lease(&self, generation: u32) -> ObjectName {
+        ObjectName::Lease(self.clone(), generation)
     }
 
     /// `fields` as `records.rs` formats them (safe characters only).
-    pub fn record(&self, fields: &str) -> String {
-        format!("{}{RECORD_EXT}{fields}", self.base())
+    pub fn record(&self, fields: &str) -> ObjectName {
+        ObjectName::Record(self.clone(), fields.to_string())
     }
 
-    pub fn archive(&self, upload_id: &str) -> String {
-        format!(
-            "{}{}-{}{ARCHIVE_EXT}",
-            self.dir(),
-            segment(&self.key),
-            segment(upload_id)
-        )
+    pub fn archive(&self, upload_id: &str) -> ObjectName {
+        ObjectName::Archive(self.clone(), upload_id.to_string())
     }
 
     /// Whether `object` is an upload of this entry's archive: a manifest may only name an
     /// archive beside it, so a planted one cannot steer a restore or a prune elsewhere.
-    pub fn owns_archive(&self, object: &str) -> bool {
-        matches!(ObjectName::parse(object), Some(ObjectName::Archive(e, _)) if e == *self)
+    pub fn owns_archive(&self, object: &ObjectName) -> bool {
+        matches!(object, ObjectName::Archive(e, _) if e == self)
     }
 }
 
@@ -266,6 +333,15 @@ impl ObjectName {
         Some(ObjectName::Archive(entry(key)?, unsegment(id)?))
     }
 
+    /// The last segment, the object's file name within its directory.
+    pub fn file(&self) -> String {
+        let name = self.to_string();
+        let (_, file) = name
+            .rsplit_once('/')
+            .expect("every object name has a directory");
+        file.to_string()
+    }
+
     pub fn scope(&self) -> Scope {
         match self {
             ObjectName::Manifest(e)
@@ -293,11 +369,17 @@ impl ObjectName {
 impl std::fmt::Display for ObjectName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ObjectName::Manifest(e) => f.write_str(&e.manifest()),
-            ObjectName::Archive(e, id) => f.write_str(&e.archive(id)),
-            ObjectName::Usage(e) => f.write_str(&e.usage()),
-            ObjectName::Lease(e, n) => f.write_str(&e.lease(*n)),
-            ObjectName::Record(e, fields) => f.write_str(&e.record(fields)),
+            ObjectName::Manifest(e) => write!(f, "{}{MANIFEST_EXT}", e.base()),
+            ObjectName::Archive(e, id) => write!(
+                f,
+                "{}{}-{}{ARCHIVE_EXT}",
+                e.dir(),
+                segment(&e.key),
+                segment(id)
+            ),
+            ObjectName::Usage(e) => write!(f, "{}{USAGE_EXT}", e.base()),
+            ObjectName::Lease(e, n) => write!(f, "{}{LEASE_EXT}{n}", e.base()),
+            ObjectName::Record(e, fields) => write!(f, "{}{RECORD_EXT}{fields}", e.base()),
             ObjectName::Probe(ns, scope, id) => write!(
                 f,
                 "{LAYOUT_ROOT}/{ns}/{}/{PROBE_DIR}/{}",
@@ -306,6 +388,20 @@ impl std::fmt::Display for ObjectName {
             ),
         }
     }
+}
+
+/// The `v2/<project>/<scope>/<name>/` a listed object at the layout's depth or deeper lies
+/// in: the group `ls` and `prune` walk it in (with the slash: it is a list prefix). In name
+/// order the objects of one group are contiguous and the groups ascend. `None` for an
+/// object above that depth, which is no entry's.
+pub fn group_of(name: &str) -> Option<&str> {
+    let (end, _) = name.match_indices('/').nth(3)?;
+    Some(&name[..=end])
+}
+
+/// The scope a group (`group_of`) lies in.
+pub fn group_scope(group: &str) -> Option<Scope> {
+    group.split('/').nth(2).and_then(Scope::parse)
 }
 
 /// A segment as the formatter writes it: not empty, not `.` or `..`, and only bytes that
@@ -337,16 +433,19 @@ fn unsegment(s: &str) -> Option<String> {
     (segment(&text) == s).then(|| text.into_owned())
 }
 
+/// `v2/<project>/<scope>/<name>/`, as a listing prefix.
 pub fn entry_dir(ns: &str, scope: Scope, name: &str) -> String {
     EntryName::new(ns, scope, name, "").dir()
 }
 
 pub fn manifest_name(ns: &str, scope: Scope, name: &str, key: &str) -> String {
-    EntryName::new(ns, scope, name, key).manifest()
+    EntryName::new(ns, scope, name, key).manifest().to_string()
 }
 
 pub fn archive_name(ns: &str, scope: Scope, name: &str, key: &str, upload_id: &str) -> String {
-    EntryName::new(ns, scope, name, key).archive(upload_id)
+    EntryName::new(ns, scope, name, key)
+        .archive(upload_id)
+        .to_string()
 }
 
 /// A fresh id for an upload: unique enough that two jobs never pick the same one.
@@ -380,23 +479,31 @@ impl Manifest {
         if m.key != key || m.components.key() != key {
             bail!("manifest describes another key");
         }
-        if m.scope != scope.as_str() || m.name != name {
+        if m.scope.known() != Some(&scope) || m.name != name {
             bail!(
                 "manifest describes {:?} in scope {:?}, not {name:?} in {:?}",
                 m.name,
-                m.scope,
+                m.scope.to_string(),
                 scope.as_str()
             );
         }
-        if !EntryName::new(ns, scope, name, key).owns_archive(&m.archive) {
+        if m.archive_of(&EntryName::new(ns, scope, name, key))
+            .is_none()
+        {
             bail!(
                 "manifest points at an archive outside its entry ({:?})",
-                m.archive
+                m.archive.to_string()
             );
         }
         // Which saved paths may be restored where is the plan's to judge (globs and
         // optional workspace paths save fewer or more paths than the key declares).
         Ok(m)
+    }
+
+    /// The archive, when it is an upload of `at`'s: a manifest may only name an archive
+    /// beside it, so a planted one cannot steer a restore or a prune elsewhere.
+    pub fn archive_of(&self, at: &EntryName) -> Option<&ObjectName> {
+        self.archive.known().filter(|a| at.owns_archive(a))
     }
 }
 
@@ -426,9 +533,47 @@ mod tests {
         // An escaped segment round-trips.
         let odd = EntryName::new(ns, Scope::Local, ".hidden name", "k");
         assert_eq!(
-            ObjectName::parse(&odd.manifest()),
+            ObjectName::parse(&odd.manifest().to_string()),
             Some(ObjectName::Manifest(odd))
         );
+    }
+
+    #[test]
+    fn objects_group_by_project_scope_and_name() {
+        let e = EntryName::new("team-app", Scope::Local, "pip", "k");
+        for o in [e.manifest(), e.archive("1"), e.usage(), e.lease(3)] {
+            let name = o.to_string();
+            assert_eq!(group_of(&name), Some("v2/team-app/local/pip/"), "{o}");
+            assert_eq!(group_scope(group_of(&name).unwrap()), Some(Scope::Local));
+        }
+        assert_eq!(
+            group_of("v2/team-app/local/pip/sub/x"),
+            Some("v2/team-app/local/pip/")
+        );
+        assert_eq!(group_of("v2/team-app/local/pip"), None);
+        assert_eq!(group_of("v2/junk.tar.zst"), None);
+    }
+
+    /// The manifest's typed fields are the same JSON strings as before they were typed, and
+    /// one naming what the layout does not know still reads (and is refused by `parse`).
+    #[test]
+    fn typed_manifest_fields_keep_the_stored_json() {
+        let e = EntryName::new("ns", Scope::Protected, "pip", "k");
+        for (scope, archive) in [
+            ("protected", e.archive("00ff").to_string()),
+            ("evil", "../../etc/passwd".to_string()),
+        ] {
+            let json = serde_json::json!({"scope": scope, "archive": archive});
+            #[derive(Serialize, Deserialize)]
+            struct Fields {
+                scope: AsWritten<Scope>,
+                archive: AsWritten<ObjectName>,
+            }
+            let f: Fields = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(f.scope.known().is_some(), scope == "protected");
+            assert_eq!(f.archive.known().is_some(), scope == "protected");
+            assert_eq!(serde_json::to_value(&f).unwrap(), json);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `explain`: why a lookup misses, against the newest entry of the same cache name.
 
 use crate::backend::Backend;
-use crate::entry::Manifest;
+use crate::entry::{Manifest, ObjectName};
 use crate::exit::Ending;
 use crate::job::{Hit, Job, Lookup};
 use crate::key;
@@ -36,15 +36,18 @@ fn objects(job: &mut Job) -> Ending {
     let Store::Objects(backend) = &job.store else {
         unreachable!("runner mode is explained by its marker")
     };
-    let mut newest: Option<(u64, Scope, String)> = None;
+    let mut newest: Option<(u64, Scope, ObjectName)> = None;
     let mut failed = None;
     for scope in job.scopes.read.clone() {
         match backend.list(&job.entry_dir(scope)) {
             Ok(objects) => {
-                for o in objects.into_iter().filter(|o| o.name.ends_with(".json")) {
+                for o in objects {
+                    let Some(manifest @ ObjectName::Manifest(_)) = o.object() else {
+                        continue;
+                    };
                     let t = o.modified.unwrap_or(0);
                     if newest.as_ref().is_none_or(|(nt, _, _)| t > *nt) {
-                        newest = Some((t, scope, o.name));
+                        newest = Some((t, scope, manifest));
                     }
                 }
             }

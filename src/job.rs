@@ -98,7 +98,7 @@ pub struct Job {
     pub refuse_secrets: bool,
     /// The manifest found for this key whose entry did not fit this machine: this job's
     /// save replaces it (as `--policy push` does).
-    pub replace_unfit: Option<String>,
+    pub replace_unfit: Option<entry::ObjectName>,
 }
 
 impl Job {
@@ -293,7 +293,7 @@ impl Job {
         self.entry_name(scope, "").dir()
     }
 
-    pub(crate) fn manifest_object(&self, scope: Scope, key: &str) -> String {
+    pub(crate) fn manifest_object(&self, scope: Scope, key: &str) -> entry::ObjectName {
         self.entry_name(scope, key).manifest()
     }
 
@@ -378,7 +378,12 @@ impl Job {
 
     /// Remove a broken entry so the next save can replace it, but only in the scope this
     /// job writes (the store refuses under `--policy pull`). Whether it is gone.
-    fn discard(&self, scope: Scope, manifest: &str, archive: Option<&str>) -> bool {
+    fn discard(
+        &self,
+        scope: Scope,
+        manifest: &entry::ObjectName,
+        archive: Option<&entry::ObjectName>,
+    ) -> bool {
         let Store::Objects(backend) = &self.store else {
             return false;
         };
@@ -500,7 +505,7 @@ impl Job {
             Err(e) => {
                 let object = self.manifest_object(scope, &m.key);
                 let replaced = matches!(e, UnpackError::Corrupt(_))
-                    && self.discard(scope, &object, Some(&m.archive));
+                    && self.discard(scope, &object, m.archive.known());
                 self.trouble(format!(
                     "could not restore {} from {}: {e}; {}",
                     self.plan.short_key(),
@@ -556,8 +561,12 @@ impl Job {
                 digest: current.archive_blake3.clone(),
                 size: current.archive_size,
             };
+            // `Manifest::parse` accepted only a manifest that names its own archive.
+            let Some(archive_object) = current.archive.known().cloned() else {
+                break;
+            };
             match backend.get_archive(
-                &current.archive,
+                &archive_object,
                 current.archive_size,
                 &current.archive_blake3,
                 current.chunks.as_ref(),
@@ -585,7 +594,7 @@ impl Job {
                     backend.reconnect();
                     let again = backend
                         .get_archive(
-                            &current.archive,
+                            &archive_object,
                             current.archive_size,
                             &current.archive_blake3,
                             current.chunks.as_ref(),
@@ -801,8 +810,8 @@ impl Job {
             format: key::ENTRY_FORMAT,
             key: self.plan.key.clone(),
             name: name.clone(),
-            scope: scope.as_str().into(),
-            archive: archive_object.clone(),
+            scope: scope.into(),
+            archive: archive_object.clone().into(),
             archive_size: stats.archive_bytes,
             archive_blake3: stats.digest.clone(),
             files: stats.files,
@@ -883,24 +892,27 @@ impl Job {
     fn swap_in(
         &self,
         backend: &Gated,
-        manifest_object: &str,
-        archive_object: &str,
+        manifest_object: &entry::ObjectName,
+        archive_object: &entry::ObjectName,
         body: &[u8],
     ) -> crate::backend::StoreResult<()> {
-        let named = || self.existing(backend, manifest_object).map(|m| m.archive);
+        let named = || {
+            self.existing(backend, manifest_object)
+                .and_then(|m| m.archive.known().cloned())
+        };
         let previous = named();
         backend.put_small(manifest_object, body)?;
         if let Some(old) = previous.filter(|a| a != archive_object) {
             let _ = backend.delete(&old);
         }
-        if named().is_some_and(|a| a != archive_object) {
+        if named().is_some_and(|a| a != *archive_object) {
             let _ = backend.delete(archive_object);
         }
         Ok(())
     }
 
     /// The entry of this key already in the write scope, if it is one this job can read.
-    fn existing(&self, backend: &Gated, manifest_object: &str) -> Option<Manifest> {
+    fn existing(&self, backend: &Gated, manifest_object: &entry::ObjectName) -> Option<Manifest> {
         let b = backend.peek(manifest_object).ok()?;
         let name = &self.plan.components.name;
         Manifest::parse(&b, &self.ns, self.scopes.write, name, &self.plan.key).ok()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, StoreError, StoreResult};
-use crate::entry::EntryName;
+use crate::entry::{EntryName, ObjectName};
 
 /// How long to wait, how long a lease lives unrenewed, and the longest pause between polls.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,8 @@ pub enum Flight<'a> {
 
 pub struct Lease<'a> {
     backend: &'a dyn Backend,
-    name: String,
+    /// Boxed: a name is most of a lease, and `Flight`'s other variants are small.
+    name: Box<ObjectName>,
     record: Record,
     /// Whom this job took over from, if anyone.
     pub takeover: Option<Takeover>,
@@ -133,7 +134,7 @@ pub fn acquire<'a>(
                 Ok(true) => {
                     return Flight::Leader(Lease {
                         backend,
-                        name,
+                        name: Box::new(name),
                         record,
                         takeover,
                         waited: start.elapsed(),
@@ -158,81 +159,15 @@ pub fn acquire<'a>(
         // Generation `generation` is someone else's: watch it.
         let mut seen: Option<(Vec<u8>, Instant)> = None;
         loop {
-            match backend.get_small(&name) {
-                Ok(bytes) => {
-                    let Ok(rec) = serde_json::from_slice::<Record>(&bytes) else {
-                        // Not ours to read: a later generation is the way past it.
-                        generation += 1;
-                        break;
-                    };
-                    leader = rec.owner.clone();
-                    match rec.state {
-                        State::Done => match ready() {
-                            Ok(true) => {
-                                return Flight::Ready {
-                                    waited: start.elapsed(),
-                                    leader,
-                                };
-                            }
-                            // Saved and gone again (pruned): nobody is installing.
-                            Ok(false) => {
-                                takeover = Some(Takeover::Failed(leader.clone()));
-                                generation += 1;
-                                break;
-                            }
-                            Err(e) => {
-                                return Flight::Alone {
-                                    waited: start.elapsed(),
-                                    why: format!("cannot look for the entry: {e}"),
-                                };
-                            }
-                        },
-                        State::Failed => {
-                            takeover = Some(Takeover::Failed(leader.clone()));
-                            generation += 1;
-                            break;
-                        }
-                        State::Running => {
-                            let ttl = Duration::from_secs(rec.ttl_seconds.max(1));
-                            let stale = match &seen {
-                                Some((b, since)) if *b == bytes => since.elapsed() > ttl,
-                                _ => {
-                                    seen = Some((bytes, Instant::now()));
-                                    false
-                                }
-                            };
-                            // The owner's clock says so too, with a whole TTL of slack.
-                            let long_gone = now() > rec.expires.saturating_add(rec.ttl_seconds);
-                            if stale || long_gone {
-                                takeover = Some(Takeover::Expired(leader.clone()));
-                                generation += 1;
-                                break;
-                            }
-                        }
-                    }
+            match watch(backend, &name, start, &mut leader, &mut seen, ready) {
+                Watch::Wait => {}
+                Watch::Again => break,
+                Watch::Next(why) => {
+                    takeover = why.or(takeover);
+                    generation += 1;
+                    break;
                 }
-                // The owner cleaned up after saving, or prune did: the entry may be there.
-                Err(StoreError::NotFound) => match ready() {
-                    Ok(true) => {
-                        return Flight::Ready {
-                            waited: start.elapsed(),
-                            leader,
-                        };
-                    }
-                    Ok(false) => break,
-                    Err(e) => {
-                        return Flight::Alone {
-                            waited: start.elapsed(),
-                            why: format!("cannot look for the entry: {e}"),
-                        };
-                    }
-                },
-                Err(e) => {
-                    return Flight::Alone {
-                        waited: start.elapsed(),
-                        why: format!("cannot read the single-flight lease: {e}"),
-                    };
-                }
+                Watch::End(flight) => return flight,
             }
             if start.elapsed() + delay > settings.wait {
                 return Flight::Alone {
@@ -250,13 +185,92 @@ pub fn acquire<'a>(
     }
 }
 
+/// What one look at someone else's lease says to do next.
+enum Watch<'a> {
+    /// Its owner is alive: look again after a pause.
+    Wait,
+    /// It is gone and the entry is not there: try to take the same generation.
+    Again,
+    /// It is done with: the next generation is the way past it (taking over from its owner,
+    /// when it says whom).
+    Next(Option<Takeover>),
+    End(Flight<'a>),
+}
+
+/// Read the lease `name` once; `seen` is its bytes when they last changed, `leader` its
+/// owner as last read.
+fn watch<'a>(
+    backend: &dyn Backend,
+    name: &ObjectName,
+    start: Instant,
+    leader: &mut String,
+    seen: &mut Option<(Vec<u8>, Instant)>,
+    ready: &mut dyn FnMut() -> StoreResult<bool>,
+) -> Watch<'a> {
+    let alone = |why: String| {
+        Watch::End(Flight::Alone {
+            waited: start.elapsed(),
+            why,
+        })
+    };
+    let bytes = match backend.get_small(name) {
+        Ok(bytes) => bytes,
+        // The owner cleaned up after saving, or prune did: the entry may be there.
+        Err(StoreError::NotFound) => {
+            return match ready() {
+                Ok(true) => Watch::End(Flight::Ready {
+                    waited: start.elapsed(),
+                    leader: leader.clone(),
+                }),
+                Ok(false) => Watch::Again,
+                Err(e) => alone(format!("cannot look for the entry: {e}")),
+            };
+        }
+        Err(e) => return alone(format!("cannot read the single-flight lease: {e}")),
+    };
+    let Ok(rec) = serde_json::from_slice::<Record>(&bytes) else {
+        // Not ours to read: a later generation is the way past it.
+        return Watch::Next(None);
+    };
+    leader.clone_from(&rec.owner);
+    match rec.state {
+        State::Done => match ready() {
+            Ok(true) => Watch::End(Flight::Ready {
+                waited: start.elapsed(),
+                leader: leader.clone(),
+            }),
+            // Saved and gone again (pruned): nobody is installing.
+            Ok(false) => Watch::Next(Some(Takeover::Failed(leader.clone()))),
+            Err(e) => alone(format!("cannot look for the entry: {e}")),
+        },
+        State::Failed => Watch::Next(Some(Takeover::Failed(leader.clone()))),
+        State::Running => {
+            let ttl = Duration::from_secs(rec.ttl_seconds.max(1));
+            let stale = match seen {
+                Some((b, since)) if *b == bytes => since.elapsed() > ttl,
+                _ => {
+                    *seen = Some((bytes, Instant::now()));
+                    false
+                }
+            };
+            // The owner's clock says so too, with a whole TTL of slack.
+            let long_gone = now() > rec.expires.saturating_add(rec.ttl_seconds);
+            if stale || long_gone {
+                Watch::Next(Some(Takeover::Expired(leader.clone())))
+            } else {
+                Watch::Wait
+            }
+        }
+    }
+}
+
 /// Some S3 stores ignore `If-None-Match` (Garage 2.5 does), so their create-if-absent is a
 /// check, then a write, then a read-back, and writers racing within one request's time may
 /// all succeed. The last write is the one that stands: after a pause longer than such a
 /// race, each reads the lease again and only the one whose record is there leads.
 fn confirm(
     backend: &dyn Backend,
-    name: &str,
+    name: &ObjectName,
     ours: &Record,
     settings: &Settings,
 ) -> StoreResult<bool> {
@@ -371,7 +385,7 @@ mod tests {
             panic!("a waiter takes over from a failed leader")
         };
         assert_eq!(next.takeover, Some(Takeover::Failed("first".into())));
-        assert_eq!(next.name, entry().lease(1));
+        assert_eq!(*next.name, entry().lease(1));
     }
 
     #[test]

@@ -21,12 +21,13 @@ use crate::{records, usage};
 
 /// One stored entry, as `ls` and `prune` see it.
 pub(crate) struct Listed {
-    pub(crate) manifest: String,
-    pub(crate) archive: String,
+    pub(crate) manifest: ObjectName,
+    /// `None` when the manifest names an archive outside its entry (not ours to delete).
+    pub(crate) archive: Option<ObjectName>,
     /// The last-use record, when the entry has one (written before job records).
-    pub(crate) usage: Option<String>,
+    pub(crate) usage: Option<ObjectName>,
     /// The job records beside the entry (`records.rs`), deleted with it.
-    pub(crate) records: Vec<String>,
+    pub(crate) records: Vec<ObjectName>,
     /// The project, as the manifest names it (else the path segment).
     pub(crate) namespace: String,
     pub(crate) scope: String,
@@ -95,28 +96,20 @@ pub(crate) fn bounded<T: Sync, R: Send>(
     (done, failed.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// `v2/<project>/<scope>/<name>/` of an object at the layout's depth or deeper: the group
-/// it is walked in. In name order, the objects of one group are contiguous (they share the
-/// prefix) and the groups come in ascending order.
-pub(crate) fn group_of(name: &str) -> Option<&str> {
-    let (end, _) = name.match_indices('/').nth(3)?;
-    Some(&name[..=end])
-}
-
 /// The entry a manifest object describes, or `None` when it cannot be read; `warn`: say
 /// why (a walk that only weighs the store stays quiet, the one that acts speaks).
 fn read_entry(
     backend: &dyn Backend,
     o: &ObjectMeta,
     names: &HashSet<&str>,
-    recs: &[(&str, records::Record)],
+    recs: &[(ObjectName, records::Record)],
     warn: bool,
 ) -> Option<Listed> {
     // Where a manifest lies decides its scope, name and key, not what it says.
-    let Some(ObjectName::Manifest(at)) = ObjectName::parse(&o.name) else {
+    let Some(ObjectName::Manifest(at)) = o.object() else {
         return None;
     };
-    let bytes = backend.get_small(&o.name).ok()?;
+    let bytes = backend.get_small(&at.manifest()).ok()?;
     let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) else {
         if warn {
             report::warn(&format!("{} is not a readable manifest", o.name));
@@ -125,15 +118,16 @@ fn read_entry(
     };
     // It may only name an archive of that entry: a manifest planted in one scope must not
     // steer prune into deleting another scope's entries.
-    let own = at.owns_archive(&m.archive);
-    if !own && warn {
+    let own = m.archive_of(&at).cloned();
+    if own.is_none() && warn {
         report::warn(&format!(
             "{} names an archive outside its entry ({:?}); only the manifest is managed",
-            o.name, m.archive
+            o.name,
+            m.archive.to_string()
         ));
     }
     let used = at.usage();
-    let (usage, record) = if names.contains(used.as_str()) {
+    let (usage, record) = if names.contains(used.to_string().as_str()) {
         let record = usage::read(backend, &used).ok().flatten();
         (Some(used), record)
     } else {
@@ -141,10 +135,10 @@ fn read_entry(
     };
     let (rec_last, rec_days) = records::usage_of(recs.iter().map(|(_, r)| r));
     Some(Listed {
-        manifest: o.name.clone(),
-        archive: if own { m.archive } else { String::new() },
+        manifest: at.manifest(),
+        archive: own,
         usage,
-        records: recs.iter().map(|(n, _)| n.to_string()).collect(),
+        records: recs.iter().map(|(n, _)| n.clone()).collect(),
         namespace: m.namespace.unwrap_or_else(|| at.ns.clone()),
         install_seconds: m.install_seconds,
         last_used: record.map(|u| u.last_used).max(rec_last),
@@ -158,6 +152,10 @@ fn read_entry(
         created: m.created,
         creator: m.creator,
     })
+}
+
+fn is_manifest(o: &ObjectMeta) -> bool {
+    matches!(o.object(), Some(ObjectName::Manifest(_)))
 }
 
 /// Manifests read in one go: small groups are gathered up to this many so that their reads
@@ -180,20 +178,16 @@ fn read_groups(
         let manifests: Vec<(usize, &ObjectMeta)> = groups
             .iter()
             .enumerate()
-            .flat_map(|(i, g)| {
-                g.iter()
-                    .filter(|o| o.name.ends_with(".json"))
-                    .map(move |o| (i, o))
-            })
+            .flat_map(|(i, g)| g.iter().filter(|o| is_manifest(o)).map(move |o| (i, o)))
             .collect();
         // Each entry's job records, by the manifest they sit beside: the listing is all
         // they need.
-        let mut recs: HashMap<String, Vec<(&str, records::Record)>> = HashMap::new();
-        for o in groups.iter().flatten() {
-            if let Some((e, r)) = records::Record::from_object(&o.name) {
-                recs.entry(e.manifest())
+        let mut recs: HashMap<String, Vec<(ObjectName, records::Record)>> = HashMap::new();
+        for object in groups.iter().flatten().filter_map(ObjectMeta::object) {
+            if let Some((e, r)) = records::Record::from_object(&object) {
+                recs.entry(e.manifest().to_string())
                     .or_default()
-                    .push((o.name.as_str(), r));
+                    .push((object, r));
             }
         }
         let (read, _) = bounded(&manifests, threads, |(i, o)| {
@@ -255,7 +249,7 @@ fn walk_groups(
     let root = format!("{}/", entry::LAYOUT_ROOT);
     let listed = backend.list_each(&root, &mut |o| {
         // Objects above the layout's depth are no entry's: not ours to list or delete.
-        let Some(g) = group_of(&o.name) else {
+        let Some(g) = entry::group_of(&o.name) else {
             return Ok(());
         };
         if current.as_deref() != Some(g) {
@@ -266,10 +260,7 @@ fn walk_groups(
                 )));
             }
             if !objects.is_empty() {
-                pending_manifests += objects
-                    .iter()
-                    .filter(|o| o.name.ends_with(".json"))
-                    .count();
+                pending_manifests += objects.iter().filter(|o| is_manifest(o)).count();
                 pending.push(std::mem::take(&mut objects));
                 if pending_manifests >= batch {
                     pending_manifests = 0;
@@ -341,8 +332,10 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
                 let row = serde_json::json!({
                     "namespace": e.namespace, "scope": e.scope, "name": e.name, "key": e.key,
                     "files": e.files, "bytes": e.bytes, "archive_bytes": e.archive_bytes,
-                    "created": e.created, "creator": e.creator, "manifest": e.manifest,
-                    "archive": e.archive, "install_seconds": e.install_seconds,
+                    "created": e.created, "creator": e.creator,
+                    "manifest": e.manifest.to_string(),
+                    "archive": e.archive.as_ref().map_or(String::new(), ToString::to_string),
+                    "install_seconds": e.install_seconds,
                     "last_used": e.last_used, "hit_days": e.hit_days,
                 });
                 let sep = if count == 0 { "" } else { "," };
@@ -391,20 +384,6 @@ mod tests {
     use crate::entry::EntryName;
     use crate::scope::Scope;
 
-    #[test]
-    fn objects_group_by_project_scope_and_name() {
-        let e = EntryName::new("team-app", Scope::Local, "pip", "k");
-        for o in [e.manifest(), e.archive("1"), e.usage(), e.lease(3)] {
-            assert_eq!(group_of(&o), Some("v2/team-app/local/pip/"), "{o}");
-        }
-        assert_eq!(
-            group_of("v2/team-app/local/pip/sub/x"),
-            Some("v2/team-app/local/pip/")
-        );
-        assert_eq!(group_of("v2/team-app/local/pip"), None);
-        assert_eq!(group_of("v2/junk.tar.zst"), None);
-    }
-
     fn store_with(groups: &[(&str, Scope, &str, usize)]) -> (tempfile::TempDir, DirBackend) {
         let d = tempfile::tempdir().unwrap();
         let b = DirBackend::new(d.path().to_path_buf());
@@ -413,7 +392,7 @@ mod tests {
                 let e = EntryName::new(ns, *scope, name, &format!("{i:04}"));
                 let m = serde_json::json!({
                     "format": 1, "key": e.key, "name": name, "scope": scope.as_str(),
-                    "archive": e.archive("1"), "archive_size": 8, "archive_blake3": "",
+                    "archive": e.archive("1").to_string(), "archive_size": 8, "archive_blake3": "",
                     "files": 1, "bytes": 1, "paths": [], "components": {
                         "format": 1, "name": name, "paths": [], "fixed_paths": [], "locks": [],
                         "command": [], "platform": {"os": "", "arch": "", "libc": ""},
@@ -443,7 +422,7 @@ mod tests {
         for batch in [1, 5, 512] {
             let mut seen = Vec::new();
             walk_groups(&b, 4, false, batch, &|_| true, &mut |g| {
-                let dir = group_of(&g.objects[0].name).unwrap().to_string();
+                let dir = entry::group_of(&g.objects[0].name).unwrap().to_string();
                 assert!(g.objects.iter().all(|o| o.name.starts_with(&dir)));
                 assert_eq!(g.objects.len(), 2 * g.entries.len());
                 let created: Vec<u64> = g.entries.iter().map(|e| e.created).collect();

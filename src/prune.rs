@@ -90,8 +90,9 @@ const DELETE_BATCH: usize = 512;
 /// whole or not at all), abandoned uploads, and leftovers (deleted quietly).
 enum Doomed {
     Entry(Box<Listed>),
-    Abandoned(ObjectMeta),
-    Leftover(ObjectMeta),
+    /// An archive no manifest names, as listed.
+    Abandoned(ObjectName, ObjectMeta),
+    Leftover(ObjectName),
 }
 
 #[derive(Default)]
@@ -120,7 +121,7 @@ impl PruneRules {
     /// Whether a group (`v2/<project>/<scope>/<name>/`) is within `--scope`.
     fn wants(&self, group: &str) -> bool {
         self.scope
-            .is_none_or(|s| group.split('/').nth(2).and_then(Scope::parse) == Some(s))
+            .is_none_or(|s| entry::group_scope(group) == Some(s))
     }
 
     /// Run `work` on `items` `--concurrency` at a time, or, in a dry run, nothing: what
@@ -136,9 +137,8 @@ impl PruneRules {
         bounded(items, self.concurrency, work)
     }
 
-    fn in_scope(&self, name: &str) -> bool {
-        self.scope
-            .is_none_or(|s| ObjectName::parse(name).is_some_and(|o| o.scope() == s))
+    fn in_scope(&self, object: &ObjectName) -> bool {
+        self.scope.is_none_or(|s| object.scope() == s)
     }
 
     /// Bytes per `unit` of last use of the entries the other rules keep.
@@ -202,6 +202,47 @@ struct Deleter<'a> {
 }
 
 impl Deleter<'_> {
+    /// What no entry of the group owns any more: abandoned uploads, leases long done with,
+    /// last-use records of gone entries and old job records.
+    fn push_unowned(
+        &mut self,
+        objects: Vec<ObjectMeta>,
+        referenced: &HashSet<String>,
+        now: u64,
+    ) -> Result<()> {
+        let older =
+            |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
+        for o in objects {
+            // What is not of the layout is no entry's: not ours to delete.
+            let Some(object) = o.object().filter(|n| self.rules.in_scope(n)) else {
+                continue;
+            };
+            if referenced.contains(&o.name) {
+                continue;
+            }
+            // A lease is done with once its owner is long gone; a last-use record once its
+            // entry is.
+            let leftover = match &object {
+                ObjectName::Archive(..) => {
+                    if older(&o, self.rules.abandoned_after) {
+                        self.push(Doomed::Abandoned(object, o))?;
+                    }
+                    continue;
+                }
+                ObjectName::Lease(..) => older(&o, 86_400),
+                ObjectName::Usage(_) => true,
+                // Kept a while for `stats`: a hit on another scope's entry lands here.
+                ObjectName::Record(_, fields) => records::Record::parse(fields)
+                    .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
+                _ => false,
+            };
+            if leftover {
+                self.push(Doomed::Leftover(object))?;
+            }
+        }
+        Ok(())
+    }
+
     fn push(&mut self, d: Doomed) -> Result<()> {
         self.batch.push(d);
         if self.batch.len() >= DELETE_BATCH {
@@ -218,8 +259,8 @@ impl Deleter<'_> {
                 Doomed::Entry(e) => {
                     // Manifest first: the entry disappears atomically for readers.
                     backend.delete(&e.manifest)?;
-                    if !e.archive.is_empty() {
-                        backend.delete(&e.archive)?;
+                    if let Some(a) = &e.archive {
+                        backend.delete(a)?;
                     }
                     if let Some(u) = &e.usage {
                         backend.delete(u)?;
@@ -228,7 +269,7 @@ impl Deleter<'_> {
                         backend.delete(r)?;
                     }
                 }
-                Doomed::Abandoned(o) | Doomed::Leftover(o) => backend.delete(&o.name)?,
+                Doomed::Abandoned(o, _) | Doomed::Leftover(o) => backend.delete(o)?,
             }
             Ok(())
         });
@@ -250,7 +291,7 @@ impl Deleter<'_> {
                             .map_or("never".into(), |t| format!("{} ago", age(t)))
                     );
                 }
-                Doomed::Abandoned(o) => {
+                Doomed::Abandoned(_, o) => {
                     self.tally.abandoned += 1;
                     self.tally.freed += o.size;
                     crate::outln!(
@@ -264,6 +305,38 @@ impl Deleter<'_> {
         }
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// Abort the incomplete multipart uploads (S3) old enough to be dead: an upload still
+/// running is younger than the bound. How many were (or would be) aborted.
+fn abort_incomplete(backend: &dyn Backend, rules: &PruneRules, now: u64) -> Result<u64> {
+    let incomplete: Vec<IncompleteUpload> = backend
+        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
+        .into_iter()
+        .filter(|u| {
+            rules
+                .scope
+                .is_none_or(|s| u.object().is_some_and(|n| n.scope() == s))
+        })
+        .filter(|u| {
+            u.initiated
+                .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
+        })
+        .collect();
+    let (aborted, failed) = rules.act(&incomplete, |u| Ok(backend.abort_upload(u)?));
+    let abort_verb = if rules.dry_run {
+        "would abort"
+    } else {
+        "aborted"
+    };
+    for (u, _) in incomplete.iter().zip(aborted).filter(|(_, d)| d.is_some()) {
+        crate::outln!(
+            "{abort_verb} incomplete upload {} ({} old)",
+            u.name,
+            age(u.initiated.unwrap_or(now))
+        );
+    }
+    failed.map_or(Ok(incomplete.len() as u64), Err)
 }
 
 /// Delete entries by age, time unused, per-name count and total size (least recently used
@@ -287,8 +360,6 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         batch: Vec::new(),
         tally: Tally::default(),
     };
-    let older =
-        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
     for_each_group(
         backend,
         rules.concurrency,
@@ -298,11 +369,8 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
             let Group { entries, objects } = g;
             let referenced: HashSet<String> = entries
                 .iter()
-                .flat_map(|e| {
-                    [e.archive.clone(), e.usage.clone().unwrap_or_default()]
-                        .into_iter()
-                        .chain(e.records.iter().cloned())
-                })
+                .flat_map(|e| e.archive.iter().chain(&e.usage).chain(&e.records))
+                .map(ToString::to_string)
                 .collect();
             // Most recently used first: an entry survives only if every rule lets it.
             for (nth, e) in entries
@@ -327,80 +395,27 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                 } else {
                     del.tally.kept += e.archive_bytes;
                     for name in records::expired(&e.records, now) {
-                        del.push(Doomed::Leftover(ObjectMeta {
-                            name,
-                            size: 0,
-                            modified: None,
-                        }))?;
+                        del.push(Doomed::Leftover(name))?;
                     }
                 }
             }
-            for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
-                if referenced.contains(&o.name) {
-                    continue;
-                }
-                if o.name.ends_with(".tar.zst") {
-                    if older(&o, rules.abandoned_after) {
-                        del.push(Doomed::Abandoned(o))?;
-                    }
-                    continue;
-                }
-                // A lease is done with once its owner is long gone; a last-use record once
-                // its entry is.
-                let leftover = match ObjectName::parse(&o.name) {
-                    Some(ObjectName::Lease(..)) => older(&o, 86_400),
-                    Some(ObjectName::Usage(_)) => true,
-                    // Kept a while for `stats`: a hit on another scope's entry lands here.
-                    Some(ObjectName::Record(_, fields)) => records::Record::parse(&fields)
-                        .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
-                    _ => false,
-                };
-                if leftover {
-                    del.push(Doomed::Leftover(o))?;
-                }
-            }
+            del.push_unowned(objects, &referenced, now)?;
             Ok(())
         },
     )?;
     del.flush()?;
-    // Incomplete multipart uploads (S3): an upload still running is younger than the bound,
-    // so only dead ones are aborted.
-    let incomplete: Vec<IncompleteUpload> = backend
-        .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
-        .into_iter()
-        .filter(|u| rules.in_scope(&u.name))
-        .filter(|u| {
-            u.initiated
-                .is_some_and(|t| now.saturating_sub(t) >= rules.abandoned_after)
-        })
-        .collect();
-    let (aborted, failed) = rules.act(&incomplete, |u| Ok(backend.abort_upload(u)?));
-    let abort_verb = if rules.dry_run {
-        "would abort"
-    } else {
-        "aborted"
-    };
-    for (u, _) in incomplete.iter().zip(aborted).filter(|(_, d)| d.is_some()) {
-        crate::outln!(
-            "{abort_verb} incomplete upload {} ({} old)",
-            u.name,
-            age(u.initiated.unwrap_or(now))
-        );
-    }
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    let incomplete = abort_incomplete(backend, rules, now)?;
     let t = del.tally;
     let n = |n: u64, one, many| report::counted(n, one, many);
     eprintln!(
         "cachegate: {verb} {} and {} ({} incomplete), {} freed; {}, {} kept",
         n(t.deleted, "entry", "entries"),
         n(
-            t.abandoned + incomplete.len() as u64,
+            t.abandoned + incomplete,
             "abandoned upload",
             "abandoned uploads"
         ),
-        incomplete.len(),
+        incomplete,
         report::bytes(t.freed),
         n(t.entries - t.deleted, "entry", "entries"),
         report::bytes(t.kept)

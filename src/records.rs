@@ -123,9 +123,9 @@ impl Record {
     }
 
     /// A record and its entry from a listed object name; `None` for any other object.
-    pub fn from_object(name: &str) -> Option<(EntryName, Record)> {
-        match ObjectName::parse(name)? {
-            ObjectName::Record(e, fields) => Some((e, Record::parse(&fields)?)),
+    pub fn from_object(name: &ObjectName) -> Option<(EntryName, Record)> {
+        match name {
+            ObjectName::Record(e, fields) => Some((e.clone(), Record::parse(fields)?)),
             _ => None,
         }
     }
@@ -158,8 +158,8 @@ pub fn usage_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> (Option<u6
 
 /// The records of a kept entry that `prune` deletes: older than `KEEP`, except the newest
 /// hit, which holds the entry's last use.
-pub fn expired(names: &[String], now: u64) -> Vec<String> {
-    let parsed: Vec<(&String, Record)> = names
+pub fn expired(names: &[ObjectName], now: u64) -> Vec<ObjectName> {
+    let parsed: Vec<(&ObjectName, Record)> = names
         .iter()
         .filter_map(|n| Some((n, Record::from_object(n)?.1)))
         .collect();

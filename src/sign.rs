@@ -114,10 +114,10 @@ pub fn signed_message(m: &Manifest) -> Vec<u8> {
     let mut message = format!(
         "{MESSAGE_HEADER}\nformat {}\nscope {}\nname {}\nkey {}\narchive {}\nsize {}\nblake3 {}\npaths {}\n",
         m.format,
-        q(&m.scope),
+        q(&m.scope.to_string()),
         q(&m.name),
         q(&m.key),
-        q(&m.archive),
+        q(&m.archive.to_string()),
         m.archive_size,
         q(&m.archive_blake3),
         serde_json::to_string(&m.paths).expect("strings serialize"),

@@ -144,9 +144,7 @@ pub fn gather(backend: &dyn Backend, since: u64, by: StatsBy, threads: usize) ->
     let mut projects: HashMap<String, String> = HashMap::new();
     for_each_group(backend, threads, false, &|_| true, &mut |g: Group| {
         for e in &g.entries {
-            let ns = crate::entry::ObjectName::parse(&e.manifest)
-                .and_then(|o| o.entry().map(|n| n.ns.clone()))
-                .unwrap_or_default();
+            let ns = e.manifest.entry().map(|n| n.ns.clone()).unwrap_or_default();
             projects.insert(ns.clone(), e.namespace.clone());
             let label = match by {
                 StatsBy::Name => e.name.clone(),
@@ -176,7 +174,7 @@ pub fn gather(backend: &dyn Backend, since: u64, by: StatsBy, threads: usize) ->
             );
         }
         for o in &g.objects {
-            let Some((at, r)) = Record::from_object(&o.name) else {
+            let Some((at, r)) = o.object().and_then(|n| Record::from_object(&n)) else {
                 continue;
             };
             if r.time < start {

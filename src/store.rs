@@ -12,6 +12,7 @@ use crate::backend::{
     Backend, BackendSpec, IncompleteUpload, ObjectMeta, StoreError, StoreResult, Transfer, Upload,
 };
 use crate::cli::Policy;
+use crate::entry::ObjectName;
 
 pub enum Store {
     /// Entries as objects: a directory, S3, an HTTP server, the GitLab package registry.
@@ -101,7 +102,7 @@ pub struct Gated {
 impl Gated {
     /// Read a small object even under `--policy push`: a refresh reads the manifest it
     /// replaces to learn which archive to remove, which restores nothing.
-    pub fn peek(&self, name: &str) -> StoreResult<Vec<u8>> {
+    pub fn peek(&self, name: &ObjectName) -> StoreResult<Vec<u8>> {
         self.inner.get_small(name)
     }
 
@@ -129,16 +130,16 @@ impl Backend for Gated {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-    fn stat(&self, name: &str) -> StoreResult<u64> {
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64> {
         self.inner.stat(name)
     }
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>> {
         self.read()?;
         self.inner.get(name)
     }
     fn get_archive(
         &self,
-        name: &str,
+        name: &ObjectName,
         size: u64,
         blake3: &str,
         chunks: Option<&crate::entry::ChunkDigests>,
@@ -146,15 +147,15 @@ impl Backend for Gated {
         self.read()?;
         self.inner.get_archive(name, size, blake3, chunks)
     }
-    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
+    fn get_small(&self, name: &ObjectName) -> StoreResult<Vec<u8>> {
         self.read()?;
         self.inner.get_small(name)
     }
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>> {
         self.write()?;
         self.inner.put(name)
     }
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         self.write()?;
         self.inner.create_if_absent(name, data)
     }
@@ -165,7 +166,7 @@ impl Backend for Gated {
     ) -> StoreResult<()> {
         self.inner.list_each(prefix, each)
     }
-    fn delete(&self, name: &str) -> StoreResult<()> {
+    fn delete(&self, name: &ObjectName) -> StoreResult<()> {
         self.write()?;
         self.inner.delete(name)
     }
@@ -184,6 +185,12 @@ impl Backend for Gated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::EntryName;
+    use crate::scope::Scope;
+
+    fn manifest() -> ObjectName {
+        EntryName::new("ns", Scope::Local, "x", "k").manifest()
+    }
 
     fn dir_store(policy: Policy) -> (tempfile::TempDir, Gated) {
         let d = tempfile::tempdir().unwrap();
@@ -195,19 +202,22 @@ mod tests {
     #[test]
     fn pull_writes_nothing() {
         let (d, g) = dir_store(Policy::Pull);
-        assert!(matches!(g.put("v1/x"), Err(StoreError::ReadOnly)));
         assert!(matches!(
-            g.create_if_absent("v1/x.json", b"{}"),
+            g.put(&EntryName::new("ns", Scope::Local, "x", "k").archive("1")),
             Err(StoreError::ReadOnly)
         ));
-        assert!(matches!(g.delete("v1/x.json"), Err(StoreError::ReadOnly)));
+        assert!(matches!(
+            g.create_if_absent(&manifest(), b"{}"),
+            Err(StoreError::ReadOnly)
+        ));
+        assert!(matches!(g.delete(&manifest()), Err(StoreError::ReadOnly)));
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn push_reads_nothing_but_sees_what_exists() {
         let (_d, rw) = dir_store(Policy::PullPush);
-        rw.create_if_absent("v1/x.json", b"{}").unwrap();
+        rw.create_if_absent(&manifest(), b"{}").unwrap();
         let (d, _) = (_d, ());
         let spec = BackendSpec::Dir(d.path().to_path_buf());
         let push = Store::open(&spec, &Transfer::default(), Policy::Push)
@@ -215,10 +225,10 @@ mod tests {
             .objects()
             .unwrap();
         assert!(matches!(
-            push.get_small("v1/x.json"),
+            push.get_small(&manifest()),
             Err(StoreError::NotFound)
         ));
-        assert!(push.stat("v1/x.json").is_ok());
+        assert!(push.stat(&manifest()).is_ok());
     }
 
     #[test]

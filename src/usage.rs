@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, StoreError, StoreResult};
+use crate::entry::ObjectName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
@@ -15,7 +16,7 @@ pub struct Usage {
     pub hit_days: u64,
 }
 
-pub fn read(backend: &dyn Backend, name: &str) -> StoreResult<Option<Usage>> {
+pub fn read(backend: &dyn Backend, name: &ObjectName) -> StoreResult<Option<Usage>> {
     match backend.get_small(name) {
         Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
         Err(StoreError::NotFound) => Ok(None),

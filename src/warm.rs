@@ -7,7 +7,7 @@
 use std::cmp::Reverse;
 
 use crate::backend::Backend;
-use crate::entry::Manifest;
+use crate::entry::{Manifest, ObjectName};
 use crate::job::Job;
 use crate::key;
 use crate::preset;
@@ -42,21 +42,20 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
                 return None;
             }
         };
-        objects.retain(|o| o.name.ends_with(".json"));
+        objects.retain(|o| matches!(o.object(), Some(ObjectName::Manifest(_))));
         objects.sort_by_key(|o| Reverse(o.modified.unwrap_or(0)));
         for o in objects.into_iter().take(CANDIDATES) {
-            let Some(their_key) = o
-                .name
-                .strip_prefix(&dir)
-                .and_then(|f| f.strip_suffix(".json"))
-                .filter(|k| *k != job.plan.key)
-            else {
+            // The listing is of this cache name's directory: its manifests are its entries.
+            let Some(ObjectName::Manifest(theirs)) = o.object() else {
                 continue;
             };
-            let Ok(bytes) = backend.get_small(&o.name) else {
+            if theirs.key == job.plan.key {
+                continue;
+            }
+            let Ok(bytes) = backend.get_small(&theirs.manifest()) else {
                 continue;
             };
-            let Ok(m) = Manifest::parse(&bytes, &job.ns, scope, &name, their_key) else {
+            let Ok(m) = Manifest::parse(&bytes, &job.ns, scope, &name, &theirs.key) else {
                 continue;
             };
             if job.untrusted(scope, &m).is_some() {

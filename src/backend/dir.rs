@@ -10,6 +10,7 @@ use anyhow::anyhow;
 use tempfile::NamedTempFile;
 
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Upload};
+use crate::entry::ObjectName;
 
 pub struct DirBackend {
     root: PathBuf,
@@ -20,9 +21,14 @@ impl DirBackend {
         DirBackend { root }
     }
 
-    fn path(&self, name: &str) -> StoreResult<PathBuf> {
+    fn path(&self, name: &ObjectName) -> StoreResult<PathBuf> {
+        self.path_of(&name.to_string())
+    }
+
+    /// The path of an object or a listed directory.
+    fn path_of(&self, name: &str) -> StoreResult<PathBuf> {
         // Names come from `entry::ObjectName`, but a backend is the last line of defence for the
-        // invariant that nothing lands outside its root.
+        // invariant that nothing lands outside its root (a namespace is not escaped).
         if !crate::entry::safe_object_name(name) {
             return Err(StoreError::Other(anyhow!("invalid object name {name:?}")));
         }
@@ -77,25 +83,25 @@ impl Backend for DirBackend {
         crate::echo::value(&self.root.display().to_string())
     }
 
-    fn stat(&self, name: &str) -> StoreResult<u64> {
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64> {
         let path = self.path(name)?;
         let meta = fs::metadata(&path).map_err(|e| with_path(e, &path))?;
         Ok(meta.len())
     }
 
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>> {
         let path = self.path(name)?;
         let file = File::open(&path).map_err(|e| with_path(e, &path))?;
         Ok(Box::new(file))
     }
 
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>> {
         let dest = self.path(name)?;
         let temp = self.temp_beside(&dest)?;
         Ok(Box::new(DirUpload { temp, dest }))
     }
 
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         let dest = self.path(name)?;
         let mut temp = self.temp_beside(&dest)?;
         temp.write_all(data)
@@ -126,7 +132,7 @@ impl Backend for DirBackend {
         let start = if dir_part.is_empty() {
             self.root.clone()
         } else {
-            self.path(dir_part)?
+            self.path_of(dir_part)?
         };
         if !start.exists() {
             return Ok(());
@@ -173,7 +179,7 @@ impl Backend for DirBackend {
         Ok(())
     }
 
-    fn delete(&self, name: &str) -> StoreResult<()> {
+    fn delete(&self, name: &ObjectName) -> StoreResult<()> {
         let path = self.path(name)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -186,54 +192,63 @@ impl Backend for DirBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::EntryName;
+    use crate::scope::Scope;
+
+    fn entry(name: &str, key: &str) -> EntryName {
+        EntryName::new("ns", Scope::Local, name, key)
+    }
 
     #[test]
     fn upload_is_invisible_until_finished() {
         let dir = tempfile::tempdir().unwrap();
         let b = DirBackend::new(dir.path().to_path_buf());
-        let mut up = b.put("v1/local/x/a.bin").unwrap();
+        let a = entry("x", "a").archive("1");
+        let mut up = b.put(&a).unwrap();
         up.write_all(b"hello").unwrap();
-        assert!(matches!(
-            b.stat("v1/local/x/a.bin"),
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(b.stat(&a), Err(StoreError::NotFound)));
         assert!(
-            b.list("v1/").unwrap().is_empty(),
+            b.list("v2/").unwrap().is_empty(),
             "temp files are not listed"
         );
         up.finish().unwrap();
-        assert_eq!(b.stat("v1/local/x/a.bin").unwrap(), 5);
-        assert_eq!(b.get_small("v1/local/x/a.bin").unwrap(), b"hello");
+        assert_eq!(b.stat(&a).unwrap(), 5);
+        assert_eq!(b.get_small(&a).unwrap(), b"hello");
     }
 
     #[test]
     fn dropped_upload_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let b = DirBackend::new(dir.path().to_path_buf());
-        let mut up = b.put("v1/a.bin").unwrap();
+        let a = entry("x", "a").archive("1");
+        let mut up = b.put(&a).unwrap();
         up.write_all(b"partial").unwrap();
         drop(up);
-        assert_eq!(fs::read_dir(dir.path().join("v1")).unwrap().count(), 0);
+        let entry_dir = dir.path().join(entry("x", "a").dir());
+        assert_eq!(fs::read_dir(entry_dir).unwrap().count(), 0);
     }
 
     #[test]
     fn first_writer_wins() {
         let dir = tempfile::tempdir().unwrap();
         let b = DirBackend::new(dir.path().to_path_buf());
-        b.create_if_absent("v1/m.json", b"first").unwrap();
+        let m = entry("x", "m").manifest();
+        b.create_if_absent(&m, b"first").unwrap();
         assert!(matches!(
-            b.create_if_absent("v1/m.json", b"second"),
+            b.create_if_absent(&m, b"second"),
             Err(StoreError::Exists)
         ));
-        assert_eq!(b.get_small("v1/m.json").unwrap(), b"first");
+        assert_eq!(b.get_small(&m).unwrap(), b"first");
     }
 
     #[test]
     fn refuses_names_that_leave_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let b = DirBackend::new(dir.path().join("root"));
-        for bad in ["../x", "/etc/passwd", "a/../../x", "a//b", ""] {
-            assert!(b.put(bad).is_err(), "{bad}");
+        // The namespace is the one segment the layout takes as it is.
+        for bad in ["..", "../x", "/etc", "a//b", ""] {
+            let name = EntryName::new(bad, Scope::Local, "x", "k").manifest();
+            assert!(b.put(&name).is_err(), "{bad}");
         }
     }
 
@@ -241,22 +256,18 @@ mod tests {
     fn lists_by_prefix_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let b = DirBackend::new(dir.path().to_path_buf());
-        for n in [
-            "v1/local/a/1.json",
-            "v1/local/a/2.json",
-            "v1/local/b/1.json",
-        ] {
-            b.create_if_absent(n, b"{}").unwrap();
+        for n in [entry("a", "1"), entry("a", "2"), entry("b", "1")] {
+            b.create_if_absent(&n.manifest(), b"{}").unwrap();
         }
         let names: Vec<_> = b
-            .list("v1/local/a/")
+            .list(&entry("a", "").dir())
             .unwrap()
             .into_iter()
             .map(|m| m.name)
             .collect();
-        assert_eq!(names, ["v1/local/a/1.json", "v1/local/a/2.json"]);
-        b.delete("v1/local/a/1.json").unwrap();
-        b.delete("v1/local/a/1.json").unwrap();
-        assert_eq!(b.list("v1/local/").unwrap().len(), 2);
+        assert_eq!(names, ["v2/ns/local/a/1.json", "v2/ns/local/a/2.json"]);
+        b.delete(&entry("a", "1").manifest()).unwrap();
+        b.delete(&entry("a", "1").manifest()).unwrap();
+        assert_eq!(b.list("v2/ns/local/").unwrap().len(), 2);
     }
 }

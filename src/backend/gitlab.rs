@@ -100,32 +100,28 @@ fn decode_version(v: &str) -> Option<(String, String)> {
     (segment_ok(name) && segment_ok(stem)).then(|| (name.to_string(), stem.to_string()))
 }
 
-fn locate(name: &str) -> StoreResult<Location> {
-    let bad = || StoreError::Other(anyhow!("invalid object name {name:?}"));
-    let object = ObjectName::parse(name).ok_or_else(bad)?;
+fn locate(object: &ObjectName) -> StoreResult<Location> {
+    let bad = || StoreError::Other(anyhow!("invalid object name {:?}", object.to_string()));
     if !SCOPES.contains(&object.scope()) {
         return Err(bad());
     }
     // An entry's objects share one package version: `<name>.<key>`.
-    let (ns, cache, stem) = match &object {
+    let (ns, cache, stem) = match object {
         ObjectName::Probe(ns, _, id) => (ns.clone(), PROBE_DIR.to_string(), segment(id)),
         o => {
             let e = o.entry().expect("every other object belongs to an entry");
             (e.ns.clone(), segment(&e.name), segment(&e.key))
         }
     };
-    // GitLab's own rule for versions is stricter than the layout's.
-    if !segment_ok(&cache) || !segment_ok(&stem) {
+    // GitLab's own rule for versions is stricter than the layout's, and the namespace is
+    // the one segment the layout takes as it is.
+    if !namespace_segment(&ns) || !segment_ok(&cache) || !segment_ok(&stem) {
         return Err(bad());
     }
-    let (scope, file) = (
-        object.scope().as_str(),
-        name.rsplit('/').next().unwrap_or(""),
-    );
     Ok(Location {
-        package: package_name(scope, &ns),
+        package: package_name(object.scope().as_str(), &ns),
         version: encode_version(&format!("{cache}.{stem}")),
-        file: file.to_string(),
+        file: object.file(),
     })
 }
 
@@ -308,7 +304,7 @@ impl Backend for GitlabBackend {
         )
     }
 
-    fn stat(&self, name: &str) -> StoreResult<u64> {
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64> {
         let loc = locate(name)?;
         let url = self.file_url(&loc, &loc.file)?;
         // A ranged GET, not HEAD: GitLab may redirect downloads to object storage with a
@@ -329,7 +325,7 @@ impl Backend for GitlabBackend {
         Ok(size.unwrap_or(0))
     }
 
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>> {
         let loc = locate(name)?;
         let url = self.file_url(&loc, &loc.file)?;
         let resp = self
@@ -342,7 +338,7 @@ impl Backend for GitlabBackend {
     /// storage behind a redirect); where it does not, the download is one stream.
     fn get_archive(
         &self,
-        name: &str,
+        name: &ObjectName,
         size: u64,
         _blake3: &str,
         chunks: Option<&crate::entry::ChunkDigests>,
@@ -352,13 +348,13 @@ impl Backend for GitlabBackend {
             .download(&self.file_url(&loc, &loc.file)?, size, chunks)
     }
 
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>> {
         let loc = locate(name)?;
         let url = self.file_url(&loc, &loc.file)?;
         Ok(self.transport.upload(Method::PUT, &url, &HeaderMap::new()))
     }
 
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         let loc = locate(name)?;
         match self.stat(name) {
             Ok(_) => return Err(StoreError::Exists),
@@ -459,7 +455,7 @@ impl Backend for GitlabBackend {
         Ok(())
     }
 
-    fn delete(&self, name: &str) -> StoreResult<()> {
+    fn delete(&self, name: &ObjectName) -> StoreResult<()> {
         let loc = locate(name)?;
         let packages = self.packages(&loc.package, Some(&loc.version))?;
         for pkg in packages
@@ -491,18 +487,19 @@ mod tests {
     #[test]
     fn names_map_to_valid_gitlab_names_and_back() {
         let key = "ab12".repeat(16);
-        let loc = locate(&format!(
+        let object = |name: String| ObjectName::parse(&name).unwrap();
+        let loc = locate(&object(format!(
             "v2/team-app-1a2b3c4d/protected/a..b./{key}-0011.tar.zst"
-        ))
+        )))
         .unwrap();
         assert_eq!(loc.package, "cachegate-v2-protected-team-app-1a2b3c4d");
         assert_eq!(
             parse_package(&loc.package),
             Some((Scope::Protected, "team-app-1a2b3c4d"))
         );
-        let lease = locate(&format!(
+        let lease = locate(&object(format!(
             "v2/team-app-1a2b3c4d/protected/a..b./{key}.lease.3"
-        ))
+        )))
         .unwrap();
         assert_eq!(
             (lease.version, lease.file),
@@ -529,8 +526,16 @@ mod tests {
             "v1/protected/pip/k.json",
             "v2/protected/pip/k.json",
         ] {
-            assert!(locate(bad).is_err(), "{bad}");
+            assert!(
+                ObjectName::parse(bad).is_none_or(|o| locate(&o).is_err()),
+                "{bad}"
+            );
         }
+        // Typed names never fail to parse; what the registry has no package for still fails.
+        let shared = crate::entry::EntryName::new("ns", Scope::Shared, "pip", "k");
+        assert!(locate(&shared.manifest()).is_err());
+        let forged_ns = crate::entry::EntryName::new("../NS", Scope::Protected, "pip", "k");
+        assert!(locate(&forged_ns.manifest()).is_err());
         for foreign in [
             "cachegate-v2-evil-ns",
             "cachegate-v2-protected",

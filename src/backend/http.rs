@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode, Url};
 
 use super::transport::{self, Transport};
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
+use crate::entry::ObjectName;
 use crate::env_vars;
 
 pub struct HttpBackend {
@@ -72,7 +73,12 @@ impl HttpBackend {
         })
     }
 
-    fn url(&self, name: &str) -> StoreResult<Url> {
+    fn url(&self, name: &ObjectName) -> StoreResult<Url> {
+        self.url_of(&name.to_string())
+    }
+
+    /// The URL of an object or a listed directory.
+    fn url_of(&self, name: &str) -> StoreResult<Url> {
         // `%` is the layout's escape; in a URL it would be one too, so it stays out.
         if !crate::entry::safe_object_name(name) || name.contains('%') {
             return Err(StoreError::Other(anyhow!("invalid object name {name:?}")));
@@ -130,7 +136,7 @@ impl HttpBackend {
         let url = if dir.is_empty() {
             self.base.clone()
         } else {
-            self.url(dir.trim_end_matches('/'))?;
+            self.url_of(dir.trim_end_matches('/'))?;
             self.base
                 .join(dir)
                 .map_err(|e| StoreError::Other(e.into()))?
@@ -223,7 +229,7 @@ impl Backend for HttpBackend {
             .to_string()
     }
 
-    fn stat(&self, name: &str) -> StoreResult<u64> {
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64> {
         let url = self.url(name)?;
         let resp = self
             .transport
@@ -235,7 +241,7 @@ impl Backend for HttpBackend {
             .unwrap_or(0))
     }
 
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>> {
         let url = self.url(name)?;
         let resp = self
             .transport
@@ -245,7 +251,7 @@ impl Backend for HttpBackend {
 
     fn get_archive(
         &self,
-        name: &str,
+        name: &ObjectName,
         size: u64,
         _blake3: &str,
         chunks: Option<&crate::entry::ChunkDigests>,
@@ -253,12 +259,12 @@ impl Backend for HttpBackend {
         self.transport.download(&self.url(name)?, size, chunks)
     }
 
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>> {
         let url = self.url(name)?;
         Ok(self.transport.upload(Method::PUT, &url, &HeaderMap::new()))
     }
 
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         let url = self.url(name)?;
         match self.stat(name) {
             Ok(_) => return Err(StoreError::Exists),
@@ -288,7 +294,7 @@ impl Backend for HttpBackend {
         self.walk_dir(dir, prefix, each)
     }
 
-    fn delete(&self, name: &str) -> StoreResult<()> {
+    fn delete(&self, name: &ObjectName) -> StoreResult<()> {
         let url = self.url(name)?;
         self.transport.delete(&url)
     }

@@ -1,6 +1,7 @@
-//! Where entries live. Every store speaks the same small object interface: names are
-//! `/`-separated relative paths built by `entry::ObjectName`, never by user strings, so a backend only
-//! has to map them onto its own namespace.
+//! Where entries live. Every store speaks the same small object interface: objects are
+//! named by `entry::ObjectName`, never by user strings, so a backend only has to map the
+//! name's text onto its own namespace. Listings are the one place text comes back: they
+//! report names as the store has them, and `ObjectMeta::object` reads them as the layout's.
 //!
 //! The contract each backend keeps: `put` streams and becomes visible only on `finish`
 //! (a dropped upload leaves nothing behind); `create_if_absent` is atomic, which is what lets
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::entry::ChunkDigests;
+use crate::entry::{ChunkDigests, ObjectName};
 
 /// Why a backend call failed, as far as callers need to branch on it.
 #[derive(Debug)]
@@ -81,6 +82,13 @@ pub struct ObjectMeta {
     pub modified: Option<u64>,
 }
 
+impl ObjectMeta {
+    /// The listed name as one of the layout's objects; `None` for anything else.
+    pub fn object(&self) -> Option<ObjectName> {
+        ObjectName::parse(&self.name)
+    }
+}
+
 /// A multipart upload that was started and never completed or aborted (an upload killed
 /// midway): invisible to listings, but its parts are stored and billed.
 #[derive(Debug, Clone)]
@@ -90,6 +98,13 @@ pub struct IncompleteUpload {
     pub upload_id: String,
     /// Seconds since the Unix epoch, when the store says.
     pub initiated: Option<u64>,
+}
+
+impl IncompleteUpload {
+    /// The name it would have had, as one of the layout's objects.
+    pub fn object(&self) -> Option<ObjectName> {
+        ObjectName::parse(&self.name)
+    }
 }
 
 /// A streaming upload. Bytes written are invisible to readers until `finish` succeeds;
@@ -103,10 +118,10 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
 
     /// Cheap existence check: the object's size, or `NotFound`.
-    fn stat(&self, name: &str) -> StoreResult<u64>;
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64>;
 
     /// Stream an object's bytes.
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>>;
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>>;
 
     /// Stream an archive the manifest says is `size` bytes with this blake3: large ones in
     /// parallel ranges where the store can, small ones (and stores that cannot) as one
@@ -114,7 +129,7 @@ pub trait Backend: Send + Sync {
     /// `chunks`, the manifest's range digests, let a parallel download check each range.
     fn get_archive(
         &self,
-        name: &str,
+        name: &ObjectName,
         size: u64,
         blake3: &str,
         chunks: Option<&ChunkDigests>,
@@ -128,7 +143,7 @@ pub trait Backend: Send + Sync {
     fn reconnect(&self) {}
 
     /// Read a small object whole (manifests).
-    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
+    fn get_small(&self, name: &ObjectName) -> StoreResult<Vec<u8>> {
         let mut buf = Vec::new();
         self.get(name)?
             .take(16 << 20)
@@ -138,11 +153,11 @@ pub trait Backend: Send + Sync {
     }
 
     /// Start a streaming upload that replaces `name` when finished.
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>>;
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>>;
 
     /// Write a small object whole, replacing any object of that name atomically (readers
     /// see the old bytes or the new ones).
-    fn put_small(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn put_small(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         let mut up = self.put(name)?;
         up.write_all(data)
             .map_err(|e| StoreError::Other(e.into()))?;
@@ -150,7 +165,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Write a small object only if no object of that name exists; `Exists` otherwise.
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()>;
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()>;
 
     /// Every object whose name starts with `prefix`, one at a time in byte order of their
     /// names (`ls` and `prune` group by it), without holding the whole listing: S3 streams
@@ -173,7 +188,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Remove an object; removing a missing object is not an error.
-    fn delete(&self, name: &str) -> StoreResult<()>;
+    fn delete(&self, name: &ObjectName) -> StoreResult<()>;
 
     /// The store itself is there: a directory store's root, an S3 bucket. A listing of one
     /// that is not reads as an empty store, so `ls` and `prune` ask first. Stores that

@@ -18,6 +18,7 @@ use reqsign_core::{Context as SignContext, ProvideCredential, ProvideCredentialC
 
 use super::ranged::RangeError;
 use super::{Backend, ObjectMeta, StoreError, StoreResult, Transfer, Upload};
+use crate::entry::ObjectName;
 use crate::{env_vars, redact};
 
 /// S3 refuses multipart parts under 5 MiB (all but the last).
@@ -596,17 +597,17 @@ impl Backend for S3Backend {
         self.spec.describe()
     }
 
-    fn stat(&self, name: &str) -> StoreResult<u64> {
-        let meta = block(self.op.stat(name)).map_err(store_error)?;
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64> {
+        let meta = block(self.op.stat(&name.to_string())).map_err(store_error)?;
         Ok(meta.content_length())
     }
 
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>> {
         let _g = runtime().enter();
         let blocking = opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?;
         // An unbounded range without chunking is one GET, no HEAD first.
         let inner = blocking
-            .reader(name)
+            .reader(&name.to_string())
             .and_then(|r| r.into_std_read(..))
             .map_err(store_error)?;
         // A missing object is `NotFound` (a broken entry) rather than a failed transfer.
@@ -620,7 +621,7 @@ impl Backend for S3Backend {
     /// object replaced midway fails with 412 instead of splicing two versions.
     fn get_archive(
         &self,
-        name: &str,
+        name: &ObjectName,
         size: u64,
         _blake3: &str,
         chunks: Option<&crate::entry::ChunkDigests>,
@@ -630,7 +631,7 @@ impl Backend for S3Backend {
         }
         let (chunk, concurrency, sums) =
             super::ranged::plan(self.chunk as u64, self.concurrency, size, chunks);
-        let meta = block(self.op.stat(name)).map_err(store_error)?;
+        let meta = block(self.op.stat(&name.to_string())).map_err(store_error)?;
         let _g = runtime().enter();
         let ranges = Arc::new(S3Ranges {
             op: opendal::blocking::Operator::new(self.op.clone()).map_err(store_error)?,
@@ -652,12 +653,12 @@ impl Backend for S3Backend {
         ))
     }
 
-    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
-        let buf = block(self.op.read(name)).map_err(store_error)?;
+    fn get_small(&self, name: &ObjectName) -> StoreResult<Vec<u8>> {
+        let buf = block(self.op.read(&name.to_string())).map_err(store_error)?;
         Ok(buf.to_vec())
     }
 
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>> {
         // OpenDAL holds the part being filled and one queued besides those uploading: with
         // two fewer uploading, `--concurrency` parts are all the memory a save takes, as
         // `--concurrency` chunks are all a download holds.
@@ -666,7 +667,7 @@ impl Backend for S3Backend {
             chunk: Some(self.chunk.max(MIN_PART_SIZE)),
             ..Default::default()
         };
-        let writer = block(self.op.writer_options(name, opts)).map_err(store_error)?;
+        let writer = block(self.op.writer_options(&name.to_string(), opts)).map_err(store_error)?;
         Ok(Box::new(S3Upload {
             writer: Some(writer),
             buf: Vec::with_capacity(1 << 20),
@@ -681,7 +682,7 @@ impl Backend for S3Backend {
     /// HEAD and whose PUTs both land before either reads back; then the later one wins,
     /// the earlier one's archive is left unreferenced (`prune` removes it), and readers
     /// see one complete entry or the other, never a partial one.
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         match self.stat(name) {
             Ok(_) => return Err(StoreError::Exists),
             Err(StoreError::NotFound) => {}
@@ -691,7 +692,11 @@ impl Backend for S3Backend {
             if_not_exists: true,
             ..Default::default()
         };
-        block(self.op.write_options(name, data.to_vec(), opts)).map_err(store_error)?;
+        block(
+            self.op
+                .write_options(&name.to_string(), data.to_vec(), opts),
+        )
+        .map_err(store_error)?;
         match self.get_small(name) {
             Ok(back) if back == data => Ok(()),
             Ok(_) => Err(StoreError::Exists),
@@ -756,8 +761,8 @@ impl Backend for S3Backend {
         }
     }
 
-    fn delete(&self, name: &str) -> StoreResult<()> {
-        match block(self.op.delete(name)) {
+    fn delete(&self, name: &ObjectName) -> StoreResult<()> {
+        match block(self.op.delete(&name.to_string())) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(store_error(e)),

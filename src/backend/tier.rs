@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use super::dir::DirBackend;
 use super::{Backend, IncompleteUpload, ObjectMeta, StoreResult, Upload};
+use crate::entry::ObjectName;
 
 pub struct Tiered {
     root: PathBuf,
@@ -29,9 +30,8 @@ pub struct Tiered {
 }
 
 /// Whether the tier may answer for this manifest: not for the protected scope.
-fn tier_may_answer(name: &str) -> bool {
-    crate::entry::ObjectName::parse(name)
-        .is_some_and(|o| o.scope() != crate::scope::Scope::Protected)
+fn tier_may_answer(name: &ObjectName) -> bool {
+    name.scope() != crate::scope::Scope::Protected
 }
 
 /// Mark a tier file as just used, for the least-recently-used pruning.
@@ -52,11 +52,11 @@ impl Tiered {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    fn path(&self, name: &ObjectName) -> PathBuf {
+        self.root.join(name.to_string())
     }
 
-    fn keep(&self, name: &str, data: &[u8]) {
+    fn keep(&self, name: &ObjectName, data: &[u8]) {
         if let Ok(mut up) = self.tier.put(name)
             && up.write_all(data).is_ok()
             && up.finish().is_ok()
@@ -66,7 +66,7 @@ impl Tiered {
     }
 
     /// The tier's own copy of an archive, if it is the one the manifest names.
-    fn local_archive(&self, name: &str, size: u64, blake3: &str) -> Option<File> {
+    fn local_archive(&self, name: &ObjectName, size: u64, blake3: &str) -> Option<File> {
         let path = self.path(name);
         let meta = fs::metadata(&path).ok()?;
         if meta.len() != size {
@@ -229,17 +229,17 @@ impl Backend for TierRef {
         format!("{} (local tier {})", t.remote.describe(), t.root.display())
     }
 
-    fn stat(&self, name: &str) -> StoreResult<u64> {
+    fn stat(&self, name: &ObjectName) -> StoreResult<u64> {
         self.0.remote.stat(name)
     }
 
-    fn get(&self, name: &str) -> StoreResult<Box<dyn Read + Send>> {
+    fn get(&self, name: &ObjectName) -> StoreResult<Box<dyn Read + Send>> {
         self.0.remote.get(name)
     }
 
     fn get_archive(
         &self,
-        name: &str,
+        name: &ObjectName,
         size: u64,
         blake3: &str,
         chunks: Option<&crate::entry::ChunkDigests>,
@@ -262,7 +262,7 @@ impl Backend for TierRef {
         }))
     }
 
-    fn get_small(&self, name: &str) -> StoreResult<Vec<u8>> {
+    fn get_small(&self, name: &ObjectName) -> StoreResult<Vec<u8>> {
         let t = &self.0;
         if tier_may_answer(name)
             && let Ok(bytes) = t.tier.get_small(name)
@@ -277,7 +277,7 @@ impl Backend for TierRef {
         Ok(bytes)
     }
 
-    fn put(&self, name: &str) -> StoreResult<Box<dyn Upload>> {
+    fn put(&self, name: &ObjectName) -> StoreResult<Box<dyn Upload>> {
         let t = &self.0;
         Ok(Box::new(BothUpload {
             remote: t.remote.put(name)?,
@@ -286,7 +286,7 @@ impl Backend for TierRef {
         }))
     }
 
-    fn create_if_absent(&self, name: &str, data: &[u8]) -> StoreResult<()> {
+    fn create_if_absent(&self, name: &ObjectName, data: &[u8]) -> StoreResult<()> {
         let t = &self.0;
         t.remote.create_if_absent(name, data)?;
         if tier_may_answer(name) {
@@ -303,7 +303,7 @@ impl Backend for TierRef {
         self.0.remote.list_each(prefix, each)
     }
 
-    fn delete(&self, name: &str) -> StoreResult<()> {
+    fn delete(&self, name: &ObjectName) -> StoreResult<()> {
         let _ = self.0.tier.delete(name);
         self.0.remote.delete(name)
     }
@@ -320,6 +320,7 @@ impl Backend for TierRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scope::Scope;
     use std::time::Duration;
 
     #[test]
@@ -364,11 +365,9 @@ mod tests {
     #[test]
     fn protected_manifests_never_come_from_the_tier() {
         let key = "ab".repeat(32);
-        let at = |scope: &str| format!("v2/acme-app/{scope}/pip/{key}.json");
-        assert!(!tier_may_answer(&at("protected")));
-        assert!(tier_may_answer(&at("unprotected")));
-        assert!(tier_may_answer(&at("local")));
-        // What the layout does not know is never answered from the tier.
-        assert!(!tier_may_answer("v1/unprotected/pip/k.json"));
+        let at = |scope| crate::entry::EntryName::new("acme-app", scope, "pip", &key).manifest();
+        assert!(!tier_may_answer(&at(Scope::Protected)));
+        assert!(tier_may_answer(&at(Scope::Unprotected)));
+        assert!(tier_may_answer(&at(Scope::Local)));
     }
 }

@@ -9,6 +9,11 @@ use crate::common::nginx::{Nginx, NginxStore, Options};
 use crate::common::scenarios::{installs, parallel_saves};
 use crate::common::{ARGS, Project, assert_no_secrets, stderr, stdout, tree_cmd, walk, warnings};
 
+/// A layout name for the tests that drive the HTTP backend directly.
+fn object(name: &str) -> cachegate::entry::ObjectName {
+    cachegate::entry::ObjectName::parse(name).expect("a layout name")
+}
+
 /// The install the store tests cache: a small fresh tree.
 pub(crate) fn small_tree() -> Vec<String> {
     tree_cmd("rm -rf out && mkdir -p out/sub && echo data > out/sub/f")
@@ -361,41 +366,48 @@ fn uploads_stream_are_invisible_until_finished_and_dropped_ones_leave_nothing() 
     };
     let b = open(&nginx.url("/c"), 60);
     let chunk = vec![7u8; 256 << 10];
-    let mut up = b.put("v1/local/x/a-1.tar.zst").unwrap();
+    let mut up = b.put(&object("v2/ns/local/x/a-1.tar.zst")).unwrap();
     for _ in 0..12 {
         up.write_all(&chunk).unwrap();
     }
     assert!(matches!(
-        b.stat("v1/local/x/a-1.tar.zst"),
+        b.stat(&object("v2/ns/local/x/a-1.tar.zst")),
         Err(StoreError::NotFound)
     ));
     drop(up);
     std::thread::sleep(Duration::from_millis(200));
     assert!(matches!(
-        b.stat("v1/local/x/a-1.tar.zst"),
+        b.stat(&object("v2/ns/local/x/a-1.tar.zst")),
         Err(StoreError::NotFound)
     ));
     assert!(walk(&nginx.root).is_empty(), "{:?}", walk(&nginx.root));
 
-    let mut up = b.put("v1/local/x/a-2.tar.zst").unwrap();
+    let mut up = b.put(&object("v2/ns/local/x/a-2.tar.zst")).unwrap();
     for _ in 0..12 {
         up.write_all(&chunk).unwrap();
     }
     up.finish().unwrap();
-    assert_eq!(b.stat("v1/local/x/a-2.tar.zst").unwrap(), 12 * (256 << 10));
+    assert_eq!(
+        b.stat(&object("v2/ns/local/x/a-2.tar.zst")).unwrap(),
+        12 * (256 << 10)
+    );
 
-    b.create_if_absent("v1/local/x/a.json", b"first").unwrap();
+    b.create_if_absent(&object("v2/ns/local/x/a.json"), b"first")
+        .unwrap();
     assert!(matches!(
-        b.create_if_absent("v1/local/x/a.json", b"second"),
+        b.create_if_absent(&object("v2/ns/local/x/a.json"), b"second"),
         Err(StoreError::Exists)
     ));
-    assert_eq!(b.get_small("v1/local/x/a.json").unwrap(), b"first");
-    let names: Vec<String> = b.list("v1/").unwrap().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["v1/local/x/a-2.tar.zst", "v1/local/x/a.json"]);
-    b.delete("v1/local/x/a.json").unwrap();
-    b.delete("v1/local/x/a.json").unwrap();
+    assert_eq!(
+        b.get_small(&object("v2/ns/local/x/a.json")).unwrap(),
+        b"first"
+    );
+    let names: Vec<String> = b.list("v2/").unwrap().into_iter().map(|m| m.name).collect();
+    assert_eq!(names, ["v2/ns/local/x/a-2.tar.zst", "v2/ns/local/x/a.json"]);
+    b.delete(&object("v2/ns/local/x/a.json")).unwrap();
+    b.delete(&object("v2/ns/local/x/a.json")).unwrap();
     assert!(matches!(
-        b.stat("v1/local/x/a.json"),
+        b.stat(&object("v2/ns/local/x/a.json")),
         Err(StoreError::NotFound)
     ));
 }
@@ -409,7 +421,7 @@ fn an_upload_the_server_stops_reading_is_cut_at_the_stall_timeout_with_bounded_m
     let url = format!("http://{}/c", listener.local_addr().unwrap());
     let hold = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
     let b = open(&url, 1);
-    let mut up = b.put("v1/local/x/a-1.tar.zst").unwrap();
+    let mut up = b.put(&object("v2/ns/local/x/a-1.tar.zst")).unwrap();
     let chunk = vec![1u8; 1 << 20];
     let start = Instant::now();
     let mut written = 0usize;
@@ -626,15 +638,19 @@ fn without_webdav_move_the_manifest_is_a_conditional_put() {
         return;
     };
     let b = open(&nginx.url("/c"), 60);
-    b.create_if_absent("v1/local/x/a.json", b"first").unwrap();
+    b.create_if_absent(&object("v2/ns/local/x/a.json"), b"first")
+        .unwrap();
     // The cheap check before writing still sees the first manifest.
     assert!(matches!(
-        b.create_if_absent("v1/local/x/a.json", b"second"),
+        b.create_if_absent(&object("v2/ns/local/x/a.json"), b"second"),
         Err(StoreError::Exists)
     ));
-    assert_eq!(b.get_small("v1/local/x/a.json").unwrap(), b"first");
+    assert_eq!(
+        b.get_small(&object("v2/ns/local/x/a.json")).unwrap(),
+        b"first"
+    );
     // No temp object is left behind by the refused MOVE.
-    assert_eq!(walk(&nginx.root), ["c/v1/local/x/a.json"]);
+    assert_eq!(walk(&nginx.root), ["c/v2/ns/local/x/a.json"]);
     let moves = nginx
         .access_log()
         .iter()
