@@ -21,6 +21,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+use super::retry::Verdict;
 use crate::entry::{CHUNK_DIGEST_BYTES, ChunkDigests};
 
 /// Bytes handed to the unpacker at a time: small enough that the chunk at the head streams
@@ -334,24 +335,23 @@ impl Shared {
             }
             Ok(())
         };
-        use backon::BlockingRetryable as _;
         let deadline = self.split.deadline;
-        once.retry(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(super::transport::FIRST_RETRY_WAIT)
-                .with_max_delay(super::transport::MAX_RETRY_WAIT)
-                .with_max_times(self.split.retries as usize)
-                .with_jitter(),
-        )
-        .when(|e| matches!(e, RangeError::Transient(_)) && Instant::now() < deadline)
-        .notify(|e, wait| {
-            super::retry_log::note(&format!(
-                "{e}; retrying that part in {:.1} s",
-                wait.as_secs_f64()
-            ))
-        })
-        .call()
-        .map_err(|(RangeError::Transient(e) | RangeError::Final(e))| e)?;
+        super::retry::Policy::new(self.split.retries)
+            .run(
+                once,
+                |e| match e {
+                    RangeError::Transient(_) if Instant::now() < deadline => Verdict::Retry,
+                    _ => Verdict::Final,
+                },
+                |_| true,
+                |e, wait| {
+                    super::retry_log::note(&format!(
+                        "{e}; retrying that part in {:.1} s",
+                        wait.as_secs_f64()
+                    ))
+                },
+            )
+            .map_err(|(RangeError::Transient(e) | RangeError::Final(e))| e)?;
         Ok(check.is_some_and(|c| c.damaged))
     }
 }

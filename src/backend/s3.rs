@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::TimeoutLayer;
 use opendal::options::WriteOptions;
 use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
 use reqsign_aws_v4::{
@@ -307,7 +307,6 @@ impl S3Backend {
             spec,
             &region,
         )?;
-        let retries = transfer.retries as usize;
         let op = Operator::new(builder)
             .map_err(|e| anyhow!("backend {}: {}", spec.describe(), short(&e)))?
             .with_context(OperationContext::new().with_http_transport(transport))
@@ -318,11 +317,8 @@ impl S3Backend {
                     .with_io_timeout(transfer.stall),
             )
             .layer(
-                RetryLayer::new()
-                    .with_max_times(retries)
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_delay(Duration::from_secs(3))
+                super::retry::Policy::new(transfer.retries)
+                    .opendal_layer()
                     .with_notify(|ev: opendal::layers::RetryEvent<'_>| {
                         super::retry_log::note(&format!(
                             "{} failed ({}); retry {} in {:.1} s",
