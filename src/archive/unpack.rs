@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 
+use super::journal::{ASIDE, STAGED};
 use crate::backend::ranged::Damaged;
 use crate::pipe::{self, PipeWriter};
 
@@ -906,12 +907,8 @@ pub fn unpack_checked(
 /// Staging directories are `<prefix><pid>-<random>`: the pid tells a later run whether the
 /// restore that made one is still going.
 const STAGING_PREFIX: &str = ".cachegate-staging-";
-/// Inside a staging directory: the file name of the target it is for, and where the target's
-/// previous tree waits while the new one is renamed into place.
+/// Inside a staging directory: the file name of the target it is for.
 const TARGET_NOTE: &str = "target";
-pub(super) const ASIDE: &str = "old";
-/// Inside a staging directory: the new tree, until it is renamed over the target.
-pub(super) const STAGED: &str = "t";
 
 /// A restore killed midway (a cancelled job, the OOM killer) leaves its staging directory
 /// beside the target, and if it died between the two renames of the swap, the previous tree

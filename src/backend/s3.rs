@@ -304,7 +304,12 @@ impl S3Backend {
             client,
             transport.clone(),
             ProvideCredentialChain::new().push(credential_chain()?),
-            spec,
+            &super::s3_multipart::Bucket {
+                endpoint: spec.endpoint.as_deref(),
+                bucket: &spec.bucket,
+                prefix: &spec.prefix,
+                path_style: spec.path_style,
+            },
             &region,
         )?;
         let op = Operator::new(builder)
