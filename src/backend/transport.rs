@@ -145,7 +145,7 @@ impl Transport {
                     until.saturating_duration_since(Instant::now())
                 });
                 match self.follow(method.clone(), url.clone(), headers, body, timeout) {
-                    Ok(resp) if retryable(resp.status()) => Err(Attempt::Refused(resp)),
+                    Ok(resp) if retryable(resp.status()) => Err(Attempt::Refused(Box::new(resp))),
                     Ok(resp) => Ok(resp),
                     Err(failure) => Err(Attempt::Failed(failure)),
                 }
@@ -175,7 +175,8 @@ impl Transport {
         );
         let e = match outcome {
             // The final response whatever its status: `check` maps it.
-            Ok(resp) | Err(Attempt::Refused(resp)) => return Ok(resp),
+            Ok(resp) => return Ok(resp),
+            Err(Attempt::Refused(resp)) => return Ok(*resp),
             Err(Attempt::Failed(Failure::Transient(e) | Failure::Final(e))) => e,
         };
         let tries = if attempts <= 1 {
@@ -511,7 +512,7 @@ enum Failure {
 /// An attempt that did not end in an answer to keep.
 enum Attempt {
     /// The server answered 5xx or 429: worth another attempt, else the answer.
-    Refused(Response),
+    Refused(Box<Response>),
     Failed(Failure),
 }
 
