@@ -342,40 +342,42 @@ impl FileJob {
 }
 
 /// File creation, not decompression, is the floor of a restore (performance.md), and
-/// creating files in parallel hides much of the filesystem's per-file latency.
+/// creating files in parallel hides much of the filesystem's per-file latency. The files
+/// wait in a queue of 64 (each at most `POOLED_FILE_MAX`), which a rayon pool's threads
+/// drain one file at a time as each is free: memory stays bounded however many files
+/// the archive holds.
 struct Pool {
     tx: Option<SyncSender<FileJob>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    /// Hands the queue to the pool and returns once it is drained.
+    writer: Option<std::thread::JoinHandle<()>>,
     failed: std::sync::Arc<std::sync::Mutex<Option<io::Error>>>,
 }
 
 impl Pool {
     fn new(threads: usize) -> Pool {
         let (tx, rx) = sync_channel::<FileJob>(64);
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = rx.clone();
-                let failed = failed.clone();
-                std::thread::spawn(move || {
-                    loop {
-                        let job = rx.lock().expect("pool lock").recv();
-                        let Ok(job) = job else { return };
-                        if let Err(e) = job.write() {
-                            let mut f = failed.lock().expect("pool lock");
-                            f.get_or_insert(io::Error::new(
-                                e.kind(),
-                                format!("{}: {e}", job.path.display()),
-                            ));
-                        }
-                    }
-                })
-            })
-            .collect();
+        let first_failure = failed.clone();
+        let write = move |job: FileJob| {
+            if let Err(e) = job.write() {
+                let mut f = first_failure.lock().expect("pool lock");
+                f.get_or_insert(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", job.path.display()),
+                ));
+            }
+        };
+        let writer = std::thread::spawn(move || {
+            use rayon::iter::{ParallelBridge as _, ParallelIterator as _};
+            match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                Ok(pool) => pool.install(|| rx.into_iter().par_bridge().for_each(write)),
+                // No threads to be had: one file at a time is slow, not wrong.
+                Err(_) => rx.into_iter().for_each(write),
+            }
+        });
         Pool {
             tx: Some(tx),
-            workers,
+            writer: Some(writer),
             failed,
         }
     }
@@ -399,12 +401,12 @@ impl Pool {
     /// Wait for every queued file to be written.
     fn join(&mut self) -> Result<(), UnpackError> {
         self.tx = None;
-        for w in self.workers.drain(..) {
-            if w.join().is_err() {
-                // A file it took may not have been written: never report success then.
-                let mut f = self.failed.lock().expect("pool lock");
-                f.get_or_insert(io::Error::other("a file writer thread panicked"));
-            }
+        if let Some(w) = self.writer.take()
+            && w.join().is_err()
+        {
+            // A file it took may not have been written: never report success then.
+            let mut f = self.failed.lock().expect("pool lock");
+            f.get_or_insert(io::Error::other("a file writer thread panicked"));
         }
         self.check()
     }
