@@ -9,9 +9,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Result;
+use rayon::iter::{ParallelBridge as _, ParallelIterator as _};
 
 use crate::backend::{Backend, ObjectMeta, StoreError};
 use crate::entry::{self, Manifest, ObjectName};
@@ -65,30 +65,35 @@ pub(crate) fn bounded<T: Sync, R: Send>(
     n: usize,
     work: impl Fn(&T) -> Result<R> + Sync,
 ) -> (Vec<Option<R>>, Option<anyhow::Error>) {
-    let next = AtomicUsize::new(0);
     let done: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
     let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let failing = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..n.clamp(1, items.len().max(1)) {
-            scope.spawn(|| {
-                while !failing.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    match work(item) {
-                        Ok(r) => *done[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r),
-                        Err(e) => {
-                            failing.store(true, Ordering::Relaxed);
-                            failed
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                        }
-                    }
-                }
-            });
+    // The pool's threads take the items in order, one at a time as each is free (a
+    // parallel iterator would split the list and leave holes before a failure).
+    let run = |(i, item): (usize, &T)| match work(item) {
+        Ok(r) => {
+            *done[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            Ok(())
         }
-    });
+        Err(e) => {
+            failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+            Err(())
+        }
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n.clamp(1, items.len().max(1)))
+        .build()
+    {
+        Ok(pool) => {
+            let _ = pool.install(|| items.iter().enumerate().par_bridge().try_for_each(run));
+        }
+        // No threads to be had: one at a time is slow, not wrong.
+        Err(_) => {
+            let _ = items.iter().enumerate().try_for_each(run);
+        }
+    }
     let done = done
         .into_iter()
         .map(|d| d.into_inner().unwrap_or_else(|p| p.into_inner()))
@@ -383,6 +388,7 @@ mod tests {
     use crate::backend::dir::DirBackend;
     use crate::entry::EntryName;
     use crate::scope::Scope;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn store_with(groups: &[(&str, Scope, &str, usize)]) -> (tempfile::TempDir, DirBackend) {
         let d = tempfile::tempdir().unwrap();

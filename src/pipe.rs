@@ -6,6 +6,11 @@
 //! the reader's next read an error once the queued bytes are read, so a request body or an
 //! archive never ends as if it were complete; a reader that is dropped makes the writer's
 //! next `send` fail, so the writer stops instead of blocking.
+//!
+//! It stays hand-written because no crate in reach does its job: a bounded channel
+//! (crossbeam, std's `sync_channel`) bounds messages, not bytes, cannot carry a writer's
+//! failure to the reader as the reader's error after the queued bytes, and has no stall
+//! bound on a send.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -11,6 +11,11 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// Inside a staging directory (the journal rolls back by these names): where the target's
+/// previous tree waits while the new one is renamed into place, and the new tree, until it
+/// is renamed over the target.
+pub(super) const ASIDE: &str = "old";
+pub(super) const STAGED: &str = "t";
 /// In the first path's staging directory.
 const JOURNAL: &str = "journal";
 const HEADER: &str = "cachegate swap journal 1";
@@ -84,7 +89,7 @@ pub(super) fn roll_back(dir: &Path, pid_prefix: &str) -> Vec<PathBuf> {
     let exists = |p: &Path| fs::symlink_metadata(p).is_ok();
     let mut changed = Vec::new();
     for (d, target) in &stages {
-        let (new, old) = (d.join(super::unpack::STAGED), d.join(super::unpack::ASIDE));
+        let (new, old) = (d.join(STAGED), d.join(ASIDE));
         let mut touched = false;
         // The new tree went in (its staged copy is gone): take it out again.
         if !exists(&new) && exists(target) && fs::rename(target, &new).is_ok() {

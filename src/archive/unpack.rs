@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 
+use super::journal::{ASIDE, STAGED};
 use crate::backend::ranged::Damaged;
 use crate::pipe::{self, PipeWriter};
 
@@ -341,40 +342,42 @@ impl FileJob {
 }
 
 /// File creation, not decompression, is the floor of a restore (performance.md), and
-/// creating files in parallel hides much of the filesystem's per-file latency.
+/// creating files in parallel hides much of the filesystem's per-file latency. The files
+/// wait in a queue of 64 (each at most `POOLED_FILE_MAX`), which a rayon pool's threads
+/// drain one file at a time as each is free: memory stays bounded however many files
+/// the archive holds.
 struct Pool {
     tx: Option<SyncSender<FileJob>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    /// Hands the queue to the pool and returns once it is drained.
+    writer: Option<std::thread::JoinHandle<()>>,
     failed: std::sync::Arc<std::sync::Mutex<Option<io::Error>>>,
 }
 
 impl Pool {
     fn new(threads: usize) -> Pool {
         let (tx, rx) = sync_channel::<FileJob>(64);
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let workers = (0..threads)
-            .map(|_| {
-                let rx = rx.clone();
-                let failed = failed.clone();
-                std::thread::spawn(move || {
-                    loop {
-                        let job = rx.lock().expect("pool lock").recv();
-                        let Ok(job) = job else { return };
-                        if let Err(e) = job.write() {
-                            let mut f = failed.lock().expect("pool lock");
-                            f.get_or_insert(io::Error::new(
-                                e.kind(),
-                                format!("{}: {e}", job.path.display()),
-                            ));
-                        }
-                    }
-                })
-            })
-            .collect();
+        let first_failure = failed.clone();
+        let write = move |job: FileJob| {
+            if let Err(e) = job.write() {
+                let mut f = first_failure.lock().expect("pool lock");
+                f.get_or_insert(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", job.path.display()),
+                ));
+            }
+        };
+        let writer = std::thread::spawn(move || {
+            use rayon::iter::{ParallelBridge as _, ParallelIterator as _};
+            match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                Ok(pool) => pool.install(|| rx.into_iter().par_bridge().for_each(write)),
+                // No threads to be had: one file at a time is slow, not wrong.
+                Err(_) => rx.into_iter().for_each(write),
+            }
+        });
         Pool {
             tx: Some(tx),
-            workers,
+            writer: Some(writer),
             failed,
         }
     }
@@ -398,12 +401,12 @@ impl Pool {
     /// Wait for every queued file to be written.
     fn join(&mut self) -> Result<(), UnpackError> {
         self.tx = None;
-        for w in self.workers.drain(..) {
-            if w.join().is_err() {
-                // A file it took may not have been written: never report success then.
-                let mut f = self.failed.lock().expect("pool lock");
-                f.get_or_insert(io::Error::other("a file writer thread panicked"));
-            }
+        if let Some(w) = self.writer.take()
+            && w.join().is_err()
+        {
+            // A file it took may not have been written: never report success then.
+            let mut f = self.failed.lock().expect("pool lock");
+            f.get_or_insert(io::Error::other("a file writer thread panicked"));
         }
         self.check()
     }
@@ -523,6 +526,84 @@ impl Extractor<'_> {
         Ok(())
     }
 
+    /// A regular file: small ones are read whole and written by the pool, larger ones
+    /// stream from the archive here.
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: PathBuf,
+        mode: u32,
+        mtime: u64,
+    ) -> Result<(), UnpackError> {
+        let size = entry.size();
+        self.stats.bytes = self.stats.bytes.saturating_add(size);
+        if self.stats.bytes > self.byte_cap {
+            return Err(corrupt(if self.byte_cap < self.limits.max_bytes {
+                format!(
+                    "archive would expand more than {}-fold",
+                    self.limits.max_ratio
+                )
+            } else {
+                format!("archive expands past {} bytes", self.limits.max_bytes)
+            }));
+        }
+        let file = FileJob {
+            path,
+            data: Vec::new(),
+            mode: safe_mode(mode),
+            mtime,
+            umask: self.umask,
+        };
+        if size <= POOLED_FILE_MAX {
+            let mut file = file;
+            file.data.reserve_exact(size as usize);
+            let n = entry
+                .read_to_end(&mut file.data)
+                .map_err(|e| corrupt(format!("cannot read the archive: {e}")))?;
+            if n as u64 != size {
+                return Err(corrupt("archive ends inside a file"));
+            }
+            self.pool.submit(file)?;
+        } else {
+            let mut out = file.create().map_err(local)?;
+            let copied = copy(entry, &mut out)?;
+            if copied != size {
+                return Err(corrupt("archive ends inside a file"));
+            }
+            file.finish(&out).map_err(local)?;
+        }
+        Ok(())
+    }
+
+    /// A hardlink, to a file this archive already wrote in the same cached path; made at
+    /// the end, as the target may still be in the write pool.
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        name: &[u8],
+        index: usize,
+        path: PathBuf,
+    ) -> Result<(), UnpackError> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| corrupt("a hardlink has no target"))?
+            .into_owned();
+        let (tindex, tparts) = self.parse_name(&target)?;
+        let tkey = Self::key(tindex, &tparts);
+        // Only files this archive already wrote, in the same cached path.
+        if tindex != index || self.made.get(&tkey) != Some(&Kind::File) {
+            return Err(corrupt(format!(
+                "hardlink {:?} points outside the archive's files",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        // The target may still be in the write pool: link once it is done.
+        let tpath = self.fs_path(tindex, &tparts);
+        self.hold(tpath.as_os_str().len() + path.as_os_str().len())?;
+        self.hardlinks.push((tpath, path));
+        Ok(())
+    }
+
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let kind = entry.header().entry_type();
         if kind == tar::EntryType::XGlobalHeader {
@@ -580,43 +661,7 @@ impl Extractor<'_> {
 
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                self.stats.bytes = self.stats.bytes.saturating_add(size);
-                if self.stats.bytes > self.byte_cap {
-                    return Err(corrupt(if self.byte_cap < self.limits.max_bytes {
-                        format!(
-                            "archive would expand more than {}-fold",
-                            self.limits.max_ratio
-                        )
-                    } else {
-                        format!("archive expands past {} bytes", self.limits.max_bytes)
-                    }));
-                }
-                let file = FileJob {
-                    path,
-                    data: Vec::new(),
-                    mode: safe_mode(mode),
-                    mtime,
-                    umask: self.umask,
-                };
-                if size <= POOLED_FILE_MAX {
-                    let mut file = file;
-                    file.data.reserve_exact(size as usize);
-                    let n = entry
-                        .read_to_end(&mut file.data)
-                        .map_err(|e| corrupt(format!("cannot read the archive: {e}")))?;
-                    if n as u64 != size {
-                        return Err(corrupt("archive ends inside a file"));
-                    }
-                    self.pool.submit(file)?;
-                } else {
-                    let mut out = file.create().map_err(local)?;
-                    let copied = copy(&mut entry, &mut out)?;
-                    if copied != size {
-                        return Err(corrupt("archive ends inside a file"));
-                    }
-                    file.finish(&out).map_err(local)?;
-                }
+                self.file(&mut entry, path, mode, mtime)?;
                 self.made.insert(key, Kind::File);
                 self.stats.files += 1;
             }
@@ -643,23 +688,7 @@ impl Extractor<'_> {
                 self.stats.files += 1;
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| corrupt("a hardlink has no target"))?
-                    .into_owned();
-                let (tindex, tparts) = self.parse_name(&target)?;
-                let tkey = Self::key(tindex, &tparts);
-                // Only files this archive already wrote, in the same cached path.
-                if tindex != index || self.made.get(&tkey) != Some(&Kind::File) {
-                    return Err(corrupt(format!(
-                        "hardlink {:?} points outside the archive's files",
-                        String::from_utf8_lossy(&name)
-                    )));
-                }
-                // The target may still be in the write pool: link once it is done.
-                let tpath = self.fs_path(tindex, &tparts);
-                self.hold(tpath.as_os_str().len() + path.as_os_str().len())?;
-                self.hardlinks.push((tpath, path));
+                self.hardlink(&entry, &name, index, path)?;
                 self.made.insert(key, Kind::File);
                 self.stats.files += 1;
             }
@@ -779,24 +808,7 @@ pub fn unpack_checked(
     limits.check_archive_size(expected.size)?;
     let progress = crate::progress::Progress::restore(expected.size);
     let src: Box<dyn Read + Send> = Box::new(progress.reader(src));
-    let mut stages = Vec::new();
-    for t in targets {
-        let parent = t
-            .parent()
-            .ok_or_else(|| local(anyhow!("{} has no parent directory", t.display())))?;
-        fs::create_dir_all(parent).map_err(local)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
-            .tempdir_in(parent)
-            .map_err(local)?;
-        if let Some(name) = t.file_name() {
-            fs::write(dir.path().join(TARGET_NOTE), name.as_bytes()).map_err(local)?;
-        }
-        stages.push(Stage {
-            dir,
-            target: t.clone(),
-        });
-    }
+    let stages = stage(targets)?;
 
     // Sixteen decoded chunks ahead of the extractor.
     let (tx, mut reader) = pipe::pipe(16 * DECODED_CHUNK);
@@ -840,17 +852,55 @@ pub fn unpack_checked(
         .join()
         .map_err(|_| local(anyhow!("decompression thread panicked")))?;
 
-    if let Some(why) = decoded.damaged {
-        return Err(corrupt(why));
+    verify(&decoded, expected)?;
+    extracted?;
+    written?;
+    ex.finish(&stages)?;
+    let mut stats = ex.stats.clone();
+    stats.archive_bytes = decoded.raw;
+    let staged: Vec<PathBuf> = stages.iter().map(Stage::root).collect();
+    fits(&staged).map_err(UnpackError::Unfit)?;
+    swap_into_place(&stages)?;
+    Ok(stats)
+}
+
+/// A staging directory beside each target, named for the target it is for.
+fn stage(targets: &[PathBuf]) -> Result<Vec<Stage>, UnpackError> {
+    let mut stages = Vec::new();
+    for t in targets {
+        let parent = t
+            .parent()
+            .ok_or_else(|| local(anyhow!("{} has no parent directory", t.display())))?;
+        fs::create_dir_all(parent).map_err(local)?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+            .tempdir_in(parent)
+            .map_err(local)?;
+        if let Some(name) = t.file_name() {
+            fs::write(dir.path().join(TARGET_NOTE), name.as_bytes()).map_err(local)?;
+        }
+        stages.push(Stage {
+            dir,
+            target: t.clone(),
+        });
+    }
+
+    Ok(stages)
+}
+
+/// The decoder's verdict on the archive: the digest first, so a damaged or swapped archive
+/// is reported as that, not as whatever its garbage happened to look like to the
+/// decompressor or the tar parser.
+fn verify(decoded: &Decoded, expected: &Expected) -> Result<(), UnpackError> {
+    if let Some(why) = &decoded.damaged {
+        return Err(corrupt(why.clone()));
     }
     if decoded.source_failed {
         return Err(UnpackError::Transfer(anyhow!(
             "{}",
-            decoded.error.unwrap_or_else(|| "read failed".into())
+            decoded.error.as_deref().unwrap_or("read failed")
         )));
     }
-    // The digest first: a damaged or swapped archive is reported as that, not as whatever
-    // its garbage happened to look like to the decompressor or the tar parser.
     if decoded.raw != expected.size {
         return Err(corrupt(if decoded.raw > expected.size {
             format!(
@@ -870,48 +920,45 @@ pub fn unpack_checked(
     if let Some(e) = &decoded.error {
         return Err(corrupt(format!("archive does not decompress: {e}")));
     }
-    extracted?;
-    written?;
-    for (target, link) in &ex.hardlinks {
-        fs::hard_link(target, link).map_err(local)?;
-    }
-    for (i, s) in stages.iter().enumerate() {
-        if !ex.made.contains_key(&Extractor::key(i, &[])) {
-            return Err(corrupt(format!(
-                "archive holds nothing for {}",
-                s.target.display()
-            )));
-        }
-    }
+    Ok(())
+}
 
-    // Deepest first, so setting a child's times does not disturb its parent's. Half the
-    // entries of a node_modules tree are directories: one syscall each in the common case
-    // where mkdir already gave the mode the archive asks for.
-    let made_mode = 0o777 & !ex.umask;
-    for (path, mode, mtime) in ex.dirs.iter().rev() {
-        let wanted = safe_mode(*mode) | 0o700;
-        if wanted != made_mode {
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(wanted));
+impl Extractor<'_> {
+    /// Once every entry is written: the hardlinks, a tree for every target, and the
+    /// directories' modes and times.
+    fn finish(&self, stages: &[Stage]) -> Result<(), UnpackError> {
+        for (target, link) in &self.hardlinks {
+            fs::hard_link(target, link).map_err(local)?;
         }
-        set_mtime_nofollow(path, *mtime);
+        for (i, s) in stages.iter().enumerate() {
+            if !self.made.contains_key(&Extractor::key(i, &[])) {
+                return Err(corrupt(format!(
+                    "archive holds nothing for {}",
+                    s.target.display()
+                )));
+            }
+        }
+
+        // Deepest first, so setting a child's times does not disturb its parent's. Half
+        // the entries of a node_modules tree are directories: one syscall each in the
+        // common case where mkdir already gave the mode the archive asks for.
+        let made_mode = 0o777 & !self.umask;
+        for (path, mode, mtime) in self.dirs.iter().rev() {
+            let wanted = safe_mode(*mode) | 0o700;
+            if wanted != made_mode {
+                let _ = fs::set_permissions(path, fs::Permissions::from_mode(wanted));
+            }
+            set_mtime_nofollow(path, *mtime);
+        }
+        Ok(())
     }
-    let mut stats = ex.stats.clone();
-    stats.archive_bytes = decoded.raw;
-    let staged: Vec<PathBuf> = stages.iter().map(Stage::root).collect();
-    fits(&staged).map_err(UnpackError::Unfit)?;
-    swap_into_place(&stages)?;
-    Ok(stats)
 }
 
 /// Staging directories are `<prefix><pid>-<random>`: the pid tells a later run whether the
 /// restore that made one is still going.
 const STAGING_PREFIX: &str = ".cachegate-staging-";
-/// Inside a staging directory: the file name of the target it is for, and where the target's
-/// previous tree waits while the new one is renamed into place.
+/// Inside a staging directory: the file name of the target it is for.
 const TARGET_NOTE: &str = "target";
-pub(super) const ASIDE: &str = "old";
-/// Inside a staging directory: the new tree, until it is renamed over the target.
-pub(super) const STAGED: &str = "t";
 
 /// A restore killed midway (a cancelled job, the OOM killer) leaves its staging directory
 /// beside the target, and if it died between the two renames of the swap, the previous tree

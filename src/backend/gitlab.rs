@@ -264,13 +264,15 @@ impl GitlabBackend {
             self.transport
                 .send(Method::PUT, &url, &HeaderMap::new(), Some(id.as_bytes()))?;
         let status = resp.status();
+        // A namespace that forbids duplicate generic files refuses a second claim itself
+        // (GitLab's own check is then the atomic one) with 400 Bad Request, as GitLab
+        // documents it. `locate` has checked the names against GitLab's rules, so that is
+        // the only 400 a claim can get.
+        if status == StatusCode::BAD_REQUEST {
+            return Err(StoreError::Exists);
+        }
         if status.is_client_error() && status != StatusCode::NOT_FOUND {
             let body = transport::body_text(resp);
-            // A namespace that forbids duplicate generic files refuses a second claim
-            // itself: GitLab's own check is then the atomic one.
-            if body.contains("uplicate") {
-                return Err(StoreError::Exists);
-            }
             return Err(transport::status_error(&Method::PUT, &url, status, &body));
         }
         let resp = transport::check(&Method::PUT, &url, resp)?;

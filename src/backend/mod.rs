@@ -11,6 +11,7 @@ pub mod dir;
 pub mod gitlab;
 pub mod http;
 pub mod ranged;
+pub mod retry;
 pub mod retry_log;
 pub mod s3;
 mod s3_multipart;

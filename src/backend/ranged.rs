@@ -10,6 +10,9 @@
 //! archive replaced mid-download fails fast instead of splicing two versions; the archive
 //! digest is still checked by the unpacker before anything is swapped in.
 //!
+//! The chunks are fetched by a rayon pool of `concurrency` threads, which `claim` feeds in
+//! order as the window has room.
+//!
 //! When the manifest has a digest per range (`Sums`), each range is checked as it arrives
 //! and reaches the unpacker only once it matched: one that does not is fetched again, once,
 //! on a new connection (a byte flipped in transit is not a damaged entry), and only a
@@ -21,6 +24,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+use super::retry::Verdict;
 use crate::entry::{CHUNK_DIGEST_BYTES, ChunkDigests};
 
 /// Bytes handed to the unpacker at a time: small enough that the chunk at the head streams
@@ -334,24 +338,23 @@ impl Shared {
             }
             Ok(())
         };
-        use backon::BlockingRetryable as _;
         let deadline = self.split.deadline;
-        once.retry(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(super::transport::FIRST_RETRY_WAIT)
-                .with_max_delay(super::transport::MAX_RETRY_WAIT)
-                .with_max_times(self.split.retries as usize)
-                .with_jitter(),
-        )
-        .when(|e| matches!(e, RangeError::Transient(_)) && Instant::now() < deadline)
-        .notify(|e, wait| {
-            super::retry_log::note(&format!(
-                "{e}; retrying that part in {:.1} s",
-                wait.as_secs_f64()
-            ))
-        })
-        .call()
-        .map_err(|(RangeError::Transient(e) | RangeError::Final(e))| e)?;
+        super::retry::Policy::new(self.split.retries)
+            .run(
+                once,
+                |e| match e {
+                    RangeError::Transient(_) if Instant::now() < deadline => Verdict::Retry,
+                    _ => Verdict::Final,
+                },
+                |_| true,
+                |e, wait| {
+                    super::retry_log::note(&format!(
+                        "{e}; retrying that part in {:.1} s",
+                        wait.as_secs_f64()
+                    ))
+                },
+            )
+            .map_err(|(RangeError::Transient(e) | RangeError::Final(e))| e)?;
         Ok(check.is_some_and(|c| c.damaged))
     }
 }
@@ -385,16 +388,26 @@ pub fn parallel(
         sums: sums.filter(|s| s.chunk > 0 && split.chunk % s.chunk == 0),
     });
     let workers = split.concurrency.clamp(1, chunks.max(1) as usize);
-    for _ in 0..workers {
+    // A pool of `workers` threads takes the chunks as `claim` hands them out, in order and
+    // only while the window has room (the memory bound). Dropping the pool leaves its
+    // threads to finish the download, or to stop at their next piece once the reader is gone.
+    let work = {
         let shared = shared.clone();
-        std::thread::spawn(move || {
-            while let Some((idx, body)) = shared.claim() {
-                match shared.fetch(idx, body) {
+        move || {
+            use rayon::iter::{ParallelBridge as _, ParallelIterator as _};
+            std::iter::from_fn(|| shared.claim())
+                .par_bridge()
+                .for_each(|(idx, body)| match shared.fetch(idx, body) {
                     Ok(()) => shared.complete(idx),
                     Err(e) => shared.fail(e),
-                }
-            }
-        });
+                });
+        }
+    };
+    match rayon::ThreadPoolBuilder::new().num_threads(workers).build() {
+        Ok(pool) => pool.spawn(work),
+        // No pool of its own to be had: rayon's global one; the window still bounds what
+        // is held.
+        Err(_) => rayon::spawn(work),
     }
     Box::new(InOrder {
         shared,

@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use http::StatusCode;
+use opendal::layers::TimeoutLayer;
 use opendal::options::WriteOptions;
 use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
 use reqsign_aws_v4::{
@@ -305,10 +306,14 @@ impl S3Backend {
             client,
             transport.clone(),
             ProvideCredentialChain::new().push(credential_chain()?),
-            spec,
+            &super::s3_multipart::Bucket {
+                endpoint: spec.endpoint.as_deref(),
+                bucket: &spec.bucket,
+                prefix: &spec.prefix,
+                path_style: spec.path_style,
+            },
             &region,
         )?;
-        let retries = transfer.retries as usize;
         let op = Operator::new(builder)
             .map_err(|e| anyhow!("backend {}: {}", spec.describe(), short(&e)))?
             .with_context(OperationContext::new().with_http_transport(transport))
@@ -319,11 +324,8 @@ impl S3Backend {
                     .with_io_timeout(transfer.stall),
             )
             .layer(
-                RetryLayer::new()
-                    .with_max_times(retries)
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_delay(Duration::from_secs(3))
+                super::retry::Policy::new(transfer.retries)
+                    .opendal_layer()
                     .with_notify(|ev: opendal::layers::RetryEvent<'_>| {
                         super::retry_log::note(&format!(
                             "{} failed ({}); retry {} in {:.1} s",
@@ -357,11 +359,7 @@ impl S3Backend {
 /// message when there was a response, the cause when there was none. Never the request
 /// headers; redacted.
 fn detail(e: &opendal::Error) -> String {
-    let full = e.to_string();
-    let status = full
-        .find("status: ")
-        .and_then(|i| full[i + 8..].get(..3))
-        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()));
+    let status = http_status(e);
     let field = |name: &str| {
         let m = e.message();
         let start = m.find(&format!("{name}: \""))? + name.len() + 3;
@@ -370,7 +368,7 @@ fn detail(e: &opendal::Error) -> String {
     };
     let mut out = match status {
         Some(s) => {
-            let mut o = format!("HTTP {s}");
+            let mut o = format!("HTTP {}", s.as_u16());
             if let Some(code) = field("code") {
                 o.push_str(&format!(" {code}"));
             }
@@ -401,6 +399,17 @@ fn detail(e: &opendal::Error) -> String {
     redact::redact(&out)
 }
 
+/// The HTTP status of the response an error came from, from the `response` context
+/// OpenDAL attaches to every error made of a response (it has no accessor for its context,
+/// only its Display shows it).
+fn http_status(e: &opendal::Error) -> Option<StatusCode> {
+    let full = e.to_string();
+    let at = full.find("response: ")?;
+    let rest = &full[at..];
+    let digits = rest.get(rest.find("status: ")? + 8..)?.get(..3)?;
+    StatusCode::from_bytes(digits.as_bytes()).ok()
+}
+
 /// `detail` with what kind of failure it was in front.
 fn short(e: &opendal::Error) -> String {
     let kind = match e.kind() {
@@ -421,7 +430,11 @@ fn store_error(e: opendal::Error) -> StoreError {
         _ if no_credentials() => StoreError::NoCredentials(anyhow!(detail(&e))),
         // StoreError::Auth says "access denied" itself.
         ErrorKind::PermissionDenied => StoreError::Auth(anyhow!(detail(&e))),
-        _ if detail(&e).starts_with("HTTP 401") => StoreError::Auth(anyhow!(detail(&e))),
+        // OpenDAL's S3 service calls only 403 PermissionDenied; a 401 (a store that wants
+        // credentials it was not given, as Garage answers) is refused credentials too.
+        _ if http_status(&e) == Some(StatusCode::UNAUTHORIZED) => {
+            StoreError::Auth(anyhow!(detail(&e)))
+        }
         _ => StoreError::Other(anyhow!(short(&e))),
     }
 }
@@ -781,6 +794,34 @@ impl Backend for S3Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An OpenDAL error as its S3 service makes one of a response with `status`.
+    fn answered(status: u16, message: &str) -> opendal::Error {
+        let (parts, ()) = http::Response::builder()
+            .status(status)
+            .body(())
+            .unwrap()
+            .into_parts();
+        opendal::Error::new(ErrorKind::Unexpected, message)
+            .with_context("service_operation", "read")
+            .with_context("response", format!("{parts:?}"))
+    }
+
+    #[test]
+    fn a_401_is_refused_credentials_whatever_the_kind_opendal_gave_it() {
+        let e = answered(401, "status: 500 in the server's words");
+        assert_eq!(http_status(&e), Some(StatusCode::UNAUTHORIZED));
+        assert!(detail(&e).starts_with("HTTP 401"), "{}", detail(&e));
+        assert!(matches!(store_error(e), StoreError::Auth(_)));
+        assert!(matches!(
+            store_error(answered(500, "")),
+            StoreError::Other(_)
+        ));
+        assert_eq!(
+            http_status(&opendal::Error::new(ErrorKind::Unexpected, "no answer")),
+            None
+        );
+    }
 
     #[test]
     fn parses_bucket_prefix_and_options() {

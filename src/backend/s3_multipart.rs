@@ -12,6 +12,15 @@ use serde::Deserialize;
 use super::{IncompleteUpload as Pending, StoreError, StoreResult};
 use crate::redact;
 
+/// Where the store's objects are: what `new` needs of the store's `S3Spec` (this module
+/// stays below `s3`, which owns the spec).
+pub struct Bucket<'a> {
+    pub endpoint: Option<&'a str>,
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub path_style: bool,
+}
+
 pub struct Multipart {
     client: reqwest::Client,
     signer: Signer<Credential>,
@@ -51,13 +60,13 @@ impl Multipart {
         client: reqwest::Client,
         transport: opendal::HttpTransporter,
         chain: ProvideCredentialChain<Credential>,
-        spec: &super::s3::S3Spec,
+        spec: &Bucket<'_>,
         region: &str,
     ) -> anyhow::Result<Multipart> {
-        let endpoint = spec
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let endpoint = spec.endpoint.map_or_else(
+            || format!("https://s3.{region}.amazonaws.com"),
+            str::to_string,
+        );
         let mut url = Url::parse(&endpoint)
             .map_err(|e| anyhow!("endpoint {endpoint:?} is not a URL: {e}"))?;
         if spec.path_style {

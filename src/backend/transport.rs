@@ -4,7 +4,7 @@
 //! and streaming uploads through a bounded pipe so an archive is never held in memory.
 
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,16 +17,13 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode, Url};
 
 use super::ranged::RangeError;
+use super::retry::{self, Verdict};
 use super::{StoreError, StoreResult, Transfer, Upload};
 use crate::pipe::{self, PipeWriter, SendError};
 use crate::redact;
 
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 10;
-/// First wait before a retry; it doubles with each attempt.
-pub(super) const FIRST_RETRY_WAIT: Duration = Duration::from_millis(200);
-/// Longest single wait between retries; a longer `Retry-After` ends the retrying.
-pub(super) const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// Bytes an upload may have queued ahead of the network.
 const PIPE_CAPACITY: usize = 1 << 20;
 
@@ -134,69 +131,68 @@ impl Transport {
     ) -> StoreResult<Response> {
         let start = Instant::now();
         let deadline = start + self.transfer.overall;
+        let stall = self.transfer.stall;
         // A store that accepts connections and never answers would cost every attempt a
         // whole stall timeout; after the first silence the rest of the request shares one
         // more, so no answer at all costs twice the stall timeout, whatever `--retries` is.
-        let mut silent_until: Option<Instant> = None;
-        let mut attempt = 0;
-        loop {
-            let timeout = silent_until.map_or(self.transfer.stall, |until| {
-                until.saturating_duration_since(Instant::now())
-            });
-            let outcome = self.follow(method.clone(), url.clone(), headers, body, timeout);
-            let wait = match &outcome {
-                Ok(resp) if retryable(resp.status()) => {
-                    Some(retry_after(resp.headers()).unwrap_or_else(|| backoff(attempt)))
+        let silent_until: Mutex<Option<Instant>> = Mutex::new(None);
+        let silent = || *silent_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempts = 0u32;
+        let outcome = retry::Policy::new(self.transfer.retries).run(
+            || {
+                attempts += 1;
+                let timeout = silent().map_or(stall, |until| {
+                    until.saturating_duration_since(Instant::now())
+                });
+                match self.follow(method.clone(), url.clone(), headers, body, timeout) {
+                    Ok(resp) if retryable(resp.status()) => Err(Attempt::Refused(Box::new(resp))),
+                    Ok(resp) => Ok(resp),
+                    Err(failure) => Err(Attempt::Failed(failure)),
                 }
-                Ok(_) => None,
-                Err(Failure::Transient(e)) => {
+            },
+            |e| match e {
+                Attempt::Refused(resp) => {
+                    retry_after(resp.headers()).map_or(Verdict::Retry, Verdict::RetryAfter)
+                }
+                Attempt::Failed(Failure::Transient(e)) => {
                     if is_silence(e) {
-                        silent_until.get_or_insert(start + 2 * self.transfer.stall);
+                        silent_until
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(start + 2 * stall);
                     }
-                    Some(backoff(attempt))
+                    Verdict::Retry
                 }
-                Err(Failure::Final(_)) => None,
-            };
-            // A server that asks for more than MAX_RETRY_WAIT will not be back within a job's
-            // patience: give up now rather than hold the job.
-            let wait = wait.filter(|w| {
-                attempt < self.transfer.retries
-                    && *w <= MAX_RETRY_WAIT
-                    && Instant::now() + *w < deadline
+                Attempt::Failed(Failure::Final(_)) => Verdict::Final,
+            },
+            |wait| {
+                Instant::now() + wait < deadline
                     // An attempt with less than a quarter of a stall timeout left would be a
                     // timeout decided in advance.
-                    && silent_until.is_none_or(|until| {
-                        Instant::now() + *w + self.transfer.stall / 4 < until
-                    })
-            });
-            match (outcome, wait) {
-                (outcome, Some(wait)) => {
-                    drop(outcome);
-                    std::thread::sleep(wait);
-                    attempt += 1;
-                }
-                (Ok(resp), None) => return Ok(resp),
-                (Err(Failure::Transient(e) | Failure::Final(e)), None) => {
-                    let tries = if attempt == 0 {
-                        String::new()
-                    } else {
-                        format!(" (after {} attempts)", attempt + 1)
-                    };
-                    let timed_out = e
-                        .downcast_ref::<io::Error>()
-                        .is_some_and(|i| i.kind() == io::ErrorKind::TimedOut);
-                    let msg = anyhow!(
-                        "{}{tries}",
-                        redact::redact(&format!("{method} {}: {e:#}", display_url(url)))
-                    );
-                    return Err(if timed_out {
-                        StoreError::Timeout(msg)
-                    } else {
-                        StoreError::Other(msg)
-                    });
-                }
-            }
-        }
+                    && silent().is_none_or(|until| Instant::now() + wait + stall / 4 < until)
+            },
+            |_, _| {},
+        );
+        let e = match outcome {
+            // The final response whatever its status: `check` maps it.
+            Ok(resp) => return Ok(resp),
+            Err(Attempt::Refused(resp)) => return Ok(*resp),
+            Err(Attempt::Failed(Failure::Transient(e) | Failure::Final(e))) => e,
+        };
+        let tries = if attempts <= 1 {
+            String::new()
+        } else {
+            format!(" (after {attempts} attempts)")
+        };
+        let msg = anyhow!(
+            "{}{tries}",
+            redact::redact(&format!("{method} {}: {e:#}", display_url(url)))
+        );
+        Err(if is_silence(&e) {
+            StoreError::Timeout(msg)
+        } else {
+            StoreError::Other(msg)
+        })
     }
 
     /// DELETE, where an object that is already gone counts as deleted.
@@ -513,18 +509,15 @@ enum Failure {
     Final(anyhow::Error),
 }
 
-fn retryable(s: StatusCode) -> bool {
-    s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS
+/// An attempt that did not end in an answer to keep.
+enum Attempt {
+    /// The server answered 5xx or 429: worth another attempt, else the answer.
+    Refused(Box<Response>),
+    Failed(Failure),
 }
 
-/// 200 ms doubling per attempt, capped, times a random factor in [0.5, 1.5) so jobs that
-/// failed together do not come back together.
-fn backoff(attempt: u32) -> Duration {
-    let base = FIRST_RETRY_WAIT * 2u32.saturating_pow(attempt.min(8));
-    let mut r = [0u8; 2];
-    let _ = getrandom::fill(&mut r);
-    let jitter = 0.5 + f64::from(u16::from_le_bytes(r)) / 65536.0;
-    base.mul_f64(jitter).min(MAX_RETRY_WAIT)
+fn retryable(s: StatusCode) -> bool {
+    s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -762,19 +755,6 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        for attempt in 0..12 {
-            let b = backoff(attempt);
-            let base = Duration::from_millis(200) * 2u32.pow(attempt.min(8));
-            assert!(
-                b >= base.mul_f64(0.5).min(MAX_RETRY_WAIT),
-                "{attempt} {b:?}"
-            );
-            assert!(b <= MAX_RETRY_WAIT, "{attempt} {b:?}");
-        }
     }
 
     #[test]

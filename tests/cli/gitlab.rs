@@ -188,6 +188,24 @@ fn an_older_claim_wins_and_the_later_writer_keeps_theirs() {
 }
 
 #[test]
+fn a_duplicate_claim_the_namespace_rejects_is_another_writer_first() {
+    // "Allow duplicates" off: GitLab itself refuses the second claim (400), and that
+    // refusal is the atomic first-writer check, whatever words its body has.
+    let (p, emu) = project();
+    emu.reject_duplicates(true);
+    foreign_claim(&p, &emu, 3600);
+    let o = run_ensure(&p, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another job saved it first"),
+        "{}",
+        stderr(&o)
+    );
+    let files = emu.files();
+    assert!(!files.iter().any(|f| f.2.ends_with(".json")), "{files:?}");
+}
+
+#[test]
 fn a_claim_left_by_a_writer_that_died_long_ago_is_ignored() {
     let (p, emu) = project();
     foreign_claim(&p, &emu, 3600);

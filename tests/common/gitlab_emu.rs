@@ -361,6 +361,9 @@ struct State {
     deny_job_token_file_listing: bool,
     /// Generic packages of this name answer 403.
     forbidden_package: Option<String>,
+    /// The namespace rejects duplicate generic files ("Allow duplicates" off): a second
+    /// file of one name in a package version answers as GitLab documents it, 400.
+    reject_duplicates: bool,
     redirect_downloads: bool,
     /// After a manifest is served, delete the archive it points to (a concurrent prune).
     delete_archive_after_manifest: bool,
@@ -576,6 +579,9 @@ impl GitlabEmu {
     pub fn deny_job_token_file_listing(&self, deny: bool) {
         self.state.lock().unwrap().deny_job_token_file_listing = deny;
     }
+    pub fn reject_duplicates(&self, on: bool) {
+        self.state.lock().unwrap().reject_duplicates = on;
+    }
     pub fn forbid_package(&self, name: &str) {
         self.state.lock().unwrap().forbidden_package = Some(name.into());
     }
@@ -706,6 +712,21 @@ fn route(
             }
             if !valid_name(file) {
                 return Response::json(400, r#"{"error":"file_name is invalid"}"#.into());
+            }
+            let duplicate = st.reject_duplicates
+                && st.packages.iter().any(|p| {
+                    p.name == *name
+                        && p.version == *version
+                        && st
+                            .files
+                            .iter()
+                            .any(|f| f.package_id == p.id && f.file_name == *file)
+                });
+            if duplicate {
+                return Response::json(
+                    400,
+                    r#"{"message":"400 Bad request - Duplicate package is not allowed"}"#.into(),
+                );
             }
             let f = store_file(st, name, version, file, req.body.clone());
             if req.param("select") == Some("package_file") {
