@@ -116,15 +116,9 @@ pub fn acquire<'a>(
     settings: &Settings,
     ready: &mut dyn FnMut() -> StoreResult<bool>,
 ) -> Flight<'a> {
-    let start = Instant::now();
+    let mut waiting = Waiting::new(settings);
     let mut generation = 0u32;
     let mut takeover: Option<Takeover> = None;
-    let mut delay = Duration::from_millis(200);
-    let max_delay = settings
-        .poll
-        .min(settings.ttl / 3)
-        .max(Duration::from_millis(50));
-    let mut leader = String::new();
     loop {
         let record = Record::new(settings, owner);
         let name = entry.lease(generation);
@@ -136,118 +130,162 @@ pub fn acquire<'a>(
                         name,
                         record,
                         takeover,
-                        waited: start.elapsed(),
+                        waited: waiting.start.elapsed(),
                     });
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    return Flight::Alone {
-                        waited: start.elapsed(),
-                        why: format!("cannot read the single-flight lease back: {e}"),
-                    };
+                    return waiting.alone(format!("cannot read the single-flight lease back: {e}"));
                 }
             },
             Err(StoreError::Exists) => {}
-            Err(e) => {
-                return Flight::Alone {
-                    waited: start.elapsed(),
-                    why: format!("cannot take the single-flight lease: {e}"),
-                };
-            }
+            Err(e) => return waiting.alone(format!("cannot take the single-flight lease: {e}")),
         }
         // Generation `generation` is someone else's: watch it.
+        match waiting.watch(backend, &name, settings, ready) {
+            Watched::Over(flight) => return flight,
+            Watched::Next(why) => {
+                if why.is_some() {
+                    takeover = why;
+                }
+                generation += 1;
+            }
+            Watched::Again => {}
+        }
+    }
+}
+
+/// What watching another job's generation of the lease came to.
+enum Watched<'a> {
+    /// The wait is over: the entry is there, or this job installs alone.
+    Over(Flight<'a>),
+    /// That generation is dead: take the next one, taking over (`Some`) from its leader, or
+    /// (`None`, a record not ours to read) keeping what was known before.
+    Next(Option<Takeover>),
+    /// The lease is gone and the entry is not there: try the same generation again.
+    Again,
+}
+
+/// A wait for the lease: since when, the next pause, and the leader last seen.
+struct Waiting {
+    start: Instant,
+    delay: Duration,
+    max_delay: Duration,
+    leader: String,
+}
+
+impl Waiting {
+    fn new(settings: &Settings) -> Waiting {
+        Waiting {
+            start: Instant::now(),
+            delay: Duration::from_millis(200),
+            max_delay: settings
+                .poll
+                .min(settings.ttl / 3)
+                .max(Duration::from_millis(50)),
+            leader: String::new(),
+        }
+    }
+
+    fn alone<'a>(&self, why: String) -> Flight<'a> {
+        Flight::Alone {
+            waited: self.start.elapsed(),
+            why,
+        }
+    }
+
+    fn ready<'a>(&self) -> Flight<'a> {
+        Flight::Ready {
+            waited: self.start.elapsed(),
+            leader: self.leader.clone(),
+        }
+    }
+
+    /// Watch lease `name`, another job's, until it is done, dead or gone, or `--wait` is up.
+    fn watch<'a>(
+        &mut self,
+        backend: &dyn Backend,
+        name: &str,
+        settings: &Settings,
+        ready: &mut dyn FnMut() -> StoreResult<bool>,
+    ) -> Watched<'a> {
         let mut seen: Option<(Vec<u8>, Instant)> = None;
         loop {
-            match backend.get_small(&name) {
+            match backend.get_small(name) {
                 Ok(bytes) => {
                     let Ok(rec) = serde_json::from_slice::<Record>(&bytes) else {
                         // Not ours to read: a later generation is the way past it.
-                        generation += 1;
-                        break;
+                        return Watched::Next(None);
                     };
-                    leader = rec.owner.clone();
+                    self.leader = rec.owner.clone();
                     match rec.state {
                         State::Done => match ready() {
-                            Ok(true) => {
-                                return Flight::Ready {
-                                    waited: start.elapsed(),
-                                    leader,
-                                };
-                            }
+                            Ok(true) => return Watched::Over(self.ready()),
                             // Saved and gone again (pruned): nobody is installing.
                             Ok(false) => {
-                                takeover = Some(Takeover::Failed(leader.clone()));
-                                generation += 1;
-                                break;
+                                return Watched::Next(Some(Takeover::Failed(self.leader.clone())));
                             }
                             Err(e) => {
-                                return Flight::Alone {
-                                    waited: start.elapsed(),
-                                    why: format!("cannot look for the entry: {e}"),
-                                };
+                                return Watched::Over(
+                                    self.alone(format!("cannot look for the entry: {e}")),
+                                );
                             }
                         },
                         State::Failed => {
-                            takeover = Some(Takeover::Failed(leader.clone()));
-                            generation += 1;
-                            break;
+                            return Watched::Next(Some(Takeover::Failed(self.leader.clone())));
                         }
                         State::Running => {
-                            let ttl = Duration::from_secs(rec.ttl_seconds.max(1));
-                            let stale = match &seen {
-                                Some((b, since)) if *b == bytes => since.elapsed() > ttl,
-                                _ => {
-                                    seen = Some((bytes, Instant::now()));
-                                    false
-                                }
-                            };
-                            // The owner's clock says so too, with a whole TTL of slack.
-                            let long_gone = now() > rec.expires.saturating_add(rec.ttl_seconds);
-                            if stale || long_gone {
-                                takeover = Some(Takeover::Expired(leader.clone()));
-                                generation += 1;
-                                break;
+                            if abandoned(&rec, bytes, &mut seen) {
+                                return Watched::Next(Some(Takeover::Expired(self.leader.clone())));
                             }
                         }
                     }
                 }
                 // The owner cleaned up after saving, or prune did: the entry may be there.
                 Err(StoreError::NotFound) => match ready() {
-                    Ok(true) => {
-                        return Flight::Ready {
-                            waited: start.elapsed(),
-                            leader,
-                        };
-                    }
-                    Ok(false) => break,
+                    Ok(true) => return Watched::Over(self.ready()),
+                    Ok(false) => return Watched::Again,
                     Err(e) => {
-                        return Flight::Alone {
-                            waited: start.elapsed(),
-                            why: format!("cannot look for the entry: {e}"),
-                        };
+                        return Watched::Over(
+                            self.alone(format!("cannot look for the entry: {e}")),
+                        );
                     }
                 },
                 Err(e) => {
-                    return Flight::Alone {
-                        waited: start.elapsed(),
-                        why: format!("cannot read the single-flight lease: {e}"),
-                    };
+                    return Watched::Over(
+                        self.alone(format!("cannot read the single-flight lease: {e}")),
+                    );
                 }
             }
-            if start.elapsed() + delay > settings.wait {
-                return Flight::Alone {
-                    waited: start.elapsed(),
-                    why: format!(
-                        "waited {} for {leader} (--wait {}); installing here",
-                        crate::report::secs(start.elapsed().as_secs_f64()),
-                        settings.wait.as_secs()
-                    ),
-                };
+            if self.start.elapsed() + self.delay > settings.wait {
+                return Watched::Over(self.alone(format!(
+                    "waited {} for {} (--wait {}); installing here",
+                    crate::report::secs(self.start.elapsed().as_secs_f64()),
+                    self.leader,
+                    settings.wait.as_secs()
+                )));
             }
-            std::thread::sleep(delay);
-            delay = (delay * 3 / 2).min(max_delay);
+            std::thread::sleep(self.delay);
+            self.delay = (self.delay * 3 / 2).min(self.max_delay);
         }
     }
+}
+
+/// Whether a running lease's leader is gone: its record (`bytes`) has not changed for a
+/// whole TTL of this job's watching (`seen` is when it was first seen as it is), or its own
+/// clock put its expiry more than a TTL ago.
+fn abandoned(rec: &Record, bytes: Vec<u8>, seen: &mut Option<(Vec<u8>, Instant)>) -> bool {
+    let ttl = Duration::from_secs(rec.ttl_seconds.max(1));
+    let stale = match seen {
+        Some((b, since)) if *b == bytes => since.elapsed() > ttl,
+        _ => {
+            *seen = Some((bytes, Instant::now()));
+            false
+        }
+    };
+    // The owner's clock says so too, with a whole TTL of slack.
+    let long_gone = now() > rec.expires.saturating_add(rec.ttl_seconds);
+    stale || long_gone
 }
 
 /// Some S3 stores ignore `If-None-Match` (Garage 2.5 does), so their create-if-absent is a

@@ -287,8 +287,6 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         batch: Vec::new(),
         tally: Tally::default(),
     };
-    let older =
-        |o: &ObjectMeta, secs: u64| o.modified.is_some_and(|m| now.saturating_sub(m) >= secs);
     for_each_group(
         backend,
         rules.concurrency,
@@ -304,67 +302,120 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
                         .chain(e.records.iter().cloned())
                 })
                 .collect();
-            // Most recently used first: an entry survives only if every rule lets it.
-            for (nth, e) in entries
-                .into_iter()
-                .filter(|e| rules.in_scope(&e.manifest))
-                .enumerate()
-            {
-                del.tally.entries += 1;
-                let too_big = cutoff.is_some_and(|c| match e.last_use().cmp(&c.second) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Equal => {
-                        let fits = e.archive_bytes <= room;
-                        if fits && !rules.by_age_or_count(&e, nth, now) {
-                            room -= e.archive_bytes;
-                        }
-                        !fits
-                    }
-                });
-                if rules.by_age_or_count(&e, nth, now) || too_big {
-                    del.push(Doomed::Entry(Box::new(e)))?;
-                } else {
-                    del.tally.kept += e.archive_bytes;
-                    for name in records::expired(&e.records, now) {
-                        del.push(Doomed::Leftover(ObjectMeta {
-                            name,
-                            size: 0,
-                            modified: None,
-                        }))?;
-                    }
-                }
-            }
-            for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
-                if referenced.contains(&o.name) {
-                    continue;
-                }
-                if o.name.ends_with(".tar.zst") {
-                    if older(&o, rules.abandoned_after) {
-                        del.push(Doomed::Abandoned(o))?;
-                    }
-                    continue;
-                }
-                // A lease is done with once its owner is long gone; a last-use record once
-                // its entry is.
-                let leftover = match ObjectName::parse(&o.name) {
-                    Some(ObjectName::Lease(..)) => older(&o, 86_400),
-                    Some(ObjectName::Usage(_)) => true,
-                    // Kept a while for `stats`: a hit on another scope's entry lands here.
-                    Some(ObjectName::Record(_, fields)) => records::Record::parse(&fields)
-                        .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
-                    _ => false,
-                };
-                if leftover {
-                    del.push(Doomed::Leftover(o))?;
-                }
-            }
-            Ok(())
+            del.entries(entries, cutoff, &mut room, now)?;
+            del.unowned(objects, &referenced, now)
         },
     )?;
     del.flush()?;
-    // Incomplete multipart uploads (S3): an upload still running is younger than the bound,
-    // so only dead ones are aborted.
+    let incomplete = abort_incomplete(backend, rules, now)?;
+    let t = del.tally;
+    let n = |n: u64, one, many| report::counted(n, one, many);
+    eprintln!(
+        "cachegate: {verb} {} and {} ({} incomplete), {} freed; {}, {} kept",
+        n(t.deleted, "entry", "entries"),
+        n(
+            t.abandoned + incomplete as u64,
+            "abandoned upload",
+            "abandoned uploads"
+        ),
+        incomplete,
+        report::bytes(t.freed),
+        n(t.entries - t.deleted, "entry", "entries"),
+        report::bytes(t.kept)
+    );
+    Ok(0)
+}
+
+/// Whether `o` was last modified at least `secs` before `now` (never, if its time is unknown).
+fn older(o: &ObjectMeta, now: u64, secs: u64) -> bool {
+    o.modified.is_some_and(|m| now.saturating_sub(m) >= secs)
+}
+
+impl Deleter<'_> {
+    /// Judge one cache name's entries, most recently used first: an entry survives only if
+    /// every rule lets it. `room` is what `--max-size` still admits in the cutoff's second.
+    fn entries(
+        &mut self,
+        entries: Vec<Listed>,
+        cutoff: Option<Cutoff>,
+        room: &mut u64,
+        now: u64,
+    ) -> Result<()> {
+        let rules = self.rules;
+        for (nth, e) in entries
+            .into_iter()
+            .filter(|e| rules.in_scope(&e.manifest))
+            .enumerate()
+        {
+            self.tally.entries += 1;
+            let too_big = cutoff.is_some_and(|c| match e.last_use().cmp(&c.second) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => {
+                    let fits = e.archive_bytes <= *room;
+                    if fits && !rules.by_age_or_count(&e, nth, now) {
+                        *room -= e.archive_bytes;
+                    }
+                    !fits
+                }
+            });
+            if rules.by_age_or_count(&e, nth, now) || too_big {
+                self.push(Doomed::Entry(Box::new(e)))?;
+            } else {
+                self.tally.kept += e.archive_bytes;
+                for name in records::expired(&e.records, now) {
+                    self.push(Doomed::Leftover(ObjectMeta {
+                        name,
+                        size: 0,
+                        modified: None,
+                    }))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects of one cache name that no entry of it (`referenced`) owns: archives old
+    /// enough to be abandoned uploads, and leftovers done with.
+    fn unowned(
+        &mut self,
+        objects: Vec<ObjectMeta>,
+        referenced: &HashSet<String>,
+        now: u64,
+    ) -> Result<()> {
+        let rules = self.rules;
+        for o in objects.into_iter().filter(|o| rules.in_scope(&o.name)) {
+            if referenced.contains(&o.name) {
+                continue;
+            }
+            if o.name.ends_with(".tar.zst") {
+                if older(&o, now, rules.abandoned_after) {
+                    self.push(Doomed::Abandoned(o))?;
+                }
+                continue;
+            }
+            // A lease is done with once its owner is long gone; a last-use record once
+            // its entry is.
+            let leftover = match ObjectName::parse(&o.name) {
+                Some(ObjectName::Lease(..)) => older(&o, now, 86_400),
+                Some(ObjectName::Usage(_)) => true,
+                // Kept a while for `stats`: a hit on another scope's entry lands here.
+                Some(ObjectName::Record(_, fields)) => records::Record::parse(&fields)
+                    .is_none_or(|r| now.saturating_sub(r.time) >= records::KEEP),
+                _ => false,
+            };
+            if leftover {
+                self.push(Doomed::Leftover(o))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Abort the incomplete multipart uploads (S3) older than `--abandoned-after`: an upload
+/// still running is younger than the bound, so only dead ones are aborted. How many there
+/// were.
+fn abort_incomplete(backend: &dyn Backend, rules: &PruneRules, now: u64) -> Result<usize> {
     let incomplete: Vec<IncompleteUpload> = backend
         .incomplete_uploads(&format!("{}/", entry::LAYOUT_ROOT))?
         .into_iter()
@@ -390,22 +441,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
     if let Some(e) = failed {
         return Err(e);
     }
-    let t = del.tally;
-    let n = |n: u64, one, many| report::counted(n, one, many);
-    eprintln!(
-        "cachegate: {verb} {} and {} ({} incomplete), {} freed; {}, {} kept",
-        n(t.deleted, "entry", "entries"),
-        n(
-            t.abandoned + incomplete.len() as u64,
-            "abandoned upload",
-            "abandoned uploads"
-        ),
-        incomplete.len(),
-        report::bytes(t.freed),
-        n(t.entries - t.deleted, "entry", "entries"),
-        report::bytes(t.kept)
-    );
-    Ok(0)
+    Ok(incomplete.len())
 }
 
 #[cfg(test)]
