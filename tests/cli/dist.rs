@@ -10,7 +10,7 @@ use std::process::{Command as StdCommand, Output};
 use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo_root, toolbox};
 use crate::common::garage::{self, GarageStore};
 use crate::common::nginx::NginxStore;
-use crate::common::scenarios::build_wheel;
+use crate::common::scenarios::{build_wheel, installs_in};
 use crate::common::{Project, Store, assert_no_secrets, require, require_tool, stderr, stdout};
 
 fn run(c: &mut StdCommand) -> Output {
@@ -579,11 +579,7 @@ deps:
     )
     .unwrap();
     git_project(&proj);
-    let installs = || {
-        fs::read_to_string(t.join("installs.log"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
+    let installs = || installs_in(t);
 
     // 1: a fresh runner: install.sh fetches the binary, the cache misses, pip runs.
     let out = pipeline(&gcl, &proj, &home);
@@ -736,10 +732,5 @@ fn gitlab_ci_local_shell_jobs_at_two_build_paths_share_one_python_entry() {
     }
     assert!(outs[0].contains("cachegate: saved pip"), "{}", outs[0]);
     assert!(outs[1].contains("cachegate: hit pip"), "{}", outs[1]);
-    let installs = fs::read_to_string(t.join("installs.log")).unwrap();
-    assert_eq!(
-        installs.lines().count(),
-        1,
-        "the second path did not install"
-    );
+    assert_eq!(installs_in(&t), 1, "the second path did not install");
 }

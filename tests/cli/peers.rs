@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
 use crate::common::nginx::NginxStore;
-use crate::common::scenarios::{build_named_wheel, installs, npm_lock};
-use crate::common::{Project, require_tool, stderr, stdout};
+use crate::common::scenarios::{build_named_wheel, installs, installs_in, npm_lock};
+use crate::common::{Project, listed, require_tool, stderr, stdout};
 use crate::stats::stats_count_parallel_jobs_and_prune;
 
 /// Every job of these scenarios shares one project namespace, wherever its directory is.
@@ -71,21 +71,6 @@ fn spawn(mut c: StdCommand) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn installs_in(dir: &Path) -> usize {
-    fs::read_to_string(dir.join("installs.log"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
-/// The entries `ls --json` lists.
-pub(crate) fn ls(p: &Project) -> Vec<serde_json::Value> {
-    let mut c = p.cmd();
-    c.args(["ls", "--json"]);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
 }
 
 pub(crate) fn assert_ok(o: &Output) {
@@ -175,7 +160,7 @@ pub fn warm_start_pip(p: &Project) {
     assert_eq!(installs(p), 2);
     // The report names the entry the warm start used: the first one.
     let r: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
-    let listed = ls(p);
+    let listed = listed(p);
     let oldest = listed
         .iter()
         .map(|e| e["key"].as_str().unwrap())
@@ -284,7 +269,7 @@ pub fn single_flight(p: &Project) {
     for d in &dirs {
         assert_eq!(fs::read_to_string(d.join("out/a")).unwrap(), "t\n");
     }
-    assert_eq!(ls(p).len(), 1);
+    assert_eq!(listed(p).len(), 1);
 }
 
 /// The leader is killed with SIGKILL mid-install: a waiter takes over once the lease
@@ -333,7 +318,7 @@ pub fn single_flight_leader_killed(p: &Project) {
         2,
         "{errs:#?}"
     );
-    assert_eq!(ls(p).len(), 1);
+    assert_eq!(listed(p).len(), 1);
 }
 
 /// The leader's command fails: one waiter takes over and installs, the others restore.
@@ -390,7 +375,7 @@ pub fn single_flight_leader_fails(p: &Project) {
         2,
         "{errs:#?}"
     );
-    assert_eq!(ls(p).len(), 1);
+    assert_eq!(listed(p).len(), 1);
 }
 
 /// 20 parallel refreshes (`--policy push`) of one key while 100 restores run: every
@@ -463,7 +448,7 @@ pub fn refresh_under_load(p: &Project) {
         seen.iter().all(|t| t == "seed" || tokens.contains(t)),
         "{seen:?}"
     );
-    let entries = ls(p);
+    let entries = listed(p);
     assert_eq!(entries.len(), 1, "{entries:#?}");
     let kept = entries[0]["archive"].as_str().unwrap().to_string();
 
@@ -485,7 +470,7 @@ pub fn refresh_under_load(p: &Project) {
         "orphans left after prune:\n{}",
         stdout(&o)
     );
-    let entries = ls(p);
+    let entries = listed(p);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["archive"].as_str().unwrap(), kept);
     // And the survivor is complete.
@@ -572,7 +557,7 @@ pub fn namespaces(p: &Project) {
     let o = run(cmd(&b, "explain", &["--namespace", "team/alpha"]));
     assert!(stdout(&o).contains("lock"), "{}", stdout(&o));
     assert!(stdout(&o).contains("newest entry"), "{}", stdout(&o));
-    let listed = ls(p);
+    let listed = listed(p);
     assert_eq!(listed.len(), 2);
     let mut spaces: Vec<&str> = listed
         .iter()
@@ -646,7 +631,7 @@ pub fn time_saved(p: &Project) {
 pub fn last_use(p: &Project) {
     let d = job_dir(p, "used");
     assert_ok(&run(ensure_in(p, &d, &[], &[("SLEEP", "1")])));
-    let e = &ls(p)[0];
+    let e = &listed(p)[0];
     assert!(e["last_used"].is_null(), "{e:#}");
     assert_eq!(e["hit_days"], 0);
     for _ in 0..3 {
@@ -654,7 +639,7 @@ pub fn last_use(p: &Project) {
         let o = run(ensure_in(p, &d, &[], &[]));
         assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     }
-    let e = &ls(p)[0];
+    let e = &listed(p)[0];
     // Hits count the days with one: three on one day are one.
     assert_eq!(e["hit_days"], 1, "{e:#}");
     let used = e["last_used"].as_u64().unwrap();
@@ -799,7 +784,7 @@ fn prune(p: &Project, args: &[&str]) -> Output {
 }
 
 fn keys(p: &Project) -> Vec<String> {
-    let mut k: Vec<String> = ls(p)
+    let mut k: Vec<String> = listed(p)
         .iter()
         .map(|e| e["key"].as_str().unwrap()[..8].to_string())
         .collect();
@@ -815,7 +800,7 @@ fn prune_unused_for_deletes_exactly_the_entries_nobody_restored_lately() {
     for v in ["a", "b", "c", "d"] {
         fs::write(d.join("app.lock"), v).unwrap();
         assert_ok(&run(ensure_in(&p, &d, &[], &[])));
-        let newest = ls(&p)
+        let newest = listed(&p)
             .into_iter()
             .find(|e| {
                 !made
@@ -891,7 +876,7 @@ pub fn prune_scope(p: &Project) {
     job(Some("false"), "u2");
     job(None, "l1");
     let scopes = |p: &Project| {
-        let mut s: Vec<String> = ls(p)
+        let mut s: Vec<String> = listed(p)
             .iter()
             .map(|e| e["scope"].as_str().unwrap().to_string())
             .collect();
@@ -939,7 +924,7 @@ pub fn keep_counts_each_name_when_one_name_starts_another(p: &Project) {
         }
     };
     let keys = |p: &Project| -> Vec<(String, String)> {
-        let mut k: Vec<(String, String)> = ls(p)
+        let mut k: Vec<(String, String)> = listed(p)
             .iter()
             .map(|e| {
                 (
@@ -1010,7 +995,7 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
     for v in ["old-but-used", "new-but-idle"] {
         fs::write(d.join("app.lock"), v).unwrap();
         assert_ok(&run(ensure_in(&p, &d, &[], &[])));
-        let e = ls(&p)
+        let e = listed(&p)
             .into_iter()
             .find(|e| {
                 !made
@@ -1028,7 +1013,7 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
     age_entry(&p, &made[0].1, 20, Some(0));
     age_entry(&p, &made[1].1, 10, None);
     // Room for all but one byte of the two: exactly one must go, the least recently used.
-    let total: u64 = ls(&p)
+    let total: u64 = listed(&p)
         .iter()
         .map(|e| e["archive_bytes"].as_u64().unwrap())
         .sum();
@@ -1099,7 +1084,7 @@ fn warm_start_prefers_the_jobs_own_scope_then_protected() {
     std::thread::sleep(Duration::from_millis(1100));
     job("true", "main's, newer", &[]);
     let mine = |p: &Project| {
-        ls(p)
+        listed(p)
             .into_iter()
             .find(|e| e["scope"] == "unprotected")
             .unwrap()["key"]
