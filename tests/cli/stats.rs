@@ -9,7 +9,7 @@ use std::process::Command as StdCommand;
 
 use crate::common::dist::gitlab_ci_local;
 use crate::common::{Project, listed, require, stderr, stdout};
-use crate::peers::{assert_ok, ensure_in, job_dir, run};
+use crate::peers::{assert_ok, ensure_in, job_dir, run, spawn};
 
 fn stats(p: &Project, args: &[&str]) -> serde_json::Value {
     let mut c = p.cmd();
@@ -39,10 +39,7 @@ pub fn stats_count_parallel_jobs_and_prune(p: &Project) {
     let jobs: Vec<_> = (0..4)
         .map(|i| {
             let d = job_dir(p, &format!("hit{i}"));
-            let mut c = ensure_in(p, &d, &[], &[]);
-            c.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
-            c.spawn().unwrap()
+            spawn(ensure_in(p, &d, &[], &[]))
         })
         .collect();
     for j in jobs {
