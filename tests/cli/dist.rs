@@ -359,11 +359,11 @@ fn a_laptop_gets_the_ci_key_by_setting_the_job_image() {
     let p = Project::new();
     p.write("poetry.lock", "content");
     let key = |env: &[(&str, &str)]| {
-        let mut c = p.cmd();
-        c.args(["key", "--lock", "poetry.lock", "--", "poetry", "install"])
-            .envs(env.iter().copied());
-        let o = p.run(&mut c);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = p
+            .test()
+            .verb("key", &["--lock", "poetry.lock"], &["poetry", "install"])
+            .envs(env.iter().copied())
+            .run();
         stdout(&o).trim().to_string()
     };
     let ci = [
@@ -377,17 +377,16 @@ fn a_laptop_gets_the_ci_key_by_setting_the_job_image() {
     assert_ne!(key(&ci), laptop);
     assert_eq!(key(&ci), key(&[("CI_JOB_IMAGE", "python:3.12")]));
 
-    let mut c = p.cmd();
-    c.args([
-        "key",
-        "--explain",
-        "--lock",
-        "poetry.lock",
-        "--",
-        "poetry",
-        "install",
-    ]);
-    let explain = stdout(&p.run(&mut c));
+    let explain = p
+        .test()
+        .verb(
+            "key",
+            &["--explain", "--lock", "poetry.lock"],
+            &["poetry", "install"],
+        )
+        .any_status()
+        .run();
+    let explain = stdout(&explain);
     let image = explain.lines().find(|l| l.starts_with("image")).unwrap();
     assert!(image.contains("export CI_JOB_IMAGE="), "{explain}");
     assert!(explain.contains(&laptop), "{explain}");
