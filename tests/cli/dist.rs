@@ -731,5 +731,5 @@ fn gitlab_ci_local_shell_jobs_at_two_build_paths_share_one_python_entry() {
     }
     assert!(outs[0].contains("cachegate: saved pip"), "{}", outs[0]);
     assert!(outs[1].contains("cachegate: hit pip"), "{}", outs[1]);
-    assert_eq!(installs_in(&t), 1, "the second path did not install");
+    assert_eq!(installs_in(t), 1, "the second path did not install");
 }
