@@ -17,7 +17,7 @@ use crate::env_vars;
 )]
 pub struct Cli {
     /// More detail on stderr (repeat for more)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = env_vars::CACHEGATE_VERBOSE)]
+    #[arg(short, long, global = true, help_heading = "Output", action = clap::ArgAction::Count, env = env_vars::CACHEGATE_VERBOSE)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -66,7 +66,7 @@ pub enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// The install command, after `--`
-        #[arg(last = true, required = true, value_name = "CMD")]
+        #[arg(last = true, required = true, value_name = "CMD", help_heading = None::<&str>)]
         cmd: Vec<String>,
     },
     /// Restore the cache; exit 0 on a hit, 1 on a miss
@@ -74,7 +74,7 @@ pub enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
-        #[arg(last = true, value_name = "CMD")]
+        #[arg(last = true, value_name = "CMD", help_heading = None::<&str>)]
         cmd: Vec<String>,
     },
     /// Archive the cached paths and upload them under the computed key
@@ -82,7 +82,7 @@ pub enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
-        #[arg(last = true, value_name = "CMD")]
+        #[arg(last = true, value_name = "CMD", help_heading = None::<&str>)]
         cmd: Vec<String>,
     },
     /// Look the key up without downloading; exit 0 on a hit, 1 on a miss
@@ -90,7 +90,7 @@ pub enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
-        #[arg(last = true, value_name = "CMD")]
+        #[arg(last = true, value_name = "CMD", help_heading = None::<&str>)]
         cmd: Vec<String>,
     },
     /// Explain a miss: what differs from the newest entry of the same cache name
@@ -98,7 +98,7 @@ pub enum Command {
         #[command(flatten)]
         job: JobArgs,
         /// The install command, after `--` (part of the key, not run)
-        #[arg(last = true, value_name = "CMD")]
+        #[arg(last = true, value_name = "CMD", help_heading = None::<&str>)]
         cmd: Vec<String>,
     },
     /// List the entries in the store (stdout) by cache name, most recently used first within each
@@ -106,21 +106,21 @@ pub enum Command {
         #[command(flatten)]
         store: StoreLocation,
         /// Print JSON instead of a table
-        #[arg(long)]
+        #[arg(long, help_heading = None::<&str>)]
         json: bool,
     },
     /// Delete entries by age, time unused, count per cache name, or total size
     Prune {
         #[command(flatten)]
         store: StoreLocation,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = None::<&str>)]
         rules: PruneArgs,
     },
     /// What the cache was worth: hit rate, installs avoided, time saved, bytes (stdout)
     Stats {
         #[command(flatten)]
         store: StoreLocation,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = None::<&str>)]
         stats: StatsArgs,
     },
     /// Print a new signing key pair on stdout: the public key, then the secret key
@@ -141,19 +141,22 @@ pub enum Command {
         #[command(flatten)]
         job: KeyJobArgs,
         /// Print every component that went into the key
-        #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, env = env_vars::CACHEGATE_EXPLAIN, help_heading = None::<&str>, value_parser = clap::builder::BoolishValueParser::new())]
         explain: bool,
-        /// Print the key and its components as JSON instead of the key (`--json FILE`, the
-        /// old form, still writes FILE for one release)
+        /// Print the key and its components as JSON instead of the key
+        ///
+        /// `--json FILE`, the old form, still writes FILE for one release.
         #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
-              conflicts_with = "json_file")]
+              conflicts_with = "json_file", help_heading = None::<&str>)]
         json: Option<PathBuf>,
-        /// Write the key and its components as JSON to FILE and print what is printed
-        /// without it (- for stdout: the same as --json)
-        #[arg(long, value_name = "FILE")]
+        /// Write the key and its components as JSON to FILE (- for stdout)
+        ///
+        /// What is printed stays what is printed without it; `--json-file -` is the same as
+        /// `--json`.
+        #[arg(long, value_name = "FILE", help_heading = None::<&str>)]
         json_file: Option<PathBuf>,
         /// The install command, after `--` (part of the key, not run)
-        #[arg(last = true, value_name = "CMD")]
+        #[arg(last = true, value_name = "CMD", help_heading = None::<&str>)]
         cmd: Vec<String>,
     },
     /// Print a shell completion script on stdout, e.g. `source <(cachegate completions bash)`
@@ -167,7 +170,9 @@ pub enum Command {
         /// The command whose page to print (cachegate-COMMAND(1))
         #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
         page: Option<String>,
-        /// Write cachegate.1 and a cachegate-<command>.1 page for every command into DIR instead
+        /// Write cachegate.1 and a page per command into DIR instead
+        ///
+        /// Each command's page is cachegate-<command>.1.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
@@ -283,10 +288,10 @@ pub struct JobArgs {
     #[command(flatten)]
     pub flight: FlightArgs,
     /// Save even when the command fails (ensure)
-    #[arg(long, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, help_heading = None::<&str>, env = env_vars::CACHEGATE_SAVE_ON_FAILURE, value_parser = clap::builder::BoolishValueParser::new())]
     pub save_on_failure: bool,
     /// Replace an existing entry of this key atomically (save; --policy push does it too)
-    #[arg(long, env = env_vars::CACHEGATE_REPLACE, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, help_heading = None::<&str>, env = env_vars::CACHEGATE_REPLACE, value_parser = clap::builder::BoolishValueParser::new())]
     pub replace: bool,
 }
 
@@ -299,22 +304,27 @@ pub struct KeyJobArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Accepted so an ensure line works unchanged; key writes no dotenv file
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub dotenv: Option<PathBuf>,
     /// Accepted so an ensure line works unchanged; key runs nothing
-    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, help_heading = None::<&str>, value_parser = clap::builder::BoolishValueParser::new())]
     pub save_on_failure: bool,
     #[command(flatten)]
     pub flight: FlightArgs,
     /// Accepted so a save line works unchanged; key saves nothing
-    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, help_heading = None::<&str>, value_parser = clap::builder::BoolishValueParser::new())]
     pub replace: bool,
 }
 
 /// Which store a management command (`ls`, `prune`, `doctor`) works on.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Store")]
 pub struct StoreLocation {
-    /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
+    /// Cache store: a directory, an S3 bucket, an HTTP server, gitlab or runner
+    ///
+    /// /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R,
+    /// http(s)://host/prefix, gitlab (GitLab's generic packages) or runner (the runner's own
+    /// cache).
     #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
     pub backend: Option<String>,
     #[command(flatten)]
@@ -345,7 +355,9 @@ pub struct StatsArgs {
     /// Print JSON instead of the report
     #[arg(long)]
     pub json: bool,
-    /// Also draw hit rate and time saved per day and the store's size into FILE (SVG)
+    /// Also draw the report into FILE (SVG)
+    ///
+    /// Hit rate and time saved per day, and the store's size.
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_SVG)]
     pub svg: Option<PathBuf>,
 }
@@ -362,28 +374,39 @@ pub enum StatsBy {
 /// `prune`'s rules.
 #[derive(Args, Debug, Clone)]
 pub struct PruneArgs {
-    /// Delete entries saved longer ago than AGE: days (30), or a duration such as 36h or 2w
+    /// Delete entries saved longer ago than AGE
+    ///
+    /// AGE is days (30), or a duration such as 36h or 2w.
     #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_OLDER_THAN, value_parser = parse_age)]
     pub older_than: Option<u64>,
-    /// Delete entries not restored for AGE (never restored: saved AGE ago): days (7), or a
-    /// duration such as 36h or 2w
+    /// Delete entries not restored for AGE
+    ///
+    /// An entry never restored counts from when it was saved. AGE is days (7), or a duration
+    /// such as 36h or 2w.
     #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_UNUSED_FOR, value_parser = parse_age)]
     pub unused_for: Option<u64>,
-    /// Apply the rules to the entries of one scope only, e.g. keep protected entries
-    /// longer than feature-branch ones
+    /// Apply the rules to the entries of one scope only
+    ///
+    /// For example, keep protected entries longer than feature-branch ones.
     #[arg(long, value_enum, value_name = "SCOPE", env = env_vars::CACHEGATE_PRUNE_SCOPE)]
     pub scope: Option<crate::scope::Scope>,
-    /// Age after which an unfinished upload (an archive no manifest names, an incomplete S3
-    /// multipart upload) counts as abandoned and is removed: hours (24), or a duration such
-    /// as 30m, 36h or 2d; 24 when not given (younger ones may be uploads in flight; 0 removes
-    /// those too). Given alone, it is the only rule: entries stay
+    /// Age after which an unfinished upload is abandoned and removed
+    ///
+    /// An unfinished upload is an archive no manifest names, or an incomplete S3 multipart
+    /// upload. AGE is hours (24), or a duration such as 30m, 36h or 2d; 24 when not given
+    /// (younger ones may be uploads in flight; 0 removes those too). Given alone, it is the
+    /// only rule: entries stay
     #[arg(long, value_name = "AGE", env = env_vars::CACHEGATE_ABANDONED_AFTER,
           value_parser = parse_abandoned_after)]
     pub abandoned_after: Option<u64>,
-    /// Keep only the N most recently used entries of each cache name (per project and scope)
+    /// Keep only the N most recently used entries of each cache name
+    ///
+    /// Counted per project and scope.
     #[arg(long, value_name = "N", env = env_vars::CACHEGATE_KEEP)]
     pub keep: Option<usize>,
-    /// Delete the least recently used entries (to the second) until the store holds at most SIZE (bytes, or 100MB, 100M, 2GiB)
+    /// Delete the least recently used entries until the store holds at most SIZE
+    ///
+    /// Used is to the second. SIZE is bytes, or with a unit: 100MB, 100M, 2GiB.
     #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_MAX_SIZE, value_parser = parse_size)]
     pub max_size: Option<u64>,
     /// Say what would be deleted, delete nothing
@@ -393,21 +416,25 @@ pub struct PruneArgs {
 
 /// Everything that goes into the key.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Key")]
 pub struct KeyArgs {
-    /// Lock file, glob or directory to fingerprint (repeatable; the variable takes a
-    /// comma-separated list)
+    /// Lock file, glob or directory to fingerprint (repeatable)
+    ///
+    /// The variable takes a comma-separated list.
     #[arg(long = "lock", value_name = "PATTERN", env = env_vars::CACHEGATE_LOCK)]
     pub locks: Vec<String>,
 
-    /// Path to cache (repeatable; the variable takes a comma-separated list); inferred from
-    /// the lock file's name when not given
-    #[arg(long = "path", value_name = "PATH", env = env_vars::CACHEGATE_PATH)]
+    /// Path to cache (repeatable); inferred from the lock file's name when not given
+    ///
+    /// The variable takes a comma-separated list.
+    #[arg(help_heading = "Paths", long = "path", value_name = "PATH", env = env_vars::CACHEGATE_PATH)]
     pub paths: Vec<String>,
 
-    /// Cache a --path outside the project and outside your own tool caches (a system
-    /// directory such as /opt/venv); a restore still never replaces a directory there that
-    /// cachegate did not create
-    #[arg(long, env = env_vars::CACHEGATE_ALLOW_OUTSIDE_PATH, value_parser = clap::builder::BoolishValueParser::new())]
+    /// Cache a --path outside the project and your own tool caches
+    ///
+    /// A system directory such as /opt/venv. A restore still never replaces a directory there
+    /// that cachegate did not create.
+    #[arg(help_heading = "Paths", long, env = env_vars::CACHEGATE_ALLOW_OUTSIDE_PATH, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_outside_path: bool,
 
     /// Cache name; defaults to the preset's name (poetry, npm, ...)
@@ -423,19 +450,22 @@ pub struct KeyArgs {
     )]
     pub key_env: Vec<String>,
 
-    /// Shell command whose output is part of the key, e.g. 'python3 --version' (repeatable)
+    /// Shell command whose output is part of the key (repeatable)
+    ///
+    /// For example, 'python3 --version'.
     #[arg(long = "key-cmd", value_name = "CMD", env = env_vars::CACHEGATE_KEY_CMD)]
     pub key_cmd: Vec<String>,
 
     /// Project directory: lock files and relative paths are resolved from here
-    #[arg(long = "dir", value_name = "DIR", env = env_vars::CACHEGATE_DIR)]
+    #[arg(help_heading = "Paths", long = "dir", value_name = "DIR", env = env_vars::CACHEGATE_DIR)]
     pub dir: Option<PathBuf>,
 
     /// Leave the runtime (Python interpreter, Node ABI, Ruby) out of the key
     #[arg(long, env = "CACHEGATE_NO_RUNTIME_KEY", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_runtime_key: bool,
-    /// Extra text in the key: change it (a CI variable) to start every entry of this cache
-    /// afresh without deleting anything
+    /// Extra text in the key: change it to start this cache afresh
+    ///
+    /// Set it from a CI variable; nothing is deleted, the old entries just no longer match.
     #[arg(long, value_name = "TEXT", env = env_vars::CACHEGATE_SALT)]
     pub salt: Option<String>,
 }
@@ -458,8 +488,13 @@ impl From<&KeyArgs> for crate::plan::Request {
 
 /// Where entries are stored and how.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Store")]
 pub struct StoreArgs {
-    /// Cache store: /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R, http(s)://host/prefix, gitlab, runner
+    /// Cache store: a directory, an S3 bucket, an HTTP server, gitlab or runner
+    ///
+    /// /abs/path, file:///abs/path, s3://bucket/prefix?endpoint=URL&region=R,
+    /// http(s)://host/prefix, gitlab (GitLab's generic packages) or runner (the runner's own
+    /// cache).
     #[arg(long, value_name = "URL", env = env_vars::CACHEGATE_BACKEND)]
     pub backend: Option<String>,
 
@@ -467,9 +502,10 @@ pub struct StoreArgs {
     #[arg(long, value_enum, default_value_t = Policy::PullPush, env = env_vars::CACHEGATE_POLICY)]
     pub policy: Policy,
 
-    /// The project whose entries to use: CI_PROJECT_PATH in GitLab CI, else the git origin's
-    /// path, else the directory's name; name another project's to share its cache (a fork
-    /// reading its parent's)
+    /// The project whose entries to use
+    ///
+    /// CI_PROJECT_PATH in GitLab CI, else the git origin's path, else the directory's name;
+    /// name another project's to share its cache (a fork reading its parent's).
     #[arg(long, value_name = "NAME", env = env_vars::CACHEGATE_NAMESPACE)]
     pub namespace: Option<String>,
 
@@ -482,12 +518,15 @@ pub struct StoreArgs {
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
 
-    /// Directory on this machine in front of the remote store: hits come from it when it
-    /// has the entry, remote hits and saves are copied into it
+    /// Directory on this machine in front of the remote store
+    ///
+    /// Hits come from it when it has the entry; remote hits and saves are copied into it.
     #[arg(long, value_name = "DIR", env = env_vars::CACHEGATE_LOCAL_TIER, value_parser = parse_local_tier)]
     pub local_tier: Option<PathBuf>,
 
-    /// Largest the local tier may grow; least recently used files go first (bytes, or with K, M, G, T)
+    /// Largest the local tier may grow; least recently used files go first
+    ///
+    /// SIZE is bytes, or with a unit: K, M, G, T.
     #[arg(long, value_name = "SIZE", env = env_vars::CACHEGATE_LOCAL_TIER_MAX_SIZE, value_parser = parse_size,
           requires = "local_tier")]
     pub local_tier_max_size: Option<u64>,
@@ -504,20 +543,25 @@ pub struct StoreArgs {
 
 /// What `ensure` does on a miss before installing from scratch.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Single-flight and warm start")]
 pub struct FlightArgs {
-    /// On a miss, restore the newest entry of this cache whose platform and runtime match
-    /// (only lock files, their package.json/pyproject.toml dependency fields or the command differ) and run the command on top of it (a warm start)
+    /// On a miss, run the command on top of the newest entry of this cache (a warm start)
+    ///
+    /// The newest entry whose platform and runtime match: only lock files, their
+    /// package.json/pyproject.toml dependency fields or the command differ.
     #[arg(long, env = env_vars::CACHEGATE_FALLBACK, value_parser = clap::builder::BoolishValueParser::new())]
     pub fallback: bool,
 
-    /// Seconds to wait for another job installing the same key, then restore its entry
-    /// (single-flight); 0 turns it off. Default: 600 inside CI, 0 elsewhere
+    /// Seconds to wait for another job installing the same key (single-flight)
+    ///
+    /// Then restore its entry; 0 turns it off. Default: 600 inside CI, 0 elsewhere
     #[arg(long, value_name = "SECS", env = env_vars::CACHEGATE_WAIT,
           value_parser = clap::value_parser!(u64).range(0..=86400))]
     pub wait: Option<u64>,
 
-    /// Seconds a single-flight lease lives without renewal; a leader that dies is taken
-    /// over this long after its last renewal
+    /// Seconds a single-flight lease lives without renewal
+    ///
+    /// A leader that dies is taken over this long after its last renewal.
     #[arg(long, value_name = "SECS", default_value_t = 60, env = env_vars::CACHEGATE_LEASE,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease: u64,
@@ -545,26 +589,37 @@ impl FlightArgs {
 
 /// Which entries a job may read and write, and what it refuses to save.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Trust")]
 pub struct TrustArgs {
-    /// Widen the trust scopes deliberately (the log says so): auto, read-unprotected, shared
+    /// Widen the trust scopes deliberately
+    ///
+    /// The log says so whenever they are widened.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::scope::ScopeMode::Auto,
           env = env_vars::CACHEGATE_SCOPE)]
     pub scope: crate::scope::ScopeMode,
 
-    /// Do not save when a cached path holds credential files (.npmrc tokens, .netrc, ...)
+    /// Do not save when a cached path holds credential files
+    ///
+    /// Such as .npmrc tokens and .netrc.
     #[arg(long, env = env_vars::CACHEGATE_REFUSE_SECRETS, value_parser = clap::builder::BoolishValueParser::new())]
     pub refuse_secrets: bool,
 }
 
 /// Bounds on what a restore may unpack; an archive past any of them is rejected whole.
+/// They are part of what a job trusts an archive with, so they show under Trust.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Trust")]
 pub struct LimitArgs {
-    /// Largest archive to download (bytes, or with a unit: 32GB, 32G, 30GiB)
+    /// Largest archive to download
+    ///
+    /// SIZE is bytes, or with a unit: 32GB, 32G, 30GiB.
     #[arg(long, value_name = "SIZE", default_value = "32G", env = env_vars::CACHEGATE_MAX_ARCHIVE_SIZE,
           value_parser = parse_size)]
     pub max_archive_size: u64,
 
-    /// Largest unpacked size of an archive (bytes, or with a unit: 64GB, 64G, 60GiB)
+    /// Largest unpacked size of an archive
+    ///
+    /// SIZE is bytes, or with a unit: 64GB, 64G, 60GiB.
     #[arg(long, value_name = "SIZE", default_value = "64G", env = env_vars::CACHEGATE_MAX_UNPACKED_SIZE,
           value_parser = parse_size)]
     pub max_unpacked_size: u64,
@@ -584,7 +639,9 @@ pub struct LimitArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_ratio: u64,
 
-    /// Largest zstd window an archive may need, as a power of two (27 = 128 MiB of memory)
+    /// Largest zstd window an archive may need, as a power of two
+    ///
+    /// 27 is 128 MiB of memory.
     #[arg(long, value_name = "LOG", default_value_t = 27, env = env_vars::CACHEGATE_ZSTD_WINDOW_LOG,
           value_parser = clap::value_parser!(u32).range(10..=31))]
     pub zstd_window_log: u32,
@@ -665,6 +722,7 @@ fn age_error(s: &str, why: &str, plain: &str) -> String {
 
 /// How long a remote store may take before cachegate gives up and treats it as a miss.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Transfer")]
 pub struct TransferArgs {
     /// Seconds to wait for a connection to the store
     #[arg(long, value_name = "SECS", default_value_t = 10, env = env_vars::CACHEGATE_CONNECT_TIMEOUT,
@@ -686,13 +744,17 @@ pub struct TransferArgs {
           value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
 
-    /// Ranged requests in flight for one large download, multipart parts held for one upload,
-    /// and manifest reads and deletes for `ls` and `prune`
+    /// Requests in flight for one transfer
+    ///
+    /// Ranged requests for one large download, multipart parts held for one upload, and
+    /// manifest reads and deletes for `ls` and `prune`.
     #[arg(long, value_name = "N", default_value_t = 8, env = env_vars::CACHEGATE_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=crate::backend::MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
 
-    /// Bytes per ranged request or multipart part (1MB to 256MiB); a transfer holds at most this times --concurrency
+    /// Bytes per ranged request or multipart part (1MB to 256MiB)
+    ///
+    /// A transfer holds at most this times --concurrency in memory.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", env = env_vars::CACHEGATE_CHUNK_SIZE,
           value_parser = parse_chunk_size)]
     pub chunk_size: u64,
@@ -737,9 +799,11 @@ impl TransferArgs {
 
 /// Machine-readable reports.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Output")]
 pub struct ReportArgs {
-    /// Print a JSON report of this run on stdout, after the command's own output (`--json
-    /// FILE`, the old form, still writes FILE for one release)
+    /// Print a JSON report of this run on stdout, after the command's own output
+    ///
+    /// `--json FILE`, the old form, still writes FILE for one release.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-",
           env = env_vars::CACHEGATE_JSON, conflicts_with = "json_file")]
     pub json: Option<PathBuf>,
@@ -748,11 +812,16 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_JSON_FILE)]
     pub json_file: Option<PathBuf>,
 
-    /// Write CACHEGATE_HIT=true|false and friends to FILE (for `artifacts: reports: dotenv`)
+    /// Write CACHEGATE_HIT=true|false and friends to FILE (a dotenv report)
+    ///
+    /// For `artifacts: reports: dotenv`.
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_DOTENV)]
     pub dotenv: Option<PathBuf>,
 
-    /// Write cachegate_hit, cachegate_saved_seconds and friends to FILE as OpenMetrics text (for `artifacts: reports: metrics`)
+    /// Write cachegate_hit and friends to FILE as OpenMetrics text
+    ///
+    /// cachegate_hit, cachegate_saved_seconds and the rest, for
+    /// `artifacts: reports: metrics`.
     #[arg(long, value_name = "FILE", env = env_vars::CACHEGATE_METRICS)]
     pub metrics: Option<PathBuf>,
 }

@@ -14,10 +14,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ObjectMeta};
 use crate::cli::StatsBy;
 use crate::key;
-use crate::ls::{Group, age, for_each_group};
+use crate::ls::{Group, Listed, age, for_each_group};
 use crate::records::{DAY, Kind, Record};
 use crate::report;
 
@@ -128,94 +128,149 @@ impl StatsBy {
     }
 }
 
+/// An entry's identity across its manifest and its job records: project segment, cache
+/// name, key.
+type EntryId = (String, String, String);
+
+/// The sums `gather` builds as the store's listing streams past.
+struct Gathering {
+    by: StatsBy,
+    /// Records older than this are outside the window.
+    start: u64,
+    total: Tally,
+    rows: BTreeMap<String, Tally>,
+    per_day: BTreeMap<u64, Tally>,
+    /// Stored bytes and entries by the day they were saved, for the size over time.
+    saved_on: BTreeMap<u64, (u64, u64)>,
+    entries: HashMap<EntryId, EntryStats>,
+    hits_of: HashMap<EntryId, u64>,
+    /// The project's full name, by its path segment (records only know the segment).
+    projects: HashMap<String, String>,
+}
+
+impl Gathering {
+    fn new(by: StatsBy, start: u64) -> Gathering {
+        Gathering {
+            by,
+            start,
+            total: Tally::default(),
+            rows: BTreeMap::new(),
+            per_day: BTreeMap::new(),
+            saved_on: BTreeMap::new(),
+            entries: HashMap::new(),
+            hits_of: HashMap::new(),
+            projects: HashMap::new(),
+        }
+    }
+
+    /// An entry in the store: its size, in its row and in the store's size over time.
+    fn entry(&mut self, e: &Listed) {
+        let by = self.by;
+        let ns = e.manifest.entry().map(|n| n.ns.clone()).unwrap_or_default();
+        self.projects.insert(ns.clone(), e.namespace.clone());
+        let label = match by {
+            StatsBy::Name => e.name.clone(),
+            StatsBy::Project => e.namespace.clone(),
+            StatsBy::Scope => e.scope.clone(),
+            StatsBy::Day => date(e.created / DAY),
+        };
+        if by != StatsBy::Day {
+            self.rows.entry(label).or_default().store(e.archive_bytes);
+        }
+        self.total.store(e.archive_bytes);
+        let s = self.saved_on.entry(e.created / DAY).or_default();
+        s.0 += 1;
+        s.1 += e.archive_bytes;
+        self.entries.insert(
+            (ns, e.name.clone(), e.key.clone()),
+            EntryStats {
+                namespace: e.namespace.clone(),
+                scope: e.scope.clone(),
+                name: e.name.clone(),
+                key: e.key.clone(),
+                archive_bytes: e.archive_bytes,
+                created: e.created,
+                last_use: e.last_use(),
+                hits: 0,
+            },
+        );
+    }
+
+    /// An object of the store: a job record within the window counts; anything else not.
+    fn object(&mut self, o: &ObjectMeta) {
+        let by = self.by;
+        let Some((at, r)) = o.object().and_then(|n| Record::from_object(&n)) else {
+            return;
+        };
+        if r.time < self.start {
+            return;
+        }
+        let label = match by {
+            StatsBy::Name => at.name.clone(),
+            StatsBy::Project => self.projects.get(&at.ns).cloned().unwrap_or(at.ns.clone()),
+            StatsBy::Scope => at.scope.as_str().to_string(),
+            StatsBy::Day => date(r.day()),
+        };
+        self.rows.entry(label).or_default().add(&r);
+        self.per_day.entry(r.day()).or_default().add(&r);
+        self.total.add(&r);
+        if r.kind == Kind::Hit {
+            *self.hits_of.entry((at.ns, at.name, at.key)).or_default() += 1;
+        }
+    }
+
+    /// Every day from `first_day` to `today`, each with the store's entries and bytes saved
+    /// up to its end.
+    fn days(&mut self, first_day: u64, today: u64) -> Vec<Day> {
+        let mut days = Vec::new();
+        let (mut count, mut bytes) = self
+            .saved_on
+            .range(..first_day)
+            .fold((0, 0), |(c, b), (_, (n, s))| (c + n, b + s));
+        for d in first_day..=today {
+            let mut tally = self.per_day.remove(&d).unwrap_or_default();
+            if let Some((n, s)) = self.saved_on.get(&d) {
+                count += n;
+                bytes += s;
+            }
+            tally.entries = count;
+            tally.stored_bytes = bytes;
+            days.push(Day {
+                day: date(d),
+                tally,
+            });
+        }
+        days
+    }
+}
+
 /// Walk the store once and add it all up.
 pub fn gather(backend: &dyn Backend, since: u64, by: StatsBy, threads: usize) -> Result<Stats> {
     let now = report::unix_now();
     let start = now.saturating_sub(since);
     let (first_day, today) = (start / DAY, now / DAY);
-    let mut total = Tally::default();
-    let mut rows: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut per_day: BTreeMap<u64, Tally> = BTreeMap::new();
-    // Stored bytes and entries by the day they were saved, for the size over time.
-    let mut saved_on: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let mut entries: HashMap<(String, String, String), EntryStats> = HashMap::new();
-    let mut hits_of: HashMap<(String, String, String), u64> = HashMap::new();
-    // The project's full name, by its path segment (records only know the segment).
-    let mut projects: HashMap<String, String> = HashMap::new();
+    let mut sums = Gathering::new(by, start);
     for_each_group(backend, threads, false, &|_| true, &mut |g: Group| {
         for e in &g.entries {
-            let ns = e.manifest.entry().map(|n| n.ns.clone()).unwrap_or_default();
-            projects.insert(ns.clone(), e.namespace.clone());
-            let label = match by {
-                StatsBy::Name => e.name.clone(),
-                StatsBy::Project => e.namespace.clone(),
-                StatsBy::Scope => e.scope.clone(),
-                StatsBy::Day => date(e.created / DAY),
-            };
-            if by != StatsBy::Day {
-                rows.entry(label).or_default().store(e.archive_bytes);
-            }
-            total.store(e.archive_bytes);
-            let s = saved_on.entry(e.created / DAY).or_default();
-            s.0 += 1;
-            s.1 += e.archive_bytes;
-            entries.insert(
-                (ns, e.name.clone(), e.key.clone()),
-                EntryStats {
-                    namespace: e.namespace.clone(),
-                    scope: e.scope.clone(),
-                    name: e.name.clone(),
-                    key: e.key.clone(),
-                    archive_bytes: e.archive_bytes,
-                    created: e.created,
-                    last_use: e.last_use(),
-                    hits: 0,
-                },
-            );
+            sums.entry(e);
         }
         for o in &g.objects {
-            let Some((at, r)) = o.object().and_then(|n| Record::from_object(&n)) else {
-                continue;
-            };
-            if r.time < start {
-                continue;
-            }
-            let label = match by {
-                StatsBy::Name => at.name.clone(),
-                StatsBy::Project => projects.get(&at.ns).cloned().unwrap_or(at.ns.clone()),
-                StatsBy::Scope => at.scope.as_str().to_string(),
-                StatsBy::Day => date(r.day()),
-            };
-            rows.entry(label).or_default().add(&r);
-            per_day.entry(r.day()).or_default().add(&r);
-            total.add(&r);
-            if r.kind == Kind::Hit {
-                *hits_of.entry((at.ns, at.name, at.key)).or_default() += 1;
-            }
+            sums.object(o);
         }
         Ok(())
     })?;
+    let days = sums.days(first_day, today);
+    let Gathering {
+        total,
+        rows,
+        mut entries,
+        hits_of,
+        ..
+    } = sums;
     for (k, n) in hits_of {
         if let Some(e) = entries.get_mut(&k) {
             e.hits += n;
         }
-    }
-    let mut days = Vec::new();
-    let (mut count, mut bytes) = saved_on
-        .range(..first_day)
-        .fold((0, 0), |(c, b), (_, (n, s))| (c + n, b + s));
-    for d in first_day..=today {
-        let mut tally = per_day.remove(&d).unwrap_or_default();
-        if let Some((n, s)) = saved_on.get(&d) {
-            count += n;
-            bytes += s;
-        }
-        tally.entries = count;
-        tally.stored_bytes = bytes;
-        days.push(Day {
-            day: date(d),
-            tally,
-        });
     }
     let rows: Vec<Row> = if by == StatsBy::Day {
         days.iter()
@@ -391,43 +446,79 @@ pub const HIT_COLOUR: &str = "#2e7d32";
 pub const SAVED_COLOUR: &str = "#1565c0";
 pub const SIZE_COLOUR: &str = "#ef6c00";
 
-/// The chart: three panels over the window's days (hit rate, time saved, store size),
-/// hand-written SVG a browser opens from a job's artifacts.
-pub fn svg(s: &Stats) -> String {
-    let (w, left, right) = (800.0f64, 70.0f64, 20.0f64);
-    let (panel, gap, top) = (140.0f64, 60.0f64, 60.0f64);
-    let h = top + 3.0 * panel + 2.0 * gap + 50.0;
-    let plot = w - left - right;
-    let n = s.days.len().max(1) as f64;
-    let slot = plot / n;
-    let bar = (slot * 0.7).max(1.0);
-    let x = |i: usize| left + slot * i as f64 + (slot - bar) / 2.0;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let t = &s.total;
-    let _ = writeln!(
-        o,
-        r#"<text x="{left}" y="24" font-size="16" font-weight="bold">{}</text>"#,
-        esc(&format!(
-            "cachegate: {} to {} · {} jobs, {} hit, ~{} saved",
-            s.from,
-            s.to,
-            report::count(t.jobs),
-            rate(t),
-            dur(t.saved_seconds)
-        ))
-    );
-    let _ = writeln!(
-        o,
-        r##"<text x="{left}" y="42" fill="#555">{}</text>"##,
-        esc(&fit(&s.backend, 100))
-    );
-    // One panel: its frame, title, axis labels; `value` is 0..=1 of the panel's height.
-    let frame = |o: &mut String, y0: f64, title: &str, top_label: &str| {
+/// The chart's geometry: panels stacked over the window's days, one bar slot per day.
+struct Chart {
+    w: f64,
+    h: f64,
+    left: f64,
+    right: f64,
+    panel: f64,
+    gap: f64,
+    top: f64,
+    plot: f64,
+    slot: f64,
+    bar: f64,
+}
+
+impl Chart {
+    fn new(days: usize) -> Chart {
+        let (w, left, right) = (800.0f64, 70.0f64, 20.0f64);
+        let (panel, gap, top) = (140.0f64, 60.0f64, 60.0f64);
+        let h = top + 3.0 * panel + 2.0 * gap + 50.0;
+        let plot = w - left - right;
+        let n = days.max(1) as f64;
+        let slot = plot / n;
+        let bar = (slot * 0.7).max(1.0);
+        Chart {
+            w,
+            h,
+            left,
+            right,
+            panel,
+            gap,
+            top,
+            plot,
+            slot,
+            bar,
+        }
+    }
+
+    /// Where day `i`'s bar starts.
+    fn x(&self, i: usize) -> f64 {
+        self.left + self.slot * i as f64 + (self.slot - self.bar) / 2.0
+    }
+
+    /// The opening tag, background, title line and the store's name.
+    fn header(&self, o: &mut String, s: &Stats) {
+        let (w, h, left) = (self.w, self.h, self.left);
+        let _ = writeln!(
+            o,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">"#
+        );
+        let _ = writeln!(o, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+        let t = &s.total;
+        let _ = writeln!(
+            o,
+            r#"<text x="{left}" y="24" font-size="16" font-weight="bold">{}</text>"#,
+            esc(&format!(
+                "cachegate: {} to {} · {} jobs, {} hit, ~{} saved",
+                s.from,
+                s.to,
+                report::count(t.jobs),
+                rate(t),
+                dur(t.saved_seconds)
+            ))
+        );
+        let _ = writeln!(
+            o,
+            r##"<text x="{left}" y="42" fill="#555">{}</text>"##,
+            esc(&fit(&s.backend, 100))
+        );
+    }
+
+    /// One panel at `y0`: its frame, title, axis labels.
+    fn frame(&self, o: &mut String, y0: f64, title: &str, top_label: &str) {
+        let (left, panel) = (self.left, self.panel);
         let _ = writeln!(
             o,
             r#"<text x="{left}" y="{}" font-weight="bold">{}</text>"#,
@@ -439,7 +530,7 @@ pub fn svg(s: &Stats) -> String {
             let _ = writeln!(
                 o,
                 r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#e0e0e0"/>"##,
-                w - right
+                self.w - self.right
             );
         }
         let _ = writeln!(
@@ -455,98 +546,124 @@ pub fn svg(s: &Stats) -> String {
             left - 6.0,
             y0 + panel + 4.0
         );
-    };
-    // Hit rate.
-    let y0 = top + 20.0;
-    frame(&mut o, y0, "Hit rate per day", "100%");
-    for (i, d) in s.days.iter().enumerate() {
-        if let Some(r) = d.tally.hit_rate {
-            let bh = (panel * r).max(1.0);
-            let _ = writeln!(
-                o,
-                r#"<rect class="hit" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}" fill="{HIT_COLOUR}"><title>{}: {} of {} jobs hit ({})</title></rect>"#,
-                x(i),
-                y0 + panel - bh,
-                d.day,
-                d.tally.hits,
-                d.tally.jobs,
-                rate(&d.tally)
-            );
+    }
+
+    fn hit_rate(&self, o: &mut String, s: &Stats, y0: f64) {
+        let (panel, bar) = (self.panel, self.bar);
+        self.frame(o, y0, "Hit rate per day", "100%");
+        for (i, d) in s.days.iter().enumerate() {
+            if let Some(r) = d.tally.hit_rate {
+                let bh = (panel * r).max(1.0);
+                let _ = writeln!(
+                    o,
+                    r#"<rect class="hit" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}" fill="{HIT_COLOUR}"><title>{}: {} of {} jobs hit ({})</title></rect>"#,
+                    self.x(i),
+                    y0 + panel - bh,
+                    d.day,
+                    d.tally.hits,
+                    d.tally.jobs,
+                    rate(&d.tally)
+                );
+            }
         }
     }
-    // Time saved, in minutes once a day saves more than two.
-    let y0 = y0 + panel + gap;
-    let most = s
-        .days
-        .iter()
-        .map(|d| d.tally.saved_seconds)
-        .fold(0.0, f64::max);
-    let (unit, div) = if most > 120.0 {
-        ("min", 60.0)
-    } else {
-        ("s", 1.0)
-    };
-    let top_value = nice_max(most / div);
-    frame(
-        &mut o,
-        y0,
-        &format!("Time saved per day ({unit})"),
-        &format!("{top_value}"),
-    );
-    for (i, d) in s.days.iter().enumerate() {
-        let v = d.tally.saved_seconds.max(0.0) / div;
-        if v > 0.0 {
-            let bh = (panel * v / top_value).max(1.0);
-            let _ = writeln!(
-                o,
-                r#"<rect class="saved" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}" fill="{SAVED_COLOUR}"><title>{}: ~{} saved by {} hits</title></rect>"#,
-                x(i),
-                y0 + panel - bh,
-                d.day,
-                dur(d.tally.saved_seconds),
-                d.tally.hits
-            );
+
+    /// Time saved, in minutes once a day saves more than two.
+    fn time_saved(&self, o: &mut String, s: &Stats, y0: f64) {
+        let (panel, bar) = (self.panel, self.bar);
+        let most = s
+            .days
+            .iter()
+            .map(|d| d.tally.saved_seconds)
+            .fold(0.0, f64::max);
+        let (unit, div) = if most > 120.0 {
+            ("min", 60.0)
+        } else {
+            ("s", 1.0)
+        };
+        let top_value = nice_max(most / div);
+        self.frame(
+            o,
+            y0,
+            &format!("Time saved per day ({unit})"),
+            &format!("{top_value}"),
+        );
+        for (i, d) in s.days.iter().enumerate() {
+            let v = d.tally.saved_seconds.max(0.0) / div;
+            if v > 0.0 {
+                let bh = (panel * v / top_value).max(1.0);
+                let _ = writeln!(
+                    o,
+                    r#"<rect class="saved" x="{:.1}" y="{:.1}" width="{bar:.1}" height="{bh:.1}" fill="{SAVED_COLOUR}"><title>{}: ~{} saved by {} hits</title></rect>"#,
+                    self.x(i),
+                    y0 + panel - bh,
+                    d.day,
+                    dur(d.tally.saved_seconds),
+                    d.tally.hits
+                );
+            }
         }
     }
-    // Store size: an area under the size at the end of each day.
-    let y0 = y0 + panel + gap;
-    let biggest = s
-        .days
-        .iter()
-        .map(|d| d.tally.stored_bytes)
-        .max()
-        .unwrap_or(0) as f64;
-    let top_bytes = nice_max(biggest);
-    frame(
-        &mut o,
-        y0,
-        "Store size (entries still stored, by the day they were saved)",
-        &report::bytes(top_bytes as u64),
-    );
-    let mut points = vec![format!("{left:.1},{:.1}", y0 + panel)];
-    for (i, d) in s.days.iter().enumerate() {
-        let y = y0 + panel - panel * d.tally.stored_bytes as f64 / top_bytes;
-        points.push(format!("{:.1},{y:.1}", left + slot * i as f64));
-        points.push(format!("{:.1},{y:.1}", left + slot * (i + 1) as f64));
-    }
-    points.push(format!("{:.1},{:.1}", left + plot, y0 + panel));
-    let _ = writeln!(
-        o,
-        r#"<polygon class="size" points="{}" fill="{SIZE_COLOUR}"><title>{} stored now</title></polygon>"#,
-        points.join(" "),
-        report::bytes(t.stored_bytes)
-    );
-    // Dates under the last panel, about eight of them.
-    let every = s.days.len().div_ceil(8).max(1);
-    for (i, d) in s.days.iter().enumerate().filter(|(i, _)| i % every == 0) {
+
+    /// Store size: an area under the size at the end of each day.
+    fn store_size(&self, o: &mut String, s: &Stats, y0: f64) {
+        let (left, panel, slot) = (self.left, self.panel, self.slot);
+        let biggest = s
+            .days
+            .iter()
+            .map(|d| d.tally.stored_bytes)
+            .max()
+            .unwrap_or(0) as f64;
+        let top_bytes = nice_max(biggest);
+        self.frame(
+            o,
+            y0,
+            "Store size (entries still stored, by the day they were saved)",
+            &report::bytes(top_bytes as u64),
+        );
+        let mut points = vec![format!("{left:.1},{:.1}", y0 + panel)];
+        for (i, d) in s.days.iter().enumerate() {
+            let y = y0 + panel - panel * d.tally.stored_bytes as f64 / top_bytes;
+            points.push(format!("{:.1},{y:.1}", left + slot * i as f64));
+            points.push(format!("{:.1},{y:.1}", left + slot * (i + 1) as f64));
+        }
+        points.push(format!("{:.1},{:.1}", left + self.plot, y0 + panel));
         let _ = writeln!(
             o,
-            r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#555">{}</text>"##,
-            left + slot * (i as f64 + 0.5),
-            y0 + panel + 18.0,
-            &d.day[5..]
+            r#"<polygon class="size" points="{}" fill="{SIZE_COLOUR}"><title>{} stored now</title></polygon>"#,
+            points.join(" "),
+            report::bytes(s.total.stored_bytes)
         );
     }
+
+    /// Dates under the panel at `y0`, about eight of them.
+    fn dates(&self, o: &mut String, s: &Stats, y0: f64) {
+        let every = s.days.len().div_ceil(8).max(1);
+        for (i, d) in s.days.iter().enumerate().filter(|(i, _)| i % every == 0) {
+            let _ = writeln!(
+                o,
+                r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#555">{}</text>"##,
+                self.left + self.slot * (i as f64 + 0.5),
+                y0 + self.panel + 18.0,
+                &d.day[5..]
+            );
+        }
+    }
+}
+
+/// The chart: three panels over the window's days (hit rate, time saved, store size),
+/// hand-written SVG a browser opens from a job's artifacts.
+pub fn svg(s: &Stats) -> String {
+    let c = Chart::new(s.days.len());
+    let mut o = String::new();
+    c.header(&mut o, s);
+    let y0 = c.top + 20.0;
+    c.hit_rate(&mut o, s, y0);
+    let y0 = y0 + c.panel + c.gap;
+    c.time_saved(&mut o, s, y0);
+    let y0 = y0 + c.panel + c.gap;
+    c.store_size(&mut o, s, y0);
+    c.dates(&mut o, s, y0);
     o.push_str("</svg>\n");
     o
 }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command as StdCommand;
 
 use crate::common::scenarios::installs;
-use crate::common::{self as common, ARGS, Project, Test, stderr, stdout, tree_cmd};
+use crate::common::{self as common, ARGS, Project, Test, listed, stderr, stdout, tree_cmd};
 
 #[test]
 fn python_venv_installs_once_restores_and_reinstalls_on_change_or_cleared_cache() {
@@ -542,9 +542,8 @@ fn ls_and_prune_manage_the_store() {
         p.write("app.lock", v);
         p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
     }
-    let o = p.test().args(["ls", "--json"]).any_status().run();
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 3);
+    let rows = listed(&p);
+    assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["name"], "out");
 
     let o = p.test().args(["prune", "--keep", "1", "--dry-run"]).run();
@@ -590,8 +589,7 @@ fn prune_over_many_cache_names_dooms_exactly_what_one_global_sort_would() {
     let p = Project::new();
     p.write("app.lock", "v1");
     p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
-    let o = p.test().args(["ls", "--json"]).run();
-    let real: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let real = listed(&p);
     let manifest = real[0]["manifest"].as_str().unwrap().to_string();
     let template: serde_json::Value =
         serde_json::from_slice(&fs::read(p.store.join(&manifest)).unwrap()).unwrap();
@@ -693,8 +691,7 @@ fn prune_over_many_cache_names_dooms_exactly_what_one_global_sort_would() {
     write(stray, b"");
 
     // ls: every entry once, grouped by cache name, most recently used first within each.
-    let o = p.test().args(["ls", "--json"]).run();
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = listed(&p);
     assert_eq!(rows.len(), entries.len());
     let mut groups: Vec<(String, String)> = rows
         .iter()
@@ -821,8 +818,7 @@ fn prune_deletes_exactly_the_doomed_entries_of_hundreds() {
     let p = Project::new();
     p.write("app.lock", "v1");
     p.test().ensure(&ARGS, &tree_cmd(MAKE_OUT)).run();
-    let o = p.test().args(["ls", "--json"]).run();
-    let real: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let real = listed(&p);
     let manifest = real[0]["manifest"].as_str().unwrap();
     let template: serde_json::Value =
         serde_json::from_slice(&fs::read(p.store.join(manifest)).unwrap()).unwrap();

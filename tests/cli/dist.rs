@@ -10,7 +10,7 @@ use std::process::{Command as StdCommand, Output};
 use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo_root, toolbox};
 use crate::common::garage::{self, GarageStore};
 use crate::common::nginx::NginxStore;
-use crate::common::scenarios::build_wheel;
+use crate::common::scenarios::{build_wheel, installs_in};
 use crate::common::{Project, Store, assert_no_secrets, require, require_tool, stderr, stdout};
 
 fn run(c: &mut StdCommand) -> Output {
@@ -359,11 +359,11 @@ fn a_laptop_gets_the_ci_key_by_setting_the_job_image() {
     let p = Project::new();
     p.write("poetry.lock", "content");
     let key = |env: &[(&str, &str)]| {
-        let mut c = p.cmd();
-        c.args(["key", "--lock", "poetry.lock", "--", "poetry", "install"])
-            .envs(env.iter().copied());
-        let o = p.run(&mut c);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = p
+            .test()
+            .verb("key", &["--lock", "poetry.lock"], &["poetry", "install"])
+            .envs(env.iter().copied())
+            .run();
         stdout(&o).trim().to_string()
     };
     let ci = [
@@ -377,17 +377,16 @@ fn a_laptop_gets_the_ci_key_by_setting_the_job_image() {
     assert_ne!(key(&ci), laptop);
     assert_eq!(key(&ci), key(&[("CI_JOB_IMAGE", "python:3.12")]));
 
-    let mut c = p.cmd();
-    c.args([
-        "key",
-        "--explain",
-        "--lock",
-        "poetry.lock",
-        "--",
-        "poetry",
-        "install",
-    ]);
-    let explain = stdout(&p.run(&mut c));
+    let explain = p
+        .test()
+        .verb(
+            "key",
+            &["--explain", "--lock", "poetry.lock"],
+            &["poetry", "install"],
+        )
+        .any_status()
+        .run();
+    let explain = stdout(&explain);
     let image = explain.lines().find(|l| l.starts_with("image")).unwrap();
     assert!(image.contains("export CI_JOB_IMAGE="), "{explain}");
     assert!(explain.contains(&laptop), "{explain}");
@@ -579,11 +578,7 @@ deps:
     )
     .unwrap();
     git_project(&proj);
-    let installs = || {
-        fs::read_to_string(t.join("installs.log"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
+    let installs = || installs_in(t);
 
     // 1: a fresh runner: install.sh fetches the binary, the cache misses, pip runs.
     let out = pipeline(&gcl, &proj, &home);
@@ -736,10 +731,5 @@ fn gitlab_ci_local_shell_jobs_at_two_build_paths_share_one_python_entry() {
     }
     assert!(outs[0].contains("cachegate: saved pip"), "{}", outs[0]);
     assert!(outs[1].contains("cachegate: hit pip"), "{}", outs[1]);
-    let installs = fs::read_to_string(t.join("installs.log")).unwrap();
-    assert_eq!(
-        installs.lines().count(),
-        1,
-        "the second path did not install"
-    );
+    assert_eq!(installs_in(t), 1, "the second path did not install");
 }

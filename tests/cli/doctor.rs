@@ -2,25 +2,20 @@
 //! check, no secrets, exit 0 / 3 / 2.
 
 use crate::common::garage::{self, GarageStore};
-use crate::common::{Project, Store, assert_no_secrets, stderr};
+use crate::common::{Project, Store, Test, assert_no_secrets};
 
-fn doctor(p: &Project, extra: &[&str]) -> std::process::Output {
-    p.run(p.cmd().arg("doctor").args(extra))
+fn doctor<'p>(p: &'p Project, extra: &[&str]) -> Test<'p> {
+    p.test().arg("doctor").args(extra)
 }
 
 #[test]
 fn doctor_passes_on_the_directory_store_and_leaves_nothing() {
     let p = Project::new();
-    let o = doctor(&p, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut step = doctor(&p, &[]);
     for check in ["reachable", "credentials", "write", "read", "delete"] {
-        assert!(
-            stderr(&o).contains(&format!("ok   {check}")),
-            "{check}: {}",
-            stderr(&o)
-        );
+        step = step.stderr_contains(&format!("ok   {check}"));
     }
-    assert!(stderr(&o).contains("all checks passed"), "{}", stderr(&o));
+    step.stderr_contains("all checks passed").run();
     assert!(
         p.store_files()
             .iter()
@@ -35,10 +30,10 @@ fn doctor_passes_on_garage_and_leaves_nothing() {
     let Some((p, store)) = crate::s3::garage_project() else {
         return;
     };
-    let o = doctor(&p, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("all checks passed"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("ok   write"), "{}", stderr(&o));
+    doctor(&p, &[])
+        .stderr_contains("all checks passed")
+        .stderr_contains("ok   write")
+        .run();
     assert!(store.objects().is_empty(), "{:?}", store.objects());
 }
 
@@ -49,17 +44,14 @@ fn doctor_says_in_plain_words_when_the_store_is_down() {
     }
     let server = garage::private();
     let p = Project::with_store(Box::new(GarageStore::on(server)));
-    assert_eq!(doctor(&p, &[]).status.code(), Some(0));
+    doctor(&p, &[]).run();
     server.stop();
-    let o = doctor(&p, &["--connect-timeout", "2", "--retries", "1"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("FAIL reachable"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Connection refused"), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("the store has trouble"),
-        "{}",
-        stderr(&o)
-    );
+    doctor(&p, &["--connect-timeout", "2", "--retries", "1"])
+        .status(3)
+        .stderr_contains("FAIL reachable")
+        .stderr_contains("Connection refused")
+        .stderr_contains("the store has trouble")
+        .run();
 }
 
 #[test]
@@ -68,39 +60,36 @@ fn doctor_reports_refused_credentials_without_printing_them() {
         return;
     };
     let wrong = "00000000000000000000000000000000000000000000000000000000wrong22";
-    let o = p.run(p.cmd().env("AWS_SECRET_ACCESS_KEY", wrong).arg("doctor"));
+    let o = doctor(&p, &[])
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .status(3)
+        .stderr_contains("ok   reachable")
+        .stderr_contains("FAIL credentials")
+        .stderr_contains("refused")
+        .run();
     assert_no_secrets(&o, &[wrong.to_string()]);
     assert_no_secrets(&o, &store.secrets());
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("ok   reachable"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("FAIL credentials"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
 
     // No credentials at all: said so, with where they come from.
-    let o = p.run(
-        p.cmd()
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .arg("doctor"),
-    );
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("FAIL credentials"), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no AWS credentials found"),
-        "{}",
-        stderr(&o)
-    );
+    doctor(&p, &[])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .status(3)
+        .stderr_contains("FAIL credentials")
+        .stderr_contains("no AWS credentials found")
+        .run();
 }
 
 #[test]
 fn doctor_exits_2_on_a_bad_configuration_and_0_in_runner_mode() {
     let p = Project::new();
     for bad in ["s3://X", "ftp://host/x", "relative/dir"] {
-        let o = doctor(&p, &["--backend", bad]);
-        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
-        assert!(stderr(&o).contains(bad), "{}", stderr(&o));
+        doctor(&p, &["--backend", bad])
+            .status(2)
+            .stderr_contains(bad)
+            .run();
     }
-    let o = doctor(&p, &["--backend", "runner"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("stores nothing"), "{}", stderr(&o));
+    doctor(&p, &["--backend", "runner"])
+        .stderr_contains("stores nothing")
+        .run();
 }

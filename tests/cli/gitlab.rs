@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::ARGS;
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore, Request};
 use crate::common::scenarios::{ensure, installs, parallel_saves};
-use crate::common::{Project, stderr, warnings};
+use crate::common::{Project, listed, listed_by, stderr, warnings};
 use crate::http::{ensure_with, explain_names_the_changed_lock, small_tree};
 
 /// The registry package a `Project`'s entries of `scope` go to.
@@ -116,10 +116,7 @@ fn ls_and_prune_work_and_a_token_that_cannot_delete_is_reported() {
     std::thread::sleep(Duration::from_millis(1100));
     p.write("app.lock", "v2");
     assert!(run_ensure(&p, &[]).status.success());
-    let o = p.run(p.cmd().args(["ls", "--json"]));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(listed(&p).len(), 2);
     explain_names_the_changed_lock(&p);
 
     emu.deny_delete(true);
@@ -397,11 +394,8 @@ fn listing_follows_pagination_and_ignores_other_packages_that_match_fuzzily() {
         );
     }
     assert!(run_ensure(&p, &[]).status.success());
-    let o = p.run(p.cmd().args(["ls", "--json"]));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
-    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    let rows = listed_by(p.test().warnings(0));
+    assert_eq!(rows.len(), 1, "{rows:?}");
     let pages = emu
         .requests()
         .iter()

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use crate::common::gitlab_emu::{Response, Server};
 use crate::common::nginx::{Nginx, NginxStore, Options};
 use crate::common::scenarios::{installs, parallel_saves};
-use crate::common::{ARGS, Project, assert_no_secrets, stderr, stdout, tree_cmd, walk, warnings};
+use crate::common::{
+    ARGS, Project, assert_no_secrets, listed, stderr, stdout, tree_cmd, walk, warnings,
+};
 
 /// A layout name for the tests that drive the HTTP backend directly.
 fn object(name: &str) -> cachegate::entry::ObjectName {
@@ -114,10 +116,8 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     p.write("app.lock", "v2");
     std::thread::sleep(Duration::from_millis(1100));
     p.test().ensure(&ARGS, &small_tree()).run();
-    let o = p.run(p.cmd().args(["ls", "--json"]));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 2, "{}", stdout(&o));
+    let rows = listed(&p);
+    assert_eq!(rows.len(), 2, "{rows:?}");
     explain_names_the_changed_lock(&p);
     let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
     assert!(o.status.success(), "{}", stderr(&o));

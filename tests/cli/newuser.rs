@@ -551,6 +551,68 @@ fn help_wrapped_mid_word_and_listed_options_the_command_does_not_use() {
 }
 
 #[test]
+fn ensure_help_was_39_options_under_one_heading_and_228_lines() {
+    let short = Test::new()
+        .args(["ensure", "-h"])
+        .env("COLUMNS", "80")
+        .run();
+    let short = stdout(&short);
+    let long = Test::new()
+        .args(["ensure", "--help"])
+        .env("COLUMNS", "80")
+        .run();
+    let long = stdout(&long);
+    for (name, text) in [("-h", &short), ("--help", &long)] {
+        let headings: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(' ') && l.ends_with(':'))
+            .collect();
+        assert_eq!(
+            headings,
+            [
+                "Arguments:",
+                "Options:",
+                "Key:",
+                "Paths:",
+                "Store:",
+                "Transfer:",
+                "Trust:",
+                "Output:",
+                "Single-flight and warm start:",
+            ],
+            "ensure {name}:\n{text}"
+        );
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "ensure {name}: {line:?} is wider than 80"
+            );
+        }
+    }
+    // -h is the doc comments' first lines; what follows them is for --help only.
+    let detail = "The variable takes a comma-separated list.";
+    assert!(!short.contains(detail) && long.contains(detail), "{short}");
+    assert!(
+        short.lines().count() * 2 < long.lines().count(),
+        "ensure -h is {} lines, --help {}",
+        short.lines().count(),
+        long.lines().count()
+    );
+    // Each option's short help, with its variable and default, takes at most three lines.
+    let mut entries: Vec<Vec<&str>> = Vec::new();
+    for line in short.lines().filter(|l| l.starts_with("  ")) {
+        match entries.last_mut() {
+            Some(entry) if !line.trim_start().starts_with('-') => entry.push(line),
+            _ => entries.push(vec![line]),
+        }
+    }
+    assert!(entries.len() >= 39, "{short}");
+    for entry in entries {
+        assert!(entry.len() <= 3, "ensure -h: {entry:#?}");
+    }
+}
+
+#[test]
 fn the_man_page_had_no_exit_status_environment_examples_or_command_pages() {
     let man = Test::new().arg("man").run();
     let page = stdout(&man);

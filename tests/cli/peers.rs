@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore};
 use crate::common::nginx::NginxStore;
-use crate::common::scenarios::{build_named_wheel, installs, npm_lock};
-use crate::common::{Project, require_tool, stderr, stdout};
+use crate::common::scenarios::{build_named_wheel, installs, installs_in, npm_lock};
+use crate::common::{Project, Test, listed, require_tool, stderr, stdout};
 use crate::stats::stats_count_parallel_jobs_and_prune;
 
 /// Every job of these scenarios shares one project namespace, wherever its directory is.
@@ -28,10 +28,9 @@ pub(crate) fn job_dir(p: &Project, name: &str) -> PathBuf {
     d
 }
 
-fn in_dir(p: &Project, dir: &Path) -> StdCommand {
-    let mut c = p.std_cmd();
-    c.current_dir(dir).env("CACHEGATE_NAMESPACE", NS);
-    c
+/// A step in job directory `dir`, in the scenarios' namespace.
+fn in_dir<'p>(p: &'p Project, dir: &Path) -> Test<'p> {
+    p.test().dir(dir).env("CACHEGATE_NAMESPACE", NS)
 }
 
 /// An install that writes the same token into two files, so a restore that mixed two
@@ -46,46 +45,33 @@ fn tree_cmd() -> Vec<String> {
 
 const TREE: [&str; 4] = ["--lock", "app.lock", "--path", "out"];
 
-pub(crate) fn ensure_in(
-    p: &Project,
+pub(crate) fn ensure_in<'p>(
+    p: &'p Project,
     dir: &Path,
     extra: &[&str],
     env: &[(&str, &str)],
-) -> StdCommand {
-    let mut c = in_dir(p, dir);
-    c.arg("ensure")
-        .args(TREE)
-        .args(extra)
-        .arg("--")
-        .args(tree_cmd())
-        .envs(env.iter().copied());
-    c
+) -> Test<'p> {
+    let args: Vec<&str> = TREE.iter().chain(extra).copied().collect();
+    in_dir(p, dir)
+        .ensure(&args, &tree_cmd())
+        .envs(env.iter().copied())
 }
 
-pub(crate) fn run(mut c: StdCommand) -> Output {
-    c.output().unwrap()
+/// Run `step` whatever its status: the scenarios check what the status means themselves.
+pub(crate) fn run(step: Test<'_>) -> Output {
+    step.any_status().run()
 }
 
-fn spawn(mut c: StdCommand) -> std::process::Child {
+/// Start `step` and leave it running; its output is piped.
+pub(crate) fn spawn(step: Test<'_>) -> std::process::Child {
+    spawn_command(step.std_command())
+}
+
+fn spawn_command(mut c: StdCommand) -> std::process::Child {
     c.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn installs_in(dir: &Path) -> usize {
-    fs::read_to_string(dir.join("installs.log"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
-/// The entries `ls --json` lists.
-pub(crate) fn ls(p: &Project) -> Vec<serde_json::Value> {
-    let mut c = p.cmd();
-    c.args(["ls", "--json"]);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
 }
 
 pub(crate) fn assert_ok(o: &Output) {
@@ -135,15 +121,21 @@ pub fn warm_start_pip(p: &Project) {
     ];
     let report = p.tmp.path().join("warm.json");
     let ensure = |path: &str| {
-        let mut c = p.cmd();
-        c.env("PATH", path)
+        p.test()
+            .env("PATH", path)
             .env("CACHEGATE_JSON", &report)
             .env("CACHEGATE_FALLBACK", "true")
-            .args(["ensure", "--lock", "requirements.txt"])
-            .args(["--key-cmd", "python3 -c 'import sys; print(sys.version)'"])
-            .arg("--")
-            .args(&cmd);
-        p.run(&mut c)
+            .ensure(
+                &[
+                    "--lock",
+                    "requirements.txt",
+                    "--key-cmd",
+                    "python3 -c 'import sys; print(sys.version)'",
+                ],
+                &cmd,
+            )
+            .any_status()
+            .run()
     };
     let default = py("default");
 
@@ -175,7 +167,7 @@ pub fn warm_start_pip(p: &Project) {
     assert_eq!(installs(p), 2);
     // The report names the entry the warm start used: the first one.
     let r: serde_json::Value = serde_json::from_slice(&fs::read(&report).unwrap()).unwrap();
-    let listed = ls(p);
+    let listed = listed(p);
     let oldest = listed
         .iter()
         .map(|e| e["key"].as_str().unwrap())
@@ -284,16 +276,16 @@ pub fn single_flight(p: &Project) {
     for d in &dirs {
         assert_eq!(fs::read_to_string(d.join("out/a")).unwrap(), "t\n");
     }
-    assert_eq!(ls(p).len(), 1);
+    assert_eq!(listed(p).len(), 1);
 }
 
 /// The leader is killed with SIGKILL mid-install: a waiter takes over once the lease
 /// expires, and there is one entry at the end.
 pub fn single_flight_leader_killed(p: &Project) {
     let lead = job_dir(p, "leader");
-    let mut c = ensure_in(p, &lead, &FLIGHT, &[("SLEEP", "60")]);
+    let mut c = ensure_in(p, &lead, &FLIGHT, &[("SLEEP", "60")]).std_command();
     std::os::unix::process::CommandExt::process_group(&mut c, 0);
-    let mut leader = spawn(c);
+    let mut leader = spawn_command(c);
     let start = Instant::now();
     while installs_in(&lead) == 0 {
         assert!(
@@ -333,7 +325,7 @@ pub fn single_flight_leader_killed(p: &Project) {
         2,
         "{errs:#?}"
     );
-    assert_eq!(ls(p).len(), 1);
+    assert_eq!(listed(p).len(), 1);
 }
 
 /// The leader's command fails: one waiter takes over and installs, the others restore.
@@ -345,14 +337,8 @@ pub fn single_flight_leader_fails(p: &Project) {
         "echo run >> installs.log && sleep 2 && if [ -n \"$FAIL\" ]; then exit 7; fi && mkdir -p out && echo t > out/a && echo t > out/b",
     ];
     let job = |dir: &Path, env: &[(&str, &str)]| {
-        let mut c = in_dir(p, dir);
-        c.arg("ensure")
-            .args(TREE)
-            .args(FLIGHT)
-            .arg("--")
-            .args(cmd)
-            .envs(env.iter().copied());
-        spawn(c)
+        let args: Vec<&str> = TREE.iter().chain(&FLIGHT).copied().collect();
+        spawn(in_dir(p, dir).ensure(&args, &cmd).envs(env.iter().copied()))
     };
     let lead = job_dir(p, "failing");
     let leader = job(&lead, &[("FAIL", "1")]);
@@ -390,7 +376,7 @@ pub fn single_flight_leader_fails(p: &Project) {
         2,
         "{errs:#?}"
     );
-    assert_eq!(ls(p).len(), 1);
+    assert_eq!(listed(p).len(), 1);
 }
 
 /// 20 parallel refreshes (`--policy push`) of one key while 100 restores run: every
@@ -415,8 +401,9 @@ pub fn refresh_under_load(p: &Project) {
     let readers: Vec<_> = (0..4)
         .map(|r| {
             let d = job_dir(p, &format!("reader{r}"));
-            let mut base = in_dir(p, &d);
-            base.args(["restore"]).args(TREE).arg("--").args(tree_cmd());
+            let base = in_dir(p, &d)
+                .verb("restore", &TREE, &tree_cmd())
+                .std_command();
             let program = base.get_program().to_owned();
             let args: Vec<_> = base.get_args().map(|a| a.to_owned()).collect();
             let envs: Vec<_> = base
@@ -463,17 +450,17 @@ pub fn refresh_under_load(p: &Project) {
         seen.iter().all(|t| t == "seed" || tokens.contains(t)),
         "{seen:?}"
     );
-    let entries = ls(p);
+    let entries = listed(p);
     assert_eq!(entries.len(), 1, "{entries:#?}");
     let kept = entries[0]["archive"].as_str().unwrap().to_string();
 
     let prune = |dry: bool| {
-        let mut c = p.cmd();
-        c.args(["prune", "--abandoned-after", "0", "--older-than", "1"]);
-        if dry {
-            c.arg("--dry-run");
-        }
-        p.run(&mut c)
+        let step = p
+            .test()
+            .args(["prune", "--abandoned-after", "0", "--older-than", "1"]);
+        if dry { step.arg("--dry-run") } else { step }
+            .any_status()
+            .run()
     };
     let o = prune(true);
     assert_ok(&o);
@@ -485,14 +472,12 @@ pub fn refresh_under_load(p: &Project) {
         "orphans left after prune:\n{}",
         stdout(&o)
     );
-    let entries = ls(p);
+    let entries = listed(p);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["archive"].as_str().unwrap(), kept);
     // And the survivor is complete.
     let d = job_dir(p, "after");
-    let mut c = in_dir(p, &d);
-    c.args(["restore"]).args(TREE).arg("--").args(tree_cmd());
-    assert_ok(&run(c));
+    in_dir(p, &d).verb("restore", &TREE, &tree_cmd()).run();
     assert_eq!(
         fs::read_to_string(d.join("out/a")).unwrap(),
         fs::read_to_string(d.join("out/b")).unwrap()
@@ -512,9 +497,9 @@ pub fn salt(p: &Project) {
     assert_ok(&o);
     assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     assert_eq!(installs_in(&d), 2);
-    let mut c = in_dir(p, &d);
-    c.args(["key", "--explain", "--salt", "2"]).args(TREE);
-    let o = run(c);
+    let o = run(in_dir(p, &d)
+        .args(["key", "--explain", "--salt", "2"])
+        .args(TREE));
     assert!(stdout(&o).contains("salt     2"), "{}", stdout(&o));
 }
 
@@ -541,14 +526,8 @@ pub fn namespaces(p: &Project) {
     let a = project("a", "https://gitlab.example/team/alpha.git", "alpha 1");
     let b = project("b", "git@gitlab.example:team/beta.git", "beta 1");
     let cmd = |dir: &Path, sub: &str, extra: &[&str]| {
-        let mut c = p.std_cmd();
-        c.current_dir(dir)
-            .arg(sub)
-            .args(TREE)
-            .args(extra)
-            .arg("--")
-            .args(tree_cmd());
-        c
+        let args: Vec<&str> = TREE.iter().chain(extra).copied().collect();
+        p.test().dir(dir).verb(sub, &args, &tree_cmd())
     };
     let o = run(cmd(&a, "ensure", &[]));
     assert_ok(&o);
@@ -572,7 +551,7 @@ pub fn namespaces(p: &Project) {
     let o = run(cmd(&b, "explain", &["--namespace", "team/alpha"]));
     assert!(stdout(&o).contains("lock"), "{}", stdout(&o));
     assert!(stdout(&o).contains("newest entry"), "{}", stdout(&o));
-    let listed = ls(p);
+    let listed = listed(p);
     assert_eq!(listed.len(), 2);
     let mut spaces: Vec<&str> = listed
         .iter()
@@ -646,7 +625,7 @@ pub fn time_saved(p: &Project) {
 pub fn last_use(p: &Project) {
     let d = job_dir(p, "used");
     assert_ok(&run(ensure_in(p, &d, &[], &[("SLEEP", "1")])));
-    let e = &ls(p)[0];
+    let e = &listed(p)[0];
     assert!(e["last_used"].is_null(), "{e:#}");
     assert_eq!(e["hit_days"], 0);
     for _ in 0..3 {
@@ -654,15 +633,13 @@ pub fn last_use(p: &Project) {
         let o = run(ensure_in(p, &d, &[], &[]));
         assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
     }
-    let e = &ls(p)[0];
+    let e = &listed(p)[0];
     // Hits count the days with one: three on one day are one.
     assert_eq!(e["hit_days"], 1, "{e:#}");
     let used = e["last_used"].as_u64().unwrap();
     assert!(crate::common::unix_now() - used < 120, "{e:#}");
     assert!(e["install_seconds"].as_f64().unwrap() >= 1.0, "{e:#}");
-    let mut c = p.cmd();
-    c.arg("ls");
-    let o = p.run(&mut c);
+    let o = p.test().arg("ls").any_status().run();
     let table = stdout(&o);
     for col in ["install", "hits", "last use"] {
         assert!(table.lines().next().unwrap().contains(col), "{table}");
@@ -791,15 +768,11 @@ fn age_entry(p: &Project, manifest: &str, created_days: u64, used_days: Option<u
 }
 
 fn prune(p: &Project, args: &[&str]) -> Output {
-    let mut c = p.cmd();
-    c.arg("prune").args(args);
-    let o = p.run(&mut c);
-    assert_ok(&o);
-    o
+    p.test().arg("prune").args(args).run()
 }
 
 fn keys(p: &Project) -> Vec<String> {
-    let mut k: Vec<String> = ls(p)
+    let mut k: Vec<String> = listed(p)
         .iter()
         .map(|e| e["key"].as_str().unwrap()[..8].to_string())
         .collect();
@@ -815,7 +788,7 @@ fn prune_unused_for_deletes_exactly_the_entries_nobody_restored_lately() {
     for v in ["a", "b", "c", "d"] {
         fs::write(d.join("app.lock"), v).unwrap();
         assert_ok(&run(ensure_in(&p, &d, &[], &[])));
-        let newest = ls(&p)
+        let newest = listed(&p)
             .into_iter()
             .find(|e| {
                 !made
@@ -891,7 +864,7 @@ pub fn prune_scope(p: &Project) {
     job(Some("false"), "u2");
     job(None, "l1");
     let scopes = |p: &Project| {
-        let mut s: Vec<String> = ls(p)
+        let mut s: Vec<String> = listed(p)
             .iter()
             .map(|e| e["scope"].as_str().unwrap().to_string())
             .collect();
@@ -920,11 +893,11 @@ pub fn prune_scope(p: &Project) {
 
     prune(p, &["--scope", "unprotected", "--older-than", "0"]);
     assert_eq!(scopes(p), ["local", "protected"]);
-    let mut c = p.cmd();
-    c.args(["prune", "--scope", "feature", "--keep", "1"]);
-    let o = p.run(&mut c);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("feature"), "{}", stderr(&o));
+    p.test()
+        .args(["prune", "--scope", "feature", "--keep", "1"])
+        .status(2)
+        .stderr_contains("feature")
+        .run();
 }
 
 /// A store walked in the wrong order splits the `pip` group around `pip-x` (`-` sorts
@@ -939,7 +912,7 @@ pub fn keep_counts_each_name_when_one_name_starts_another(p: &Project) {
         }
     };
     let keys = |p: &Project| -> Vec<(String, String)> {
-        let mut k: Vec<(String, String)> = ls(p)
+        let mut k: Vec<(String, String)> = listed(p)
             .iter()
             .map(|e| {
                 (
@@ -980,10 +953,13 @@ fn warm_start_is_skipped_for_npm_ci() {
         );
     npm_lock(&p);
     let ensure = |p: &Project| {
-        let mut c = p.cmd();
-        c.args(["ensure", "--fallback", "--lock", "package-lock.json", "--"])
-            .args(["npm", "ci", "--offline", "--no-audit", "--no-fund"]);
-        p.run(&mut c)
+        p.test()
+            .ensure(
+                &["--fallback", "--lock", "package-lock.json"],
+                &["npm", "ci", "--offline", "--no-audit", "--no-fund"],
+            )
+            .any_status()
+            .run()
     };
     assert_ok(&ensure(&p));
     p.write(
@@ -1010,7 +986,7 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
     for v in ["old-but-used", "new-but-idle"] {
         fs::write(d.join("app.lock"), v).unwrap();
         assert_ok(&run(ensure_in(&p, &d, &[], &[])));
-        let e = ls(&p)
+        let e = listed(&p)
             .into_iter()
             .find(|e| {
                 !made
@@ -1028,7 +1004,7 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
     age_entry(&p, &made[0].1, 20, Some(0));
     age_entry(&p, &made[1].1, 10, None);
     // Room for all but one byte of the two: exactly one must go, the least recently used.
-    let total: u64 = ls(&p)
+    let total: u64 = listed(&p)
         .iter()
         .map(|e| e["archive_bytes"].as_u64().unwrap())
         .sum();
@@ -1054,16 +1030,15 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
 fn runner_mode_neither_waits_nor_warm_starts() {
     let p = Project::new();
     let d = job_dir(&p, "runner");
-    let o = run({
-        let mut c = in_dir(&p, &d);
-        c.env("CI", "true")
-            .env("CACHEGATE_FALLBACK", "true")
-            .args(["ensure", "--backend", "runner"])
-            .args(TREE)
-            .arg("--")
-            .args(tree_cmd());
-        c
-    });
+    let args: Vec<&str> = ["--backend", "runner"]
+        .iter()
+        .chain(&TREE)
+        .copied()
+        .collect();
+    let o = run(in_dir(&p, &d)
+        .env("CI", "true")
+        .env("CACHEGATE_FALLBACK", "true")
+        .ensure(&args, &tree_cmd()));
     assert_ok(&o);
     let err = stderr(&o);
     assert!(
@@ -1099,7 +1074,7 @@ fn warm_start_prefers_the_jobs_own_scope_then_protected() {
     std::thread::sleep(Duration::from_millis(1100));
     job("true", "main's, newer", &[]);
     let mine = |p: &Project| {
-        ls(p)
+        listed(p)
             .into_iter()
             .find(|e| e["scope"] == "unprotected")
             .unwrap()["key"]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::common::faults::{Fault, FaultProxy};
 use crate::common::nginx::{Nginx, Options};
-use crate::common::{Project, Store, stderr};
+use crate::common::{Project, Store, Test};
 
 /// nginx behind the fault proxy, as a cachegate store.
 pub(crate) struct Proxied {
@@ -48,13 +48,10 @@ pub(crate) const ARGS: [&str; 8] = [
     "4",
 ];
 
-fn ensure(p: &Project, extra: &[&str]) -> std::process::Output {
-    let mut c = p.cmd();
-    c.arg("ensure")
-        .args(ARGS)
-        .args(extra)
-        .args(["--", "sh", "-c", CMD]);
-    p.run(&mut c)
+/// `ensure` with the arguments above, then `extra`, caching what `CMD` makes.
+fn ensure<'p>(p: &'p Project, extra: &[&str]) -> Test<'p> {
+    let args: Vec<&str> = ARGS.iter().chain(extra).copied().collect();
+    p.test().ensure(&args, &["sh", "-c", CMD])
 }
 
 /// A project whose entry is saved; the proxy's log starts empty.
@@ -63,19 +60,11 @@ fn saved() -> Option<(Project, Arc<FaultProxy>, Vec<u8>)> {
     let proxy = store.proxy.clone();
     let p = Project::with_store(Box::new(store));
     p.write("app.lock", "v1");
-    let o = ensure(&p, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    ensure(&p, &[]).run();
     let blob = std::fs::read(p.path("out/blob")).unwrap();
     std::fs::remove_dir_all(p.path("out")).unwrap();
     proxy.clear_seen();
     Some((p, proxy, blob))
-}
-
-fn installs(p: &Project) -> usize {
-    std::fs::read_to_string(p.path("installs.log"))
-        .unwrap_or_default()
-        .lines()
-        .count()
 }
 
 #[test]
@@ -83,9 +72,7 @@ fn a_large_archive_comes_in_parallel_ranges_bound_to_its_etag() {
     let Some((p, proxy, blob)) = saved() else {
         return;
     };
-    let o = ensure(&p, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1, "a hit: {}", stderr(&o));
+    ensure(&p, &[]).installs(1).run();
     assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
     let gets = proxy.archive_gets();
     assert!(gets.len() >= 6, "{gets:?}");
@@ -112,9 +99,7 @@ fn a_server_that_ignores_range_still_restores_in_one_stream() {
         return;
     };
     proxy.set_fault(Fault::IgnoreRange);
-    let o = ensure(&p, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1, "a hit: {}", stderr(&o));
+    ensure(&p, &[]).installs(1).run();
     assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
     let gets = proxy.archive_gets();
     assert_eq!(gets.len(), 1, "{gets:?}");
@@ -127,11 +112,11 @@ fn a_range_cut_short_once_is_retried_and_the_restore_succeeds() {
         return;
     };
     proxy.set_fault(Fault::ShortOnce);
-    let o = ensure(&p, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1, "a hit: {}", stderr(&o));
+    ensure(&p, &[])
+        .installs(1)
+        .stderr_contains("retrying that part")
+        .run();
     assert_eq!(std::fs::read(p.path("out/blob")).unwrap(), blob);
-    assert!(stderr(&o).contains("retrying that part"), "{}", stderr(&o));
     // The range cut short is taken up where it broke off: one request more, for its rest.
     let ranges: Vec<(u64, u64)> = proxy
         .archive_gets()
@@ -164,14 +149,10 @@ fn a_range_with_wrong_bytes_fails_the_digest_and_nothing_is_swapped_in() {
     };
     p.write("out/marker", "before");
     proxy.set_fault(Fault::FlipByte);
-    let o = ensure(&p, &["--policy", "pull"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("digest does not match"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(installs(&p), 2, "a miss: {}", stderr(&o));
+    ensure(&p, &["--policy", "pull"])
+        .stderr_contains("digest does not match")
+        .installs(2)
+        .run();
     // What the install command found in place: the tree as it was, nothing half-restored.
     let seen = std::fs::read_to_string(p.path("seen.log")).unwrap();
     assert_eq!(seen.lines().last(), Some("before"), "{seen}");
@@ -184,11 +165,11 @@ fn an_archive_replaced_mid_download_fails_fast_instead_of_splicing() {
     };
     p.write("out/marker", "before");
     proxy.set_fault(Fault::ReplaceAfterFirst);
-    let o = ensure(&p, &["--policy", "pull"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(err.contains("412") && err.contains("replaced"), "{err}");
-    assert_eq!(installs(&p), 2, "a miss: {err}");
+    ensure(&p, &["--policy", "pull"])
+        .stderr_contains("412")
+        .stderr_contains("replaced")
+        .installs(2)
+        .run();
     let seen = std::fs::read_to_string(p.path("seen.log")).unwrap();
     assert_eq!(seen.lines().last(), Some("before"), "{seen}");
     // The first range plus at most the ones already in flight: no retries of a 412.

@@ -6,23 +6,18 @@ use std::fs;
 use std::path::Path;
 use std::process::Command as StdCommand;
 
-use crate::common::scenarios::{build_wheel, installs, pip_install_cmd, run_greet};
-use crate::common::{Project, require_tool, stderr, stdout};
+use crate::common::scenarios::{build_wheel, pip_install_cmd, run_greet};
+use crate::common::{Project, Test, require_tool, stderr, stdout};
 
 const MARKER: &str = ".venv/.cachegate-runner";
 
-fn runner(p: &Project, sub: &str, cmd: &[String]) -> std::process::Output {
-    let mut c = p.cmd();
-    c.args([
+/// `cachegate <sub>` in runner mode, keyed by requirements.txt.
+fn runner<'p>(p: &'p Project, sub: &str, cmd: &[String]) -> Test<'p> {
+    p.test().verb(
         sub,
-        "--backend",
-        "runner",
-        "--lock",
-        "requirements.txt",
-        "--",
-    ])
-    .args(cmd);
-    p.run(&mut c)
+        &["--backend", "runner", "--lock", "requirements.txt"],
+        cmd,
+    )
 }
 
 /// GitLab's cache: after the job, archive the path; before the next, extract it.
@@ -51,22 +46,16 @@ fn runner_mode_hits_on_a_current_marker_and_reinstalls_on_change_or_stale_marker
     let gitlab_cache = p.tmp.path().join("gitlab-cache");
 
     // Job 1: GitLab restored nothing. The install runs and the marker is written.
-    let o = runner(&p, "ensure", &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert!(stderr(&o).contains("miss pip"), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("GitLab restored no cache"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(stderr(&o).contains("saved pip"), "{}", stderr(&o));
+    runner(&p, "ensure", &cmd)
+        .installs(1)
+        .stderr_contains("miss pip")
+        .stderr_contains("GitLab restored no cache")
+        .stderr_contains("saved pip")
+        .run();
     let key = stdout(
-        &p.run(
-            p.cmd()
-                .args(["key", "--lock", "requirements.txt", "--"])
-                .args(&cmd),
-        ),
+        &p.test()
+            .verb("key", &["--lock", "requirements.txt"], &cmd)
+            .run(),
     );
     assert!(
         fs::read_to_string(p.path(MARKER))
@@ -81,14 +70,12 @@ fn runner_mode_hits_on_a_current_marker_and_reinstalls_on_change_or_stale_marker
     fs::remove_dir_all(p.path(".venv")).unwrap();
     cp(&gitlab_cache, &p.path(".venv"));
     for sub in ["check", "restore"] {
-        let o = runner(&p, sub, &cmd);
-        assert_eq!(o.status.code(), Some(0), "{sub}: {}", stderr(&o));
-        assert!(stderr(&o).contains("hit pip"), "{}", stderr(&o));
+        runner(&p, sub, &cmd).stderr_contains("hit pip").run();
     }
-    let o = runner(&p, "ensure", &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("hit pip"), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1, "pip ran on a hit: {}", stderr(&o));
+    runner(&p, "ensure", &cmd)
+        .stderr_contains("hit pip")
+        .installs(1)
+        .run();
     assert_eq!(run_greet(&p).trim(), "hello from greet 1.0");
 
     // Job 3: the lock changed, GitLab restores the old .venv (a `key: files:` cache
@@ -97,13 +84,12 @@ fn runner_mode_hits_on_a_current_marker_and_reinstalls_on_change_or_stale_marker
     fs::remove_dir_all(p.path(".venv")).unwrap();
     cp(&gitlab_cache, &p.path(".venv"));
     for sub in ["check", "restore"] {
-        let o = runner(&p, sub, &cmd);
-        assert_eq!(o.status.code(), Some(1), "{sub}: {}", stderr(&o));
-        assert!(stderr(&o).contains("was built for key"), "{}", stderr(&o));
+        runner(&p, sub, &cmd)
+            .status(1)
+            .stderr_contains("was built for key")
+            .run();
     }
-    let o = runner(&p, "ensure", &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 2, "{}", stderr(&o));
+    runner(&p, "ensure", &cmd).installs(2).run();
     assert_eq!(run_greet(&p).trim(), "hello from greet 2.0");
     cp(&p.path(".venv"), &gitlab_cache);
 
@@ -111,39 +97,36 @@ fn runner_mode_hits_on_a_current_marker_and_reinstalls_on_change_or_stale_marker
     fs::remove_file(gitlab_cache.join(".cachegate-runner")).unwrap();
     fs::remove_dir_all(p.path(".venv")).unwrap();
     cp(&gitlab_cache, &p.path(".venv"));
-    let o = runner(&p, "ensure", &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("has no cachegate marker"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(installs(&p), 3);
+    runner(&p, "ensure", &cmd)
+        .stderr_contains("has no cachegate marker")
+        .installs(3)
+        .run();
 
     // A failed install leaves no marker, so the next job does not trust the tree.
     fs::remove_dir_all(p.path(".venv")).unwrap();
     p.write("requirements.txt", "greet==9.9\n");
-    let o = runner(&p, "ensure", &cmd);
+    let o = runner(&p, "ensure", &cmd).any_status().run();
     assert!(!o.status.success());
     assert!(!p.path(MARKER).exists(), "{}", stderr(&o));
 
     // `save` writes the marker for the tree in place.
     p.write("requirements.txt", "greet==1.0\n");
-    assert!(runner(&p, "ensure", &cmd).status.success());
+    runner(&p, "ensure", &cmd).run();
     fs::remove_file(p.path(MARKER)).unwrap();
-    let o = runner(&p, "save", &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = runner(&p, "check", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    runner(&p, "save", &[]).run();
+    runner(&p, "check", &[]).run();
 }
 
 #[test]
 fn runner_mode_has_no_listing_or_pruning() {
     let p = Project::new();
     for sub in [&["ls"][..], &["prune", "--keep", "1"]] {
-        let o = p.run(p.cmd().args(sub).args(["--backend", "runner"]));
-        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-        assert!(stderr(&o).contains("stores nothing"), "{}", stderr(&o));
+        p.test()
+            .args(sub)
+            .args(["--backend", "runner"])
+            .status(2)
+            .stderr_contains("stores nothing")
+            .run();
     }
 }
 
@@ -159,25 +142,23 @@ fn runner_mode_venv_carried_to_another_checkout_path_is_a_miss() {
     build_wheel(&p.tmp.path().join("wheels"), "1.0");
     p.write("requirements.txt", "greet==1.0\n");
     let cmd = pip_install_cmd(&p);
-    let o = runner(&p, "ensure", &cmd);
-    assert!(stderr(&o).contains("saved pip"), "{}", stderr(&o));
+    runner(&p, "ensure", &cmd)
+        .stderr_contains("saved pip")
+        .run();
     // The same project in another slot, with GitLab's cache putting the .venv back there.
     let mut q = Project::new();
     q.dir = q.tmp.path().join("slot1/project");
     fs::create_dir_all(&q.dir).unwrap();
     fs::copy(p.path("requirements.txt"), q.path("requirements.txt")).unwrap();
     cp(&p.path(".venv"), &q.path(".venv"));
-    let o = runner(&q, "ensure", &cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains(&format!(
+    runner(&q, "ensure", &cmd)
+        .stderr_contains(&format!(
             ".venv was built at {}, and GitLab's cache does not rewrite",
             p.dir.display()
-        )),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(installs(&q), 1, "the install ran at the new path");
+        ))
+        // The install ran at the new path.
+        .installs(1)
+        .run();
     let imp = StdCommand::new(q.path(".venv/bin/python"))
         .args(["-c", "import greet; print(greet.VERSION)"])
         .output()

@@ -15,10 +15,7 @@ struct Keys {
 }
 
 fn keygen(p: &Project) -> Keys {
-    let mut c = p.cmd();
-    c.arg("keygen");
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = p.test().arg("keygen").run();
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -341,16 +338,13 @@ fn credential_files_are_named_on_save_and_refused_when_asked() {
         // Warned about, naming the file, never its contents.
         let p = project();
         fs::write(p.tmp.path().join("credential"), content).unwrap();
-        let mut c = p.cmd();
-        c.arg("ensure").args(ARGS).arg("--").args(&cmd);
-        let o = p.run(&mut c);
-        let err = stderr(&o);
-        assert!(o.status.success(), "{err}");
-        assert!(
-            err.contains(&format!("out/sub/{file}")) && err.contains("credential"),
-            "{file}: {err}"
-        );
-        assert!(!err.contains(secret_part), "{file}: contents leaked: {err}");
+        p.test()
+            .ensure(&ARGS, &cmd)
+            .stderr_contains(&format!("out/sub/{file}"))
+            .stderr_contains("credential")
+            // Never the contents.
+            .stderr_lacks(secret_part)
+            .run();
         assert!(
             p.store_files().iter().any(|f| f.ends_with(".json")),
             "{file}: not saved"
@@ -359,35 +353,31 @@ fn credential_files_are_named_on_save_and_refused_when_asked() {
         // Refused: the job stays green, nothing is saved, the warning says why.
         let p = project();
         fs::write(p.tmp.path().join("credential"), content).unwrap();
-        let mut c = p.cmd();
-        c.env("CACHEGATE_REFUSE_SECRETS", "true")
-            .arg("ensure")
-            .args(ARGS)
-            .arg("--")
-            .args(&cmd);
-        let o = p.run(&mut c);
-        let err = stderr(&o);
-        assert!(o.status.success(), "{err}");
-        assert!(
-            err.contains("nothing saved (--refuse-secrets)") && err.contains(file),
-            "{err}"
-        );
-        assert!(!err.contains(secret_part), "{file}: contents leaked: {err}");
+        p.test()
+            .env("CACHEGATE_REFUSE_SECRETS", "true")
+            .ensure(&ARGS, &cmd)
+            .stderr_contains("nothing saved (--refuse-secrets)")
+            .stderr_contains(file)
+            .stderr_lacks(secret_part)
+            .run();
         assert!(p.store_files().is_empty(), "{file}: {:?}", p.store_files());
     }
 
     // An .npmrc that only names a variable holds no secret.
     let p = project();
-    let mut c = p.cmd();
-    c.args(["ensure", "--refuse-secrets"])
-        .args(ARGS)
-        .arg("--")
-        .args([
-            "sh",
-            "-c",
-            "mkdir -p out && echo '//registry.npmjs.org/:_authToken=${NPM_TOKEN}' > out/.npmrc",
-        ]);
-    let o = p.run(&mut c);
-    assert!(!stderr(&o).contains("credential"), "{}", stderr(&o));
+    let mut args = vec!["--refuse-secrets"];
+    args.extend(ARGS);
+    p.test()
+        .ensure(
+            &args,
+            &[
+                "sh",
+                "-c",
+                "mkdir -p out && echo '//registry.npmjs.org/:_authToken=${NPM_TOKEN}' > out/.npmrc",
+            ],
+        )
+        .any_status()
+        .stderr_lacks("credential")
+        .run();
     assert!(!p.store_files().is_empty());
 }

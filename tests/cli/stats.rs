@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
 use crate::common::dist::gitlab_ci_local;
-use crate::common::{Project, require, stderr, stdout};
-use crate::peers::{assert_ok, ensure_in, job_dir, ls, run};
+use crate::common::{Project, listed, require, stderr, stdout};
+use crate::peers::{assert_ok, ensure_in, job_dir, run, spawn};
 
 fn stats(p: &Project, args: &[&str]) -> serde_json::Value {
     let mut c = p.cmd();
@@ -39,10 +39,7 @@ pub fn stats_count_parallel_jobs_and_prune(p: &Project) {
     let jobs: Vec<_> = (0..4)
         .map(|i| {
             let d = job_dir(p, &format!("hit{i}"));
-            let mut c = ensure_in(p, &d, &[], &[]);
-            c.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
-            c.spawn().unwrap()
+            spawn(ensure_in(p, &d, &[], &[]))
         })
         .collect();
     for j in jobs {
@@ -62,7 +59,7 @@ pub fn stats_count_parallel_jobs_and_prune(p: &Project) {
     assert!((2.0..6.0).contains(&saved), "{s:#}");
     assert!(t["restore_seconds"].as_f64().unwrap() > 0.0, "{s:#}");
     assert_eq!(n(t, "entries"), 2, "{s:#}");
-    let entries = ls(p);
+    let entries = listed(p);
     let stored: u64 = entries
         .iter()
         .map(|e| e["archive_bytes"].as_u64().unwrap())
@@ -523,7 +520,7 @@ fn prune_deletes_job_records_over_a_month_old_and_keeps_the_newest_hit() {
         left.iter().all(|r| !r.contains("x1") && !r.contains("x2")),
         "{left:?}"
     );
-    assert_eq!(ls(&p).len(), 1);
+    assert_eq!(listed(&p).len(), 1);
     // With only old hits, the newest one stays: the entry's last use.
     for r in &left {
         fs::remove_file(p.store.join(r)).unwrap();
@@ -535,6 +532,6 @@ fn prune_deletes_job_records_over_a_month_old_and_keeps_the_newest_hit() {
     assert_ok(&p.run(&mut c));
     let left = records();
     assert!(left.len() == 1 && left[0].ends_with("b45x5"), "{left:?}");
-    let used = ls(&p)[0]["last_used"].as_u64().unwrap();
+    let used = listed(&p)[0]["last_used"].as_u64().unwrap();
     assert!(crate::common::unix_now() - used >= 44 * 86_400, "{used}");
 }

@@ -33,7 +33,6 @@ pub struct Test<'p> {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     env_remove: Vec<OsString>,
-    stdin: Option<Vec<u8>>,
     status: Option<i32>,
     stdout_is: Option<String>,
     // (stream, text, whether it must be there)
@@ -62,7 +61,6 @@ impl<'p> Test<'p> {
             args: Vec::new(),
             env: Vec::new(),
             env_remove: Vec::new(),
-            stdin: None,
             status: Some(0),
             stdout_is: None,
             texts: Vec::new(),
@@ -138,11 +136,6 @@ impl<'p> Test<'p> {
         self
     }
 
-    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
-        self.stdin = Some(input.into());
-        self
-    }
-
     /// The exit status the run must end with (0 unless told).
     pub fn status(mut self, code: i32) -> Self {
         self.status = Some(code);
@@ -193,11 +186,10 @@ impl<'p> Test<'p> {
         self
     }
 
-    /// Run the step and check every expectation; the output is returned for further checks.
-    #[track_caller]
-    pub fn run(self) -> Output {
-        let p = self.project();
-        let mut c = p.cmd();
+    /// The step as a plain `std::process::Command`, for a test that spawns cachegate and
+    /// waits on (or kills) the child itself: nothing of what the step expects is checked.
+    pub fn std_command(&self) -> std::process::Command {
+        let mut c = self.project().std_cmd();
         c.args(&self.args);
         for k in &self.env_remove {
             c.env_remove(k);
@@ -208,10 +200,14 @@ impl<'p> Test<'p> {
         if let Some(d) = &self.dir {
             c.current_dir(d);
         }
-        if let Some(input) = &self.stdin {
-            c.write_stdin(input.clone());
-        }
-        let out = p.run(&mut c);
+        c
+    }
+
+    /// Run the step and check every expectation; the output is returned for further checks.
+    #[track_caller]
+    pub fn run(self) -> Output {
+        let p = self.project();
+        let out = p.run(&mut assert_cmd::Command::from_std(self.std_command()));
         let (so, se) = (stdout(&out), stderr(&out));
         let what = format!(
             "cachegate {}",

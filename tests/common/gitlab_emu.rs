@@ -376,8 +376,9 @@ pub const PROJECT: &str = "4242";
 
 pub struct GitlabEmu {
     pub api: Server,
-    /// Plays object storage: downloads may be redirected here, with a presigned query.
-    pub blobs: Server,
+    /// Plays object storage: downloads may be redirected here, with a presigned query. Held
+    /// only so it serves as long as the emulator lives.
+    _blobs: Server,
     state: Arc<Mutex<State>>,
     pub job_token: String,
     pub private_token: String,
@@ -529,7 +530,7 @@ impl GitlabEmu {
         }));
         GitlabEmu {
             api,
-            blobs,
+            _blobs: blobs,
             state,
             job_token,
             private_token,

@@ -1,6 +1,5 @@
 //! Shared test harness: a temporary project with its own cache store and a clean
 //! environment, so tests never see the developer's or CI's CACHEGATE_* or GitLab variables.
-#![allow(dead_code)]
 
 pub mod builder;
 pub mod dist;
@@ -38,7 +37,12 @@ pub fn one_file() -> Vec<String> {
 
 /// What `ls --json` says about the store's entries.
 pub fn listed(p: &Project) -> Vec<serde_json::Value> {
-    let o = p.test().args(["ls", "--json"]).run();
+    listed_by(p.test())
+}
+
+/// What `ls --json` says, run as `step` (which can expect more of the run: no warnings).
+pub fn listed_by(step: Test<'_>) -> Vec<serde_json::Value> {
+    let o = step.args(["ls", "--json"]).run();
     serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
 }
 

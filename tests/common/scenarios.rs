@@ -9,7 +9,12 @@ use super::{Project, require_tool, stderr, stdout, warnings};
 
 /// Counts how often the install really ran, from a log the command appends to.
 pub fn installs(p: &Project) -> usize {
-    fs::read_to_string(p.path("installs.log"))
+    installs_in(&p.dir)
+}
+
+/// How many times an install run in `dir` has logged itself (see `tree_cmd`).
+pub fn installs_in(dir: &std::path::Path) -> usize {
+    fs::read_to_string(dir.join("installs.log"))
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }

@@ -11,11 +11,9 @@ pub const CHAR_DEVICE: u8 = b'3';
 pub const BLOCK_DEVICE: u8 = b'4';
 pub const DIR: u8 = b'5';
 pub const FIFO: u8 = b'6';
-pub const CONTIGUOUS: u8 = b'7';
 pub const PAX: u8 = b'x';
 pub const PAX_GLOBAL: u8 = b'g';
 pub const GNU_LONGNAME: u8 = b'L';
-pub const GNU_LONGLINK: u8 = b'K';
 pub const GNU_SPARSE: u8 = b'S';
 pub const GNU_VOLUME: u8 = b'V';
 
@@ -145,12 +143,6 @@ impl Tar {
         let mut h = Header::new(b"././@LongLink", kind);
         h.size = data.len() as u64;
         self.entry(&h, &data)
-    }
-
-    /// Raw bytes, unpadded.
-    pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(bytes);
-        self
     }
 
     fn pad(&mut self) {
