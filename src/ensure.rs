@@ -12,7 +12,7 @@ use crate::report::{self, Outcome};
 use crate::store::Gated;
 use crate::{echo, warm};
 
-pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> i32 {
+pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> Ending {
     job.recover();
     let lookup = job.lookup();
     let store_down = matches!(lookup, Lookup::Unavailable { writes_too: true });
@@ -152,7 +152,7 @@ fn single_flight<'a>(
     Some(flight)
 }
 
-pub fn restore(mut job: Job) -> i32 {
+pub fn restore(mut job: Job) -> Ending {
     job.recover();
     if let Lookup::Hit(hit) = job.lookup()
         && job.restore(&hit)
@@ -166,7 +166,7 @@ pub fn restore(mut job: Job) -> i32 {
 }
 
 /// Look up without downloading.
-pub fn check(mut job: Job) -> i32 {
+pub fn check(mut job: Job) -> Ending {
     match job.lookup() {
         Lookup::Hit(hit) => {
             if let Hit::Entry { scope, manifest } = &hit {
@@ -207,7 +207,7 @@ pub fn check(mut job: Job) -> i32 {
     }
 }
 
-pub fn save(mut job: Job, replace: bool) -> i32 {
+pub fn save(mut job: Job, replace: bool) -> Ending {
     // A swap cut short must not be archived half old, half new.
     job.recover();
     job.replace |= replace;

@@ -12,7 +12,7 @@ use crate::store::Store;
 
 /// Why a lookup misses: compare this key's components with the newest entry of the same
 /// cache name. Prints on stdout (it is the answer asked for); exit 0 on a hit, 1 on a miss.
-pub fn explain(mut job: Job) -> i32 {
+pub fn explain(mut job: Job) -> Ending {
     let ending = if let Store::Marker(_) = job.store {
         runner::explain(&job.plan)
     } else {

@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::report::{self, Report};
 use crate::scope::{Scope, Scopes};
 use crate::store::{Gated, Store};
-use crate::{config, echo, env_vars, key, records, redact, runner, secrets, sign};
+use crate::{echo, env_vars, key, records, redact, runner, secrets, sign};
 
 /// What a lookup found (just's `CacheStatus`).
 pub enum Lookup {
@@ -118,9 +118,12 @@ impl Job {
         report_args: Option<ReportArgs>,
         verbose: u8,
     ) -> Result<Job> {
-        let spec = config::backend_spec(args.backend.as_deref())?;
-        let store = Store::open(&spec, &args.transfer.transfer(), args.policy)?
-            .with_local_tier(args.local_tier.clone(), args.local_tier_max_size);
+        let store = Store::configured(
+            args.backend.as_deref(),
+            &args.transfer.transfer(),
+            args.policy,
+        )?
+        .with_local_tier(args.local_tier.clone(), args.local_tier_max_size);
         let runner = matches!(store, Store::Marker(_));
         let namespace = Namespace::resolve(args.namespace.as_deref(), &plan.dir)?;
         let (scopes, widened) = Scopes::resolve(args.trust.scope);
@@ -152,7 +155,7 @@ impl Job {
             store,
             ns: namespace.segment(),
             namespace,
-            replace: args.policy == crate::cli::Policy::Push,
+            replace: args.policy == crate::store::Policy::Push,
             waited: None,
             scopes,
             strict: args.strict,
@@ -905,8 +908,9 @@ impl Job {
         Manifest::parse(&b, &self.ns, self.scopes.write, name, &self.plan.key).ok()
     }
 
-    /// Write the report files and pick the exit code (the one exit policy, `exit::code`).
-    pub fn finish(&mut self, ending: Ending) -> i32 {
+    /// Write the report files and give `--strict` its say on how the job ended (the exit
+    /// code is `exit::code`'s).
+    pub fn finish(&mut self, ending: Ending) -> Ending {
         crate::backend::retry_log::summarize();
         if let Some(args) = &self.report_args
             && let Err(e) = self
@@ -923,11 +927,11 @@ impl Job {
         if self.report.command == "ensure" && report::in_gitlab() {
             self.print_summary();
         }
-        let code = exit::code(ending, self.strict && self.trouble);
-        if code == exit::TROUBLE && self.strict && self.trouble {
+        let ended = exit::under_strict(ending, self.strict && self.trouble);
+        if ended == Ending::Trouble && self.strict && self.trouble {
             eprintln!("cachegate: exit 3: cache trouble under --strict (see the warning above)");
         }
-        code
+        ended
     }
 }
 

@@ -39,6 +39,7 @@ pub mod runner;
 pub mod runtime;
 pub mod scope;
 pub mod secrets;
+pub mod show_key;
 pub mod sign;
 pub mod stats;
 pub mod store;

@@ -11,7 +11,26 @@ use anyhow::{Result, bail};
 use crate::backend::{
     Backend, BackendSpec, IncompleteUpload, ObjectMeta, StoreError, StoreResult, Transfer, Upload,
 };
-use crate::cli::Policy;
+
+/// `--policy`: whether a job restores, saves, or both.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Restore only; never upload
+    Pull,
+    /// Never restore; run and upload
+    Push,
+    /// Restore, and upload on a miss
+    PullPush,
+}
+
+impl Policy {
+    pub fn pulls(self) -> bool {
+        self != Policy::Push
+    }
+    pub fn pushes(self) -> bool {
+        self != Policy::Pull
+    }
+}
 
 pub enum Store {
     /// Entries as objects: a directory, S3, an HTTP server, the GitLab package registry.
@@ -28,6 +47,18 @@ pub struct Marker {
 }
 
 impl Store {
+    /// The store the options name (`--backend`, else the configuration), opened under
+    /// `policy`.
+    pub fn configured(backend: Option<&str>, transfer: &Transfer, policy: Policy) -> Result<Store> {
+        Store::open(&crate::config::backend_spec(backend)?, transfer, policy)
+    }
+
+    /// The object store the options name, read and write, for the commands that manage
+    /// entries (runner mode has none: an error).
+    pub fn managed(backend: Option<&str>, transfer: &Transfer) -> Result<Gated> {
+        Store::configured(backend, transfer, Policy::PullPush)?.objects()
+    }
+
     /// The one factory: every command that touches entries opens its store here.
     pub fn open(spec: &BackendSpec, transfer: &Transfer, policy: Policy) -> Result<Store> {
         let (reads, writes) = (policy.pulls(), policy.pushes());
