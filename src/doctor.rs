@@ -52,15 +52,15 @@ pub fn run(backend: Option<&str>, transfer: &Transfer) -> anyhow::Result<Ending>
         );
         return Ok(Ending::Trouble);
     }
-    match Store::open(spec, transfer, Policy::PullPush)? {
-        Store::Marker(_) => {
+    match Store::open(spec, transfer, Policy::PullPush)?.into_objects() {
+        None => {
             eprintln!(
                 "cachegate: ok   {:<12} runner mode stores nothing: GitLab's cache: carries the paths, so there is no store to check",
                 "backend"
             );
             Ok(Ending::Done)
         }
-        Store::Objects(backend) => Ok(check(&backend)),
+        Some(backend) => Ok(check(&backend)),
     }
 }
 

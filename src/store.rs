@@ -91,19 +91,11 @@ impl Store {
         }
     }
 
-    /// Whether this job may restore entries (not `--policy push`).
-    pub fn reads(&self) -> bool {
+    /// The object store, unless this is runner mode (which stores nothing).
+    pub fn into_objects(self) -> Option<Gated> {
         match self {
-            Store::Objects(g) => g.reads,
-            Store::Marker(m) => m.reads,
-        }
-    }
-
-    /// Whether this job may save entries (not `--policy pull`).
-    pub fn writes(&self) -> bool {
-        match self {
-            Store::Objects(g) => g.writes,
-            Store::Marker(m) => m.writes,
+            Store::Objects(g) => Some(g),
+            Store::Marker(_) => None,
         }
     }
 
@@ -130,10 +122,27 @@ pub struct Gated {
 }
 
 impl Gated {
-    /// Read a small object even under `--policy push`: a refresh reads the manifest it
-    /// replaces to learn which archive to remove, which restores nothing.
+    /// Read a small object this job may overwrite: allowed whenever it may write (under
+    /// `--policy push` too), since a refresh reads the manifest it replaces to learn which
+    /// archive to remove, which restores nothing. A job that may not write reads it as any
+    /// other object.
     pub fn peek(&self, name: &str) -> StoreResult<Vec<u8>> {
-        self.inner.get_small(name)
+        if self.writes {
+            self.inner.get_small(name)
+        } else {
+            self.get_small(name)
+        }
+    }
+
+    /// Whether entries may be restored through this store (not `--policy push`): for what
+    /// only makes sense when they can, such as waiting for another job's save.
+    pub fn reads(&self) -> bool {
+        self.reads
+    }
+
+    /// Whether entries may be saved through this store (not `--policy pull`).
+    pub fn writes(&self) -> bool {
+        self.writes
     }
 
     fn write(&self) -> StoreResult<()> {
@@ -255,7 +264,13 @@ mod tests {
     #[test]
     fn runner_mode_is_a_store_without_objects() {
         let s = Store::open(&BackendSpec::Runner, &Transfer::default(), Policy::Push).unwrap();
-        assert!(!s.reads() && s.writes());
+        assert!(matches!(
+            s,
+            Store::Marker(Marker {
+                reads: false,
+                writes: true
+            })
+        ));
         let e = s.objects().err().unwrap().to_string();
         assert!(e.contains("stores nothing"), "{e}");
     }
