@@ -41,7 +41,6 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
         }
     }
     let install = |job: &mut Job| -> (i32, Save) {
-        // `--policy push` restores nothing, a warm start included; runner mode has no entries.
         let (status, secs) = job.install(cmd, flight.fallback);
         if status != 0 && !save_on_failure {
             eprintln!(

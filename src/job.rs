@@ -25,8 +25,6 @@ pub struct Job {
     /// The project whose entries this job reads and writes.
     namespace: Namespace,
     scopes: Scopes,
-    /// Single-flight: how long this job waited for another's install, and for whom.
-    waited: Option<(Duration, String)>,
     verbose: u8,
     log: Log,
     report_args: Option<ReportArgs>,
@@ -89,7 +87,6 @@ impl Job {
             entries,
             namespace,
             scopes,
-            waited: None,
             verbose,
             log: Log::new(report, args.strict),
             report_args,
@@ -210,7 +207,6 @@ impl Job {
         self.log.report.waited_seconds = Some(waited.as_secs_f64());
         if let Some(leader) = leader {
             self.log.report.waited_for = Some(leader.to_string());
-            self.waited = Some((waited, leader.to_string()));
         }
     }
 
@@ -232,8 +228,7 @@ impl Job {
     /// Put a hit in place. `false` means it did not work out (cache trouble, reported) and
     /// the job goes on as a miss.
     pub fn restore(&mut self, hit: &Hit) -> bool {
-        self.entries
-            .restore(&self.plan, &mut self.log, hit, self.waited.as_ref())
+        self.entries.restore(&self.plan, &mut self.log, hit)
     }
 
     /// On a miss: a warm start where asked (`--fallback`) and stored entries can be restored,
@@ -350,7 +345,8 @@ impl Job {
     }
 }
 
-/// A warm start, where stored entries may be restored (not `--policy push`).
+/// A warm start, where stored entries may be restored: `--policy push` restores nothing, a
+/// warm start included (and runner mode has no entries to start from).
 fn warm_start(o: &mut Objects, plan: &Plan, log: &mut Log, cmd: &[String]) -> Option<WarmReport> {
     if o.store().reads() {
         warm::start(o, plan, log, cmd)

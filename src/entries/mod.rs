@@ -3,8 +3,6 @@
 //! GitLab's own `cache:` carries the paths, a marker records the key). A job calls the
 //! trait and never asks which one it has.
 
-use std::time::Duration;
-
 use anyhow::Result;
 
 use crate::archive::Limits;
@@ -183,13 +181,7 @@ pub trait Entries {
 
     /// Put a hit in place. `false` means it did not work out (cache trouble, reported) and
     /// the job goes on as a miss.
-    fn restore(
-        &mut self,
-        plan: &Plan,
-        log: &mut Log,
-        hit: &Hit,
-        waited: Option<&(Duration, String)>,
-    ) -> bool;
+    fn restore(&mut self, plan: &Plan, log: &mut Log, hit: &Hit) -> bool;
 
     /// Whether this job may save at all (not `--policy pull`): a job that may not says so
     /// instead of checking its paths.

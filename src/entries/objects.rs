@@ -218,7 +218,6 @@ impl Objects {
     }
 
     /// A restore that worked: say so, fill the report, record the hit.
-    #[allow(clippy::too_many_arguments)]
     fn restored(
         &self,
         plan: &Plan,
@@ -227,7 +226,6 @@ impl Objects {
         m: &Manifest,
         stats: &UnpackStats,
         secs: f64,
-        waited: Option<&(Duration, String)>,
     ) {
         // After the restore: a local tier says whether the archive came from disk.
         let mut line = format!(
@@ -243,11 +241,9 @@ impl Objects {
             log.report.entry_install_seconds = Some(install);
             log.report.saved_seconds = Some(install - secs);
         }
-        if let Some((waited, leader)) = waited {
-            line.push_str(&format!(
-                " · waited {} for {leader}",
-                report::secs(waited.as_secs_f64())
-            ));
+        // Single-flight: the job waited for another's save, which this restores.
+        if let (Some(leader), Some(waited)) = (&log.report.waited_for, log.report.waited_seconds) {
+            line.push_str(&format!(" · waited {} for {leader}", report::secs(waited)));
         }
         eprintln!("{line}");
         let r = &mut log.report;
@@ -587,13 +583,7 @@ impl Entries for Objects {
 
     fn before_install(&self, _: &Plan) {}
 
-    fn restore(
-        &mut self,
-        plan: &Plan,
-        log: &mut Log,
-        hit: &Hit,
-        waited: Option<&(Duration, String)>,
-    ) -> bool {
+    fn restore(&mut self, plan: &Plan, log: &mut Log, hit: &Hit) -> bool {
         let Hit::Entry { scope, manifest } = hit else {
             return false;
         };
@@ -604,7 +594,7 @@ impl Entries for Objects {
         match unpacked {
             Ok(stats) => {
                 let secs = start.elapsed().as_secs_f64();
-                self.restored(plan, log, scope, m, &stats, secs, waited);
+                self.restored(plan, log, scope, m, &stats, secs);
                 true
             }
             Err(e) => {

@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::{Entries, Hit, Log, Lookup, Objects, Save, head};
 use crate::exit::Ending;
@@ -56,13 +55,7 @@ impl Entries for Runner {
         remove_marker(plan);
     }
 
-    fn restore(
-        &mut self,
-        plan: &Plan,
-        log: &mut Log,
-        _: &Hit,
-        _: Option<&(Duration, String)>,
-    ) -> bool {
+    fn restore(&mut self, plan: &Plan, log: &mut Log, _: &Hit) -> bool {
         eprintln!(
             "{} · restored by GitLab's cache",
             head(plan, "hit", "runner")
