@@ -4,6 +4,7 @@
 use crate::backend::{Backend, StoreError};
 use crate::cli::FlightArgs;
 use crate::entries::objects::creator;
+use crate::entry::EntryName;
 use crate::exit::Ending;
 use crate::job::{Hit, Job, Lookup, Save, Skip};
 use crate::lease::{self, Flight};
@@ -28,13 +29,14 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
     // Single-flight only where this job would both restore and save, on a store that
     // answered: a job that cannot save must not make others wait for it. Runner mode has
     // no objects, so it never waits.
+    let key = job.plan().key.clone();
     let backend = job
         .objects()
-        .map(|o| o.store().clone())
-        .filter(|g| !store_down && g.reads() && g.writes());
+        .map(|o| (o.store().clone(), o.entry_name(o.scopes().write, &key)))
+        .filter(|(g, _)| !store_down && g.reads() && g.writes());
     let mut lease = None;
-    if let (Some(backend), Some(settings)) = (&backend, flight.settings()) {
-        match single_flight(&mut job, backend, &settings) {
+    if let (Some((backend, entry)), Some(settings)) = (&backend, flight.settings()) {
+        match single_flight(&mut job, backend, entry, &settings) {
             Some(Flight::Leader(l)) => lease = Some(l),
             Some(_) => {}
             None => return job.finish(Ending::Done),
@@ -96,20 +98,17 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
 fn single_flight<'a>(
     job: &mut Job,
     backend: &'a Gated,
+    entry: &EntryName,
     settings: &lease::Settings,
 ) -> Option<Flight<'a>> {
     let miss = job.write_head("miss");
-    let key = job.plan().key.clone();
-    let entry = job
-        .objects()
-        .map(|o| o.entry_name(o.scopes().write, &key))?;
     let manifest = entry.manifest();
     let mut ready = || match backend.stat(&manifest) {
         Ok(_) => Ok(true),
         Err(StoreError::NotFound) => Ok(false),
         Err(e) => Err(e),
     };
-    let flight = lease::acquire(backend, &entry, &creator(), settings, &mut ready);
+    let flight = lease::acquire(backend, entry, &creator(), settings, &mut ready);
     match &flight {
         Flight::Ready { waited, leader } => {
             job.waited(*waited, Some(leader));
