@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::env_vars;
+pub use crate::store::Policy;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -329,18 +330,6 @@ pub struct StoreLocation {
     pub backend: Option<String>,
     #[command(flatten)]
     pub transfer: TransferArgs,
-}
-
-impl StoreLocation {
-    pub fn spec(&self) -> anyhow::Result<crate::backend::BackendSpec> {
-        crate::config::backend_spec(self.backend.as_deref())
-    }
-
-    /// The object store, read and write (runner mode has none: an error).
-    pub fn open(&self) -> anyhow::Result<crate::store::Gated> {
-        crate::store::Store::open(&self.spec()?, &self.transfer.transfer(), Policy::PullPush)?
-            .objects()
-    }
 }
 
 /// `stats`' window, rows and outputs.
@@ -855,25 +844,6 @@ pub fn json_destination(
         v.display()
     );
     Some(v.to_path_buf())
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Restore only; never upload
-    Pull,
-    /// Never restore; run and upload
-    Push,
-    /// Restore, and upload on a miss
-    PullPush,
-}
-
-impl Policy {
-    pub fn pulls(self) -> bool {
-        self != Policy::Push
-    }
-    pub fn pushes(self) -> bool {
-        self != Policy::Pull
-    }
 }
 
 #[cfg(test)]

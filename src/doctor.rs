@@ -5,13 +5,12 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, BackendSpec, StoreError, Transfer};
-use crate::cli::Policy;
 use crate::entry::ObjectName;
-use crate::exit::TROUBLE as EXIT_TROUBLE;
+use crate::exit::Ending;
 use crate::redact;
 use crate::report;
 use crate::scope::{Scope, Scopes};
-use crate::store::Store;
+use crate::store::{Policy, Store};
 
 fn line(ok: bool, check: &str, detail: &str) {
     let mark = if ok { "ok  " } else { "FAIL" };
@@ -34,9 +33,10 @@ fn probe_name(scope: Scope) -> ObjectName {
     ObjectName::Probe(ns, scope, hex)
 }
 
-/// Opens the store (a bad configuration is an error: exit 2) and runs the checks; 0 when
-/// all pass, 3 when the store has trouble.
-pub fn run(spec: &BackendSpec, transfer: &Transfer) -> anyhow::Result<i32> {
+/// Opens the store (a bad configuration is an error: exit 2) and runs the checks: done when
+/// all pass, trouble (exit 3) when the store has trouble.
+pub fn run(backend: Option<&str>, transfer: &Transfer) -> anyhow::Result<Ending> {
+    let spec = &crate::config::backend_spec(backend)?;
     // Doctor checks, it does not create: a directory store that is not there is reported,
     // where a job would make it on its first save.
     if let BackendSpec::Dir(path) = spec
@@ -50,22 +50,22 @@ pub fn run(spec: &BackendSpec, transfer: &Transfer) -> anyhow::Result<i32> {
                 path.display()
             ),
         );
-        return Ok(EXIT_TROUBLE);
+        return Ok(Ending::Trouble);
     }
-    match Store::open(spec, transfer, Policy::PullPush)? {
-        Store::Marker(_) => {
+    match Store::open(spec, transfer, Policy::PullPush)?.into_objects() {
+        None => {
             eprintln!(
                 "cachegate: ok   {:<12} runner mode stores nothing: GitLab's cache: carries the paths, so there is no store to check",
                 "backend"
             );
-            Ok(0)
+            Ok(Ending::Done)
         }
-        Store::Objects(backend) => Ok(check(&backend)),
+        Some(backend) => Ok(check(&backend)),
     }
 }
 
 /// The checks, for any backend.
-pub fn check(backend: &dyn Backend) -> i32 {
+pub fn check(backend: &dyn Backend) -> Ending {
     let scope = Scopes::from_env().write;
     eprintln!(
         "cachegate: doctor: checking {} (writes go to scope {})",
@@ -79,7 +79,7 @@ pub fn check(backend: &dyn Backend) -> i32 {
         eprintln!(
             "cachegate: doctor: the store has trouble; jobs will run their installs and not cache"
         );
-        EXIT_TROUBLE
+        Ending::Trouble
     };
 
     // A missing object answers "not found" only when the store is up and the credentials
@@ -149,7 +149,7 @@ pub fn check(backend: &dyn Backend) -> i32 {
         Err(e) => return failed("delete", format!("cannot remove {probe}: {e}")),
     }
     eprintln!("cachegate: doctor: all checks passed");
-    0
+    Ending::Done
 }
 
 /// Any job can set `CI_COMMIT_REF_PROTECTED=true` in its own script, so the protected scope

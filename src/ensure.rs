@@ -3,60 +3,47 @@
 
 use crate::backend::{Backend, StoreError};
 use crate::cli::FlightArgs;
+use crate::entries::objects::creator;
+use crate::entry::EntryName;
 use crate::exit::Ending;
-use crate::install::{Installed, run_install};
-use crate::job::{Hit, Job, Lookup, Save, Skip, creator};
-use crate::key::shell_words;
+use crate::job::{Hit, Job, Lookup, Save, Skip};
 use crate::lease::{self, Flight};
 use crate::report::{self, Outcome};
 use crate::store::Gated;
-use crate::{echo, warm};
 
-pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> i32 {
+pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &FlightArgs) -> Ending {
     job.recover();
     let lookup = job.lookup();
     let store_down = matches!(lookup, Lookup::Unavailable { writes_too: true });
     if let Lookup::Hit(hit) = &lookup
         && job.restore(hit)
     {
-        job.report.result = Outcome::Hit;
+        job.set_result(Outcome::Hit);
         return job.finish(Ending::Done);
     }
-    if job.strict && job.trouble_so_far() {
+    if job.stops_on_trouble() {
         return job.finish(Ending::Trouble);
     }
-    job.report.result = Outcome::Miss;
-    let miss = job.head("miss", job.scopes.write);
+    job.set_result(Outcome::Miss);
+    let miss = job.write_head("miss");
     // Single-flight only where this job would both restore and save, on a store that
     // answered: a job that cannot save must not make others wait for it. Runner mode has
     // no objects, so it never waits.
+    let key = job.plan().key.clone();
     let backend = job
         .objects()
-        .cloned()
-        .filter(|_| !store_down && job.store.reads() && job.store.writes());
+        .map(|o| (o.store().clone(), o.entry_name(o.scopes().write, &key)))
+        .filter(|(g, _)| !store_down && g.reads() && g.writes());
     let mut lease = None;
-    if let (Some(backend), Some(settings)) = (&backend, flight.settings()) {
-        match single_flight(&mut job, backend, &settings) {
+    if let (Some((backend, entry)), Some(settings)) = (&backend, flight.settings()) {
+        match single_flight(&mut job, backend, entry, &settings) {
             Some(Flight::Leader(l)) => lease = Some(l),
             Some(_) => {}
             None => return job.finish(Ending::Done),
         }
     }
     let install = |job: &mut Job| -> (i32, Save) {
-        // `--policy push` restores nothing, a warm start included; runner mode has no entries.
-        if flight.fallback && job.store.reads() && job.objects().is_some() {
-            job.report.warm = warm::start(job, cmd);
-        }
-        job.before_install();
-        let made = crate::outside::ours_before_install(&job.plan.dir, &job.plan.targets());
-        eprintln!("{miss} · running {}", echo::value(&shell_words(cmd)));
-        let Installed {
-            status,
-            seconds: secs,
-        } = run_install(&job.plan, cmd, &mut job.report);
-        if status == 0 {
-            crate::outside::claim(&job.plan.dir, &made);
-        }
+        let (status, secs) = job.install(cmd, flight.fallback);
         if status != 0 && !save_on_failure {
             eprintln!(
                 "{miss} · command exited {status} after {}; nothing saved",
@@ -67,7 +54,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
         let saved = if store_down {
             Save::Skipped(Skip::StoreFailed)
         } else {
-            job.save(Some(secs))
+            job.save(Some(secs), false)
         };
         if let Save::Skipped(Skip::Policy) = saved {
             eprintln!(
@@ -91,7 +78,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
         }
         None => install(&mut job),
     };
-    job.report.result = match saved {
+    let result = match saved {
         Save::Skipped(Skip::CommandFailed) => return job.finish(Ending::Command(status)),
         Save::Skipped(Skip::Policy) => Outcome::Miss,
         Save::Skipped(Skip::StoreFailed) => {
@@ -102,6 +89,7 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
         Save::Exists => Outcome::Exists,
         Save::Saved | Save::Failed(_) => Outcome::Miss,
     };
+    job.set_result(result);
     job.finish(Ending::Command(status))
 }
 
@@ -110,30 +98,27 @@ pub fn ensure(mut job: Job, cmd: &[String], save_on_failure: bool, flight: &Flig
 fn single_flight<'a>(
     job: &mut Job,
     backend: &'a Gated,
+    entry: &EntryName,
     settings: &lease::Settings,
 ) -> Option<Flight<'a>> {
-    let scope = job.scopes.write;
-    let miss = job.head("miss", scope);
-    let manifest = job.manifest_object(scope, &job.plan.key);
+    let miss = job.write_head("miss");
+    let manifest = entry.manifest();
     let mut ready = || match backend.stat(&manifest) {
         Ok(_) => Ok(true),
         Err(StoreError::NotFound) => Ok(false),
         Err(e) => Err(e),
     };
-    let entry = job.entry_name(scope, &job.plan.key);
-    let flight = lease::acquire(backend, &entry, &creator(), settings, &mut ready);
+    let flight = lease::acquire(backend, entry, &creator(), settings, &mut ready);
     match &flight {
         Flight::Ready { waited, leader } => {
-            job.report.waited_seconds = Some(waited.as_secs_f64());
-            job.report.waited_for = Some(leader.clone());
-            job.waited = Some((*waited, leader.clone()));
+            job.waited(*waited, Some(leader));
             if let Lookup::Hit(hit) = job.lookup()
                 && job.restore(&hit)
             {
-                job.report.result = Outcome::Hit;
+                job.set_result(Outcome::Hit);
                 return None;
             }
-            job.report.result = Outcome::Miss;
+            job.set_result(Outcome::Miss);
         }
         Flight::Leader(l) => {
             if let Some(t) = &l.takeover {
@@ -142,34 +127,34 @@ fn single_flight<'a>(
                     t.describe(),
                     report::secs(l.waited.as_secs_f64())
                 );
-                job.report.waited_seconds = Some(l.waited.as_secs_f64());
+                job.waited(l.waited, None);
             }
         }
         Flight::Alone { waited, why } => {
             eprintln!("{miss} · no single flight: {why}");
             if !waited.is_zero() {
-                job.report.waited_seconds = Some(waited.as_secs_f64());
+                job.waited(*waited, None);
             }
         }
     }
     Some(flight)
 }
 
-pub fn restore(mut job: Job) -> i32 {
+pub fn restore(mut job: Job) -> Ending {
     job.recover();
     if let Lookup::Hit(hit) = job.lookup()
         && job.restore(&hit)
     {
-        job.report.result = Outcome::Hit;
+        job.set_result(Outcome::Hit);
         return job.finish(Ending::Done);
     }
-    job.report.result = Outcome::Miss;
+    job.set_result(Outcome::Miss);
     eprintln!("{} · nothing restored", job.miss_head());
     job.finish(Ending::Miss)
 }
 
 /// Look up without downloading.
-pub fn check(mut job: Job) -> i32 {
+pub fn check(mut job: Job) -> Ending {
     match job.lookup() {
         Lookup::Hit(hit) => {
             if let Hit::Entry { scope, manifest } = &hit {
@@ -178,23 +163,18 @@ pub fn check(mut job: Job) -> i32 {
                     job.head("hit", *scope),
                     report::files(manifest.files),
                     report::bytes(manifest.bytes),
-                    job.store.describe()
+                    job.describe()
                 );
-                job.report.scope = scope.as_str().into();
-                job.report.files = Some(manifest.files);
-                job.report.bytes = Some(manifest.bytes);
+                job.found(*scope, manifest.files, manifest.bytes);
             } else {
-                eprintln!(
-                    "{} · restored by GitLab's cache",
-                    job.head("hit", job.scopes.write)
-                );
+                eprintln!("{} · restored by GitLab's cache", job.write_head("hit"));
             }
-            job.report.result = Outcome::Hit;
-            job.report.hit = true;
+            job.set_result(Outcome::Hit);
+            job.set_hit();
             job.finish(Ending::Done)
         }
         miss => {
-            let store = job.store.describe();
+            let store = job.describe();
             // A store that did not answer is no "not in": nobody could say either way.
             let why = if matches!(miss, Lookup::Unavailable { .. }) {
                 format!(
@@ -204,28 +184,28 @@ pub fn check(mut job: Job) -> i32 {
                 format!("not in {store}")
             };
             eprintln!("{} · {why}", job.miss_head());
-            job.report.result = Outcome::Miss;
+            job.set_result(Outcome::Miss);
             job.finish(Ending::Miss)
         }
     }
 }
 
-pub fn save(mut job: Job, replace: bool) -> i32 {
+pub fn save(mut job: Job, replace: bool) -> Ending {
     // A swap cut short must not be archived half old, half new.
     job.recover();
-    job.replace |= replace;
-    job.report.result = match job.save(None) {
+    let result = match job.save(None, replace) {
         Save::Saved => Outcome::Saved,
         Save::Exists => Outcome::Exists,
         Save::Skipped(Skip::Policy) => {
             eprintln!(
                 "{} · not saved (--policy pull never uploads)",
-                job.head("miss", job.scopes.write)
+                job.write_head("miss")
             );
             Outcome::Skipped
         }
         Save::Skipped(_) => Outcome::Skipped,
         Save::Failed(_) => Outcome::None,
     };
+    job.set_result(result);
     job.finish(Ending::Done)
 }

@@ -24,13 +24,20 @@ pub enum Ending {
     Trouble,
 }
 
-/// The exit code for `ending`; `strict_trouble` is cache trouble under `--strict`, which
-/// wins over any code that would hide it (success, or a miss), never over the command's
-/// own failure.
-pub fn code(ending: Ending, strict_trouble: bool) -> i32 {
+/// How a job ended once `--strict` had its say: `strict_trouble` is cache trouble under
+/// `--strict`, which wins over any ending that would hide it (success, or a miss), never
+/// over the command's own failure.
+pub fn under_strict(ending: Ending, strict_trouble: bool) -> Ending {
+    match ending {
+        Ending::Done | Ending::Miss | Ending::Command(0) if strict_trouble => Ending::Trouble,
+        e => e,
+    }
+}
+
+/// The exit code for `ending`: the only place one is chosen for a command that did not fail.
+pub fn code(ending: Ending) -> i32 {
     match ending {
         Ending::Trouble => TROUBLE,
-        Ending::Done | Ending::Miss | Ending::Command(0) if strict_trouble => TROUBLE,
         Ending::Done => 0,
         Ending::Miss => MISS,
         Ending::Command(c) => c,
@@ -53,6 +60,7 @@ mod tests {
 
     #[test]
     fn strict_trouble_shows_unless_the_command_failed() {
+        let code = |e, strict| code(under_strict(e, strict));
         assert_eq!(code(Ending::Done, false), 0);
         assert_eq!(code(Ending::Miss, false), MISS);
         assert_eq!(code(Ending::Command(1), false), 1);

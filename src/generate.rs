@@ -262,16 +262,16 @@ pub fn man_pages(dir: &Path) -> Result<()> {
 }
 
 /// `cachegate completions SHELL`.
-pub fn completions_command(shell: CompletionShell) -> Result<i32> {
+pub fn completions_command(shell: CompletionShell) -> Result<crate::exit::Ending> {
     crate::output::write_bytes(&completions(shell));
-    Ok(0)
+    Ok(crate::exit::Ending::Done)
 }
 
 /// `cachegate man [COMMAND] [--out-dir DIR]`.
-pub fn man_command(page: Option<&str>, out_dir: Option<&Path>) -> Result<i32> {
+pub fn man_command(page: Option<&str>, out_dir: Option<&Path>) -> Result<crate::exit::Ending> {
     match out_dir {
         Some(dir) => man_pages(dir)?,
         None => crate::output::write_bytes(&man_page(page)?),
     }
-    Ok(0)
+    Ok(crate::exit::Ending::Done)
 }

@@ -300,36 +300,6 @@ fn detect_libc() -> String {
     "unknown".to_string()
 }
 
-/// `cachegate key`: the key on stdout, or every component (`--explain`), or both as JSON
-/// (`--json`; `--json-file FILE` writes the JSON there and prints as without it).
-pub fn print(
-    plan: &crate::plan::Plan,
-    explain: bool,
-    json: Option<&std::path::Path>,
-) -> anyhow::Result<i32> {
-    use anyhow::Context as _;
-    let value = || {
-        serde_json::to_string_pretty(&serde_json::json!({
-            "key": plan.key,
-            "components": plan.components,
-        }))
-    };
-    if let Some(p) = json {
-        if p.as_os_str() == "-" {
-            crate::outln!("{}", value()?);
-            return Ok(0);
-        }
-        std::fs::write(p, value()? + "\n")
-            .with_context(|| format!("cannot write --json-file {}", p.display()))?;
-    }
-    if explain {
-        crate::out!("{}", plan.components.explain());
-    } else {
-        crate::outln!("{}", plan.key);
-    }
-    Ok(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,10 @@
 //! cachegate as a library: the binary in `main.rs` is a thin shell over these modules, and
 //! the fuzz targets and benchmarks reach the same code paths the CLI runs.
 
+// Long functions make a reader jump: kept under clippy's 100 lines in the crate (the test
+// scenarios, which read top to bottom, are exempt).
+#![warn(clippy::too_many_lines)]
+
 pub mod archive;
 pub mod backend;
 pub mod cached;
@@ -9,6 +13,7 @@ pub mod config;
 pub mod doctor;
 pub mod echo;
 pub mod ensure;
+pub mod entries;
 pub mod entry;
 pub mod env_vars;
 pub mod exit;
@@ -36,10 +41,10 @@ pub mod records;
 pub mod redact;
 pub mod relocate;
 pub mod report;
-pub mod runner;
 pub mod runtime;
 pub mod scope;
 pub mod secrets;
+pub mod show_key;
 pub mod sign;
 pub mod stats;
 pub mod store;

@@ -302,7 +302,7 @@ pub(crate) fn age(created: u64) -> String {
 }
 
 /// `threads`: manifest reads in flight (the store's `--concurrency`).
-pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
+pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<crate::exit::Ending> {
     let (mut count, mut total) = (0u64, 0u64);
     // The header waits for the store's first answer: a store that refuses the listing
     // leaves stdout empty, not a table head or an open JSON array.
@@ -371,7 +371,7 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
     start();
     if json {
         crate::outln!("{}]", if count == 0 { "" } else { "\n" });
-        return Ok(0);
+        return Ok(crate::exit::Ending::Done);
     }
     eprintln!(
         "cachegate: {}, {} in {}",
@@ -379,7 +379,7 @@ pub fn ls(backend: &dyn Backend, json: bool, threads: usize) -> Result<i32> {
         report::bytes(total),
         backend.describe()
     );
-    Ok(0)
+    Ok(crate::exit::Ending::Done)
 }
 
 #[cfg(test)]

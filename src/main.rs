@@ -2,12 +2,16 @@
 //! it. `main` parses, dispatches each command to its module, prints the cause chain of an
 //! error and leaves the exit code to `exit`.
 
+#![warn(clippy::too_many_lines)]
+
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cachegate::cli::{Cli, Command};
+use cachegate::cli::{Cli, Command, StoreLocation};
+use cachegate::exit::Ending;
 use cachegate::job::Job;
-use cachegate::{doctor, ensure, exit, explain, generate, key, ls, plan, prune, redact, sign};
+use cachegate::store::{Gated, Store};
+use cachegate::{doctor, ensure, exit, explain, generate, ls, prune, redact, show_key, sign};
 
 fn main() -> ExitCode {
     cachegate::output::guard_std_fds();
@@ -16,7 +20,7 @@ fn main() -> ExitCode {
     let result = dispatch(cli);
     cachegate::backend::retry_log::summarize();
     let code = match result {
-        Ok(code) => code,
+        Ok(ending) => exit::code(ending),
         Err(e) => {
             let msg = redact::redact(&format!("{e:#}"));
             eprintln!("cachegate: error: {}", cachegate::echo::line(&msg));
@@ -26,7 +30,7 @@ fn main() -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-fn dispatch(cli: Cli) -> Result<i32> {
+fn dispatch(cli: Cli) -> Result<Ending> {
     let v = cli.verbose;
     match cli.command {
         Command::Ensure { job, cmd } => {
@@ -45,55 +49,61 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Check { job, cmd } => Ok(ensure::check(Job::open("check", job, &cmd, v)?)),
         Command::Explain { job, cmd } => Ok(explain::explain(Job::open("explain", job, &cmd, v)?)),
-        Command::Presets { json } => {
-            if json {
-                cachegate::outln!(
-                    "{}",
-                    serde_json::to_string_pretty(cachegate::preset::PRESETS)?
-                );
-            } else {
-                cachegate::out!("{}", cachegate::preset::text_table());
-            }
-            Ok(0)
-        }
+        Command::Presets { json } => presets(json),
         Command::Key {
             job,
             explain,
             json,
             json_file,
             cmd,
-        } => {
-            let to = cachegate::cli::json_destination(json.as_deref(), json_file.as_deref());
-            let plan = plan::plan(&(&job.key).into(), &cmd)?;
-            if v > 0 {
-                let ns = cachegate::namespace::Namespace::resolve(
-                    job.store.namespace.as_deref(),
-                    &plan.dir,
-                )?;
-                eprintln!("cachegate: project {}", ns.describe());
-            }
-            key::print(&plan, explain, to.as_deref())
-        }
+        } => show_key::run(
+            &job,
+            explain,
+            json.as_deref(),
+            json_file.as_deref(),
+            &cmd,
+            v,
+        ),
         Command::Ls { store, json } => {
-            ls::ls(&store.open()?, json, store.transfer.concurrency.into())
+            ls::ls(&managed(&store)?, json, store.transfer.concurrency.into())
         }
         Command::Prune { store, rules } => prune::prune(
-            &store.open()?,
+            &managed(&store)?,
             &rules.rules(store.transfer.concurrency.into())?,
         ),
         Command::Stats { store, stats } => cachegate::stats::run(
-            &store.open()?,
+            &managed(&store)?,
             stats.since,
             stats.by,
             stats.json,
             stats.svg.as_deref(),
             store.transfer.concurrency.into(),
         ),
-        Command::Doctor { store } => doctor::run(&store.spec()?, &store.transfer.transfer()),
+        Command::Doctor { store } => {
+            doctor::run(store.backend.as_deref(), &store.transfer.transfer())
+        }
         Command::Keygen => sign::keygen_command(),
         Command::Completions { shell } => generate::completions_command(shell),
         Command::Man { page, out_dir } => {
             generate::man_command(page.as_deref(), out_dir.as_deref())
         }
     }
+}
+
+/// The object store a management command (`ls`, `prune`, `stats`) works on.
+fn managed(at: &StoreLocation) -> Result<Gated> {
+    Store::managed(at.backend.as_deref(), &at.transfer.transfer())
+}
+
+/// `cachegate presets`: the table, or the presets as JSON.
+fn presets(json: bool) -> Result<Ending> {
+    if json {
+        cachegate::outln!(
+            "{}",
+            serde_json::to_string_pretty(cachegate::preset::PRESETS)?
+        );
+    } else {
+        cachegate::out!("{}", cachegate::preset::text_table());
+    }
+    Ok(Ending::Done)
 }

@@ -344,7 +344,7 @@ fn abort_incomplete(backend: &dyn Backend, rules: &PruneRules, now: u64) -> Resu
 /// abandoned uploads), leases older than a day, last-use records of gone entries, and job
 /// records a month old (`records::KEEP`; a kept entry keeps its newest hit's). The
 /// store is walked one cache name at a time as its listing streams (see `ls`).
-pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
+pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<crate::exit::Ending> {
     let now = report::unix_now();
     let cutoff = rules.size_cutoff(backend, now)?;
     let mut room = cutoff.map_or(0, |c| c.room);
@@ -420,7 +420,7 @@ pub fn prune(backend: &dyn Backend, rules: &PruneRules) -> Result<i32> {
         n(t.entries - t.deleted, "entry", "entries"),
         report::bytes(t.kept)
     );
-    Ok(0)
+    Ok(crate::exit::Ending::Done)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 /// A new key pair as text: (public, secret).
 /// `cachegate keygen`: the pair on stdout, what to do with each line on stderr.
-pub fn keygen_command() -> Result<i32> {
+pub fn keygen_command() -> Result<crate::exit::Ending> {
     let (public, secret) = keygen()?;
     crate::outln!("{public}");
     crate::outln!("{secret}");
@@ -38,7 +38,7 @@ pub fn keygen_command() -> Result<i32> {
         "cachegate: line 1 is the public key: set it as CACHEGATE_TRUSTED_KEYS (a normal variable)\n\
          cachegate: line 2 is the secret key: set it as CACHEGATE_SIGNING_KEY (protected and masked), nowhere else"
     );
-    Ok(0)
+    Ok(crate::exit::Ending::Done)
 }
 
 pub fn keygen() -> Result<(String, String)> {

@@ -676,7 +676,7 @@ pub fn run(
     json: bool,
     svg_file: Option<&Path>,
     threads: usize,
-) -> Result<i32> {
+) -> Result<crate::exit::Ending> {
     let s = gather(backend, since, by, threads)?;
     if let Some(path) = svg_file {
         std::fs::write(path, svg(&s))
@@ -688,7 +688,7 @@ pub fn run(
     } else {
         crate::out!("{}", text(&s));
     }
-    Ok(0)
+    Ok(crate::exit::Ending::Done)
 }
 
 #[cfg(test)]

@@ -11,8 +11,27 @@ use anyhow::{Result, bail};
 use crate::backend::{
     Backend, BackendSpec, IncompleteUpload, ObjectMeta, StoreError, StoreResult, Transfer, Upload,
 };
-use crate::cli::Policy;
 use crate::entry::ObjectName;
+
+/// `--policy`: whether a job restores, saves, or both.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Restore only; never upload
+    Pull,
+    /// Never restore; run and upload
+    Push,
+    /// Restore, and upload on a miss
+    PullPush,
+}
+
+impl Policy {
+    pub fn pulls(self) -> bool {
+        self != Policy::Push
+    }
+    pub fn pushes(self) -> bool {
+        self != Policy::Pull
+    }
+}
 
 pub enum Store {
     /// Entries as objects: a directory, S3, an HTTP server, the GitLab package registry.
@@ -29,6 +48,18 @@ pub struct Marker {
 }
 
 impl Store {
+    /// The store the options name (`--backend`, else the configuration), opened under
+    /// `policy`.
+    pub fn configured(backend: Option<&str>, transfer: &Transfer, policy: Policy) -> Result<Store> {
+        Store::open(&crate::config::backend_spec(backend)?, transfer, policy)
+    }
+
+    /// The object store the options name, read and write, for the commands that manage
+    /// entries (runner mode has none: an error).
+    pub fn managed(backend: Option<&str>, transfer: &Transfer) -> Result<Gated> {
+        Store::configured(backend, transfer, Policy::PullPush)?.objects()
+    }
+
     /// The one factory: every command that touches entries opens its store here.
     pub fn open(spec: &BackendSpec, transfer: &Transfer, policy: Policy) -> Result<Store> {
         let (reads, writes) = (policy.pulls(), policy.pushes());
@@ -61,19 +92,11 @@ impl Store {
         }
     }
 
-    /// Whether this job may restore entries (not `--policy push`).
-    pub fn reads(&self) -> bool {
+    /// The object store, unless this is runner mode (which stores nothing).
+    pub fn into_objects(self) -> Option<Gated> {
         match self {
-            Store::Objects(g) => g.reads,
-            Store::Marker(m) => m.reads,
-        }
-    }
-
-    /// Whether this job may save entries (not `--policy pull`).
-    pub fn writes(&self) -> bool {
-        match self {
-            Store::Objects(g) => g.writes,
-            Store::Marker(m) => m.writes,
+            Store::Objects(g) => Some(g),
+            Store::Marker(_) => None,
         }
     }
 
@@ -100,10 +123,27 @@ pub struct Gated {
 }
 
 impl Gated {
-    /// Read a small object even under `--policy push`: a refresh reads the manifest it
-    /// replaces to learn which archive to remove, which restores nothing.
+    /// Read a small object this job may overwrite: allowed whenever it may write (under
+    /// `--policy push` too), since a refresh reads the manifest it replaces to learn which
+    /// archive to remove, which restores nothing. A job that may not write reads it as any
+    /// other object.
     pub fn peek(&self, name: &ObjectName) -> StoreResult<Vec<u8>> {
-        self.inner.get_small(name)
+        if self.writes {
+            self.inner.get_small(name)
+        } else {
+            self.get_small(name)
+        }
+    }
+
+    /// Whether entries may be restored through this store (not `--policy push`): for what
+    /// only makes sense when they can, such as waiting for another job's save.
+    pub fn reads(&self) -> bool {
+        self.reads
+    }
+
+    /// Whether entries may be saved through this store (not `--policy pull`).
+    pub fn writes(&self) -> bool {
+        self.writes
     }
 
     fn write(&self) -> StoreResult<()> {
@@ -234,7 +274,13 @@ mod tests {
     #[test]
     fn runner_mode_is_a_store_without_objects() {
         let s = Store::open(&BackendSpec::Runner, &Transfer::default(), Policy::Push).unwrap();
-        assert!(!s.reads() && s.writes());
+        assert!(matches!(
+            s,
+            Store::Marker(Marker {
+                reads: false,
+                writes: true
+            })
+        ));
         let e = s.objects().err().unwrap().to_string();
         assert!(e.contains("stores nothing"), "{e}");
     }

@@ -7,9 +7,10 @@
 use std::cmp::Reverse;
 
 use crate::backend::Backend;
+use crate::entries::{Log, Objects, head};
 use crate::entry::{Manifest, ObjectName};
-use crate::job::Job;
 use crate::key;
+use crate::plan::Plan;
 use crate::preset;
 use crate::report::{self, WarmReport};
 use crate::scope::Scope;
@@ -20,22 +21,22 @@ const CANDIDATES: usize = 20;
 
 /// Restore the entry a warm start builds on; `None` (after saying why) when there is none or
 /// it could not be restored, and the install starts from nothing.
-pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
-    let name = job.plan.components.name.clone();
+pub fn start(o: &Objects, plan: &Plan, log: &mut Log, cmd: &[String]) -> Option<WarmReport> {
+    let name = plan.components.name.clone();
     if let Some(why) = preset::discards_tree(cmd) {
         eprintln!(
             "cachegate: no warm start: {why}, so restoring an older tree would only cost time"
         );
         return None;
     }
-    let backend = job.objects()?.clone();
+    let backend = o.store();
     let mut ruled_out: Option<(String, Vec<String>)> = None;
-    for scope in job.scopes.read.clone() {
-        let dir = job.entry_dir(scope);
+    for scope in o.scopes().read.clone() {
+        let dir = o.entry_dir(scope);
         let mut objects = match backend.list(&dir) {
             Ok(objects) => objects,
             Err(e) => {
-                job.trouble(format!(
+                log.trouble(format!(
                     "no warm start: cannot list {}: {e}",
                     backend.describe()
                 ));
@@ -44,25 +45,25 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
         };
         objects.retain(|o| matches!(o.object(), Some(ObjectName::Manifest(_))));
         objects.sort_by_key(|o| Reverse(o.modified.unwrap_or(0)));
-        for o in objects.into_iter().take(CANDIDATES) {
+        for meta in objects.into_iter().take(CANDIDATES) {
             // The listing is of this cache name's directory: its manifests are its entries.
-            let Some(ObjectName::Manifest(theirs)) = o.object() else {
+            let Some(ObjectName::Manifest(theirs)) = meta.object() else {
                 continue;
             };
-            if theirs.key == job.plan.key {
+            if theirs.key == plan.key {
                 continue;
             }
             let Ok(bytes) = backend.get_small(&theirs.manifest()) else {
                 continue;
             };
-            let Ok(m) = Manifest::parse(&bytes, &job.ns, scope, &name, &theirs.key) else {
+            let Ok(m) = Manifest::parse(&bytes, o.ns(), scope, &name, &theirs.key) else {
                 continue;
             };
-            if job.untrusted(scope, &m).is_some() {
+            if o.untrusted(scope, &m).is_some() {
                 continue;
             }
-            match job.plan.components.warm_diff(&m.components) {
-                Ok(differs) => return restore(job, scope, &m, differs),
+            match plan.components.warm_diff(&m.components) {
+                Ok(differs) => return restore(o, plan, log, scope, &m, differs),
                 Err(why) => {
                     ruled_out.get_or_insert((m.key.clone(), why));
                 }
@@ -72,7 +73,7 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
     match ruled_out {
         None => eprintln!(
             "cachegate: no warm start: no earlier entry of {name} in this project ({})",
-            job.namespace.name
+            o.project()
         ),
         Some((k, why)) => eprintln!(
             "cachegate: no warm start: the newest entry of {name} ({}) differs in more than lock files, dependency manifests and command: {}",
@@ -84,13 +85,15 @@ pub fn start(job: &mut Job, cmd: &[String]) -> Option<WarmReport> {
 }
 
 fn restore(
-    job: &mut Job,
+    o: &Objects,
+    plan: &Plan,
+    log: &mut Log,
     scope: Scope,
     m: &Manifest,
     differs: Vec<&'static str>,
 ) -> Option<WarmReport> {
     let start = std::time::Instant::now();
-    match job.unpack(scope, m) {
+    match o.unpack(plan, scope, m) {
         Ok(stats) => {
             let what = if differs.is_empty() {
                 "same components".to_string()
@@ -99,7 +102,7 @@ fn restore(
             };
             eprintln!(
                 "{} · restored {} ({what}) · {}, {} in {}; running the command on top",
-                job.head("warm", scope),
+                head(plan, "warm", scope.as_str()),
                 key::short(&m.key),
                 report::files(stats.files),
                 report::bytes(stats.bytes),
@@ -115,7 +118,7 @@ fn restore(
             })
         }
         Err(e) => {
-            job.trouble(format!(
+            log.trouble(format!(
                 "no warm start: could not restore {}: {e}; installing from scratch",
                 key::short(&m.key)
             ));

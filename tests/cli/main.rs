@@ -12,6 +12,7 @@ mod ecosystems;
 mod faults;
 mod gitlab;
 mod hostile;
+mod house;
 mod http;
 mod newuser;
 mod peers;

@@ -5,14 +5,108 @@
 use std::fs;
 use std::path::PathBuf;
 
+use super::{Entries, Hit, Log, Lookup, Objects, Save, head};
 use crate::exit::Ending;
+use crate::paths::CachePath;
 use crate::plan::Plan;
+use crate::scope::Scope;
+
+/// Runner mode's entries: the marker file inside the first cached path. `reads`/`writes`
+/// are the policy, which no store gates here.
+pub struct Runner {
+    pub reads: bool,
+    pub writes: bool,
+}
+
+impl Entries for Runner {
+    fn describe(&self) -> String {
+        "runner".into()
+    }
+
+    fn place(&self, _: Scope) -> &'static str {
+        "runner"
+    }
+
+    fn scoped(&self) -> bool {
+        false
+    }
+
+    fn log_plan(&self, plan: &Plan) -> bool {
+        log_plan(plan);
+        true
+    }
+
+    fn lookup(&mut self, plan: &Plan, _: &mut Log) -> Lookup {
+        if !self.reads {
+            return Lookup::Miss;
+        }
+        match state(plan) {
+            State::Current => Lookup::Hit(Hit::InPlace),
+            State::Not(why) => {
+                eprintln!("{} · {why}", head(plan, "miss", "runner"));
+                Lookup::Miss
+            }
+        }
+    }
+
+    fn recover(&self, _: &Plan, _: &mut Log) {}
+
+    fn before_install(&self, plan: &Plan) {
+        // A stale marker must not survive an install that fails halfway.
+        remove_marker(plan);
+    }
+
+    fn restore(&mut self, plan: &Plan, log: &mut Log, _: &Hit) -> bool {
+        eprintln!(
+            "{} · restored by GitLab's cache",
+            head(plan, "hit", "runner")
+        );
+        log.report.hit = true;
+        true
+    }
+
+    fn may_save(&self) -> bool {
+        self.writes
+    }
+
+    fn save(
+        &mut self,
+        plan: &Plan,
+        log: &mut Log,
+        _: &[CachePath],
+        _: Option<f64>,
+        _: bool,
+    ) -> Save {
+        match write_marker(plan) {
+            Ok(()) => {
+                log.report.saved = true;
+                eprintln!(
+                    "{} · marked; GitLab's cache: uploads the paths after the job",
+                    head(plan, "saved", "runner")
+                );
+                Save::Saved
+            }
+            Err(msg) => {
+                log.trouble(msg.clone());
+                Save::Failed(msg)
+            }
+        }
+    }
+
+    fn explain(&mut self, plan: &Plan, _: &mut Log) -> Ending {
+        explain(plan)
+    }
+
+    fn objects(&mut self) -> Option<&mut Objects> {
+        None
+    }
+}
 
 /// The marker's file name inside the first cached path.
 pub const MARKER: &str = ".cachegate-runner";
 const HEADER: &str = "cachegate runner marker v1";
 
-pub enum State {
+enum State {
     /// The marker holds this key and every cached path exists.
     Current,
     /// Why not: for the log.
@@ -23,7 +117,7 @@ fn marker(plan: &Plan) -> PathBuf {
     plan.paths[0].abs.join(MARKER)
 }
 
-pub fn state(plan: &Plan) -> State {
+fn state(plan: &Plan) -> State {
     let path = marker(plan);
     let first = &plan.paths[0].declared;
     let text = match fs::read_to_string(&path) {
@@ -63,7 +157,7 @@ pub fn state(plan: &Plan) -> State {
     State::Current
 }
 
-pub fn write_marker(plan: &Plan) -> Result<(), String> {
+fn write_marker(plan: &Plan) -> Result<(), String> {
     let first = &plan.paths[0];
     if !first.abs.is_dir() {
         return Err(format!(
@@ -85,12 +179,12 @@ pub fn write_marker(plan: &Plan) -> Result<(), String> {
 }
 
 /// Remove the marker: the tree is about to change.
-pub fn remove_marker(plan: &Plan) {
+fn remove_marker(plan: &Plan) {
     let _ = fs::remove_file(marker(plan));
 }
 
 /// The log line that takes the place of the plan's in runner mode.
-pub fn log_plan(plan: &Plan) {
+fn log_plan(plan: &Plan) {
     let paths: Vec<String> = plan
         .paths
         .iter()
@@ -104,7 +198,7 @@ pub fn log_plan(plan: &Plan) {
 }
 
 /// `explain` in runner mode: what the marker says.
-pub fn explain(plan: &Plan) -> Ending {
+fn explain(plan: &Plan) -> Ending {
     match state(plan) {
         State::Current => {
             crate::outln!(
