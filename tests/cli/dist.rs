@@ -11,7 +11,7 @@ use crate::common::dist::{Chroot, FileServer, asset, dist, gitlab_ci_local, repo
 use crate::common::garage::{self, GarageStore};
 use crate::common::nginx::NginxStore;
 use crate::common::scenarios::{build_wheel, installs_in};
-use crate::common::{Project, Store, assert_no_secrets, require, require_tool, stderr, stdout};
+use crate::common::{Project, Store, Test, require, require_tool, stderr, stdout};
 
 fn run(c: &mut StdCommand) -> Output {
     c.output().unwrap()
@@ -39,11 +39,11 @@ fn release_binary_is_static() {
         .arg(dist.join(format!("{}.sha256", asset())))
         .current_dir(&dist));
     assert!(check.status.success(), "{sums}: {}", stderr(&check));
-    let version = run(StdCommand::new(&bin).arg("--version"));
-    assert_eq!(
-        stdout(&version).trim(),
-        format!("cachegate {}", env!("CARGO_PKG_VERSION"))
-    );
+    Test::new()
+        .binary(&bin)
+        .arg("--version")
+        .stdout(&format!("cachegate {}\n", env!("CARGO_PKG_VERSION")))
+        .run();
 }
 
 fn is_root() -> bool {
@@ -78,26 +78,22 @@ fn chroot_round_trip(root: &Chroot, backend: &str, env: &[(&str, &str)], secrets
     fs::write(r.join("work/app.lock"), "v1").unwrap();
     fs::create_dir_all(r.join("work/out/sub")).unwrap();
     fs::write(r.join("work/out/sub/f"), "data").unwrap();
-    let run = |args: &[&str]| {
-        let o = root.cachegate(args, env);
-        assert_no_secrets(&o, secrets);
-        o
+    let step = |cmd: &str| {
+        root.test()
+            .args(chroot_args(cmd, backend))
+            .envs(env.iter().copied())
+            .secrets(secrets)
     };
-    let o = run(&chroot_args("save", backend));
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cachegate: saved"), "{}", stderr(&o));
+    step("save").stderr_contains("cachegate: saved").run();
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = run(&chroot_args("restore", backend));
-    assert!(o.status.success(), "{}", stderr(&o));
+    step("restore").run();
     assert_eq!(
         fs::read_to_string(r.join("work/out/sub/f")).unwrap(),
         "data"
     );
     // A hit does not run the command (the root holds nothing to run).
     fs::remove_dir_all(r.join("work/out")).unwrap();
-    let o = run(&chroot_args("ensure", backend));
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
+    step("ensure").stderr_contains("cachegate: hit").run();
     assert!(r.join("work/out/sub/f").is_file());
 }
 
@@ -150,10 +146,13 @@ fn static_binary_in_an_empty_chroot_uses_an_http_store_by_host_name() {
     let r = root.root.path();
     fs::remove_dir_all(r.join("work/out")).unwrap();
     let unknown = format!("http://absent.internal:{}/cache", store.nginx.port);
-    let no_retry = [&env[..], &[("CACHEGATE_RETRIES", "0")]].concat();
-    let o = root.cachegate(&chroot_args("restore", &unknown), &no_retry);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    root.test()
+        .args(chroot_args("restore", &unknown))
+        .envs(env.iter().copied())
+        .env("CACHEGATE_RETRIES", "0")
+        .status(1)
+        .stderr_contains("warning")
+        .run();
     assert!(!r.join("work/out").exists());
 }
 
@@ -231,9 +230,12 @@ fn install_sh_installs_over_http_and_file_urls_with_curl_or_wget() {
         let (o, bin) = install(tmp.path(), url, Some(&path));
         let what = format!("{tools:?} {url}: {}", stderr(&o));
         assert!(o.status.success(), "{what}");
-        let version = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
         let want = format!("cachegate {}", env!("CARGO_PKG_VERSION"));
-        assert_eq!(stdout(&version).trim(), want);
+        Test::new()
+            .binary(bin.join("cachegate"))
+            .arg("--version")
+            .stdout(&format!("{want}\n"))
+            .run();
         assert!(stderr(&o).contains(&format!("installed {want}")), "{what}");
         // The PATH hint names the dir, since the test did not put it on PATH.
         assert!(stderr(&o).contains("is not on PATH"), "{what}");
@@ -504,8 +506,11 @@ job:
         );
         let on = format!("backend=unset on={}/cachegate", bin.display());
         assert!(out.contains(&on), "{include}: {out}");
-        let v = run(StdCommand::new(bin.join("cachegate")).arg("--version"));
-        assert_eq!(stdout(&v).trim(), format!("cachegate {version}"));
+        Test::new()
+            .binary(bin.join("cachegate"))
+            .arg("--version")
+            .stdout(&format!("cachegate {version}\n"))
+            .run();
         // The right version is there now: not downloaded again.
         let out = pipeline(&gcl, &proj, &home);
         assert!(!out.contains("install.sh:"), "{include}: {out}");
@@ -608,14 +613,21 @@ deps:
         .find(|k| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_else(|| panic!("no key printed:\n{out}"))
         .to_string();
-    let mut c = StdCommand::new(dist.join(asset()));
-    c.current_dir(&proj)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", &home)
-        .args(["key", "--lock", "requirements.txt", "--", "sh", "-c"])
-        .arg(install.trim_start_matches("sh -c '").trim_end_matches('\''));
-    assert_eq!(stdout(&run(&mut c)).trim(), ci_key);
+    let script = install.trim_start_matches("sh -c '").trim_end_matches('\'');
+    let laptop = || {
+        Test::new()
+            .binary(dist.join(asset()))
+            .dir(&proj)
+            .env("HOME", &home)
+    };
+    laptop()
+        .verb(
+            "key",
+            &["--lock", "requirements.txt"],
+            &["sh", "-c", script],
+        )
+        .stdout(&format!("{ci_key}\n"))
+        .run();
 
     // 2: a new job in a clean workspace on a fresh runner: restored, pip does not run.
     fs::remove_dir_all(proj.join(".venv")).unwrap();
@@ -638,29 +650,23 @@ deps:
     // A laptop restores what the protected pipeline saved, read-only (README recipe).
     fs::remove_dir_all(proj.join(".venv")).unwrap();
     let before = crate::common::walk(&store);
-    let mut c = StdCommand::new(dist.join(asset()));
-    c.current_dir(&proj)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", &home)
+    let store_arg = store.display().to_string();
+    laptop()
         .env("GITLAB_CI", "true")
         .env("CI_COMMIT_REF_PROTECTED", "true")
-        .arg("ensure")
-        .arg("--backend")
-        .arg(&store)
-        .args([
-            "--policy",
-            "pull",
-            "--lock",
-            "requirements.txt",
-            "--",
-            "sh",
-            "-c",
-        ])
-        .arg(install.trim_start_matches("sh -c '").trim_end_matches('\''));
-    let o = run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cachegate: hit pip"), "{}", stderr(&o));
+        .ensure(
+            &[
+                "--backend",
+                &store_arg,
+                "--policy",
+                "pull",
+                "--lock",
+                "requirements.txt",
+            ],
+            &["sh", "-c", script],
+        )
+        .stderr_contains("cachegate: hit pip")
+        .run();
     assert_eq!(installs(), 2);
     assert_eq!(
         crate::common::walk(&store),

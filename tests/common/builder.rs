@@ -5,6 +5,7 @@
 //! ```ignore
 //! p.test().ensure(&ARGS, &tree_cmd("true")).status(0).stderr_contains("miss").installs(1).run();
 //! Test::new().args(["prune"]).status(2).stderr_contains("--keep").run();
+//! Test::new().binary(&release).isolated().env("HOME", "/tmp").arg("--version").run();
 //! ```
 
 use std::ffi::OsString;
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use super::scenarios::installs;
-use super::{Project, stderr, stdout, warnings};
+use super::{Project, assert_no_secrets, stderr, stdout, warnings};
 
 enum Owner<'p> {
     Owned(Box<Project>),
@@ -39,6 +40,13 @@ pub struct Test<'p> {
     texts: Vec<(Stream, String, bool)>,
     installs: Option<usize>,
     warnings: Option<usize>,
+    // Another cachegate than the debug build (the release binary, an installed one).
+    binary: Option<PathBuf>,
+    // A program and its arguments that run `binary` (chroot ROOT).
+    via: Vec<OsString>,
+    // The run sees only the step's own variables: no PATH, no HOME, no store.
+    isolated: bool,
+    secrets: Vec<String>,
 }
 
 impl Test<'static> {
@@ -66,6 +74,10 @@ impl<'p> Test<'p> {
             texts: Vec::new(),
             installs: None,
             warnings: None,
+            binary: None,
+            via: Vec::new(),
+            isolated: false,
+            secrets: Vec::new(),
         }
     }
 
@@ -136,6 +148,36 @@ impl<'p> Test<'p> {
         self
     }
 
+    /// Run this cachegate binary (the release build, an installed copy) instead of the debug
+    /// build; a path inside a chroot when the step runs `via` one.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// Launch the binary through this program and its arguments (`chroot ROOT`).
+    pub fn via<I, S>(mut self, launcher: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.via = launcher.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The run gets an empty environment plus the step's `env`: not even PATH, HOME or the
+    /// project's store (an empty chroot has nothing to look them up in).
+    pub fn isolated(mut self) -> Self {
+        self.isolated = true;
+        self
+    }
+
+    /// Values that must not appear in anything the run prints (besides the store's own).
+    pub fn secrets(mut self, secrets: &[String]) -> Self {
+        self.secrets.extend_from_slice(secrets);
+        self
+    }
+
     /// The exit status the run must end with (0 unless told).
     pub fn status(mut self, code: i32) -> Self {
         self.status = Some(code);
@@ -189,7 +231,23 @@ impl<'p> Test<'p> {
     /// The step as a plain `std::process::Command`, for a test that spawns cachegate and
     /// waits on (or kills) the child itself: nothing of what the step expects is checked.
     pub fn std_command(&self) -> std::process::Command {
-        let mut c = self.project().std_cmd();
+        let binary = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| assert_cmd::cargo::cargo_bin("cachegate"));
+        let mut c = match self.via.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(&binary);
+                c
+            }
+            None => std::process::Command::new(&binary),
+        };
+        if self.isolated {
+            c.env_clear().current_dir(&self.project().dir);
+        } else {
+            c = self.project().std_cmd_of(c);
+        }
         c.args(&self.args);
         for k in &self.env_remove {
             c.env_remove(k);
@@ -208,9 +266,13 @@ impl<'p> Test<'p> {
     pub fn run(self) -> Output {
         let p = self.project();
         let out = p.run(&mut assert_cmd::Command::from_std(self.std_command()));
+        assert_no_secrets(&out, &self.secrets);
         let (so, se) = (stdout(&out), stderr(&out));
         let what = format!(
-            "cachegate {}",
+            "{} {}",
+            self.binary
+                .as_ref()
+                .map_or("cachegate".into(), |b| b.display().to_string()),
             self.args
                 .iter()
                 .map(|a| a.to_string_lossy())

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{require, which};
+use super::{Test, require, which};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -118,16 +118,14 @@ impl Chroot {
         super::walk(self.root.path())
     }
 
-    /// `cachegate ARGS` inside the root, with an empty environment plus `env`.
-    pub fn cachegate(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    /// A cachegate step inside the root, with an empty environment but HOME (add to it
+    /// with `env`).
+    pub fn test(&self) -> Test<'static> {
         let chroot = which("chroot").expect("chroot (coreutils) is on PATH");
-        let mut c = Command::new(chroot);
-        c.arg(self.root.path())
-            .arg("/bin/cachegate")
-            .args(args)
-            .env_clear()
+        Test::new()
+            .via([chroot.into_os_string(), self.root.path().into()])
+            .binary("/bin/cachegate")
+            .isolated()
             .env("HOME", "/tmp")
-            .envs(env.iter().copied());
-        c.output().expect("chroot runs")
     }
 }

@@ -154,7 +154,14 @@ impl Project {
     /// The same as a plain `std::process::Command`, for tests that spawn cachegate and wait
     /// on (or kill) the child themselves.
     pub fn std_cmd(&self) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("cachegate"));
+        self.std_cmd_of(std::process::Command::new(assert_cmd::cargo::cargo_bin(
+            "cachegate",
+        )))
+    }
+
+    /// `c` (a cachegate binary, or what launches one) given the project's dir, scrubbed
+    /// environment and store.
+    pub fn std_cmd_of(&self, mut c: std::process::Command) -> std::process::Command {
         c.current_dir(&self.dir).env_clear();
         for keep in ["PATH", "LANG", "TMPDIR", "RUST_BACKTRACE"] {
             if let Some(v) = std::env::var_os(keep) {
