@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::ARGS;
 use crate::common::gitlab_emu::{GitlabEmu, GitlabStore, Request};
 use crate::common::scenarios::{ensure, installs, parallel_saves};
-use crate::common::{Project, listed, listed_by, stderr, warnings};
+use crate::common::{Project, Test, listed, listed_by, stderr, warnings};
 use crate::http::{ensure_with, explain_names_the_changed_lock, small_tree};
 
 /// The registry package a `Project`'s entries of `scope` go to.
@@ -48,21 +48,13 @@ fn npm_file_dependency_on_the_gitlab_registry() {
 #[test]
 fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented() {
     let (p, emu) = project();
-    let mut c = p.cmd();
-    c.env_remove("CACHEGATE_BACKEND")
+    p.test()
+        .env_remove("CACHEGATE_BACKEND")
         .env("GITLAB_CI", "true")
         .env("CI_COMMIT_REF_PROTECTED", "false")
-        .arg("ensure")
-        .args(ARGS)
-        .arg("--")
-        .args(small_tree());
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("using this project's GitLab package registry"),
-        "{}",
-        stderr(&o)
-    );
+        .ensure(&ARGS, &small_tree())
+        .stderr_contains("using this project's GitLab package registry")
+        .run();
     let files = emu.files();
     // The manifest, the archive and the save's job record.
     assert_eq!(files.len(), 3, "{files:?}");
@@ -86,18 +78,13 @@ fn inside_gitlab_ci_the_registry_is_the_default_and_the_layout_is_as_documented(
     // the restore it writes its job record (and reads no last-use record).
     emu.clear_requests();
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = p.run(&mut {
-        let mut c = p.cmd();
-        c.env_remove("CACHEGATE_BACKEND")
-            .env("GITLAB_CI", "true")
-            .arg("ensure")
-            .args(ARGS)
-            .arg("--")
-            .args(small_tree());
-        c
-    });
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
+    p.test()
+        .env_remove("CACHEGATE_BACKEND")
+        .env("GITLAB_CI", "true")
+        .ensure(&ARGS, &small_tree())
+        .stderr_contains("cachegate: hit out")
+        .installs(1)
+        .run();
     let reqs = emu.requests();
     let files: Vec<&str> = reqs
         .iter()
@@ -120,12 +107,15 @@ fn ls_and_prune_work_and_a_token_that_cannot_delete_is_reported() {
     explain_names_the_changed_lock(&p);
 
     emu.deny_delete(true);
-    let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
+    let o = p
+        .test()
+        .args(["prune", "--keep", "1"])
+        .any_status()
+        .stderr_contains("403")
+        .run();
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
     emu.deny_delete(false);
-    let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().args(["prune", "--keep", "1"]).run();
     // The kept entry: its manifest, archive and save record.
     assert_eq!(emu.files().len(), 3, "{:?}", emu.files());
 }
@@ -140,19 +130,12 @@ fn parallel_saves_leave_one_manifest_and_no_claims() {
     assert_eq!(count(".tar.zst"), 1, "{files:?}");
     assert_eq!(count(".claim"), 0, "{files:?}");
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = p.run(p.cmd().args(["restore"]).args(ARGS));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    p.test().arg("restore").args(ARGS).run();
 }
 
 /// Another writer's claim on this project's key, `secs_ago` seconds old.
 fn foreign_claim(p: &Project, emu: &GitlabEmu, secs_ago: u64) {
-    let o = p.run(
-        p.cmd()
-            .args(["key"])
-            .args(ARGS)
-            .arg("--")
-            .args(small_tree()),
-    );
+    let o = p.test().verb("key", &ARGS, &small_tree()).run();
     let key = String::from_utf8(o.stdout).unwrap().trim().to_string();
     emu.put_file_aged(
         &package("local"),
@@ -221,23 +204,15 @@ fn a_claim_left_by_a_writer_that_died_long_ago_is_ignored() {
 fn missing_job_variables_are_a_usage_error_naming_them() {
     let p = Project::new();
     p.write("app.lock", "v1");
-    let o = p
-        .cmd()
+    p.test()
         .env("CACHEGATE_BACKEND", "gitlab")
         .env("CI_API_V4_URL", "http://127.0.0.1:9/api/v4")
-        .arg("ensure")
-        .args(ARGS)
-        .arg("--")
-        .args(small_tree())
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("CI_PROJECT_ID") && stderr(&o).contains("CI_JOB_TOKEN"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(installs(&p), 0);
+        .ensure(&ARGS, &small_tree())
+        .status(2)
+        .stderr_contains("CI_PROJECT_ID")
+        .stderr_contains("CI_JOB_TOKEN")
+        .installs(0)
+        .run();
 }
 
 fn gitlab_env(emu: &GitlabEmu) -> Vec<(String, String)> {
@@ -254,10 +229,11 @@ fn a_stopped_registry_is_a_quick_miss_with_one_warning() {
     let p = Project::new();
     p.write("app.lock", "v1");
     let start = Instant::now();
-    let o = ensure_with(&p, &env, &["--connect-timeout", "2"], &secrets);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    ensure_with(&p, &env, &["--connect-timeout", "2"], &secrets)
+        .status(0)
+        .installs(1)
+        .warnings(1)
+        .run();
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -269,28 +245,24 @@ fn a_wrong_job_token_is_one_request_one_warning_and_no_secret() {
     let wrong = "glcbt-wrong-token-value";
     let mut env = gitlab_env(&emu);
     env.push(("CI_JOB_TOKEN".into(), wrong.into()));
-    let o = ensure_with(&p, &env, &[], &[wrong.to_string(), emu.job_token.clone()]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    ensure_with(&p, &env, &[], &[wrong.to_string(), emu.job_token.clone()])
+        .status(0)
+        .installs(1)
+        .warnings(1)
+        .stderr_contains("401")
+        .run();
     assert_eq!(emu.requests().len(), 1, "401 must not be retried");
 }
 
 #[test]
 fn a_private_token_replaces_the_job_token() {
     let (p, emu) = project();
-    let o = p.run(
-        p.cmd()
-            .env("CI_JOB_TOKEN", "glcbt-not-this-one")
-            .env("CACHEGATE_GITLAB_TOKEN", &emu.private_token)
-            .arg("ensure")
-            .args(ARGS)
-            .arg("--")
-            .args(small_tree()),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    p.test()
+        .env("CI_JOB_TOKEN", "glcbt-not-this-one")
+        .env("CACHEGATE_GITLAB_TOKEN", &emu.private_token)
+        .ensure(&ARGS, &small_tree())
+        .warnings(0)
+        .run();
     for r in emu.requests() {
         assert_eq!(r.header("private-token"), Some(emu.private_token.as_str()));
         assert!(r.header("job-token").is_none());
@@ -352,18 +324,15 @@ fn downloads_redirected_to_object_storage_carry_no_token() {
     for extra_env in [&[][..], &private[..]] {
         emu.clear_requests();
         std::fs::remove_dir_all(p.path("out")).unwrap();
-        let o = p.run(
-            p.cmd()
-                .envs(extra_env.iter().cloned())
-                // Read-only, so the hit is exactly the manifest and the archive.
-                .env("CACHEGATE_POLICY", "pull")
-                .arg("ensure")
-                .args(ARGS)
-                .arg("--")
-                .args(small_tree()),
-        );
-        assert!(stderr(&o).contains("cachegate: hit"), "{}", stderr(&o));
-        assert!(!stderr(&o).contains("s1gn4ture"), "{}", stderr(&o));
+        p.test()
+            .envs(extra_env.iter().cloned())
+            // Read-only, so the hit is exactly the manifest and the archive.
+            .env("CACHEGATE_POLICY", "pull")
+            .ensure(&ARGS, &small_tree())
+            .any_status()
+            .stderr_contains("cachegate: hit")
+            .stderr_lacks("s1gn4ture")
+            .run();
         let blobs = emu.blob_requests();
         assert_eq!(blobs.len(), 2, "manifest and archive via object storage");
         for r in &blobs {
@@ -439,28 +408,21 @@ fn a_retry_after_longer_than_a_job_should_wait_is_not_waited_for() {
 fn a_scope_the_job_may_only_read_failing_does_not_stop_the_save() {
     let (p, emu) = project();
     emu.forbid_package(&package("protected"));
-    let in_mr = |p: &Project| {
-        let mut c = p.cmd();
-        c.env("GITLAB_CI", "true")
+    let in_mr = |p| {
+        Test::on(p)
+            .env("GITLAB_CI", "true")
             .env("CI_COMMIT_REF_PROTECTED", "false")
-            .arg("ensure")
-            .args(ARGS)
-            .arg("--")
-            .args(small_tree());
-        p.run(&mut c)
+            .ensure(&ARGS, &small_tree())
     };
-    let o = in_mr(&p);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("cachegate: saved out"),
-        "{}",
-        stderr(&o)
-    );
+    in_mr(&p)
+        .warnings(1)
+        .stderr_contains("cachegate: saved out")
+        .run();
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = in_mr(&p);
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
-    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    in_mr(&p)
+        .stderr_contains("cachegate: hit out")
+        .warnings(0)
+        .run();
 }
 
 /// Save a 5 MB incompressible entry with 1 MB chunks, `concurrency` at a time, and remove

@@ -8,7 +8,7 @@ use crate::common::gitlab_emu::{Response, Server};
 use crate::common::nginx::{Nginx, NginxStore, Options};
 use crate::common::scenarios::{installs, parallel_saves};
 use crate::common::{
-    ARGS, Project, assert_no_secrets, listed, stderr, stdout, tree_cmd, walk, warnings,
+    ARGS, Project, Test, assert_no_secrets, listed, stderr, stdout, tree_cmd, walk, warnings,
 };
 
 /// A layout name for the tests that drive the HTTP backend directly.
@@ -28,27 +28,23 @@ fn project() -> Project {
     p
 }
 
-/// `ensure` with these variables at the most verbose level; none of `secrets` may show.
-pub(crate) fn ensure_with(
-    p: &Project,
+/// An `ensure` step with these variables at the most verbose level; none of `secrets` may
+/// show. Cache trouble never fails the job, so it expects status 0 unless told.
+pub(crate) fn ensure_with<'p>(
+    p: &'p Project,
     env: &[(String, String)],
     extra: &[&str],
     secrets: &[String],
-) -> std::process::Output {
-    let mut c = p.cmd();
-    c.envs(env.iter().map(|(k, v)| (k, v)))
+) -> Test<'p> {
+    let args: Vec<&str> = ARGS.iter().chain(extra).copied().collect();
+    p.test()
+        .envs(env.iter().cloned())
         .env("CACHEGATE_VERBOSE", "3")
-        .arg("ensure")
-        .args(ARGS)
-        .args(extra)
-        .arg("--")
-        .args(small_tree());
-    let o = c.output().unwrap();
-    assert_no_secrets(&o, secrets);
-    o
+        .secrets(secrets)
+        .ensure(&args, &small_tree())
 }
 
-fn ensure_at(p: &Project, url: &str, token: &str, extra: &[&str]) -> std::process::Output {
+fn ensure_at<'p>(p: &'p Project, url: &str, token: &str, extra: &[&str]) -> Test<'p> {
     let env = [
         ("CACHEGATE_BACKEND".to_string(), url.to_string()),
         ("CACHEGATE_HTTP_TOKEN".to_string(), token.to_string()),
@@ -119,22 +115,18 @@ fn entries_land_under_the_base_url_and_ls_prune_work() {
     let rows = listed(&p);
     assert_eq!(rows.len(), 2, "{rows:?}");
     explain_names_the_changed_lock(&p);
-    let o = p.run(p.cmd().args(["prune", "--keep", "1"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().args(["prune", "--keep", "1"]).run();
     assert_eq!(walk(&root).len(), 3, "{:?}", walk(&root));
 }
 
 /// `explain` lists the store to find the newest entry and names the lock that changed.
 pub(crate) fn explain_names_the_changed_lock(p: &Project) {
     p.write("app.lock", "changed");
-    let o = p.run(
-        p.cmd()
-            .arg("explain")
-            .args(ARGS)
-            .arg("--")
-            .args(small_tree()),
-    );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = p
+        .test()
+        .verb("explain", &ARGS, &small_tree())
+        .status(1)
+        .run();
     let text = stdout(&o);
     assert!(
         text.contains("locks: app.lock@") && text.contains("newest entry"),
@@ -160,8 +152,7 @@ fn parallel_saves_of_one_key_leave_exactly_one_manifest() {
     crate::common::scenarios::assert_one_entry(&files);
     assert!(!files.iter().any(|f| f.contains(".tmp-")), "{files:?}");
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = p.run(p.cmd().args(["restore"]).args(ARGS));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    p.test().arg("restore").args(ARGS).run();
 }
 
 #[test]
@@ -173,7 +164,7 @@ fn a_stopped_server_is_a_quick_miss_with_one_warning() {
     nginx.stop();
     let p = project();
     let start = Instant::now();
-    let o = ensure_at(&p, &url, "tok-stopped-server", &["--connect-timeout", "2"]);
+    let o = ensure_at(&p, &url, "tok-stopped-server", &["--connect-timeout", "2"]).run();
     let took = start.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(installs(&p), 1);
@@ -194,7 +185,8 @@ fn a_server_that_never_answers_is_cut_at_the_stall_timeout() {
         &url,
         "tok-silent-server",
         &["--stall-timeout", "1", "--retries", "1"],
-    );
+    )
+    .run();
     let took = start.elapsed();
     drop(listener);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -210,43 +202,38 @@ fn wrong_credentials_are_one_request_one_warning_and_no_secret() {
     };
     let url = crate::common::Store::backend(&store);
     let p = project();
-    let o = ensure_at(&p, &url, "tok-wrong-credential", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    let o = ensure_at(&p, &url, "tok-wrong-credential", &[])
+        .status(0)
+        .installs(1)
+        .warnings(1)
+        .stderr_contains("401")
+        .run();
     assert_no_secrets(&o, std::slice::from_ref(&store.token));
     let log = store.nginx.access_log();
     assert_eq!(log.len(), 1, "401 must not be retried: {log:?}");
 
     // Basic auth with a wrong password: the same, and neither value is printed.
-    let mut c = p.cmd();
-    c.env("CACHEGATE_BACKEND", &url)
-        .env("CACHEGATE_HTTP_USER", "ci-user")
-        .env("CACHEGATE_HTTP_PASSWORD", "pa55-wrong-basic")
-        .env("CACHEGATE_VERBOSE", "3")
-        .arg("ensure")
-        .args(ARGS)
-        .arg("--")
-        .args(small_tree());
-    let o = c.output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_no_secrets(
-        &o,
-        &["pa55-wrong-basic".into(), "ci-user:pa55-wrong-basic".into()],
-    );
-    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    let basic = [
+        ("CACHEGATE_BACKEND".to_string(), url.clone()),
+        ("CACHEGATE_HTTP_USER".into(), "ci-user".into()),
+        ("CACHEGATE_HTTP_PASSWORD".into(), "pa55-wrong-basic".into()),
+    ];
+    let secrets = ["pa55-wrong-basic".into(), "ci-user:pa55-wrong-basic".into()];
+    ensure_with(&p, &basic, &[], &secrets)
+        .stderr_contains("401")
+        .run();
 
     // Credentials in the URL itself: used, and masked wherever the URL is shown.
     let in_url = url.replace("http://", "http://ci-user:pa55-in-the-url@");
-    let o = ensure_with(
+    ensure_with(
         &p,
         &[("CACHEGATE_BACKEND".into(), in_url)],
         &[],
         &["pa55-in-the-url".into()],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("401"), "{}", stderr(&o));
+    )
+    .status(0)
+    .stderr_contains("401")
+    .run();
 }
 
 #[test]
@@ -256,10 +243,11 @@ fn a_base_url_that_does_not_exist_warns_once_and_installs() {
     };
     let url = store.nginx.url("/missing/cache");
     let p = project();
-    let o = ensure_at(&p, &url, &store.token, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    let o = ensure_at(&p, &url, &store.token, &[])
+        .status(0)
+        .installs(1)
+        .warnings(1)
+        .run();
     assert!(
         stderr(&o).contains("could not save") && stderr(&o).contains("404"),
         "{}",
@@ -303,7 +291,7 @@ fn a_busy_server_is_retried_a_bounded_number_of_times_honouring_retry_after() {
     let url = store.nginx.url("/busy/cache");
     let p = project();
     let start = Instant::now();
-    let o = ensure_at(&p, &url, &store.token, &["--retries", "2"]);
+    let o = ensure_at(&p, &url, &store.token, &["--retries", "2"]).run();
     let took = start.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(installs(&p), 1);
@@ -331,8 +319,9 @@ fn a_cross_host_redirect_does_not_carry_the_token() {
     };
     let url = nginx.url("/elsewhere/cache");
     let p = project();
-    let o = ensure_at(&p, &url, "tok-must-stay-home", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    ensure_at(&p, &url, "tok-must-stay-home", &[])
+        .status(0)
+        .run();
     let seen = seen.lock().unwrap();
     assert!(!seen.is_empty(), "the redirect was not followed");
     for req in seen.iter() {
@@ -467,7 +456,7 @@ fn an_unreachable_server_costs_one_connect_timeout() {
     let url = format!("http://127.0.0.1:{port}/cache");
     let p = project();
     let start = Instant::now();
-    let o = ensure_at(&p, &url, "tok-unreachable", &["--connect-timeout", "2"]);
+    let o = ensure_at(&p, &url, "tok-unreachable", &["--connect-timeout", "2"]).run();
     let took = start.elapsed();
     drop(fillers);
     unsafe { libc::close(fd) };
@@ -515,11 +504,12 @@ fn a_download_that_stalls_or_drags_on_is_cut_by_the_stall_and_overall_timeouts()
     let (url, stop) = slow_server(Duration::from_secs(30));
     let p = project();
     let start = Instant::now();
-    let o = ensure_at(&p, &url, "tok-stalled", &["--stall-timeout", "1"]);
-    assert!(stderr(&o).contains("--stall-timeout"), "{}", stderr(&o));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    ensure_at(&p, &url, "tok-stalled", &["--stall-timeout", "1"])
+        .stderr_contains("--stall-timeout")
+        .status(0)
+        .installs(1)
+        .warnings(1)
+        .run();
     assert!(
         start.elapsed() < Duration::from_secs(6),
         "{:?}",
@@ -531,11 +521,12 @@ fn a_download_that_stalls_or_drags_on_is_cut_by_the_stall_and_overall_timeouts()
     let (url, stop) = slow_server(Duration::from_millis(100));
     let p = project();
     let start = Instant::now();
-    let o = ensure_at(&p, &url, "tok-dragging", &["--timeout", "2"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("--timeout"), "{}", stderr(&o));
+    ensure_at(&p, &url, "tok-dragging", &["--timeout", "2"])
+        .status(0)
+        .installs(1)
+        .warnings(1)
+        .stderr_contains("--timeout")
+        .run();
     assert!(
         start.elapsed() < Duration::from_secs(6),
         "{:?}",
@@ -561,7 +552,7 @@ fn https_works_with_the_system_trust_store_and_refuses_an_unknown_ca() {
             nginx.ca_cert().display().to_string(),
         ),
     ];
-    let o = ensure_with(&p, &trust, &[], &[]);
+    let o = ensure_with(&p, &trust, &[], &[]).run();
     assert!(
         stderr(&o).contains("cachegate: saved out"),
         "{}",
@@ -569,17 +560,19 @@ fn https_works_with_the_system_trust_store_and_refuses_an_unknown_ca() {
     );
     assert_eq!(warnings(&o), 0, "{}", stderr(&o));
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure_with(&p, &trust, &[], &[]);
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
+    ensure_with(&p, &trust, &[], &[])
+        .stderr_contains("cachegate: hit out")
+        .run();
 
     // Without the CA the certificate is refused: a warning and a miss, never a silent pass.
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure_with(&p, &trust[..1], &[], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 2);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("TLS failed"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("attempts"), "{}", stderr(&o));
+    ensure_with(&p, &trust[..1], &[], &[])
+        .status(0)
+        .installs(2)
+        .warnings(1)
+        .stderr_contains("TLS failed")
+        .stderr_lacks("attempts")
+        .run();
 }
 
 #[test]
@@ -604,7 +597,7 @@ fn a_read_only_token_restores_but_cannot_save() {
         ]
     };
     let secrets = ["tok-writes-cache".to_string(), "tok-only-reads".to_string()];
-    let o = ensure_with(&p, &as_token(writer), &[], &secrets);
+    let o = ensure_with(&p, &as_token(writer), &[], &secrets).run();
     assert!(
         stderr(&o).contains("cachegate: saved out"),
         "{}",
@@ -612,15 +605,17 @@ fn a_read_only_token_restores_but_cannot_save() {
     );
 
     fs::remove_dir_all(p.path("out")).unwrap();
-    let o = ensure_with(&p, &as_token(reader), &["--policy", "pull"], &secrets);
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
-    assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+    ensure_with(&p, &as_token(reader), &["--policy", "pull"], &secrets)
+        .stderr_contains("cachegate: hit out")
+        .warnings(0)
+        .run();
 
     p.write("app.lock", "v2");
-    let o = ensure_with(&p, &as_token(reader), &[], &secrets);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(installs(&p), 2);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
+    let o = ensure_with(&p, &as_token(reader), &[], &secrets)
+        .status(0)
+        .installs(2)
+        .warnings(1)
+        .run();
     assert!(
         stderr(&o).contains("could not save") && stderr(&o).contains("403"),
         "{}",
@@ -680,7 +675,7 @@ fn basic_auth_from_the_environment_or_the_url_works_and_is_never_printed() {
         ("CACHEGATE_HTTP_USER".to_string(), user.to_string()),
         ("CACHEGATE_HTTP_PASSWORD".to_string(), password.to_string()),
     ];
-    let o = ensure_with(&p, &env, &[], &secrets);
+    let o = ensure_with(&p, &env, &[], &secrets).run();
     assert!(
         stderr(&o).contains("cachegate: saved out"),
         "{}",
@@ -691,12 +686,13 @@ fn basic_auth_from_the_environment_or_the_url_works_and_is_never_printed() {
     let in_url = nginx
         .url("/cache")
         .replace("http://", "http://ci-user:p%40ss%20w0rd%2Fsecret@");
-    let o = ensure_with(
+    ensure_with(
         &p,
         &[("CACHEGATE_BACKEND".to_string(), in_url)],
         &[],
         &secrets,
-    );
-    assert!(stderr(&o).contains("cachegate: hit out"), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("p%40ss"), "{}", stderr(&o));
+    )
+    .stderr_contains("cachegate: hit out")
+    .stderr_lacks("p%40ss")
+    .run();
 }

@@ -384,7 +384,7 @@ pub fn single_flight_leader_fails(p: &Project) {
 /// leaves no archive that no manifest names.
 pub fn refresh_under_load(p: &Project) {
     let seed = job_dir(p, "seed");
-    assert_ok(&run(ensure_in(p, &seed, &[], &[("TOKEN", "seed")])));
+    ensure_in(p, &seed, &[], &[("TOKEN", "seed")]).run();
     let tokens: Vec<String> = (0..20).map(|i| format!("push{i}")).collect();
     let pushers: Vec<_> = tokens
         .iter()
@@ -487,7 +487,7 @@ pub fn refresh_under_load(p: &Project) {
 /// `--salt` / `CACHEGATE_SALT` is a key component: a new salt misses, the same salt hits.
 pub fn salt(p: &Project) {
     let d = job_dir(p, "salt");
-    assert_ok(&run(ensure_in(p, &d, &[], &[])));
+    ensure_in(p, &d, &[], &[]).run();
     fs::remove_dir_all(d.join("out")).unwrap();
     let o = run(ensure_in(p, &d, &["--salt", "2"], &[]));
     assert_ok(&o);
@@ -564,7 +564,7 @@ pub fn namespaces(p: &Project) {
 /// The time a hit saved, in the summary line, the JSON report and the dotenv file.
 pub fn time_saved(p: &Project) {
     let d = job_dir(p, "saved");
-    assert_ok(&run(ensure_in(p, &d, &[], &[("SLEEP", "2")])));
+    ensure_in(p, &d, &[], &[("SLEEP", "2")]).run();
     fs::remove_dir_all(d.join("out")).unwrap();
     let json = d.join("report.json");
     let dotenv = d.join("cache.env");
@@ -624,7 +624,7 @@ pub fn time_saved(p: &Project) {
 /// use.
 pub fn last_use(p: &Project) {
     let d = job_dir(p, "used");
-    assert_ok(&run(ensure_in(p, &d, &[], &[("SLEEP", "1")])));
+    ensure_in(p, &d, &[], &[("SLEEP", "1")]).run();
     let e = &listed(p)[0];
     assert!(e["last_used"].is_null(), "{e:#}");
     assert_eq!(e["hit_days"], 0);
@@ -697,7 +697,7 @@ fn three_hits_write_three_job_records_and_read_no_last_use_from_the_gitlab_regis
     let emu = Arc::new(GitlabEmu::start());
     let p = Project::with_store(Box::new(GitlabStore(emu.clone())));
     let d = job_dir(&p, "used");
-    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+    ensure_in(&p, &d, &[], &[]).run();
     emu.clear_requests();
     for _ in 0..3 {
         fs::remove_dir_all(d.join("out")).unwrap();
@@ -736,7 +736,7 @@ fn three_hits_write_three_job_records_and_read_no_last_use_from_nginx() {
     let log = store.nginx.dir.path().join("logs/access.log");
     let p = Project::with_store(Box::new(store));
     let d = job_dir(&p, "used");
-    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+    ensure_in(&p, &d, &[], &[]).run();
     for _ in 0..3 {
         fs::remove_dir_all(d.join("out")).unwrap();
         let o = run(ensure_in(&p, &d, &[], &[]));
@@ -787,7 +787,7 @@ fn prune_unused_for_deletes_exactly_the_entries_nobody_restored_lately() {
     let mut made = Vec::new();
     for v in ["a", "b", "c", "d"] {
         fs::write(d.join("app.lock"), v).unwrap();
-        assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+        ensure_in(&p, &d, &[], &[]).run();
         let newest = listed(&p)
             .into_iter()
             .find(|e| {
@@ -857,7 +857,7 @@ pub fn prune_scope(p: &Project) {
             Some(v) => vec![("GITLAB_CI", "true"), ("CI_COMMIT_REF_PROTECTED", v)],
             None => vec![],
         };
-        assert_ok(&run(ensure_in(p, &d, &[], &env)));
+        ensure_in(p, &d, &[], &env).run();
     };
     job(Some("true"), "p1");
     job(Some("false"), "u1");
@@ -908,7 +908,7 @@ pub fn keep_counts_each_name_when_one_name_starts_another(p: &Project) {
     let save = |lock: &str| {
         fs::write(d.join("app.lock"), lock).unwrap();
         for name in names {
-            assert_ok(&run(ensure_in(p, &d, &["--name", name], &[])));
+            ensure_in(p, &d, &["--name", name], &[]).run();
         }
     };
     let keys = |p: &Project| -> Vec<(String, String)> {
@@ -985,7 +985,7 @@ fn keep_and_max_size_evict_the_least_recently_used_first() {
     let mut made = Vec::new();
     for v in ["old-but-used", "new-but-idle"] {
         fs::write(d.join("app.lock"), v).unwrap();
-        assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+        ensure_in(&p, &d, &[], &[]).run();
         let e = listed(&p)
             .into_iter()
             .find(|e| {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::garage::{self, GarageStore};
-use crate::common::scenarios::{ensure, installs};
-use crate::common::{ARGS, Project, Store, assert_no_secrets, stderr, stdout, tree_cmd, warnings};
+use crate::common::scenarios::{ensure, installs, parallel_saves};
+use crate::common::{ARGS, Project, stderr, tree_cmd, warnings};
 
 /// A project on a fresh prefix of the shared Garage, and a handle on that prefix.
 pub fn garage_project() -> Option<(Project, GarageStore)> {
@@ -76,15 +76,12 @@ fn s3_multipart_upload_round_trips_and_lays_out_entries_as_documented() {
     assert!(std::fs::read(p.path("out/big")).unwrap() == before);
 
     // ls and prune work on the bucket too.
-    let o = p.run(p.cmd().arg("ls"));
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("local") && stdout(&o).contains("out"),
-        "{}",
-        stdout(&o)
-    );
-    let o = p.run(p.cmd().args(["prune", "--keep", "0"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test()
+        .arg("ls")
+        .stdout_contains("local")
+        .stdout_contains("out")
+        .run();
+    p.test().args(["prune", "--keep", "0"]).run();
     assert!(store.objects().is_empty(), "{:?}", store.objects());
 }
 
@@ -96,18 +93,7 @@ fn s3_racing_saves_of_one_key_leave_exactly_one_entry() {
     p.write("app.lock", "v1");
     std::fs::create_dir_all(p.path("out")).unwrap();
     std::fs::write(p.path("out/f"), "data").unwrap();
-    let racers: Vec<_> = (0..6)
-        .map(|_| {
-            let mut c = p.cmd();
-            c.args(["save", "--lock", "app.lock", "--path", "out"]);
-            std::thread::spawn(move || c.output().unwrap())
-        })
-        .collect();
-    for r in racers {
-        let o = r.join().unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert_no_secrets(&o, &store.secrets());
-    }
+    parallel_saves(&p, 6, &[]);
     let manifests: Vec<_> = store
         .objects()
         .into_iter()
@@ -115,11 +101,7 @@ fn s3_racing_saves_of_one_key_leave_exactly_one_entry() {
         .collect();
     assert_eq!(manifests.len(), 1, "{:?}", store.objects());
     std::fs::remove_dir_all(p.path("out")).unwrap();
-    let o = p.run(
-        p.cmd()
-            .args(["restore", "--lock", "app.lock", "--path", "out"]),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().arg("restore").args(ARGS).run();
     assert_eq!(std::fs::read_to_string(p.path("out/f")).unwrap(), "data");
 }
 
@@ -169,19 +151,16 @@ fn s3_wrong_credentials_are_refused_once_without_printing_them() {
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
     let args = ARGS;
     let wrong = "0000000000000000000000000000000000000000000000000000000000wrong1";
-    let mut c = p.cmd();
-    c.env("AWS_SECRET_ACCESS_KEY", wrong)
-        .arg("ensure")
-        .args(args)
-        .arg("--")
-        .args(&cmd);
-    let o = p.run(&mut c);
-    assert_no_secrets(&o, &[wrong.to_string()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("access denied"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    let o = p
+        .test()
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .secrets(&[wrong.to_string()])
+        .ensure(&args, &cmd)
+        .installs(1)
+        .warnings(1)
+        .stderr_contains("access denied")
+        .stderr_contains("HTTP 403")
+        .run();
     assert!(
         !stderr(&o).contains("retry"),
         "a 403 was retried: {}",
@@ -191,14 +170,13 @@ fn s3_wrong_credentials_are_refused_once_without_printing_them() {
 
     // An unknown access key id: Garage echoes it in its message; it is masked.
     let unknown = "GK0123456789abcdef01234567";
-    let mut c = p.cmd();
-    c.env("AWS_ACCESS_KEY_ID", unknown)
-        .args(["check", "--lock", "app.lock", "--path", "out", "--"])
-        .args(&cmd);
-    let o = p.run(&mut c);
-    assert_no_secrets(&o, &[unknown.to_string()]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("access denied"), "{}", stderr(&o));
+    p.test()
+        .env("AWS_ACCESS_KEY_ID", unknown)
+        .secrets(&[unknown.to_string()])
+        .verb("check", &ARGS, &cmd)
+        .status(1)
+        .stderr_contains("access denied")
+        .run();
 }
 
 #[test]
@@ -213,23 +191,12 @@ fn s3_a_bucket_that_does_not_exist_is_a_miss_that_says_so() {
         garage::Garage::shared().endpoint(),
         garage::REGION
     );
-    let mut c = p.cmd();
-    c.args([
-        "ensure",
-        "--backend",
-        &backend,
-        "--lock",
-        "app.lock",
-        "--path",
-        "out",
-        "--",
-    ])
-    .args(&cmd);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("NoSuchBucket"), "{}", stderr(&o));
+    p.test()
+        .ensure(&[&["--backend", &backend][..], &ARGS].concat(), &cmd)
+        .installs(1)
+        .warnings(1)
+        .stderr_contains("NoSuchBucket")
+        .run();
 }
 
 #[test]
@@ -241,9 +208,8 @@ fn s3_an_archive_deleted_between_lookup_and_download_is_a_miss_then_replaced() {
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
     let args = ARGS;
     p.test().ensure(&args, &cmd).run();
-    let mut c = p.cmd();
-    c.arg("check").args(args).arg("--").args(&cmd);
-    assert_eq!(p.run(&mut c).status.code(), Some(0), "the lookup finds it");
+    // The lookup finds it.
+    p.test().verb("check", &args, &cmd).run();
 
     // Another job's prune (or a lifecycle rule) removes the archive after the lookup.
     let archive = store
@@ -283,30 +249,27 @@ fn s3_web_identity_token_is_never_printed_and_needs_a_role() {
     p.write("app.lock", "v1");
     let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwcm9qZWN0X3BhdGgifQ.c2lnbmF0dXJlLXNlY3JldA";
     let cmd = tree_cmd("mkdir -p out && echo x > out/f");
-    let mut c = p.cmd();
-    c.env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
-        .args(["check", "--lock", "app.lock", "--path", "out", "--"])
-        .args(&cmd);
-    let o = p.run(&mut c);
-    assert_no_secrets(&o, &[token.to_string()]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("AWS_ROLE_ARN"), "{}", stderr(&o));
+    p.test()
+        .env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
+        .secrets(&[token.to_string()])
+        .verb("check", &ARGS, &cmd)
+        .status(2)
+        .stderr_contains("AWS_ROLE_ARN")
+        .run();
 
     // With a role named, the chain is set up; the static keys still come first here
     // (Garage has no STS), and the token appears nowhere.
     // The token file cachegate writes for the chain is gone when it exits.
     let tmp = p.tmp.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let mut c = p.cmd();
-    c.env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
+    p.test()
+        .env("CACHEGATE_S3_WEB_IDENTITY_TOKEN", token)
         .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci-cache")
         .env("TMPDIR", &tmp)
-        .args(["ensure", "--lock", "app.lock", "--path", "out", "--"])
-        .args(&cmd);
-    let o = p.run(&mut c);
-    assert_no_secrets(&o, &[token.to_string()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("saved out"), "{}", stderr(&o));
+        .secrets(&[token.to_string()])
+        .ensure(&ARGS, &cmd)
+        .stderr_contains("saved out")
+        .run();
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
@@ -322,17 +285,12 @@ fn s3_bad_backend_urls_are_usage_errors_naming_the_value() {
             "must start with http",
         ),
     ] {
-        let o = p.run(p.cmd().args([
-            "check",
-            "--backend",
-            url,
-            "--lock",
-            "app.lock",
-            "--path",
-            "out",
-        ]));
-        assert_eq!(o.status.code(), Some(2), "{url}: {}", stderr(&o));
-        assert!(stderr(&o).contains(says), "{url}: {}", stderr(&o));
+        p.test()
+            .args(["check", "--backend", url])
+            .args(ARGS)
+            .status(2)
+            .stderr_contains(says)
+            .run();
     }
 }
 
@@ -359,46 +317,37 @@ fn s3_503_and_429_are_retried_with_backoff_and_bounded() {
     for status in [503, 429] {
         let proxy =
             garage::FaultProxy::start(store.garage.s3_port, garage::Fault::FailFirst(2, status));
-        let mut c = p.cmd();
+        let backend = through(&store, proxy.port);
         // A protected job looks up one scope only: one request, so the count below is exact
         // (a second lookup may or may not reuse the pooled connection).
-        c.env("GITLAB_CI", "true")
+        let o = p
+            .test()
+            .env("GITLAB_CI", "true")
             .env("CI_COMMIT_REF_PROTECTED", "true")
-            .args([
+            .verb(
                 "check",
-                "--backend",
-                &through(&store, proxy.port),
-                "--retries",
-                "3",
-            ])
-            .args(args)
-            .arg("--")
-            .args(&cmd);
-        let o = p.run(&mut c);
-        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+                &[&["--backend", &backend, "--retries", "3"][..], &args].concat(),
+                &cmd,
+            )
+            .status(1)
+            .warnings(0)
+            .run();
         assert_eq!(stderr(&o).matches("; retry ").count(), 2, "{}", stderr(&o));
         assert_eq!(proxy.connections(), 3);
     }
 
     // More failures than retries: one warning, the install runs, the job is green.
     let proxy = garage::FaultProxy::start(store.garage.s3_port, garage::Fault::FailFirst(100, 503));
-    let mut c = p.cmd();
-    c.args([
-        "ensure",
-        "--backend",
-        &through(&store, proxy.port),
-        "--retries",
-        "2",
-    ])
-    .args(args)
-    .arg("--")
-    .args(&cmd);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(installs(&p), 1);
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("HTTP 503"), "{}", stderr(&o));
+    let backend = through(&store, proxy.port);
+    p.test()
+        .ensure(
+            &[&["--backend", &backend, "--retries", "2"][..], &args].concat(),
+            &cmd,
+        )
+        .installs(1)
+        .warnings(1)
+        .stderr_contains("HTTP 503")
+        .run();
     assert_eq!(
         proxy.connections(),
         3,
@@ -414,14 +363,14 @@ fn s3_a_stalled_server_is_cut_by_the_stall_timeout() {
     p.write("app.lock", "v1");
     let proxy = garage::FaultProxy::start(store.garage.s3_port, garage::Fault::Stall);
     let start = Instant::now();
-    let mut c = p.cmd();
-    c.args(["check", "--backend", &through(&store, proxy.port)])
+    p.test()
+        .args(["check", "--backend", &through(&store, proxy.port)])
         .args(["--stall-timeout", "2", "--retries", "0"])
-        .args(["--lock", "app.lock", "--path", "out"]);
-    let o = p.run(&mut c);
+        .args(ARGS)
+        .status(1)
+        .warnings(1)
+        .run();
     let took = start.elapsed();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert_eq!(warnings(&o), 1, "{}", stderr(&o));
     assert!(took < Duration::from_secs(2 + 2), "took {took:?}");
     assert!(
         took >= Duration::from_secs(2),
@@ -468,24 +417,21 @@ fn s3_an_upload_killed_midway_leaves_no_entry_and_prune_aborts_its_multipart_upl
         "no visible entry: {:?}",
         store.objects()
     );
-    let o = p.run(p.cmd().arg("ls"));
-    assert!(stderr(&o).contains("0 entries"), "{}", stderr(&o));
+    p.test()
+        .arg("ls")
+        .any_status()
+        .stderr_contains("0 entries")
+        .run();
 
     // Younger than --abandoned-after (24 h by default): it may be a live upload, kept.
-    let o = p.run(p.cmd().args(["prune", "--keep", "5"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test().args(["prune", "--keep", "5"]).run();
     assert_eq!(store.incomplete_uploads().len(), 1);
 
-    let o = p.run(
-        p.cmd()
-            .args(["prune", "--keep", "5", "--abandoned-after", "0"]),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("aborted incomplete upload v2/") && stdout(&o).contains("/local/out/"),
-        "{}",
-        stdout(&o)
-    );
+    p.test()
+        .args(["prune", "--keep", "5", "--abandoned-after", "0"])
+        .stdout_contains("aborted incomplete upload v2/")
+        .stdout_contains("/local/out/")
+        .run();
     assert!(
         store.incomplete_uploads().is_empty(),
         "{:?}",
@@ -540,15 +486,15 @@ fn s3_saved_then_through_proxy(
         proxy.url(""),
         garage::REGION
     );
-    let mut c = p.cmd();
-    c.env("CACHEGATE_BACKEND", backend)
-        .arg("ensure")
-        .args(&args[..6])
+    let o = p
+        .test()
+        .env("CACHEGATE_BACKEND", backend)
         // Two in flight: the third range goes out after the replacement.
-        .args(["--concurrency", "2", "--policy", "pull", "--"])
-        .args(&cmd);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
+        .ensure(
+            &[&args[..6], &["--concurrency", "2", "--policy", "pull"]].concat(),
+            &cmd,
+        )
+        .run();
     if fault == crate::common::faults::Fault::None {
         assert_eq!(std::fs::read(p.path("out/big")).unwrap(), before);
     }

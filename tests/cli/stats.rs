@@ -9,13 +9,10 @@ use std::process::Command as StdCommand;
 
 use crate::common::dist::gitlab_ci_local;
 use crate::common::{Project, listed, require, stderr, stdout};
-use crate::peers::{assert_ok, ensure_in, job_dir, run, spawn};
+use crate::peers::{ensure_in, job_dir, run, spawn};
 
 fn stats(p: &Project, args: &[&str]) -> serde_json::Value {
-    let mut c = p.cmd();
-    c.args(["stats", "--json"]).args(args);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = p.test().args(["stats", "--json"]).args(args).run();
     serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
 }
 
@@ -30,10 +27,10 @@ fn n(v: &serde_json::Value, field: &str) -> u64 {
 /// with it.
 pub fn stats_count_parallel_jobs_and_prune(p: &Project) {
     let first = job_dir(p, "first");
-    assert_ok(&run(ensure_in(p, &first, &[], &[("SLEEP", "1")])));
+    ensure_in(p, &first, &[], &[("SLEEP", "1")]).run();
     let other = job_dir(p, "other");
     fs::write(other.join("app.lock"), "v2").unwrap();
-    assert_ok(&run(ensure_in(p, &other, &[], &[])));
+    ensure_in(p, &other, &[], &[]).run();
     // The hits must be the newest use, to the second, for `--keep 1` below.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let jobs: Vec<_> = (0..4)
@@ -94,10 +91,12 @@ pub fn stats_count_parallel_jobs_and_prune(p: &Project) {
         }
     }
     // The report fits an 80-column terminal.
-    let mut c = p.cmd();
-    c.arg("stats");
-    let text = stdout(&p.run(&mut c));
-    assert!(text.contains("6 jobs: 4 hits (67%)"), "{text}");
+    let text = stdout(
+        &p.test()
+            .arg("stats")
+            .stdout_contains("6 jobs: 4 hits (67%)")
+            .run(),
+    );
     for l in text.lines() {
         assert!(
             l.chars().count() <= 80,
@@ -107,18 +106,14 @@ pub fn stats_count_parallel_jobs_and_prune(p: &Project) {
     }
 
     // The other entry goes, and its save record with it; the four hits stay.
-    let mut c = p.cmd();
-    c.args(["prune", "--keep", "1"]);
-    assert_ok(&p.run(&mut c));
+    p.test().args(["prune", "--keep", "1"]).run();
     let t = stats(p, &[])["total"].clone();
     assert_eq!(
         (n(&t, "jobs"), n(&t, "hits"), n(&t, "entries")),
         (5, 4, 1),
         "{t:#}"
     );
-    let mut c = p.cmd();
-    c.args(["prune", "--older-than", "0"]);
-    assert_ok(&p.run(&mut c));
+    p.test().args(["prune", "--older-than", "0"]).run();
     let t = stats(p, &[])["total"].clone();
     assert_eq!((n(&t, "jobs"), n(&t, "entries")), (0, 0), "{t:#}");
     if p.remote.is_none() {
@@ -177,7 +172,7 @@ fn the_metrics_file_is_openmetrics_that_prometheus_client_parses() {
     let metrics = |f: &Path| vec!["--metrics".to_string(), f.display().to_string()];
     let m = metrics(&miss);
     let m: Vec<&str> = m.iter().map(String::as_str).collect();
-    assert_ok(&run(ensure_in(&p, &d, &m, &[("SLEEP", "1")])));
+    ensure_in(&p, &d, &m, &[("SLEEP", "1")]).run();
     fs::remove_dir_all(d.join("out")).unwrap();
     let h = metrics(&hit);
     let h: Vec<&str> = h.iter().map(String::as_str).collect();
@@ -212,7 +207,7 @@ fn the_metrics_file_is_openmetrics_that_prometheus_client_parses() {
     let env = d.join("e.env");
     fs::remove_dir_all(d.join("out")).unwrap();
     let e = ["--dotenv", env.to_str().unwrap()];
-    assert_ok(&run(ensure_in(&p, &d, &e, &[])));
+    ensure_in(&p, &d, &e, &[]).run();
     let env = fs::read_to_string(env).unwrap();
     assert!(env.contains("CACHEGATE_HIT=true"), "{env}");
 }
@@ -296,7 +291,7 @@ fn backdate_record(p: &Project, manifest: &str, days_ago: u64, kind: char, i: u6
 fn one_saved_entry() -> (Project, String) {
     let p = Project::new();
     let d = job_dir(&p, "saved");
-    assert_ok(&run(ensure_in(&p, &d, &[], &[])));
+    ensure_in(&p, &d, &[], &[]).run();
     let manifest = p
         .store_files()
         .into_iter()
@@ -319,10 +314,10 @@ fn the_stats_chart_renders_in_headless_chromium() {
         backdate_record(&p, &manifest, days_ago, 'm', 9);
     }
     let svg = p.tmp.path().join("chart.svg");
-    let mut c = p.cmd();
-    c.args(["stats", "--since", "14", "--svg"]).arg(&svg);
-    let o = p.run(&mut c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    p.test()
+        .args(["stats", "--since", "14", "--svg"])
+        .arg(&svg)
+        .run();
     let text = fs::read_to_string(&svg).unwrap();
     let (w, h) = {
         let num = |attr: &str| -> u32 {
@@ -511,9 +506,7 @@ fn prune_deletes_job_records_over_a_month_old_and_keeps_the_newest_hit() {
     };
     // The save's own record and the three above.
     assert_eq!(records().len(), 4, "{:?}", records());
-    let mut c = p.cmd();
-    c.args(["prune", "--older-than", "365"]);
-    assert_ok(&p.run(&mut c));
+    p.test().args(["prune", "--older-than", "365"]).run();
     let left = records();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(
@@ -527,9 +520,7 @@ fn prune_deletes_job_records_over_a_month_old_and_keeps_the_newest_hit() {
     }
     backdate_record(&p, &manifest, 50, 'h', 4);
     backdate_record(&p, &manifest, 45, 'h', 5);
-    let mut c = p.cmd();
-    c.args(["prune", "--older-than", "365"]);
-    assert_ok(&p.run(&mut c));
+    p.test().args(["prune", "--older-than", "365"]).run();
     let left = records();
     assert!(left.len() == 1 && left[0].ends_with("b45x5"), "{left:?}");
     let used = listed(&p)[0]["last_used"].as_u64().unwrap();

@@ -146,13 +146,9 @@ impl Project {
         self.dir.join(rel)
     }
 
-    /// `cachegate` in the project dir with a scrubbed environment and the project's store.
-    pub fn cmd(&self) -> Command {
-        Command::from_std(self.std_cmd())
-    }
-
-    /// The same as a plain `std::process::Command`, for tests that spawn cachegate and wait
-    /// on (or kill) the child themselves.
+    /// `cachegate` in the project dir with a scrubbed environment and the project's store,
+    /// as a plain `std::process::Command`: for the builder, and for tests that spawn cachegate
+    /// and wait on (or kill) the child themselves.
     pub fn std_cmd(&self) -> std::process::Command {
         self.std_cmd_of(std::process::Command::new(assert_cmd::cargo::cargo_bin(
             "cachegate",

@@ -220,9 +220,12 @@ pub fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
         .unwrap();
     let children: Vec<_> = (0..n)
         .map(|_| {
-            p.std_cmd()
-                .args(["save", "--lock", "app.lock", "--path", "out"])
-                .envs(env.iter().map(|(k, v)| (k, v)))
+            p.test()
+                .arg("save")
+                .args(super::ARGS)
+                .envs(env.iter().cloned())
+                .std_command()
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -232,5 +235,8 @@ pub fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(warnings(&o), 0, "{}", stderr(&o));
+        if let Some(store) = &p.remote {
+            super::assert_no_secrets(&o, &store.secrets());
+        }
     }
 }
