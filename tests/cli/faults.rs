@@ -684,30 +684,23 @@ fn a_kill_between_renames_left_one_path_new_and_another_old() {
         p.write("data/f", "old\n").write("data2/f", "old\n");
         p.write("app.lock", "v1");
         // cachegate under strace, in the project's scrubbed environment.
-        let base = p.std_cmd();
-        let mut c = std::process::Command::new("strace");
-        c.current_dir(&p.dir).env_clear();
-        for (k, v) in base.get_envs() {
-            if let Some(v) = v {
-                c.env(k, v);
-            }
-        }
-        c.args([
-            "-o",
-            "/dev/null",
-            "-f",
-            "-e",
-            "trace=rename",
-            "-e",
-            "signal=none",
-        ])
-        .arg(format!("-einject=rename:signal=KILL:when={when}"))
-        .arg(base.get_program())
-        .arg("restore")
-        .args(two)
-        .arg("--")
-        .args(&install);
-        let o = c.output().unwrap();
+        let kill = format!("-einject=rename:signal=KILL:when={when}");
+        let o = p
+            .test()
+            .via([
+                "strace",
+                "-o",
+                "/dev/null",
+                "-f",
+                "-e",
+                "trace=rename",
+                "-e",
+                "signal=none",
+                &kill,
+            ])
+            .verb("restore", &two, &install)
+            .any_status()
+            .run();
         assert!(!o.status.success(), "not killed at rename {when}: {o:?}");
         let shown = |rel: &str| fs::read_to_string(p.path(rel)).unwrap_or("missing".into());
         // What the kill left (nothing swapped yet at the first rename).
