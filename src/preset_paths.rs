@@ -48,6 +48,16 @@ pub struct Resolved {
     pub create: Vec<String>,
 }
 
+impl Resolved {
+    /// A path to cache, as declared; an `optional` one may be absent after the install.
+    fn cache(&mut self, declared: impl Into<String>, optional: bool) {
+        self.paths.push(PresetPath {
+            declared: declared.into(),
+            optional,
+        });
+    }
+}
+
 /// The environment as the preset sees it (a closure, so tests need no process state).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -55,8 +65,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
     let mut r = Resolved::default();
     match p.layout {
         Layout::Fixed => {
-            preset_fixed(p, &mut r);
-            preset_env(p, dir, &mut r);
+            preset_defaults(p, dir, &mut r);
         }
         Layout::NodeWorkspaces => {
             preset_fixed(p, &mut r);
@@ -78,8 +87,7 @@ pub fn resolve(p: &Preset, dir: &Path, env: Env) -> Result<Resolved> {
         Layout::Maven => maven(p, dir, env, &mut r),
         Layout::Terraform => terraform(p, dir, env, &mut r),
         Layout::Conda => {
-            preset_fixed(p, &mut r);
-            preset_env(p, dir, &mut r);
+            preset_defaults(p, dir, &mut r);
             r.notes.push(format!(
                 "environments under {} hold their prefix (conda rewrote it into scripts and \
                  binaries), so the key holds that location: another checkout path is a miss",
@@ -103,13 +111,16 @@ fn preset_env(p: &Preset, dir: &Path, r: &mut Resolved) {
     }
 }
 
+/// The preset as its table stands: its own paths and its variables for the command.
+fn preset_defaults(p: &Preset, dir: &Path, r: &mut Resolved) {
+    preset_fixed(p, r);
+    preset_env(p, dir, r);
+}
+
 /// The preset's own paths, as its table lists them.
 fn preset_fixed(p: &Preset, r: &mut Resolved) {
     for d in p.paths {
-        r.paths.push(PresetPath {
-            declared: d.to_string(),
-            optional: false,
-        });
+        r.cache(*d, false);
     }
 }
 
@@ -120,14 +131,10 @@ fn uv(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
             r.notes.push(format!(
                 "UV_PROJECT_ENVIRONMENT={v} is the environment uv uses"
             ));
-            r.paths.push(PresetPath {
-                declared: v,
-                optional: false,
-            });
+            r.cache(v, false);
         }
         None => {
-            preset_fixed(p, r);
-            preset_env(p, dir, r);
+            preset_defaults(p, dir, r);
         }
     }
 }
@@ -150,13 +157,9 @@ fn pipenv(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
         r.notes.push(format!(
                 "PIPENV_VENV_IN_PROJECT is off: pipenv keeps its environments in {home}; caching this project's, {own}, named after this checkout's path, so a checkout at another path is another entry (PIPENV_VENV_IN_PROJECT set to 1 shares one)"
             ));
-        r.paths.push(PresetPath {
-            declared: own,
-            optional: false,
-        });
+        r.cache(own, false);
     } else {
-        preset_fixed(p, r);
-        preset_env(p, dir, r);
+        preset_defaults(p, dir, r);
     }
 }
 
@@ -168,10 +171,7 @@ fn cargo(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
             r.notes
                 .push(format!("CARGO_HOME={home}: caching its download caches"));
             for sub in ["registry", "git"] {
-                r.paths.push(PresetPath {
-                    declared: format!("{home}/{sub}"),
-                    optional: sub == "git",
-                });
+                r.cache(format!("{home}/{sub}"), sub == "git");
             }
         }
         None => {
@@ -191,10 +191,7 @@ fn gradle(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
                 "GRADLE_USER_HOME={home}: caching its dependency cache and wrapper dists"
             ));
             for (sub, optional) in [("caches/modules-2", false), ("wrapper/dists", true)] {
-                r.paths.push(PresetPath {
-                    declared: format!("{home}/{sub}"),
-                    optional,
-                });
+                r.cache(format!("{home}/{sub}"), optional);
             }
         }
         None => {
@@ -211,14 +208,10 @@ fn maven(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
     match maven_repo(dir, env) {
         Some(Setting { path, why }) => {
             r.notes.push(why);
-            r.paths.push(PresetPath {
-                declared: path,
-                optional: false,
-            });
+            r.cache(path, false);
         }
         None => {
-            preset_fixed(p, r);
-            preset_env(p, dir, r);
+            preset_defaults(p, dir, r);
         }
     }
 }
@@ -230,14 +223,10 @@ fn terraform(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
             r.notes.push(format!(
                 "TF_PLUGIN_CACHE_DIR={d}: caching that plugin cache"
             ));
-            r.paths.push(PresetPath {
-                declared: d,
-                optional: false,
-            });
+            r.cache(d, false);
         }
         None => {
-            preset_fixed(p, r);
-            preset_env(p, dir, r);
+            preset_defaults(p, dir, r);
         }
     }
     r.create.push(r.paths[0].declared.clone());
@@ -254,26 +243,16 @@ fn dart(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) {
         Some(d) => {
             r.notes
                 .push(format!("PUB_CACHE={d}: caching that pub cache"));
-            r.paths.push(PresetPath {
-                declared: d,
-                optional: false,
-            });
-            r.paths.push(PresetPath {
-                declared: p.paths[1].to_string(),
-                optional: false,
-            });
+            r.cache(d, false);
+            r.cache(p.paths[1], false);
         }
         None => {
-            preset_fixed(p, r);
-            preset_env(p, dir, r);
+            preset_defaults(p, dir, r);
         }
     }
     // What `flutter pub get` writes beside `.dart_tool` (absent for plain Dart).
     for f in [".flutter-plugins-dependencies", ".flutter-plugins"] {
-        r.paths.push(PresetPath {
-            declared: f.into(),
-            optional: true,
-        });
+        r.cache(f, true);
     }
 }
 
@@ -476,10 +455,7 @@ fn workspace_modules(dir: &Path, r: &mut Resolved) -> Result<()> {
         ));
     }
     for d in dirs {
-        r.paths.push(PresetPath {
-            declared: format!("{d}/node_modules"),
-            optional: true,
-        });
+        r.cache(format!("{d}/node_modules"), true);
     }
     Ok(())
 }
@@ -546,12 +522,7 @@ fn yarn_berry(dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
     r.notes.push(format!(
         "yarn berry, nodeLinker {linker}, package cache {cache}"
     ));
-    let mut add = |d: String, optional: bool| {
-        r.paths.push(PresetPath {
-            declared: d,
-            optional,
-        })
-    };
+    let mut add = |d: String, optional: bool| r.cache(d, optional);
     // A directory first: runner mode keeps its marker in the first path.
     let pnp = linker == "pnp";
     if pnp {
@@ -630,18 +601,12 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
         r.notes.push(format!(
             "poetry already has an environment for this project, {existing}, and uses it"
         ));
-        r.paths.push(PresetPath {
-            declared: existing,
-            optional: false,
-        });
+        r.cache(existing, false);
         return Ok(());
     }
     if in_project != Some(false) {
         for d in p.paths {
-            r.paths.push(PresetPath {
-                declared: d.to_string(),
-                optional: false,
-            });
+            r.cache(d.to_string(), false);
         }
         for (var, value) in p.env {
             if let EnvValue::Literal(v) = value {
@@ -661,10 +626,7 @@ fn poetry(p: &Preset, dir: &Path, env: Env, r: &mut Resolved) -> Result<()> {
     r.notes.push(format!(
         "poetry keeps its virtualenvs in {venvs} (virtualenvs.in-project is false); caching this project's, {own}, named after this checkout's path, so a checkout at another path is another entry (POETRY_VIRTUALENVS_IN_PROJECT set to true shares one)"
     ));
-    r.paths.push(PresetPath {
-        declared: own,
-        optional: false,
-    });
+    r.cache(own, false);
     Ok(())
 }
 
