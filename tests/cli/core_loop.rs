@@ -1001,9 +1001,10 @@ fn a_restore_killed_midway_leaves_the_previous_tree_and_the_next_run_recovers() 
 
     // SIGKILL while the restore is extracting into its staging directory.
     let mut child = p
-        .std_cmd()
+        .test()
         .arg("restore")
         .args(args)
+        .std_command()
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -45,8 +45,8 @@ fn presets_json_panicked_on_a_closed_stdout() {
     for args in commands {
         // A reader that is gone (`| head -1`), and a stdout the caller closed (`>&-`).
         for closed in [false, true] {
-            let mut c = p.std_cmd();
-            c.args(*args).stderr(Stdio::piped());
+            let mut c = p.test().args(*args).std_command();
+            c.stderr(Stdio::piped());
             if closed {
                 // SAFETY: runs in the child between fork and exec, closing only its stdout.
                 unsafe {
@@ -232,8 +232,7 @@ fn an_unreadable_file_under_a_cached_path_named_the_directory() {
     fs::create_dir_all(p.path("out/sub")).unwrap();
     fs::write(p.path("out/sub/locked"), "secret").unwrap();
     fs::set_permissions(p.path("out/sub/locked"), fs::Permissions::from_mode(0o000)).unwrap();
-    let mut c = p.std_cmd();
-    c.args(["save", "--lock", "app.lock", "--path", "out"]);
+    let mut c = p.test().arg("save").args(ARGS).std_command();
     // root reads every file: the save runs as nobody, who owns the project and its store.
     if unsafe { libc::geteuid() } == 0 {
         let nobody = 65534;

@@ -149,8 +149,9 @@ fn ls_into_a_closed_pipe_panicked() {
     // stderr goes to a file: a pipe nobody reads while the test waits on stdout could fill.
     let err_path = p.tmp.path().join("ls.stderr");
     let mut child = p
-        .std_cmd()
+        .test()
         .arg("ls")
+        .std_command()
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&err_path).unwrap())
         .spawn()

@@ -386,12 +386,12 @@ fn s3_an_upload_killed_midway_leaves_no_entry_and_prune_aborts_its_multipart_upl
     p.write("app.lock", "v1");
     // One 5 MiB part at a time, so the upload is still running when the job is killed.
     let mut child = p
-        .std_cmd()
-        .args(["ensure", "--lock", "app.lock", "--path", "out"])
-        .args(["--concurrency", "1", "--chunk-size", "5M", "--"])
-        .args(tree_cmd(
-            "mkdir -p out && head -c 150000000 /dev/urandom > out/big",
-        ))
+        .test()
+        .ensure(
+            &[&ARGS[..], &["--concurrency", "1", "--chunk-size", "5M"]].concat(),
+            &tree_cmd("mkdir -p out && head -c 150000000 /dev/urandom > out/big"),
+        )
+        .std_command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

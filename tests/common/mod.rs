@@ -129,10 +129,15 @@ impl Project {
     /// secrets shows up in what it printed.
     pub fn run(&self, c: &mut Command) -> Output {
         let out = c.output().unwrap();
-        if let Some(s) = &self.remote {
-            assert_no_secrets(&out, &s.secrets());
-        }
+        self.assert_no_store_secrets(&out);
         out
+    }
+
+    /// Fails if any of the store's secrets shows up in what a cachegate run printed.
+    pub fn assert_no_store_secrets(&self, out: &Output) {
+        if let Some(s) = &self.remote {
+            assert_no_secrets(out, &s.secrets());
+        }
     }
 
     pub fn write(&self, rel: &str, content: &str) -> &Self {
@@ -146,17 +151,8 @@ impl Project {
         self.dir.join(rel)
     }
 
-    /// `cachegate` in the project dir with a scrubbed environment and the project's store,
-    /// as a plain `std::process::Command`: for the builder, and for tests that spawn cachegate
-    /// and wait on (or kill) the child themselves.
-    pub fn std_cmd(&self) -> std::process::Command {
-        self.std_cmd_of(std::process::Command::new(assert_cmd::cargo::cargo_bin(
-            "cachegate",
-        )))
-    }
-
     /// `c` (a cachegate binary, or what launches one) given the project's dir, scrubbed
-    /// environment and store.
+    /// environment and store. Tests get it through a step (`p.test()…std_command()`).
     pub fn std_cmd_of(&self, mut c: std::process::Command) -> std::process::Command {
         c.current_dir(&self.dir).env_clear();
         for keep in ["PATH", "LANG", "TMPDIR", "RUST_BACKTRACE"] {

@@ -235,8 +235,6 @@ pub fn parallel_saves(p: &Project, n: usize, env: &[(String, String)]) {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(warnings(&o), 0, "{}", stderr(&o));
-        if let Some(store) = &p.remote {
-            super::assert_no_secrets(&o, &store.secrets());
-        }
+        p.assert_no_store_secrets(&o);
     }
 }
